@@ -1,0 +1,41 @@
+# The two commands a newcomer types: `make demo` and `make test`.
+# Each sets up what it needs (a venv in .venv; as root, the Debian packages) first.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+export ANSIBLE_NOCOLOR ?= 1
+
+.PHONY: demo test lint unit integration system-deps venv tools clean bench
+
+demo: venv
+	$(BIN)/fleetprof demo
+
+test: venv system-deps lint
+	$(BIN)/python -m pytest -q tests
+
+unit: venv
+	$(BIN)/python -m pytest -q tests/unit
+
+integration: venv
+	$(BIN)/python -m pytest -q tests/integration
+
+lint: venv
+	$(BIN)/ruff check orchestrator tests examples
+	$(BIN)/ruff format --check orchestrator tests examples
+	$(BIN)/mypy
+	$(BIN)/ansible-lint --profile production playbooks roles
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/bootstrap.sh
+	bash scripts/bootstrap.sh "$(PYTHON)" "$(VENV)"
+	touch $(STAMP)
+
+# Debian packages the tests need; only as root, and only what is missing.
+system-deps:
+	bash scripts/system-deps.sh
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,125 @@
+"""Values that cross stage boundaries: what preflight learns, what plan decides.
+
+They are written to and read from the run directory as JSON (see docs/run-directory.md),
+so each has a lossless ``to_dict`` / ``from_dict`` pair.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from enum import StrEnum
+from typing import Any
+
+PLAN_SCHEMA = "fleetprof.plan/1"
+MANIFEST_SCHEMA = "fleetprof.manifest/1"
+REPORT_SCHEMA = "fleetprof.report/1"
+
+
+class HostStatus(StrEnum):
+    OK = "ok"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    UNREACHABLE = "unreachable"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class ClockOffset:
+    """Device clock minus controller clock, measured NTP-style over one round trip."""
+
+    offset_s: float
+    uncertainty_s: float
+
+    @property
+    def correction_s(self) -> float:
+        """The offset worth applying: one smaller than its own uncertainty is noise."""
+        return self.offset_s if abs(self.offset_s) > self.uncertainty_s else 0.0
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """One device as preflight saw it."""
+
+    host: str
+    arch: str
+    hw_model: str
+    hw_model_source: str  # hostvar | device-tree | dmi | cpu | unknown
+    os: str
+    kernel: str
+    python: str
+    cores: int
+    memory_mb: int
+    disk_free_mb: int
+    home: str
+    is_root: bool
+    ptrace_scope: int | None  # None when the kernel has no Yama LSM
+    can_attach: bool
+    attach_reason: str | None
+    clock: ClockOffset
+    tools: dict[str, str] = field(default_factory=dict)  # tool name -> path on the device
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> HostFacts:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["clock"] = ClockOffset(**data["clock"])
+        values["tools"] = dict(data.get("tools") or {})
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class TargetPlan:
+    mode: str  # attach | launch
+    process: str | None = None
+    pid: int | None = None
+    pidfile: str | None = None
+    command: list[str] | None = None
+    cwd: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    via_profiler: bool = False
+
+
+@dataclass(frozen=True)
+class ProfilerPlan:
+    name: str
+    status: str  # planned | skipped
+    reason: str | None
+    argv: list[str]
+    launch_argv: list[str]
+    outputs: list[str]
+    max_bytes: int
+
+
+@dataclass(frozen=True)
+class SessionPlan:
+    """Everything the device-side runner needs, and nothing it must ask for later."""
+
+    campaign: str
+    run_id: str
+    host: str
+    workdir: str
+    archive: str
+    t0_device: float
+    deadline_device: float
+    grace_s: float
+    clock_offset_s: float
+    target: TargetPlan
+    profilers: list[ProfilerPlan]
+    schema: str = PLAN_SCHEMA
+
+    @property
+    def runnable(self) -> bool:
+        return any(p.status == "planned" for p in self.profilers)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SessionPlan:
+        values = dict(data)
+        values["target"] = TargetPlan(**data["target"])
+        values["profilers"] = [ProfilerPlan(**p) for p in data["profilers"]]
+        return cls(**values)

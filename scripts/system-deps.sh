@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Install the Debian packages the test suite needs, when running as root and missing.
+# Without root the tests that need them are skipped with that reason.
+set -euo pipefail
+needed=()
+command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || needed+=(openssh-server)
+command -v ssh >/dev/null 2>&1 || needed+=(openssh-client)
+command -v unshare >/dev/null 2>&1 || needed+=(util-linux)
+[ ${#needed[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "not root or no apt-get: tests needing ${needed[*]} will be skipped" >&2
+    exit 0
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${needed[@]}"

@@ -108,11 +108,19 @@ class SessionPlan:
     clock_offset_s: float
     target: TargetPlan
     profilers: list[ProfilerPlan]
+    # What provision pushes first: tool name -> {"src": controller path, "sha256", "dest"}.
+    tools: dict[str, dict[str, str]] = field(default_factory=dict)
     schema: str = PLAN_SCHEMA
 
     @property
     def runnable(self) -> bool:
         return any(p.status == "planned" for p in self.profilers)
+
+    @property
+    def skip_reason(self) -> str | None:
+        if self.runnable:
+            return None
+        return "; ".join(f"{p.name}: {p.reason}" for p in self.profilers) or "nothing to run"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,0 +1,211 @@
+"""The one place that calls ansible-runner: run a stage's playbook, turn events into results.
+
+Each stage is one playbook run in the campaign's own private data directory
+(``RUN_DIR/ansible``), one ``ident`` per stage. The event handler keeps what the stages
+need (per host: reachable or not, the failure message, the results of a few named module
+actions with their controller-side timestamps) and returns ``False`` so runner writes no
+file per event: at fleet scale per-event files dominate (AWX does the same).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import ansible_runner
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PLAYBOOKS_DIR = REPO_ROOT / "playbooks"
+ANSIBLE_CFG = REPO_ROOT / "ansible.cfg"
+
+
+@dataclass
+class Capture:
+    """One module result we asked for, with when the controller saw it start and end."""
+
+    res: dict[str, Any]
+    started: float | None
+    finished: float
+
+
+@dataclass
+class HostOutcome:
+    unreachable: bool = False
+    failed: bool = False
+    message: str | None = None
+    captures: dict[str, Capture] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.unreachable or self.failed)
+
+
+@dataclass
+class StageResult:
+    stage: str
+    rc: int
+    status: str
+    cancelled: bool
+    hosts: dict[str, HostOutcome]
+
+    def outcome(self, host: str) -> HostOutcome:
+        return self.hosts.get(host) or HostOutcome(
+            failed=True, message=f"{self.stage}: the host was not in the play"
+        )
+
+
+ProgressFn = Callable[[str, str, str], None]  # (stage, host, event: ok|failed|unreachable)
+
+
+def _timestamp(event: Mapping[str, Any]) -> float:
+    created = event.get("created")
+    if isinstance(created, str):
+        try:
+            return datetime.fromisoformat(created).replace(tzinfo=UTC).timestamp()
+        except ValueError:
+            pass
+    return datetime.now(UTC).timestamp()
+
+
+def _short_action(action: str) -> str:
+    return action.rsplit(".", 1)[-1]
+
+
+def _failure_message(res: Mapping[str, Any]) -> str:
+    for key in ("msg", "stderr", "module_stderr", "reason"):
+        value = res.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip().splitlines()[-1][:500] if key != "msg" else value.strip()[:500]
+    return "failed without a message"
+
+
+class _Collector:
+    def __init__(self, stage: str, capture: Iterable[str], progress: ProgressFn | None) -> None:
+        self.stage = stage
+        self.capture = set(capture)
+        self.progress = progress
+        self.hosts: dict[str, HostOutcome] = {}
+        self.started: dict[tuple[str, str], float] = {}
+        self.lock = threading.Lock()
+
+    def __call__(self, event: dict[str, Any]) -> bool:
+        kind = event.get("event", "")
+        data = event.get("event_data") or {}
+        host = data.get("host")
+        if not host or not kind.startswith("runner_on_"):
+            return False
+        action = _short_action(str(data.get("task_action", "")))
+        uuid = str(data.get("task_uuid", ""))
+        res = data.get("res") or {}
+        with self.lock:
+            outcome = self.hosts.setdefault(host, HostOutcome())
+            if kind == "runner_on_start":
+                self.started[(host, uuid)] = _timestamp(event)
+            elif kind == "runner_on_ok":
+                if action in self.capture:
+                    outcome.captures[action] = Capture(
+                        res=dict(res),
+                        started=self.started.get((host, uuid)),
+                        finished=_timestamp(event),
+                    )
+            elif kind == "runner_on_unreachable":
+                outcome.unreachable = True
+                outcome.message = _failure_message(res)
+                self._tell(host, "unreachable")
+            elif kind == "runner_on_failed" and not data.get("ignore_errors"):
+                outcome.failed = True
+                outcome.message = f"{data.get('task', action)}: {_failure_message(res)}"
+                self._tell(host, "failed")
+        return False
+
+    def _tell(self, host: str, what: str) -> None:
+        if self.progress is not None:
+            self.progress(self.stage, host, what)
+
+    def finish(self, hosts: Iterable[str]) -> None:
+        for host in hosts:
+            outcome = self.hosts.setdefault(host, HostOutcome())
+            if outcome.ok:
+                self._tell(host, "ok")
+
+
+def run_stage(
+    stage: str,
+    *,
+    run_dir: Path,
+    inventory: str,
+    hosts: list[str],
+    extravars: Mapping[str, Any] | None = None,
+    forks: int | None = None,
+    capture: Iterable[str] = (),
+    progress: ProgressFn | None = None,
+    cancel: threading.Event | None = None,
+) -> StageResult:
+    """Run ``playbooks/<stage>.yml`` on exactly ``hosts`` and report per host."""
+    if not hosts:
+        return StageResult(stage=stage, rc=0, status="successful", cancelled=False, hosts={})
+    private = run_dir / "ansible"
+    private.mkdir(parents=True, exist_ok=True)
+    collector = _Collector(stage, capture, progress)
+    cancel = cancel or threading.Event()
+    variables = {"fleetprof_run_dir": str(run_dir.resolve()), **(extravars or {})}
+    envvars = {
+        "ANSIBLE_CONFIG": str(ANSIBLE_CFG),
+        "ANSIBLE_ROLES_PATH": str(REPO_ROOT / "roles"),
+        # runner turns host key checking off unless told: fleetprof never does.
+        "ANSIBLE_HOST_KEY_CHECKING": "True",
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_LOCALHOST_WARNING": "False",
+        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "False",
+        "ANSIBLE_DEPRECATION_WARNINGS": "False",
+    }
+    for passthrough in ("SSH_AUTH_SOCK", "HOME", "PATH"):
+        if passthrough in os.environ:
+            envvars.setdefault(passthrough, os.environ[passthrough])
+    runner = ansible_runner.run(
+        private_data_dir=str(private),
+        project_dir=str(PLAYBOOKS_DIR),
+        playbook=str(PLAYBOOKS_DIR / f"{stage}.yml"),
+        inventory=[inventory],
+        limit=",".join(hosts),
+        extravars=variables,
+        envvars=envvars,
+        forks=forks,
+        ident=stage,
+        event_handler=collector,
+        cancel_callback=cancel.is_set,
+        quiet=True,
+        suppress_env_files=True,
+    )
+    collector.finish(hosts)
+    result = StageResult(
+        stage=stage,
+        rc=int(runner.rc if runner.rc is not None else -1),
+        status=str(runner.status),
+        cancelled=runner.status == "canceled",
+        hosts=collector.hosts,
+    )
+    if runner.status not in ("successful", "failed", "canceled"):
+        # The playbook itself did not run (bad inventory, syntax, runner error): every
+        # host gets the reason instead of a silent "not in the play".
+        reason = _stdout_tail(private / "artifacts" / stage / "stdout")
+        for host in hosts:
+            outcome = result.hosts.setdefault(host, HostOutcome())
+            if outcome.ok:
+                outcome.failed = True
+                outcome.message = f"{stage} did not run ({runner.status}): {reason}"
+    return result
+
+
+def _stdout_tail(path: Path, lines: int = 3) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "no output"
+    tail = [line for line in text.splitlines() if line.strip()][-lines:]
+    return " | ".join(tail)[:500] or "no output"

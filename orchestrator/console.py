@@ -1,0 +1,75 @@
+"""The terminal edge: live progress of a campaign with rich (phase, hosts done / failed)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+
+class ConsoleUi:
+    """Implements flow.Ui; one progress line per stage, a countdown for the window."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[detail]}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        )
+        self.tasks: dict[str, int] = {}
+        self.counts: dict[str, Counter[str]] = {}
+        self.lock = threading.Lock()
+        self.stop_ticker = threading.Event()
+
+    def __enter__(self) -> ConsoleUi:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_ticker.set()
+        self.progress.stop()
+
+    def stage(self, name: str, hosts: int) -> None:
+        with self.lock:
+            self.tasks[name] = self.progress.add_task(f"{name:<10}", total=hosts, detail="")
+            self.counts[name] = Counter()
+
+    def host(self, stage: str, host: str, event: str) -> None:
+        with self.lock:
+            task = self.tasks.get(stage)
+            if task is None:
+                return
+            self.counts[stage][event] += 1
+            bad = {k: v for k, v in self.counts[stage].items() if k != "ok"}
+            detail = ", ".join(f"{v} {k}" for k, v in sorted(bad.items()))
+            self.progress.update(task, advance=1, detail=f"[red]{detail}[/]" if detail else "")
+            if event != "ok":
+                self.progress.console.print(f"  [red]{escape(host)}[/]: {event} in {stage}")
+
+    def window(self, t0: float, deadline: float) -> None:
+        total = max(deadline - time.time(), 1.0)
+        task = self.progress.add_task("window    ", total=round(total, 1), detail="starting")
+        stop = self.stop_ticker
+
+        def tick() -> None:
+            while not stop.wait(0.5):
+                now = time.time()
+                if now >= deadline:
+                    self.progress.update(task, completed=total, detail="window closed")
+                    return
+                detail = f"starts in {t0 - now:.0f}s" if now < t0 else "profiling"
+                self.progress.update(task, completed=total - (deadline - now), detail=detail)
+
+        threading.Thread(target=tick, daemon=True).start()
+
+    def note(self, text: str) -> None:
+        self.progress.console.print(text)

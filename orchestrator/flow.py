@@ -1,0 +1,242 @@
+"""The flow of one campaign (DESIGN.md): load -> preflight -> plan -> provision -> session
+-> collect -> parse -> analyze -> render, each stage leaving its files in the run directory.
+
+Errors are values on the way: a host that fails a stage gets its status and reason in
+``hosts/<host>/status.json`` and drops out of the later stages; the others go on.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from orchestrator import toolcache
+from orchestrator.analysis.fleet import build_report
+from orchestrator.ansible import HostOutcome, ProgressFn, StageResult, run_stage
+from orchestrator.campaign import Campaign
+from orchestrator.inventory import Inventory
+from orchestrator.models import ClockOffset, HostFacts, HostStatus
+from orchestrator.parse import host_view
+from orchestrator.plan import ToolChoice, make_plan, reschedule
+from orchestrator.report.html import render_html
+from orchestrator.runs import RunDir, read_json, write_json, write_text
+from orchestrator.safetar import UnsafeArchive
+
+
+class Ui(Protocol):
+    """What the flow tells the person watching; the terminal edge implements it."""
+
+    def stage(self, name: str, hosts: int) -> None: ...
+    def host(self, stage: str, host: str, event: str) -> None: ...
+    def window(self, t0: float, deadline: float) -> None: ...
+    def note(self, text: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    run: RunDir
+    report: dict[str, Any]
+    interrupted: bool
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return 130
+        summary = self.report["summary"]
+        return 0 if summary["ok"] == summary["hosts"] and summary["hosts"] > 0 else 3
+
+
+def clock_offset(device_time: float, started: float | None, finished: float) -> ClockOffset:
+    """NTP-style: the device read its clock somewhere between the controller's two stamps."""
+    if started is None or started > finished:
+        return ClockOffset(offset_s=0.0, uncertainty_s=float("inf"))
+    midpoint = (started + finished) / 2.0
+    return ClockOffset(offset_s=device_time - midpoint, uncertainty_s=(finished - started) / 2.0)
+
+
+def facts_from(host: str, outcome: HostOutcome) -> HostFacts | None:
+    capture = outcome.captures.get("fleetprof_facts")
+    if capture is None:
+        return None
+    raw = capture.res.get("facts")
+    device_time = capture.res.get("device_time")
+    if not isinstance(raw, dict) or not isinstance(device_time, int | float):
+        return None
+    clock = clock_offset(float(device_time), capture.started, capture.finished)
+    return HostFacts.from_dict({**raw, "host": host, "clock": clock.__dict__})
+
+
+class CampaignRun:
+    def __init__(
+        self,
+        campaign: Campaign,
+        inventory: Inventory,
+        out_root: Path,
+        *,
+        forks: int | None,
+        ui: Ui,
+        cancel: threading.Event,
+        tool_log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.campaign = campaign
+        self.inventory = inventory
+        self.forks = forks
+        self.ui = ui
+        self.cancel = cancel
+        self.tool_log = tool_log
+        self.run = RunDir.create(out_root, campaign.name)
+        self.active: list[str] = list(inventory.hosts)
+
+    # -- helpers -------------------------------------------------------------------
+    def _stage(self, name: str, extravars: dict[str, Any] | None = None,
+               capture: tuple[str, ...] = ()) -> StageResult:
+        self.ui.stage(name, len(self.active))
+        progress: ProgressFn = self.ui.host
+        result = run_stage(
+            name,
+            run_dir=self.run.path,
+            inventory=self.inventory.source,
+            hosts=list(self.active),
+            extravars=extravars,
+            forks=self.forks,
+            capture=capture,
+            progress=progress,
+            cancel=self.cancel,
+        )
+        kept = []
+        for host in self.active:
+            outcome = result.outcome(host)
+            if outcome.unreachable:
+                self.run.write_status(host, name, HostStatus.UNREACHABLE, outcome.message)
+            elif not outcome.ok:
+                self.run.write_status(host, name, HostStatus.FAILED, outcome.message)
+            elif result.cancelled:
+                self.run.write_status(host, name, HostStatus.FAILED, f"{name}: interrupted")
+            else:
+                kept.append(host)
+        self.active = kept
+        return result
+
+    def _drop(self, host: str, stage: str, status: str, reason: str) -> None:
+        self.run.write_status(host, stage, status, reason)
+        self.active.remove(host)
+
+    # -- stages --------------------------------------------------------------------
+    def preflight(self) -> dict[str, HostFacts]:
+        result = self._stage("preflight", capture=("fleetprof_facts",))
+        facts: dict[str, HostFacts] = {}
+        for host in list(self.active):
+            found = facts_from(host, result.outcome(host))
+            if found is None:
+                self._drop(host, "preflight", HostStatus.FAILED, "preflight returned no facts")
+                continue
+            self.run.write_facts(found)
+            self.run.write_status(host, "preflight", "preflighted", None)
+            facts[host] = found
+        return facts
+
+    def tools(self, facts: dict[str, HostFacts]) -> dict[str, ToolChoice]:
+        choices: dict[str, ToolChoice] = {}
+        version = toolcache.PYSPY_VERSION
+        for arch in sorted({f.arch for f in facts.values()}):
+            try:
+                tool = toolcache.ensure_pyspy(arch, log=self.tool_log)
+                choices[arch] = ToolChoice(tool.version, str(tool.path), tool.sha256, None)
+            except toolcache.ToolCacheError as err:
+                choices[arch] = ToolChoice(version, None, None, str(err))
+        return choices
+
+    def plan(self, facts: dict[str, HostFacts], tools: dict[str, ToolChoice]) -> None:
+        t0 = time.time() + self.campaign.start.lead_s
+        for host in list(self.active):
+            plan = make_plan(self.campaign, facts[host], self.run.run_id, tools[facts[host].arch], t0)
+            self.run.write_plan(plan)
+            if not plan.runnable:
+                self._drop(host, "plan", HostStatus.SKIPPED, plan.skip_reason or "nothing to run")
+            else:
+                self.run.write_status(host, "plan", "planned", None)
+
+    def schedule(self) -> tuple[float, float]:
+        """A fresh common start for every remaining host, just before the session."""
+        t0 = time.time() + self.campaign.start.lead_s
+        for host in self.active:
+            plan = self.run.read_plan(host)
+            assert plan is not None
+            self.run.write_plan(reschedule(plan, t0))
+        return t0, t0 + self.campaign.duration_s
+
+    def collect(self) -> None:
+        self._stage("collect")
+        for host in self.active:
+            try:
+                extracted = self.run.unpack(host)
+            except UnsafeArchive as err:
+                self.run.write_status(host, "collect", HostStatus.FAILED, f"unsafe archive: {err}")
+                continue
+            reason = "; ".join(extracted.rejected)[:1000] if extracted.rejected else None
+            self.run.write_status(host, "collect", "collected", reason)
+
+    def execute(self) -> RunOutcome:
+        self.run.path.joinpath("campaign.yml").write_bytes(self.campaign.source.read_bytes())
+        write_json(
+            self.run.path / "run.json",
+            {
+                "campaign": self.campaign.name,
+                "run_id": self.run.run_id,
+                "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "duration_s": self.campaign.duration_s,
+                "mode": self.campaign.target.mode,
+                "inventory": self.inventory.source,
+                "hosts": self.inventory.hosts,
+            },
+        )
+        for host in self.inventory.hosts:
+            self.run.write_status(host, "load", "pending", None)
+        steps: list[Callable[[], None]] = []
+        facts: dict[str, HostFacts] = {}
+
+        def do_preflight() -> None:
+            facts.update(self.preflight())
+
+        def do_plan() -> None:
+            self.plan(facts, self.tools(facts))
+
+        def do_provision() -> None:
+            self._stage("provision")
+
+        def do_session() -> None:
+            t0, deadline = self.schedule()
+            self.ui.window(t0, deadline)
+            self._stage("session")
+
+        steps = [do_preflight, do_plan, do_provision, do_session, self.collect]
+        for step in steps:
+            if self.cancel.is_set() or not self.active:
+                break
+            step()
+        interrupted = self.cancel.is_set()
+        if interrupted:
+            for host in self.active:
+                self.run.write_status(host, "interrupted", HostStatus.FAILED, "interrupted by the operator")
+        report = build_outputs(self.run, self.campaign)
+        return RunOutcome(run=self.run, report=report, interrupted=interrupted)
+
+
+def build_outputs(run: RunDir, campaign: Campaign) -> dict[str, Any]:
+    """Stages 7-9 from the run directory alone: report.json first, then what renders it."""
+    meta = read_json(run.path / "run.json")
+    views = [host_view(run, host, campaign) for host in meta.get("hosts") or run.hosts()]
+    report = build_report(meta, views)
+    write_json(run.path / "report.json", report)
+    write_text(run.path / "report.html", render_html(report))
+    return report
+
+
+def remove_run(run: RunDir) -> None:
+    shutil.rmtree(run.path, ignore_errors=True)

@@ -1,0 +1,104 @@
+"""Inventory loading: any Ansible inventory source, read by Ansible itself.
+
+The product reaches devices only through ansible-runner; here Ansible's own inventory
+code answers which hosts a campaign selects, so ``-i`` accepts whatever
+``ansible-playbook -i`` does (a file, a directory, a plugin config, ``host1,host2,``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from orchestrator.ansible import REPO_ROOT
+
+DEFAULT_INVENTORY = REPO_ROOT / "inventory" / "localhost.yml"
+
+
+class InventoryError(Exception):
+    """Bad inventory input; the message names the source and what is wrong."""
+
+
+@dataclass(frozen=True)
+class Inventory:
+    source: str  # what ansible-runner gets as -i: an absolute path or a host list
+    hosts: list[str]
+
+
+def _is_host_list(source: str) -> bool:
+    return "," in source and not Path(source).exists()
+
+
+def resolve_source(source: str | None) -> str:
+    if source is None:
+        return str(DEFAULT_INVENTORY)
+    if _is_host_list(source):
+        return source
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise InventoryError(f"{source}: inventory not found")
+    if path.is_file() and not os.access(path, os.R_OK):
+        raise InventoryError(f"{source}: inventory is not readable")
+    return str(path.resolve())
+
+
+def load_inventory(source: str | None, pattern: str, limit: str | None = None) -> Inventory:
+    """Hosts selected by ``pattern`` (the campaign's ``hosts``) and ``limit`` (``-l``)."""
+    resolved = resolve_source(source)
+    from ansible import constants
+    from ansible.errors import AnsibleError
+    from ansible.inventory.manager import InventoryManager
+    from ansible.parsing.dataloader import DataLoader
+
+    from ansible.utils.display import Display
+
+    # A source no plugin can parse must be an error here, not a warning and zero hosts.
+    constants.INVENTORY_UNPARSED_IS_FAILED = True  # type: ignore[attr-defined]
+    shown = source or str(DEFAULT_INVENTORY)
+    display = Display()
+    warnings: list[str] = []
+    originals = display.warning, display.error_as_warning
+
+    def keep(msg: object, exception: BaseException | None = None, *_: object, **__: object) -> None:
+        warnings.append(f"{msg}: {exception}" if exception is not None else str(msg))
+
+    # Ansible prints each plugin's complaint; collect them for one clear message instead.
+    display.warning = keep  # type: ignore[method-assign,assignment]
+    display.error_as_warning = keep  # type: ignore[method-assign,assignment]
+    try:
+        manager = InventoryManager(loader=DataLoader(), sources=[resolved])
+        if limit:
+            manager.subset(limit)
+        hosts = [host.name for host in manager.get_hosts(pattern=pattern)]
+    except AnsibleError:
+        raise InventoryError(f"{shown}: {_parse_failure(resolved, warnings)}") from None
+    finally:
+        display.warning, display.error_as_warning = originals  # type: ignore[method-assign]
+    if not hosts:
+        what = f"hosts pattern {pattern!r}" + (f" with limit {limit!r}" if limit else "")
+        raise InventoryError(f"{shown}: {what} matches no hosts")
+    return Inventory(source=resolved, hosts=hosts)
+
+
+def _parse_failure(source: str, warnings: list[str]) -> str:
+    """The most telling of Ansible's per-plugin complaints about a source."""
+    if source.endswith((".yml", ".yaml")):
+        try:
+            yaml.safe_load(Path(source).read_text(errors="replace"))
+        except yaml.MarkedYAMLError as err:
+            mark = err.problem_mark
+            where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+            return f"YAML syntax error at {where}{err.problem or err}"
+        except yaml.YAMLError as err:
+            return f"YAML syntax error: {err}"
+    preferred = "'yaml'" if source.endswith((".yml", ".yaml", ".json")) else "'ini'"
+    failures = [w for w in warnings if w.startswith("Failed to parse")]
+    chosen = next((w for w in failures if preferred in w), failures[0] if failures else "")
+    lines = [line.strip() for line in chosen.splitlines() if line.strip()]
+    if not lines:
+        return "cannot be parsed as an Ansible inventory"
+    origin = next((line for line in lines if line.startswith("Origin:")), "")
+    return lines[0] + (f" ({origin})" if origin else "")

@@ -1,0 +1,94 @@
+"""Stage 7: one host's raw files -> its normalized entry for the report.
+
+Reads what the controller recorded (status.json, facts.json, plan.json) and what the
+device brought back (manifest.json and the profiler outputs), all as untrusted data.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from orchestrator.analysis.fleet import HostView
+from orchestrator.campaign import Campaign
+from orchestrator.models import HostStatus
+from orchestrator.profilers import pyspy
+from orchestrator.runs import RunDir
+
+WORKLOAD_FILE = "fps.json"
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _workload_metrics(session_dir: Path) -> dict[str, float]:
+    """A launched command that writes fps.json into its working directory (the demo
+    workload does) has its frames-per-second figure reported as ``workload.fps``."""
+    path = session_dir / WORKLOAD_FILE
+    try:
+        if not path.is_file() or path.stat().st_size > 1024 * 1024:
+            return {}
+        data = json.loads(path.read_text(encoding="utf-8", errors="replace"))
+    except (OSError, ValueError):
+        return {}
+    fps = _number(data.get("fps")) if isinstance(data, dict) else None
+    return {"workload.fps": round(fps, 3)} if fps is not None else {}
+
+
+def _controller_status(status: dict[str, Any]) -> tuple[str | None, str | None]:
+    value = status.get("status")
+    return (str(value) if value else None), (str(status["reason"]) if status.get("reason") else None)
+
+
+def host_view(run: RunDir, host: str, campaign: Campaign) -> HostView:
+    facts = run.read_facts(host)
+    plan = run.read_plan(host)
+    ctl_status, ctl_reason = _controller_status(run.read_status(host))
+    view = HostView(
+        name=host,
+        hw_model=facts.hw_model if facts else "unknown",
+        arch=facts.arch if facts else "unknown",
+        status=ctl_status or HostStatus.FAILED,
+        reason=ctl_reason,
+    )
+    if plan is not None:
+        view.profilers = {p.name: {"status": p.status, "reason": p.reason} for p in plan.profilers}
+    manifest = run.read_manifest(host)
+    if manifest is None:
+        if ctl_status in (None, "collected"):
+            view.status, view.reason = HostStatus.FAILED, ctl_reason or "no manifest came back"
+        return view
+
+    session_dir = run.session_dir(host)
+    view.status = _manifest_status(manifest.get("status"))
+    view.reason = str(manifest["reason"])[:1000] if manifest.get("reason") else None
+    if plan is not None:
+        started = _number(manifest.get("started_at_controller"))
+        t0 = plan.t0_device - plan.clock_offset_s
+        if started is not None:
+            view.start_offset_ms = round((started - t0) * 1000.0, 1)
+    entries = manifest.get("profilers")
+    entries = entries if isinstance(entries, dict) else {}
+    spec = campaign.profilers.py_spy
+    entry = entries.get(pyspy.NAME)
+    if spec is not None and isinstance(entry, dict):
+        view.profilers[pyspy.NAME] = {
+            "status": str(entry.get("status") or "failed"),
+            "reason": str(entry["reason"])[:1000] if entry.get("reason") else None,
+        }
+        result = pyspy.parse(session_dir, entry, spec)
+        view.metrics.update(result.metrics)
+        view.top_functions = result.top_functions
+        view.flamegraph = result.flamegraph
+        view.data_quality.extend(result.data_quality)
+    view.metrics.update(_workload_metrics(session_dir))
+    return view
+
+
+def _manifest_status(value: Any) -> str:
+    allowed = {HostStatus.OK.value, HostStatus.PARTIAL.value, HostStatus.FAILED.value}
+    return str(value) if value in allowed else HostStatus.FAILED.value

@@ -1,0 +1,82 @@
+"""Campaign x HostFacts -> SessionPlan: pure, so every decision is testable without a fleet.
+
+A plan is made twice: once after preflight (which profilers each host can run, what to
+push), and once more just before the session with a fresh common start T0, so the time
+spent provisioning never eats into the lead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from orchestrator.campaign import Campaign
+from orchestrator.models import HostFacts, SessionPlan, TargetPlan
+from orchestrator.profilers import pyspy
+
+DEFAULT_GRACE_S = 10.0
+
+
+@dataclass(frozen=True)
+class ToolChoice:
+    """What the controller's tool cache has for one architecture."""
+
+    version: str
+    src: str | None  # controller path of the binary; None when there is no build
+    sha256: str | None
+    problem: str | None  # why there is no binary (no build for the arch, download failed)
+
+
+def _target(campaign: Campaign, facts: HostFacts) -> TargetPlan:
+    attach, launch = campaign.target.attach, campaign.target.launch
+    if attach is not None:
+        return TargetPlan(mode="attach", process=attach.process, pid=attach.pid, pidfile=attach.pidfile)
+    assert launch is not None
+    return TargetPlan(
+        mode="launch",
+        command=list(launch.command),
+        cwd=launch.cwd,
+        env=dict(launch.env),
+        # Where the kernel lets a process trace only its descendants, py-spy must be the
+        # one that starts the command.
+        via_profiler=not facts.can_attach,
+    )
+
+
+def make_plan(
+    campaign: Campaign,
+    facts: HostFacts,
+    run_id: str,
+    tool: ToolChoice,
+    t0: float,
+    grace_s: float = DEFAULT_GRACE_S,
+) -> SessionPlan:
+    """One host's session: where its files go, when it starts, what it runs."""
+    base = f"{facts.home.rstrip('/')}/.fleetprof/runs/{campaign.name}"
+    binary = pyspy.device_path(facts, tool.version) if tool.src else None
+    profilers = [pyspy.plan(campaign, facts, binary, tool.problem)]
+    tools: dict[str, dict[str, str]] = {}
+    if binary and tool.src and tool.sha256 and profilers[0].status == "planned":
+        tools[pyspy.NAME] = {"src": tool.src, "sha256": tool.sha256, "dest": binary}
+    t0_device = t0 + facts.clock.correction_s
+    return SessionPlan(
+        campaign=campaign.name,
+        run_id=run_id,
+        host=facts.host,
+        workdir=f"{base}/{run_id}",
+        archive=f"{base}/{run_id}.tar.gz",
+        t0_device=t0_device,
+        deadline_device=t0_device + campaign.duration_s,
+        grace_s=grace_s,
+        clock_offset_s=facts.clock.correction_s,
+        target=_target(campaign, facts),
+        profilers=profilers,
+        tools=tools,
+    )
+
+
+def reschedule(plan: SessionPlan, t0: float) -> SessionPlan:
+    """The same plan with a new common start (controller clock) and the same window."""
+    duration = plan.deadline_device - plan.t0_device
+    t0_device = t0 + plan.clock_offset_s
+    return dataclasses.replace(plan, t0_device=t0_device, deadline_device=t0_device + duration)

@@ -1,0 +1,151 @@
+"""py-spy: where a Python process spends its time, sampled from outside the process.
+
+What it needs on a device (a build for the architecture, ptrace permission), the argv the
+runner executes, and the parser from its folded output to normalized data.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestrator.analysis.stacks import flame_tree, read_folded, top_functions
+from orchestrator.campaign import Campaign, PySpySpec
+from orchestrator.models import HostFacts, ProfilerPlan
+
+NAME = "py-spy"
+OUTPUT = "py-spy.folded"
+MAX_BYTES = 64 * 1024 * 1024
+# Below this share of the requested rate a host's profile is marked as short of samples.
+MIN_RATE_FRACTION = 0.8
+BEHIND = re.compile(r"behind in sampling", re.IGNORECASE)
+
+
+def device_path(facts: HostFacts, version: str) -> str:
+    return f"{facts.home.rstrip('/')}/.fleetprof/tools/py-spy/{version}/py-spy"
+
+
+def skip_reason(campaign: Campaign, facts: HostFacts, tool_problem: str | None) -> str | None:
+    """Why this host cannot run py-spy for this campaign, decided before anything runs."""
+    if tool_problem:
+        return tool_problem
+    if facts.ptrace_scope == 3:
+        return "kernel.yama.ptrace_scope=3 forbids ptrace for everyone: py-spy cannot sample"
+    if campaign.target.mode == "attach" and not facts.can_attach:
+        return facts.attach_reason or "py-spy may not attach to processes on this host"
+    return None
+
+
+def _options(spec: PySpySpec, duration_s: float) -> list[str]:
+    options = [
+        "--duration",
+        str(max(1, math.ceil(duration_s))),
+        "--rate",
+        str(spec.rate),
+        "--format",
+        "raw",
+        "--output",
+        OUTPUT,
+    ]
+    for flag, wanted in (
+        ("--native", spec.native),
+        ("--idle", spec.idle),
+        ("--gil", spec.gil),
+        ("--subprocesses", spec.subprocesses),
+        ("--nonblocking", spec.nonblocking),
+    ):
+        if wanted:
+            options.append(flag)
+    return options
+
+
+def plan(
+    campaign: Campaign, facts: HostFacts, binary: str | None, tool_problem: str | None
+) -> ProfilerPlan:
+    spec = campaign.profilers.py_spy
+    assert spec is not None
+    reason = skip_reason(campaign, facts, tool_problem)
+    if reason is not None or binary is None:
+        return ProfilerPlan(
+            name=NAME,
+            status="skipped",
+            reason=reason or "no py-spy binary",
+            argv=[],
+            launch_argv=[],
+            outputs=[OUTPUT],
+            max_bytes=MAX_BYTES,
+        )
+    options = _options(spec, campaign.duration_s)
+    launch = campaign.target.launch
+    return ProfilerPlan(
+        name=NAME,
+        status="planned",
+        reason=None,
+        argv=[binary, "record", "--pid", "{pid}", *options],
+        launch_argv=[binary, "record", *options, "--", *launch.command] if launch else [],
+        outputs=[OUTPUT],
+        max_bytes=MAX_BYTES,
+    )
+
+
+@dataclass
+class ProfileResult:
+    metrics: dict[str, float] = field(default_factory=dict)
+    top_functions: list[dict[str, Any]] = field(default_factory=list)
+    flamegraph: dict[str, Any] | None = None
+    data_quality: list[str] = field(default_factory=list)
+
+
+def parse(session_dir: Path, entry: dict[str, Any], spec: PySpySpec) -> ProfileResult:
+    """Folded stacks -> samples, top functions, flame graph, and how trustworthy they are.
+
+    Without ``idle`` py-spy drops the samples of an idle target, so a low effective rate
+    alone is no fault; it is one when py-spy also said it fell behind, or with ``idle``.
+    """
+    requested_rate = spec.rate
+    result = ProfileResult()
+    path = session_dir / OUTPUT
+    if not path.is_file():
+        return result
+    profile = read_folded(path, max_bytes=MAX_BYTES)
+    result.top_functions = [
+        {
+            "function": stat.function,
+            "file": stat.file,
+            "self_pct": stat.self_pct,
+            "total_pct": stat.total_pct,
+        }
+        for stat in top_functions(profile, limit=25)
+    ]
+    result.flamegraph = flame_tree(profile) if profile.total_samples else None
+    result.metrics["pyspy.samples"] = float(profile.total_samples)
+    result.metrics["pyspy.requested_rate_hz"] = float(requested_rate)
+    behind = len(BEHIND.findall(str(entry.get("stderr_tail") or "")))
+    result.metrics["pyspy.behind_warnings"] = float(behind)
+    if behind:
+        result.data_quality.append(f"py-spy reported falling behind in sampling ({behind}x)")
+    window = _window_s(entry)
+    if window:
+        effective = profile.total_samples / window
+        result.metrics["pyspy.effective_rate_hz"] = round(effective, 2)
+        short = effective < MIN_RATE_FRACTION * requested_rate
+        if short and (spec.idle or behind):
+            result.data_quality.append(
+                f"effective rate {effective:.1f} Hz is short of the {requested_rate} Hz asked"
+            )
+    if profile.malformed_lines:
+        result.data_quality.append(f"{profile.malformed_lines} malformed lines in py-spy output")
+    outputs = entry.get("outputs") or {}
+    if isinstance(outputs, dict) and (outputs.get(OUTPUT) or {}).get("truncated"):
+        result.data_quality.append(f"py-spy output was cut at {MAX_BYTES} bytes")
+    return result
+
+
+def _window_s(entry: dict[str, Any]) -> float | None:
+    start, stop = entry.get("started_at_device"), entry.get("stopped_at_device")
+    if isinstance(start, int | float) and isinstance(stop, int | float) and stop > start:
+        return float(stop - start)
+    return None

@@ -1,0 +1,142 @@
+"""``report.json`` -> a rich summary on the terminal.
+
+Device strings are untrusted twice over here: rich markup (``[bold red]``) must print
+literally, and terminal control sequences (ESC, ...) must not reach the terminal. Both
+are neutralised by :func:`device_text`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+MISSING = "\u2013"  # an en dash stands for a value the report does not have
+
+STATUS_STYLES: dict[str, str] = {
+    "ok": "bold green",
+    "partial": "bold yellow",
+    "failed": "bold red",
+    "unreachable": "bold magenta",
+    "skipped": "dim",
+}
+
+# C0 controls (tab and newline included: a table cell is one line), DEL and C1 controls.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def device_text(value: Any, style: str = "") -> Text:
+    """A device string as literal text: no markup, no control characters."""
+    text = "" if value is None else str(value)
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return Text(text, style=style)
+
+
+def device_markup(value: Any) -> str:
+    """The same for places that take a markup string: escaped for rich markup."""
+    return escape(device_text(value).plain)
+
+
+def _num(value: Any, digits: int = 1) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return MISSING
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:,.{digits}f}" if math.isfinite(value) else MISSING
+
+
+def _count(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return MISSING
+    return f"{round(value):,}"
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _dicts(value: Any) -> list[Mapping[str, Any]]:
+    if not isinstance(value, Sequence) or isinstance(value, str):
+        return []
+    return [item for item in value if isinstance(item, Mapping)]
+
+
+def _status(value: Any) -> Text:
+    status = "unknown" if value is None else str(value)
+    return device_text(status, STATUS_STYLES.get(status, "bold"))
+
+
+def _top_function(host: Mapping[str, Any]) -> Text:
+    tops = _dicts(host.get("top_functions"))
+    if not tops:
+        reason = host.get("reason")
+        return device_text(reason, "italic red") if reason else Text(MISSING, style="dim")
+    top = tops[0]
+    text = device_text(top.get("function"))
+    text.append(f"  {_num(top.get('self_pct'), 1)}%", style="cyan")
+    return text
+
+
+def render_terminal(report: Mapping[str, Any], console: Console) -> None:
+    """Print the fleet table and the status counts of one parsed ``report.json``."""
+    title = Text.assemble(
+        device_text(report.get("campaign"), "bold"), " · ", device_text(report.get("run_id"))
+    )
+    table = Table(title=title, title_justify="left", header_style="bold", expand=False)
+    table.add_column("host", overflow="fold", max_width=40)
+    table.add_column("model", overflow="ellipsis", max_width=32)
+    table.add_column("status", no_wrap=True)
+    table.add_column("samples", justify="right", no_wrap=True)
+    table.add_column("eff. rate Hz", justify="right", no_wrap=True)
+    table.add_column("start offset ms", justify="right", no_wrap=True)
+    table.add_column("top function (self %)", overflow="ellipsis", max_width=60, no_wrap=True)
+
+    for host in _dicts(report.get("hosts")):
+        metrics = _mapping(host.get("metrics"))
+        rate = Text(_num(metrics.get("pyspy.effective_rate_hz"), 1))
+        requested = metrics.get("pyspy.requested_rate_hz")
+        if requested is not None:
+            rate.append(f" / {_num(requested, 0)}", style="dim")
+        table.add_row(
+            device_text(host.get("name")),
+            device_text(host.get("hw_model")),
+            _status(host.get("status")),
+            Text(_count(metrics.get("pyspy.samples"))),
+            rate,
+            Text(_num(host.get("start_offset_ms"), 1)),
+            _top_function(host),
+        )
+    console.print(table)
+
+    summary = _mapping(report.get("summary"))
+    line = Text(f"{_num(summary.get('hosts', len(_dicts(report.get('hosts')))))} hosts: ")
+    for i, status in enumerate(STATUS_STYLES):
+        if i:
+            line.append(", ")
+        count = summary.get(status, 0)
+        line.append(f"{_num(count)} {status}", style=STATUS_STYLES[status] if count else "dim")
+    duration = report.get("duration_s")
+    if isinstance(duration, int | float) and not isinstance(duration, bool):
+        line.append(f" · {_num(duration, 1)} s")
+    console.print(line)
+
+    for outlier in _dicts(report.get("outliers")):
+        console.print(
+            Text.assemble(
+                ("outlier ", "bold yellow"),
+                device_text(outlier.get("host"), "bold"),
+                " (",
+                device_text(outlier.get("hw_model")),
+                "): ",
+                device_text(outlier.get("metric")),
+                f" = {_num(outlier.get('value'), 2)}",
+                f" vs median {_num(outlier.get('group_median'), 2)}",
+                f", robust z {_num(outlier.get('robust_z'), 2)}",
+            )
+        )

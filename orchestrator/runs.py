@@ -1,0 +1,131 @@
+"""The run directory: its layout, its JSON files, and unpacking device tarballs into it.
+
+Layout and file contracts: docs/run-directory.md. Every write is atomic (temp file and
+rename), so a run interrupted at any point leaves only whole files behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from orchestrator.models import HostFacts, SessionPlan
+from orchestrator.safetar import ExtractResult, UnsafeArchive, safe_extract
+
+ARCHIVE = "session.tar.gz"
+SESSION_DIR = "session"
+# What one host may bring back, unpacked.
+MAX_HOST_BYTES = 512 * 1024 * 1024
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    moment = now or datetime.now(UTC)
+    return f"{moment:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, sort_keys=False, default=str)
+            handle.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+@dataclass(frozen=True)
+class RunDir:
+    path: Path
+
+    @classmethod
+    def create(cls, out_root: Path, campaign: str, run_id: str | None = None) -> RunDir:
+        path = out_root / campaign / (run_id or new_run_id())
+        (path / "hosts").mkdir(parents=True, exist_ok=False)
+        return cls(path)
+
+    @property
+    def run_id(self) -> str:
+        return self.path.name
+
+    def host_dir(self, host: str) -> Path:
+        # Inventory names come from the operator, not the device; still keep them a name.
+        if not host or "/" in host or host in (".", ".."):
+            raise ValueError(f"host name {host!r} cannot name a directory")
+        return self.path / "hosts" / host
+
+    def hosts(self) -> list[str]:
+        hosts_dir = self.path / "hosts"
+        return sorted(p.name for p in hosts_dir.iterdir() if p.is_dir()) if hosts_dir.is_dir() else []
+
+    # Per-host files ---------------------------------------------------------------
+    def write_facts(self, facts: HostFacts) -> None:
+        write_json(self.host_dir(facts.host) / "facts.json", facts.to_dict())
+
+    def read_facts(self, host: str) -> HostFacts | None:
+        path = self.host_dir(host) / "facts.json"
+        return HostFacts.from_dict(read_json(path)) if path.is_file() else None
+
+    def write_plan(self, plan: SessionPlan) -> None:
+        write_json(self.host_dir(plan.host) / "plan.json", plan.to_dict())
+
+    def read_plan(self, host: str) -> SessionPlan | None:
+        path = self.host_dir(host) / "plan.json"
+        return SessionPlan.from_dict(read_json(path)) if path.is_file() else None
+
+    def write_status(self, host: str, stage: str, status: str, reason: str | None) -> None:
+        record = {"host": host, "stage": stage, "status": status, "reason": reason}
+        write_json(self.host_dir(host) / "status.json", record)
+
+    def read_status(self, host: str) -> dict[str, Any]:
+        path = self.host_dir(host) / "status.json"
+        return dict(read_json(path)) if path.is_file() else {}
+
+    def session_dir(self, host: str) -> Path:
+        return self.host_dir(host) / SESSION_DIR
+
+    def read_manifest(self, host: str) -> dict[str, Any] | None:
+        path = self.session_dir(host) / "manifest.json"
+        if not path.is_file():
+            return None
+        try:
+            data = read_json(path)
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def unpack(self, host: str) -> ExtractResult:
+        """Unpack the fetched tarball into hosts/<host>/session/, replacing an older one."""
+        archive = self.host_dir(host) / ARCHIVE
+        dest = self.session_dir(host)
+        if dest.exists():
+            shutil.rmtree(dest)
+        try:
+            return safe_extract(archive, dest, max_total_bytes=MAX_HOST_BYTES)
+        except FileNotFoundError as err:
+            raise UnsafeArchive(f"no session archive was fetched ({err.filename})") from None

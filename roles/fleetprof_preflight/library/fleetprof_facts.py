@@ -1,0 +1,168 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# WANT_JSON
+"""Collect what fleetprof's plan needs to know about a device, in one cheap module run.
+
+Stdlib only and Python 3.8 compatible: it runs on whatever Python the device has, with
+nothing installed. Ansible's fact gathering is not used: it is slow on small boards and
+misses what matters here (ptrace scope, capabilities, the hardware model of ARM boards).
+"""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: fleetprof_facts
+short_description: Describe a device for a fleetprof campaign
+description:
+  - Reports architecture, hardware model, OS, kernel, Python, cores, memory, free disk,
+    ptrace permission and the tools already present, plus the device clock for the
+    controller's NTP-style offset measurement.
+options:
+  hw_model:
+    description: Hardware model set by the inventory (hostvar C(fleetprof_hw_model)); wins over detection.
+    type: str
+    default: ''
+  tools:
+    description: Absolute paths of tools to look for on the device, by name.
+    type: dict
+    default: {}
+author: fleetprof
+"""
+
+RETURN = r"""
+facts:
+  description: The device description (see orchestrator/models.py HostFacts).
+  type: dict
+  returned: always
+device_time:
+  description: The device's clock (epoch seconds) sampled just before the module returned.
+  type: float
+  returned: always
+"""
+
+import json
+import os
+import platform
+import re
+import shutil
+import sys
+import time
+
+CAP_SYS_PTRACE = 19
+
+
+def read_text(path, limit=65536):
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(limit).decode("utf-8", "replace")
+    except OSError:
+        return None
+
+
+def hardware_model(hostvar):
+    """The inventory wins; then what the board says about itself, most specific first."""
+    if hostvar:
+        return hostvar, "hostvar"
+    model = read_text("/proc/device-tree/model") or read_text("/sys/firmware/devicetree/base/model")
+    if model and model.strip("\x00 \n"):
+        return model.strip("\x00 \n"), "device-tree"
+    product = read_text("/sys/class/dmi/id/product_name")
+    if product and product.strip() and product.strip().lower() not in (
+        "to be filled by o.e.m.",
+        "system product name",
+        "default string",
+    ):
+        return product.strip(), "dmi"
+    cpuinfo = read_text("/proc/cpuinfo", 1 << 20) or ""
+    for key in ("model name", "Hardware", "Model", "cpu model"):
+        match = re.search(r"^%s\s*:\s*(.+)$" % re.escape(key), cpuinfo, re.MULTILINE)
+        if match:
+            return match.group(1).strip(), "cpu"
+    return "unknown", "unknown"
+
+
+def os_name():
+    text = read_text("/etc/os-release") or ""
+    match = re.search(r'^PRETTY_NAME="?([^"\n]*)"?', text, re.MULTILINE)
+    return match.group(1) if match else platform.system()
+
+
+def memory_mb():
+    text = read_text("/proc/meminfo") or ""
+    match = re.search(r"^MemTotal:\s+(\d+) kB", text, re.MULTILINE)
+    return int(match.group(1)) // 1024 if match else 0
+
+
+def effective_caps():
+    text = read_text("/proc/self/status") or ""
+    match = re.search(r"^CapEff:\s*([0-9a-fA-F]+)", text, re.MULTILINE)
+    return int(match.group(1), 16) if match else 0
+
+
+def ptrace_scope():
+    text = read_text("/proc/sys/kernel/yama/ptrace_scope")
+    try:
+        return int(text.strip()) if text else None
+    except ValueError:
+        return None
+
+
+def attach_permission(scope, is_root, has_cap):
+    """Whether py-spy may attach to a process it did not start, and if not, why."""
+    if scope == 3:
+        return False, "kernel.yama.ptrace_scope=3: no process may be attached, even by root"
+    if is_root or has_cap:
+        return True, None
+    if scope in (None, 0):
+        return True, None
+    if scope == 1:
+        return False, (
+            "kernel.yama.ptrace_scope=1 and no CAP_SYS_PTRACE: py-spy can profile only "
+            "what it launches; attach needs root, the capability, or ptrace_scope=0"
+        )
+    return False, "kernel.yama.ptrace_scope=%d: attaching needs CAP_SYS_PTRACE" % scope
+
+
+def main():
+    args = {}
+    if len(sys.argv) > 1:
+        with open(sys.argv[1]) as handle:
+            args = json.load(handle)
+    hw_model, source = hardware_model(args.get("hw_model") or "")
+    home = os.path.expanduser("~")
+    try:
+        usage = shutil.disk_usage(home)
+        disk_free_mb = usage.free // (1024 * 1024)
+    except OSError:
+        disk_free_mb = 0
+    is_root = os.geteuid() == 0
+    has_cap = bool(effective_caps() & (1 << CAP_SYS_PTRACE))
+    scope = ptrace_scope()
+    can_attach, reason = attach_permission(scope, is_root, has_cap)
+    tools = {}
+    for name, path in (args.get("tools") or {}).items():
+        if isinstance(path, str) and os.path.isfile(path) and os.access(path, os.X_OK):
+            tools[name] = path
+    facts = {
+        "arch": platform.machine(),
+        "hw_model": hw_model,
+        "hw_model_source": source,
+        "os": os_name(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "cores": os.cpu_count() or 1,
+        "memory_mb": memory_mb(),
+        "disk_free_mb": disk_free_mb,
+        "home": home,
+        "is_root": is_root,
+        "ptrace_scope": scope,
+        "can_attach": can_attach,
+        "attach_reason": reason,
+        "tools": tools,
+    }
+    print(json.dumps({"changed": False, "facts": facts, "device_time": time.time()}))
+
+
+if __name__ == "__main__":
+    main()

@@ -10,6 +10,7 @@ file per event: at fleet scale per-event files dominate (AWX does the same).
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -90,6 +91,7 @@ class _Collector:
         self.capture = set(capture)
         self.progress = progress
         self.hosts: dict[str, HostOutcome] = {}
+        self.seen: set[str] = set()
         self.started: dict[tuple[str, str], float] = {}
         self.lock = threading.Lock()
 
@@ -103,6 +105,7 @@ class _Collector:
         uuid = str(data.get("task_uuid", ""))
         res = data.get("res") or {}
         with self.lock:
+            self.seen.add(host)
             outcome = self.hosts.setdefault(host, HostOutcome())
             if kind == "runner_on_start":
                 self.started[(host, uuid)] = _timestamp(event)
@@ -132,6 +135,8 @@ class _Collector:
             outcome = self.hosts.setdefault(host, HostOutcome())
             if outcome.ok:
                 self._tell(host, "ok")
+            elif host not in self.seen:
+                self._tell(host, "failed")
 
 
 def run_stage(
@@ -164,9 +169,11 @@ def run_stage(
         "ANSIBLE_INVENTORY_UNPARSED_WARNING": "False",
         "ANSIBLE_DEPRECATION_WARNINGS": "False",
     }
-    for passthrough in ("SSH_AUTH_SOCK", "HOME", "PATH"):
+    for passthrough in ("SSH_AUTH_SOCK", "HOME"):
         if passthrough in os.environ:
-            envvars.setdefault(passthrough, os.environ[passthrough])
+            envvars[passthrough] = os.environ[passthrough]
+    # ansible-playbook is installed beside the Python running fleetprof (the venv).
+    envvars["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     runner = ansible_runner.run(
         private_data_dir=str(private),
         project_dir=str(PLAYBOOKS_DIR),
@@ -182,7 +189,6 @@ def run_stage(
         quiet=True,
         suppress_env_files=True,
     )
-    collector.finish(hosts)
     result = StageResult(
         stage=stage,
         rc=int(runner.rc if runner.rc is not None else -1),
@@ -190,15 +196,16 @@ def run_stage(
         cancelled=runner.status == "canceled",
         hosts=collector.hosts,
     )
-    if runner.status not in ("successful", "failed", "canceled"):
-        # The playbook itself did not run (bad inventory, syntax, runner error): every
-        # host gets the reason instead of a silent "not in the play".
+    if result.rc != 0 and not result.cancelled:
+        # A host the play never reached (syntax error, missing tool, runner error) gets
+        # the playbook's own last words instead of a silent "ok".
         reason = _stdout_tail(private / "artifacts" / stage / "stdout")
         for host in hosts:
-            outcome = result.hosts.setdefault(host, HostOutcome())
-            if outcome.ok:
+            if host not in collector.seen:
+                outcome = result.hosts.setdefault(host, HostOutcome())
                 outcome.failed = True
-                outcome.message = f"{stage} did not run ({runner.status}): {reason}"
+                outcome.message = f"{stage} did not run (rc {result.rc}): {reason}"
+    collector.finish(hosts)
     return result
 
 

@@ -56,7 +56,10 @@ def _install_interrupt(cancel: threading.Event, console: Console) -> None:
 
 
 def execute(
-    campaign: Campaign, inventory_source: str | None, limit: str | None, out_root: Path,
+    campaign: Campaign,
+    inventory_source: str | None,
+    limit: str | None,
+    out_root: Path,
     forks: int | None,
 ) -> RunOutcome:
     try:
@@ -72,7 +75,12 @@ def execute(
     )
     with ConsoleUi(console) as ui:
         flow = CampaignRun(
-            campaign, inventory, out_root, forks=forks, ui=ui, cancel=cancel,
+            campaign,
+            inventory,
+            out_root,
+            forks=forks,
+            ui=ui,
+            cancel=cancel,
             tool_log=lambda text: ui.note(escape(text)),
         )
         outcome = flow.execute()
@@ -91,11 +99,19 @@ def main() -> None:
 @click.argument("campaign_file", type=click.Path(path_type=Path))
 @click.option("-i", "--inventory", help="Any Ansible inventory (file, directory, host list).")
 @click.option("-l", "--limit", help="Further limit the hosts (Ansible pattern).")
-@click.option("-o", "--out", "out_root", type=click.Path(path_type=Path), default=Path("reports"),
-              show_default=True, help="Output root; the run goes to OUT/<campaign>/<run id>/.")
+@click.option(
+    "-o",
+    "--out",
+    "out_root",
+    type=click.Path(path_type=Path),
+    default=Path("reports"),
+    show_default=True,
+    help="Output root; the run goes to OUT/<campaign>/<run id>/.",
+)
 @click.option("-f", "--forks", type=click.IntRange(1, 1000), help="Parallel connections.")
-def run(campaign_file: Path, inventory: str | None, limit: str | None, out_root: Path,
-        forks: int | None) -> None:
+def run(
+    campaign_file: Path, inventory: str | None, limit: str | None, out_root: Path, forks: int | None
+) -> None:
     """Run CAMPAIGN_FILE on the inventory's hosts and write a report."""
     try:
         campaign = load_campaign(campaign_file)
@@ -112,13 +128,22 @@ def demo_campaign() -> Campaign:
     command = [
         str(REPO_ROOT / arg) if (REPO_ROOT / arg).is_file() else arg for arg in launch.command
     ]
-    target = campaign.target.model_copy(update={"launch": launch.model_copy(update={"command": command})})
+    target = campaign.target.model_copy(
+        update={"launch": launch.model_copy(update={"command": command})}
+    )
     return campaign.model_copy(update={"target": target})
 
 
 @main.command()
-@click.option("-o", "--out", "out_root", type=click.Path(path_type=Path), default=Path("reports"),
-              show_default=True, help="Output root.")
+@click.option(
+    "-o",
+    "--out",
+    "out_root",
+    type=click.Path(path_type=Path),
+    default=Path("reports"),
+    show_default=True,
+    help="Output root.",
+)
 def demo(out_root: Path) -> None:
     """Profile the sample video pipeline on this machine (campaigns/demo.yml)."""
     try:

@@ -55,7 +55,7 @@ class RunOutcome:
 def clock_offset(device_time: float, started: float | None, finished: float) -> ClockOffset:
     """NTP-style: the device read its clock somewhere between the controller's two stamps."""
     if started is None or started > finished:
-        return ClockOffset(offset_s=0.0, uncertainty_s=float("inf"))
+        return ClockOffset(offset_s=0.0, uncertainty_s=None)
     midpoint = (started + finished) / 2.0
     return ClockOffset(offset_s=device_time - midpoint, uncertainty_s=(finished - started) / 2.0)
 
@@ -94,8 +94,9 @@ class CampaignRun:
         self.active: list[str] = list(inventory.hosts)
 
     # -- helpers -------------------------------------------------------------------
-    def _stage(self, name: str, extravars: dict[str, Any] | None = None,
-               capture: tuple[str, ...] = ()) -> StageResult:
+    def _stage(
+        self, name: str, extravars: dict[str, Any] | None = None, capture: tuple[str, ...] = ()
+    ) -> StageResult:
         self.ui.stage(name, len(self.active))
         progress: ProgressFn = self.ui.host
         result = run_stage(
@@ -155,7 +156,9 @@ class CampaignRun:
     def plan(self, facts: dict[str, HostFacts], tools: dict[str, ToolChoice]) -> None:
         t0 = time.time() + self.campaign.start.lead_s
         for host in list(self.active):
-            plan = make_plan(self.campaign, facts[host], self.run.run_id, tools[facts[host].arch], t0)
+            plan = make_plan(
+                self.campaign, facts[host], self.run.run_id, tools[facts[host].arch], t0
+            )
             self.run.write_plan(plan)
             if not plan.runnable:
                 self._drop(host, "plan", HostStatus.SKIPPED, plan.skip_reason or "nothing to run")
@@ -194,6 +197,7 @@ class CampaignRun:
                 "mode": self.campaign.target.mode,
                 "inventory": self.inventory.source,
                 "hosts": self.inventory.hosts,
+                "hw_models": self.inventory.hw_models,
             },
         )
         for host in self.inventory.hosts:
@@ -223,7 +227,9 @@ class CampaignRun:
         interrupted = self.cancel.is_set()
         if interrupted:
             for host in self.active:
-                self.run.write_status(host, "interrupted", HostStatus.FAILED, "interrupted by the operator")
+                self.run.write_status(
+                    host, "interrupted", HostStatus.FAILED, "interrupted by the operator"
+                )
         report = build_outputs(self.run, self.campaign)
         return RunOutcome(run=self.run, report=report, interrupted=interrupted)
 
@@ -231,7 +237,11 @@ class CampaignRun:
 def build_outputs(run: RunDir, campaign: Campaign) -> dict[str, Any]:
     """Stages 7-9 from the run directory alone: report.json first, then what renders it."""
     meta = read_json(run.path / "run.json")
-    views = [host_view(run, host, campaign) for host in meta.get("hosts") or run.hosts()]
+    models = meta.get("hw_models") or {}
+    views = [
+        host_view(run, host, campaign, models.get(host))
+        for host in meta.get("hosts") or run.hosts()
+    ]
     report = build_report(meta, views)
     write_json(run.path / "report.json", report)
     write_text(run.path / "report.html", render_html(report))

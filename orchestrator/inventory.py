@@ -8,14 +8,16 @@ code answers which hosts a campaign selects, so ``-i`` accepts whatever
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from orchestrator.ansible import REPO_ROOT
 
 DEFAULT_INVENTORY = REPO_ROOT / "inventory" / "localhost.yml"
+HW_MODEL_VAR = "fleetprof_hw_model"
 
 
 class InventoryError(Exception):
@@ -26,6 +28,9 @@ class InventoryError(Exception):
 class Inventory:
     source: str  # what ansible-runner gets as -i: an absolute path or a host list
     hosts: list[str]
+    # Hostvar fleetprof_hw_model where the inventory sets it: known even for a host
+    # that is never reached.
+    hw_models: dict[str, str] = field(default_factory=dict)
 
 
 def _is_host_list(source: str) -> bool:
@@ -52,11 +57,10 @@ def load_inventory(source: str | None, pattern: str, limit: str | None = None) -
     from ansible.errors import AnsibleError
     from ansible.inventory.manager import InventoryManager
     from ansible.parsing.dataloader import DataLoader
-
     from ansible.utils.display import Display
 
     # A source no plugin can parse must be an error here, not a warning and zero hosts.
-    constants.INVENTORY_UNPARSED_IS_FAILED = True  # type: ignore[attr-defined]
+    constants.INVENTORY_UNPARSED_IS_FAILED = True
     shown = source or str(DEFAULT_INVENTORY)
     display = Display()
     warnings: list[str] = []
@@ -66,21 +70,35 @@ def load_inventory(source: str | None, pattern: str, limit: str | None = None) -
         warnings.append(f"{msg}: {exception}" if exception is not None else str(msg))
 
     # Ansible prints each plugin's complaint; collect them for one clear message instead.
-    display.warning = keep  # type: ignore[method-assign,assignment]
-    display.error_as_warning = keep  # type: ignore[method-assign,assignment]
+    display.warning = keep
+    display.error_as_warning = keep
     try:
         manager = InventoryManager(loader=DataLoader(), sources=[resolved])
         if limit:
             manager.subset(limit)
-        hosts = [host.name for host in manager.get_hosts(pattern=pattern)]
+        selected = manager.get_hosts(pattern=pattern)
+        hosts = [host.name for host in selected]
+        hw_models = _hw_models(manager, selected)
     except AnsibleError:
         raise InventoryError(f"{shown}: {_parse_failure(resolved, warnings)}") from None
     finally:
-        display.warning, display.error_as_warning = originals  # type: ignore[method-assign]
+        display.warning, display.error_as_warning = originals
     if not hosts:
         what = f"hosts pattern {pattern!r}" + (f" with limit {limit!r}" if limit else "")
         raise InventoryError(f"{shown}: {what} matches no hosts")
-    return Inventory(source=resolved, hosts=hosts)
+    return Inventory(source=resolved, hosts=hosts, hw_models=hw_models)
+
+
+def _hw_models(manager: Any, hosts: list[Any]) -> dict[str, str]:
+    from ansible.vars.manager import VariableManager
+
+    variables = VariableManager(loader=manager._loader, inventory=manager)
+    models = {}
+    for host in hosts:
+        value = variables.get_vars(host=host, include_hostvars=False).get(HW_MODEL_VAR)
+        if isinstance(value, str) and value and "{{" not in value:
+            models[host.name] = value
+    return models
 
 
 def _parse_failure(source: str, warnings: list[str]) -> str:

@@ -28,11 +28,13 @@ class ClockOffset:
     """Device clock minus controller clock, measured NTP-style over one round trip."""
 
     offset_s: float
-    uncertainty_s: float
+    uncertainty_s: float | None  # None: not measured (no controller-side timestamps)
 
     @property
     def correction_s(self) -> float:
         """The offset worth applying: one smaller than its own uncertainty is noise."""
+        if self.uncertainty_s is None:
+            return 0.0
         return self.offset_s if abs(self.offset_s) > self.uncertainty_s else 0.0
 
 

@@ -41,16 +41,20 @@ def _workload_metrics(session_dir: Path) -> dict[str, float]:
 
 def _controller_status(status: dict[str, Any]) -> tuple[str | None, str | None]:
     value = status.get("status")
-    return (str(value) if value else None), (str(status["reason"]) if status.get("reason") else None)
+    return (str(value) if value else None), (
+        str(status["reason"]) if status.get("reason") else None
+    )
 
 
-def host_view(run: RunDir, host: str, campaign: Campaign) -> HostView:
+def host_view(
+    run: RunDir, host: str, campaign: Campaign, inventory_model: str | None = None
+) -> HostView:
     facts = run.read_facts(host)
     plan = run.read_plan(host)
     ctl_status, ctl_reason = _controller_status(run.read_status(host))
     view = HostView(
         name=host,
-        hw_model=facts.hw_model if facts else "unknown",
+        hw_model=facts.hw_model if facts else inventory_model or "unknown",
         arch=facts.arch if facts else "unknown",
         status=ctl_status or HostStatus.FAILED,
         reason=ctl_reason,

@@ -30,7 +30,9 @@ class ToolChoice:
 def _target(campaign: Campaign, facts: HostFacts) -> TargetPlan:
     attach, launch = campaign.target.attach, campaign.target.launch
     if attach is not None:
-        return TargetPlan(mode="attach", process=attach.process, pid=attach.pid, pidfile=attach.pidfile)
+        return TargetPlan(
+            mode="attach", process=attach.process, pid=attach.pid, pidfile=attach.pidfile
+        )
     assert launch is not None
     return TargetPlan(
         mode="launch",

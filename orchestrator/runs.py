@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -81,7 +80,9 @@ class RunDir:
 
     def hosts(self) -> list[str]:
         hosts_dir = self.path / "hosts"
-        return sorted(p.name for p in hosts_dir.iterdir() if p.is_dir()) if hosts_dir.is_dir() else []
+        return (
+            sorted(p.name for p in hosts_dir.iterdir() if p.is_dir()) if hosts_dir.is_dir() else []
+        )
 
     # Per-host files ---------------------------------------------------------------
     def write_facts(self, facts: HostFacts) -> None:
@@ -123,8 +124,6 @@ class RunDir:
         """Unpack the fetched tarball into hosts/<host>/session/, replacing an older one."""
         archive = self.host_dir(host) / ARCHIVE
         dest = self.session_dir(host)
-        if dest.exists():
-            shutil.rmtree(dest)
         try:
             return safe_extract(archive, dest, max_total_bytes=MAX_HOST_BYTES)
         except FileNotFoundError as err:

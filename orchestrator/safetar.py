@@ -1,0 +1,356 @@
+"""Unpack a device's result tarball without trusting it.
+
+A device sends back one ``.tar.gz`` per session, and a device may be broken or
+compromised. Only regular files and plain directories are written, every name must stay
+inside the destination, modes and owners are not taken from the archive, and sizes are
+counted from the bytes actually decompressed, so a compression bomb or a lying header
+stops at a cap instead of filling the controller's disk or memory.
+
+Links, devices, FIFOs and unsafe names are skipped and reported, so a host's good files
+are still kept; anything that makes the archive as a whole untrustworthy (corrupt or
+truncated data, too many members, too many bytes) aborts with ``UnsafeArchive`` and
+leaves the destination as it was.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import tarfile
+import tempfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+MiB = 1024 * 1024
+DEFAULT_MAX_TOTAL_BYTES = 512 * MiB
+DEFAULT_MAX_MEMBER_BYTES = 256 * MiB
+DEFAULT_MAX_MEMBERS = 10_000
+
+# tarfile reads pax and GNU long-name headers into memory in one piece, before we see the
+# member they describe. Between two members it may read at most this much beyond the
+# previous member's data; real headers are a few KiB, so this bounds memory and keeps a
+# chain of pax headers below tarfile's recursion depth.
+_METADATA_ALLOWANCE = 256 * 1024
+_CHUNK = 64 * 1024
+_NAME_MAX = 255  # bytes in one path component (Linux and macOS)
+_PATH_MAX = 4096
+_FILE_MODE = 0o644
+_DIR_MODE = 0o755
+
+
+class UnsafeArchive(Exception):
+    """The archive as a whole cannot be trusted; nothing was extracted."""
+
+
+@dataclass(frozen=True)
+class ExtractResult:
+    files: list[str]
+    """Regular files written, as POSIX paths relative to dest, in archive order."""
+    total_bytes: int
+    """Bytes written to those files."""
+    rejected: list[str]
+    """One human-readable reason per skipped member, e.g. ``"'x': symbolic link"``."""
+
+
+class _LimitExceeded(Exception):
+    pass
+
+
+class _Readable(Protocol):
+    def read(self, size: int = ..., /) -> bytes: ...
+
+
+class _BudgetReader:
+    """A file object over the decompressed stream that refuses to read past ``limit``."""
+
+    def __init__(self, source: _Readable, limit: int) -> None:
+        self._source = source
+        self.position = 0
+        self.limit = limit
+
+    def read(self, size: int = -1) -> bytes:
+        room = self.limit - self.position
+        if size < 0 or size > room:
+            # Ask for one byte more than allowed: getting it proves the stream is too long.
+            size = room + 1
+        data = self._source.read(size)
+        self.position += len(data)
+        if self.position > self.limit:
+            raise _LimitExceeded
+        return data
+
+
+def safe_extract(
+    archive: Path,
+    dest: Path,
+    *,
+    max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
+    max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES,
+    max_members: int = DEFAULT_MAX_MEMBERS,
+) -> ExtractResult:
+    """Extract the gzip-compressed tar ``archive`` into the directory ``dest``.
+
+    The archive is unpacked into a temporary directory beside ``dest`` and renamed into
+    place only when complete, so ``dest`` is never half-written. An existing ``dest`` is
+    replaced at that moment; on any error it is left untouched.
+
+    Raises ``UnsafeArchive`` for a corrupt, truncated or non-gzip archive, more than
+    ``max_members`` members, a member over ``max_member_bytes`` or more than
+    ``max_total_bytes`` of member data in all. ``OSError`` when the archive cannot be
+    opened or ``dest`` cannot be written.
+    """
+    archive = Path(archive)
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with archive.open("rb") as raw:
+        staging = Path(
+            tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent)
+        )
+        try:
+            result = _extract_all(
+                raw,
+                str(archive),
+                staging,
+                max_total_bytes=max_total_bytes,
+                max_member_bytes=max_member_bytes,
+                max_members=max_members,
+            )
+            os.chmod(staging, _DIR_MODE)
+            _move_into_place(staging, dest)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    return result
+
+
+def _extract_all(
+    raw: BinaryIO,
+    label: str,
+    root: Path,
+    *,
+    max_total_bytes: int,
+    max_member_bytes: int,
+    max_members: int,
+) -> ExtractResult:
+    files: list[str] = []
+    rejected: list[str] = []
+    file_names: set[str] = set()
+    dir_names: set[str] = set()
+    written = 0
+    skipped = 0  # declared data of members not written, which tarfile still decompresses
+    members = 0
+
+    def fail(reason: str) -> UnsafeArchive:
+        return UnsafeArchive(f"{label}: {reason}")
+
+    try:
+        unzipped = gzip.GzipFile(fileobj=raw, mode="rb")
+        reader = _BudgetReader(unzipped, _METADATA_ALLOWANCE)
+        # Stream mode reads each member once, in order; the reader only needs read().
+        with unzipped, tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]
+            for member in tar:
+                members += 1
+                if members > max_members:
+                    raise fail(f"more than {max_members} members (max_members)")
+                if member.size < 0:
+                    raise fail(f"member {member.name!r} has an invalid size {member.size}")
+                if member.size > max_member_bytes:
+                    raise fail(
+                        f"member {member.name!r} declares {member.size} bytes, over "
+                        f"max_member_bytes ({max_member_bytes})"
+                    )
+                if written + skipped + member.size > max_total_bytes:
+                    raise fail(
+                        f"member {member.name!r} would take the archive past "
+                        f"max_total_bytes ({max_total_bytes})"
+                    )
+                # Room for this member's data (rounded up to tar blocks) and the next headers.
+                reader.limit = reader.position + -(-member.size // 512) * 512 + _METADATA_ALLOWANCE
+
+                problem, parts = _check_member(member)
+                name = "/".join(parts)
+                if problem is None and not parts and not member.isdir():
+                    problem = "no name left after removing '.' components"
+                if problem is None and parts:
+                    problem = _check_place(parts, member.isdir(), file_names, dir_names)
+                if problem is not None:
+                    rejected.append(f"{member.name!r}: {problem}")
+                    skipped += member.size
+                    continue
+                if not parts:
+                    continue  # the archive's own root, "." or "./"
+                source = None if member.isdir() else tar.extractfile(member)
+                try:
+                    target = _make_parents(root, parts, dir_names)
+                    if source is None:
+                        if name not in dir_names:
+                            os.mkdir(target, _DIR_MODE)
+                            os.chmod(target, _DIR_MODE)
+                            dir_names.add(name)
+                        continue
+                    size = _copy_capped(
+                        source, target, max_member_bytes, max_total_bytes - written - skipped
+                    )
+                except FileExistsError:
+                    # Only on a case-insensitive file system (macOS): "A" after "a".
+                    rejected.append(f"{member.name!r}: collides with an earlier member")
+                    skipped += member.size
+                    continue
+                if size > max_member_bytes:
+                    raise fail(
+                        f"member {member.name!r} expands past max_member_bytes "
+                        f"({max_member_bytes}); extraction aborted"
+                    )
+                if written + skipped + size > max_total_bytes:
+                    raise fail(
+                        f"member {member.name!r} expands past max_total_bytes "
+                        f"({max_total_bytes}); extraction aborted"
+                    )
+                written += size
+                files.append(name)
+                file_names.add(name)
+            # Read to the end of the gzip stream so its CRC and length are checked too.
+            reader.limit = reader.position + _METADATA_ALLOWANCE
+            while reader.read(_CHUNK):
+                pass
+    except _LimitExceeded:
+        raise fail(
+            f"header data or trailing data over {_METADATA_ALLOWANCE // 1024} KiB "
+            "(corrupt or hostile archive)"
+        ) from None
+    except RecursionError:
+        raise fail("too many nested extended headers") from None
+    except gzip.BadGzipFile as error:
+        raise fail(f"not a valid gzip file or corrupt: {error}") from None
+    except EOFError as error:
+        raise fail(f"truncated archive: {error}") from None
+    except zlib.error as error:
+        raise fail(f"corrupt compressed data: {error}") from None
+    except tarfile.TarError as error:
+        raise fail(f"not a valid tar archive: {error}") from None
+    return ExtractResult(files=files, total_bytes=written, rejected=rejected)
+
+
+def _check_member(member: tarfile.TarInfo) -> tuple[str | None, list[str]]:
+    """Why this member is skipped (None when it is fine), and its normalised name parts."""
+    if member.issym():
+        return f"symbolic link to {member.linkname!r}", []
+    if member.islnk():
+        return f"hard link to {member.linkname!r}", []
+    if member.ischr() or member.isblk():
+        return "device file", []
+    if member.isfifo():
+        return "FIFO", []
+    if not (member.isreg() or member.isdir()):
+        return f"unsupported member type {member.type!r}", []
+    return _check_name(member.name)
+
+
+def _check_name(name: str) -> tuple[str | None, list[str]]:
+    if not name:
+        return "empty name", []
+    try:
+        encoded = name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "name is not valid UTF-8", []
+    if "\x00" in name:
+        return "name contains a NUL byte", []
+    if any(ord(char) < 32 or ord(char) == 127 for char in name):
+        return "name contains control characters", []
+    if "\\" in name:
+        return "name contains a backslash", []
+    if name.startswith("/"):
+        return "absolute path", []
+    if len(name) >= 2 and name[1] == ":" and name[0].isalpha():
+        return "name starts with a drive letter", []
+    if len(encoded) > _PATH_MAX:
+        return "name too long", []
+    parts = [part for part in name.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        return "name contains a '..' component", []
+    if any(len(part.encode("utf-8")) > _NAME_MAX for part in parts):
+        return "a name component is too long", []
+    return None, parts
+
+
+def _check_place(
+    parts: list[str], is_dir: bool, file_names: set[str], dir_names: set[str]
+) -> str | None:
+    """Why this path cannot be created next to what was already extracted."""
+    for depth in range(1, len(parts)):
+        if "/".join(parts[:depth]) in file_names:
+            return f"parent {'/'.join(parts[:depth])!r} is a file"
+    name = "/".join(parts)
+    if name in file_names:
+        return "duplicate name (the first member is kept)"
+    if not is_dir and name in dir_names:
+        return "a directory of that name exists"
+    return None
+
+
+def _make_parents(root: Path, parts: list[str], dir_names: set[str]) -> Path:
+    """Create the missing parent directories of ``parts`` and return its full path."""
+    current = root
+    for depth, part in enumerate(parts[:-1], start=1):
+        current = current / part
+        if "/".join(parts[:depth]) not in dir_names:
+            os.mkdir(current, _DIR_MODE)
+            os.chmod(current, _DIR_MODE)
+            dir_names.add("/".join(parts[:depth]))
+    target = current / parts[-1]
+    # Names were checked part by part and nothing but plain directories was created, so
+    # this holds; checking the resolved path keeps it true if that logic ever changes.
+    resolved_root = os.path.realpath(root)
+    if os.path.commonpath([resolved_root, os.path.realpath(target)]) != resolved_root:
+        raise UnsafeArchive(f"member path {'/'.join(parts)!r} resolves outside the destination")
+    return target
+
+
+def _copy_capped(source: _Readable, target: Path, member_cap: int, total_room: int) -> int:
+    """Copy in chunks, counting the bytes really decompressed (a header can lie).
+
+    Stops as soon as a cap is passed and then returns a size over that cap, having removed
+    the partly written file; on any error the file is removed too.
+    """
+    cap = min(member_cap, total_room)
+    # O_EXCL and O_NOFOLLOW: never write through something that is already there.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(target, flags, _FILE_MODE)
+    size = 0
+    try:
+        with os.fdopen(fd, "wb") as out:
+            os.fchmod(out.fileno(), _FILE_MODE)  # exactly 0644, whatever the umask
+            while chunk := source.read(_CHUNK):
+                size += len(chunk)
+                if size > cap:
+                    break
+                out.write(chunk)
+        if size > cap:
+            target.unlink()
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+    return size
+
+
+def _move_into_place(staging: Path, dest: Path) -> None:
+    if not dest.exists() and not dest.is_symlink():
+        os.rename(staging, dest)
+        return
+    aside = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".old", dir=dest.parent))
+    old = aside / "old"
+    os.rename(dest, old)
+    try:
+        os.rename(staging, dest)
+    except BaseException:
+        os.rename(old, dest)
+        aside.rmdir()
+        raise
+    if old.is_dir() and not old.is_symlink():
+        shutil.rmtree(aside)
+    else:
+        old.unlink()
+        aside.rmdir()

@@ -1,0 +1,151 @@
+"""Real campaigns on the embedded default inventory (this machine, local connection).
+
+Each test goes through the real command line, ansible-runner, the device-side runner and
+py-spy, and checks the report against what the profiled process really does.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import needs_ptrace
+
+pytestmark = [pytest.mark.integration, needs_ptrace]
+
+# A process fleetprof has never seen: 70% of its time in alpha_work, 30% in beta_work,
+# both burning CPU in their own frames, so py-spy's self share is the truth.
+SPLIT_WORKLOAD = """
+import sys, time
+
+def alpha_work():
+    end = time.perf_counter() + 0.007
+    while time.perf_counter() < end:
+        pass
+
+def beta_work():
+    end = time.perf_counter() + 0.003
+    while time.perf_counter() < end:
+        pass
+
+while True:
+    alpha_work()
+    beta_work()
+"""
+
+
+def write_campaign(path: Path, body: str) -> Path:
+    path.write_text(body)
+    return path
+
+
+def function_pct(host: dict[str, Any], name: str) -> float:
+    for row in host["top_functions"]:
+        if row["function"] == name:
+            return float(row["self_pct"])
+    raise AssertionError(f"{name} not in {[r['function'] for r in host['top_functions']]}")
+
+
+def test_attach_to_an_unknown_process_reports_its_real_hot_functions(
+    fleetprof: Any, workload: Any, tmp_path: Path
+) -> None:
+    token = uuid.uuid4().hex
+    proc = workload(SPLIT_WORKLOAD, f"--token={token}")
+    time.sleep(0.5)
+    campaign = write_campaign(
+        tmp_path / "attach.yml",
+        f"name: attach-it\nduration: 6s\nstart: {{lead: 2s}}\n"
+        f"target:\n  attach:\n    process: 'workload_.*--token={token}'\n"
+        "profilers:\n  py-spy: {rate: 97}\n",
+    )
+    result = fleetprof("run", str(campaign))
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = result.report("attach-it")
+    assert report["schema"] == "fleetprof.report/1"
+    assert report["summary"]["ok"] == 1
+    [host] = report["hosts"]
+    assert host["name"] == "localhost"
+    assert host["status"] == "ok", host["reason"]
+    assert host["profilers"]["py-spy"]["status"] == "ok"
+    assert abs(function_pct(host, "alpha_work") - 70.0) <= 6.0
+    assert abs(function_pct(host, "beta_work") - 30.0) <= 6.0
+    assert host["metrics"]["pyspy.samples"] >= 6 * 97 * 0.7
+    assert abs(host["start_offset_ms"]) < 1000
+    assert host["flamegraph"]["value"] == host["metrics"]["pyspy.samples"]
+    run_dir = result.run_dir("attach-it")
+    # The target was only observed: it is still running, and the report page exists.
+    assert proc.poll() is None
+    html = (run_dir / "report.html").read_text()
+    assert "alpha_work" in html and "<svg" in html
+    manifest = json.loads((run_dir / "hosts/localhost/session/manifest.json").read_text())
+    assert manifest["target"]["pid"] == proc.pid
+    assert "report.html" in result.stdout
+
+
+def test_demo_launches_the_pipeline_and_its_stage_shares_match_the_profile(
+    fleetprof: Any,
+) -> None:
+    result = fleetprof("demo")
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = result.report("demo")
+    [host] = report["hosts"]
+    assert host["status"] == "ok", host["reason"]
+    run_dir = result.run_dir("demo")
+    truth = json.loads((run_dir / "hosts/localhost/session/fps.json").read_text())
+    assert truth["final"] is True
+    for stage, share in truth["stage_share"].items():
+        assert abs(function_pct(host, stage) - 100 * share) <= 8.0, (stage, share)
+    assert host["metrics"]["workload.fps"] == pytest.approx(truth["fps"], rel=0.01)
+    # The launched command was stopped at the deadline: nothing of it is left running.
+    leftover = subprocess.run(
+        ["pgrep", "-f", "video_pipeline.py --fps-file"], capture_output=True, text=True
+    )
+    assert leftover.stdout.strip() == ""
+    assert str(run_dir / "report.html") in result.stdout.replace("\n", "")
+
+
+def test_a_target_that_matches_nothing_fails_that_host_with_the_reason(
+    fleetprof: Any, tmp_path: Path
+) -> None:
+    campaign = write_campaign(
+        tmp_path / "nothing.yml",
+        "name: nothing\nduration: 2s\nstart: {lead: 1s}\n"
+        "target:\n  attach:\n    process: 'no-such-process-$(id);rm -rf /tmp/x'\n",
+    )
+    result = fleetprof("run", str(campaign))
+    assert result.returncode == 3, result.stdout + result.stderr
+    [host] = result.report("nothing")["hosts"]
+    assert host["status"] == "failed"
+    assert "no process matches" in host["reason"]
+
+
+def test_report_rebuilds_every_output_from_the_run_directory(
+    fleetprof: Any, workload: Any, tmp_path: Path
+) -> None:
+    token = uuid.uuid4().hex
+    workload(SPLIT_WORKLOAD, f"--token={token}")
+    campaign = write_campaign(
+        tmp_path / "again.yml",
+        f"name: again\nduration: 2s\nstart: {{lead: 1s}}\n"
+        f"target:\n  attach:\n    process: '--token={token}'\n",
+    )
+    first = fleetprof("run", str(campaign))
+    assert first.returncode == 0, first.stdout + first.stderr
+    run_dir = first.run_dir("again")
+    before = json.loads((run_dir / "report.json").read_text())
+    (run_dir / "report.json").unlink()
+    (run_dir / "report.html").unlink()
+    rebuilt = subprocess.run(
+        [*__import__("tests.integration.conftest", fromlist=["FLEETPROF"]).FLEETPROF,
+         "report", str(run_dir)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert json.loads((run_dir / "report.json").read_text()) == before
+    assert (run_dir / "report.html").is_file()

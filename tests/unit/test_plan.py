@@ -1,0 +1,157 @@
+"""The plan decides, before anything runs, what each host will do and when."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator.campaign import Campaign
+from orchestrator.flow import clock_offset
+from orchestrator.models import ClockOffset, HostFacts, SessionPlan
+from orchestrator.plan import ToolChoice, make_plan, reschedule
+
+TOOL = ToolChoice(version="0.4.3", src="/cache/py-spy", sha256="ab" * 32, problem=None)
+
+
+def campaign(**overrides: Any) -> Campaign:
+    data: dict[str, Any] = {
+        "name": "unit",
+        "duration": "30s",
+        "target": {"attach": {"process": "video_pipeline"}},
+        "profilers": {"py-spy": {"rate": 97}},
+    }
+    data.update(overrides)
+    return Campaign.from_mapping(data, source=Path("unit.yml"))
+
+
+def facts(**overrides: Any) -> HostFacts:
+    base = HostFacts(
+        host="edge-1",
+        arch="x86_64",
+        hw_model="box",
+        hw_model_source="hostvar",
+        os="Debian",
+        kernel="6.1",
+        python="3.11.2",
+        cores=4,
+        memory_mb=4096,
+        disk_free_mb=10000,
+        home="/home/ops",
+        is_root=False,
+        ptrace_scope=0,
+        can_attach=True,
+        attach_reason=None,
+        clock=ClockOffset(offset_s=0.0, uncertainty_s=0.05),
+    )
+    return replace(base, **overrides)
+
+
+def test_attach_plan_runs_pyspy_on_the_target_pid_with_the_campaign_options() -> None:
+    plan = make_plan(campaign(), facts(), "run1", TOOL, t0=1000.0)
+    [pyspy] = plan.profilers
+    assert pyspy.status == "planned"
+    binary = "/home/ops/.fleetprof/tools/py-spy/0.4.3/py-spy"
+    assert pyspy.argv[:4] == [binary, "record", "--pid", "{pid}"]
+    assert pyspy.argv[pyspy.argv.index("--rate") + 1] == "97"
+    assert pyspy.argv[pyspy.argv.index("--duration") + 1] == "30"
+    assert pyspy.argv[pyspy.argv.index("--format") + 1] == "raw"
+    assert "--nonblocking" not in pyspy.argv
+    assert plan.target.mode == "attach" and plan.target.process == "video_pipeline"
+    assert plan.tools == {"py-spy": {"src": "/cache/py-spy", "sha256": "ab" * 32, "dest": binary}}
+    assert plan.workdir == "/home/ops/.fleetprof/runs/unit/run1"
+    assert plan.archive == "/home/ops/.fleetprof/runs/unit/run1.tar.gz"
+
+
+def test_window_is_the_campaign_duration_from_the_common_start() -> None:
+    plan = make_plan(campaign(duration="2m"), facts(), "r", TOOL, t0=1000.0)
+    assert plan.t0_device == 1000.0
+    assert plan.deadline_device == 1120.0
+
+
+def test_a_clock_offset_larger_than_its_uncertainty_moves_the_device_start() -> None:
+    skewed = facts(clock=ClockOffset(offset_s=3600.0, uncertainty_s=0.2))
+    plan = make_plan(campaign(), skewed, "r", TOOL, t0=1000.0)
+    assert plan.t0_device == 4600.0
+    assert plan.clock_offset_s == 3600.0
+
+
+def test_an_offset_within_its_uncertainty_is_not_applied() -> None:
+    noisy = facts(clock=ClockOffset(offset_s=0.03, uncertainty_s=0.1))
+    assert make_plan(campaign(), noisy, "r", TOOL, t0=1000.0).t0_device == 1000.0
+
+
+def test_options_map_to_pyspy_flags() -> None:
+    spec = {"rate": 19, "native": True, "idle": True, "gil": True, "subprocesses": True,
+            "nonblocking": True}
+    plan = make_plan(campaign(profilers={"py-spy": spec}), facts(), "r", TOOL, t0=0.0)
+    argv = plan.profilers[0].argv
+    for flag in ("--native", "--idle", "--gil", "--subprocesses", "--nonblocking"):
+        assert flag in argv
+    assert argv[argv.index("--rate") + 1] == "19"
+
+
+def test_attach_is_skipped_with_the_reason_where_ptrace_is_restricted() -> None:
+    restricted = facts(ptrace_scope=1, can_attach=False, attach_reason="ptrace_scope=1 ...")
+    plan = make_plan(campaign(), restricted, "r", TOOL, t0=0.0)
+    assert not plan.runnable
+    assert plan.profilers[0].status == "skipped"
+    assert plan.skip_reason == "py-spy: ptrace_scope=1 ..."
+    assert plan.tools == {}
+
+
+def test_launch_where_ptrace_is_restricted_lets_pyspy_start_the_command() -> None:
+    launch = {"launch": {"command": ["python3", "app.py", "--fast"], "env": {"A": "1"}}}
+    restricted = facts(ptrace_scope=1, can_attach=False, attach_reason="restricted")
+    plan = make_plan(campaign(target=launch), restricted, "r", TOOL, t0=0.0)
+    assert plan.runnable
+    assert plan.target.via_profiler is True
+    launch_argv = plan.profilers[0].launch_argv
+    assert launch_argv[-4:] == ["--", "python3", "app.py", "--fast"]
+    assert "--pid" not in launch_argv
+    assert plan.target.env == {"A": "1"}
+
+
+def test_launch_with_ptrace_allowed_attaches_to_the_started_command() -> None:
+    launch = {"launch": {"command": ["python3", "app.py"]}}
+    plan = make_plan(campaign(target=launch), facts(), "r", TOOL, t0=0.0)
+    assert plan.target.via_profiler is False
+
+
+@pytest.mark.parametrize("scope", [3])
+def test_ptrace_scope_3_skips_even_launch(scope: int) -> None:
+    launch = {"launch": {"command": ["python3", "app.py"]}}
+    locked = facts(ptrace_scope=scope, can_attach=False, attach_reason="scope 3")
+    plan = make_plan(campaign(target=launch), locked, "r", TOOL, t0=0.0)
+    assert not plan.runnable
+    assert "ptrace_scope=3" in (plan.skip_reason or "")
+
+
+def test_an_architecture_without_a_build_is_skipped_with_the_tool_cache_reason() -> None:
+    none = ToolChoice("0.4.3", None, None, "py-spy 0.4.3 publishes no build for riscv64")
+    plan = make_plan(campaign(), facts(arch="riscv64"), "r", none, t0=0.0)
+    assert plan.skip_reason == "py-spy: py-spy 0.4.3 publishes no build for riscv64"
+
+
+def test_reschedule_keeps_the_window_and_the_offset() -> None:
+    skewed = facts(clock=ClockOffset(offset_s=-50.0, uncertainty_s=0.1))
+    plan = make_plan(campaign(duration="10s"), skewed, "r", TOOL, t0=1000.0)
+    moved = reschedule(plan, t0=2000.0)
+    assert moved.t0_device == 1950.0
+    assert moved.deadline_device == 1960.0
+
+
+def test_plan_survives_its_json_round_trip() -> None:
+    plan = make_plan(campaign(), facts(), "r", TOOL, t0=1000.0)
+    assert SessionPlan.from_dict(plan.to_dict()) == plan
+
+
+def test_clock_offset_is_measured_ntp_style_with_its_uncertainty() -> None:
+    offset = clock_offset(device_time=105.0, started=10.0, finished=10.4)
+    assert offset.offset_s == pytest.approx(94.8)
+    assert offset.uncertainty_s == pytest.approx(0.2)
+    assert offset.correction_s == pytest.approx(94.8)
+    unknown = clock_offset(device_time=105.0, started=None, finished=10.4)
+    assert unknown.correction_s == 0.0

@@ -7,7 +7,6 @@ runner executes, and the parser from its folded output to normalized data.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,6 @@ OUTPUT = "py-spy.folded"
 MAX_BYTES = 64 * 1024 * 1024
 # Below this share of the requested rate a host's profile is marked as short of samples.
 MIN_RATE_FRACTION = 0.8
-BEHIND = re.compile(r"behind in sampling", re.IGNORECASE)
 
 
 def device_path(facts: HostFacts, version: str) -> str:
@@ -102,11 +100,13 @@ class ProfileResult:
 def parse(session_dir: Path, entry: dict[str, Any], spec: PySpySpec) -> ProfileResult:
     """Folded stacks -> samples, top functions, flame graph, and how trustworthy they are.
 
-    Without ``idle`` py-spy drops the samples of an idle target, so a low effective rate
-    alone is no fault; it is one when py-spy also said it fell behind, or with ``idle``.
+    The effective rate comes from py-spy's own count of the samples it took (the runner
+    reads it from py-spy's output), which includes idle samples the folded file leaves out;
+    without that count, from the folded samples over the time py-spy ran.
     """
-    requested_rate = spec.rate
     result = ProfileResult()
+    quality = entry.get("data_quality")
+    quality = quality if isinstance(quality, dict) else {}
     path = session_dir / OUTPUT
     if not path.is_file():
         return result
@@ -122,26 +122,39 @@ def parse(session_dir: Path, entry: dict[str, Any], spec: PySpySpec) -> ProfileR
     ]
     result.flamegraph = flame_tree(profile) if profile.total_samples else None
     result.metrics["pyspy.samples"] = float(profile.total_samples)
-    result.metrics["pyspy.requested_rate_hz"] = float(requested_rate)
-    behind = len(BEHIND.findall(str(entry.get("stderr_tail") or "")))
-    result.metrics["pyspy.behind_warnings"] = float(behind)
+    result.metrics["pyspy.requested_rate_hz"] = float(spec.rate)
+    behind = _number(quality.get("behind_warnings")) or 0.0
+    result.metrics["pyspy.behind_warnings"] = behind
     if behind:
-        result.data_quality.append(f"py-spy reported falling behind in sampling ({behind}x)")
+        lag = _number(quality.get("max_lag_s"))
+        result.metrics["pyspy.max_lag_s"] = lag or 0.0
+        result.data_quality.append(
+            f"py-spy fell behind in sampling {behind:.0f} times"
+            + (f" (up to {lag:.2f} s)" if lag else "")
+        )
+    effective = _number(quality.get("effective_rate_hz"))
     window = _window_s(entry)
-    if window:
+    if effective is None and window:
         effective = profile.total_samples / window
+    if effective is not None:
         result.metrics["pyspy.effective_rate_hz"] = round(effective, 2)
-        short = effective < MIN_RATE_FRACTION * requested_rate
-        if short and (spec.idle or behind):
+        if effective < MIN_RATE_FRACTION * spec.rate:
             result.data_quality.append(
-                f"effective rate {effective:.1f} Hz is short of the {requested_rate} Hz asked"
+                f"effective rate {effective:.1f} Hz is short of the {spec.rate} Hz asked"
             )
     if profile.malformed_lines:
         result.data_quality.append(f"{profile.malformed_lines} malformed lines in py-spy output")
     outputs = entry.get("outputs") or {}
-    if isinstance(outputs, dict) and (outputs.get(OUTPUT) or {}).get("truncated"):
+    truncated = isinstance(outputs, dict) and (outputs.get(OUTPUT) or {}).get("truncated")
+    if truncated or profile.truncated:
         result.data_quality.append(f"py-spy output was cut at {MAX_BYTES} bytes")
     return result
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
 
 
 def _window_s(entry: dict[str, Any]) -> float | None:

@@ -1,0 +1,1349 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: fleetprof contributors
+# License: Apache-2.0
+#
+# WANT_JSON
+# The marker above makes Ansible hand this module its arguments as a JSON file (argv[1])
+# instead of wrapping it in AnsiballZ, so the very same file runs by hand and in tests:
+#     python3 fleetprof_session.py ARGS_FILE      (ARGS_FILE: {"plan": {...}})
+"""fleetprof's device-side session runner: run one profiling session from its plan.
+
+Given a plan (``fleetprof.plan/1``, see docs/run-directory.md) it finds or starts the
+target, waits for T0 on the device clock, starts every planned profiler, stops them all
+by the deadline, records what happened in ``manifest.json`` and packs the workdir into
+one tarball. It needs nothing from the controller once started: Ansible runs it with
+``async`` and ``poll: 0``, so a lost network or a killed controller changes nothing here,
+and nothing it started outlives ``deadline + grace_s``.
+
+Why stdlib-only and Python 3.8: this file is copied to every device as is. Edge boards
+run whatever python3 their OS shipped (Debian 11 / Ubuntu 20.04 / EL8 still mean 3.8 or
+3.9), and the design allows no installs on a device besides the profilers themselves. So:
+no third-party imports, no ``ansible.module_utils`` (which would need AnsiballZ), no
+``match``, no 3.9+ APIs (``str.removeprefix``, ``list[int]`` at runtime), typing.List/Dict.
+
+Errors are values: a session that ran and found, say, no matching process is not a module
+failure; it is ``status: failed`` with a reason in the manifest, and the archive is still
+written. ``failed: true`` is reserved for a broken invocation (bad arguments, a plan of
+another schema, a workdir or archive that cannot be written).
+"""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: fleetprof_session
+short_description: Run one coordinated fleetprof profiling session on this device
+description:
+  - Executes one fleetprof session plan (schema C(fleetprof.plan/1)) on the device, by itself.
+  - Resolves the target (attach by regex, pid or pidfile) or launches it, waits for T0 on the
+    device clock, starts every planned profiler with its argv (never through a shell), stops
+    them by the deadline and kills whatever is left at deadline + grace.
+  - Writes C(manifest.json) (schema C(fleetprof.manifest/1)) into the plan's workdir and packs
+    the workdir's regular files into the plan's archive (tar.gz, flat member names,
+    C(manifest.json) first, written under a temporary name and renamed).
+  - Meant to run with C(async) and C(poll=0); it needs nothing from the controller once started.
+  - A session that ran but produced nothing usable is not a module failure; see RV(status).
+version_added: "0.1.0"
+options:
+  plan:
+    description:
+      - The session plan, as written by the controller to C(hosts/<host>/plan.json).
+      - A JSON string holding the plan is accepted too.
+      - See docs/run-directory.md for every field.
+    type: dict
+    required: true
+notes:
+  - Standard library only, Python 3.8 or newer on the device.
+  - Supports check mode by validating the plan and running nothing.
+  - Profilers run with the workdir as cwd, each in its own process group; C({pid}) argv elements
+    are replaced by the target pid and nothing else is substituted.
+requirements:
+  - python >= 3.8 on the device
+author:
+  - fleetprof
+"""
+
+EXAMPLES = r"""
+- name: Run the session in the background
+  fleetprof_session:
+    plan: "{{ lookup('ansible.builtin.file', 'plan.json') | from_json }}"
+  async: 300
+  poll: 0
+  register: session_job
+
+- name: Wait for it
+  ansible.builtin.async_status:
+    jid: "{{ session_job.ansible_job_id }}"
+  register: session
+  until: session.finished | bool
+  retries: 150
+  delay: 2
+"""
+
+RETURN = r"""
+archive:
+  description: Path of the tarball on the device (null when it could not be written).
+  returned: always
+  type: str
+  sample: /root/.fleetprof/runs/demo/20261125-111500-ab12.tar.gz
+status:
+  description: The session's outcome, C(ok), C(partial) or C(failed).
+  returned: always
+  type: str
+  sample: ok
+reason:
+  description: One line saying why the status is not C(ok); null when it is.
+  returned: always
+  type: str
+  sample: target exited at +12.3 s with code 1
+manifest:
+  description: The content of C(manifest.json) (schema C(fleetprof.manifest/1)).
+  returned: when the session ran
+  type: dict
+msg:
+  description: A human-readable summary, or what was wrong with the invocation.
+  returned: always
+  type: str
+"""
+
+import contextlib
+import json
+import os
+import platform
+import re
+import signal
+import stat
+import subprocess
+import sys
+import tarfile
+import time
+import traceback
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+
+PLAN_SCHEMA = "fleetprof.plan/1"
+MANIFEST_SCHEMA = "fleetprof.manifest/1"
+RUNNER_VERSION = "1"
+
+WARMUP_S = 1.0  # launch (or resolve) the target this long before T0
+SIGINT_AFTER_S = 2.0  # profilers still running this long after the deadline get SIGINT
+TARGET_STOP_WAIT_S = 3.0  # SIGTERM -> SIGKILL when stopping a launched target
+ABORT_WAIT_S = 3.0  # once the runner is told to stop: how long profilers get to write
+END_TOLERANCE_S = 0.5  # a target ending this close to the deadline did not end early
+LAUNCHED_CHILD_WAIT_S = 2.0  # via_profiler: how long to look for the target it started
+WINDOW_POLL_S = 0.1
+STOP_POLL_S = 0.05
+TAIL_BYTES = 4096
+LOG_CAP_BYTES = 1 << 20  # profiler and target stdout/stderr files keep their last MiB
+TRUNCATE_LOOKBACK = 64 * 1024  # cut a too-large output at a line end found this far back
+
+RESERVED_FILES = ("manifest.json", "runner.log", "target.stdout", "target.stderr")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+BEHIND_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ns|\xb5s|us|ms|s) behind in sampling")
+SAMPLES_RE = re.compile(r"Samples: ([0-9]+) Errors: ([0-9]+)")
+LAG_UNITS = {"ns": 1e-9, "\xb5s": 1e-6, "us": 1e-6, "ms": 1e-3, "s": 1.0}
+
+
+class InvocationError(Exception):
+    """The module was called wrongly: bad arguments or a plan it cannot run."""
+
+
+class TargetError(Exception):
+    """The target could not be found or started; the message is the session's reason."""
+
+
+# =========================================================================== arguments
+
+
+def load_args(argv: List[str]) -> Tuple[Dict[str, Any], bool]:
+    """ARGS_FILE -> (plan, check_mode). Ansible's own keys (``_ansible_*``) are accepted."""
+    if len(argv) != 1:
+        raise InvocationError("usage: fleetprof_session.py ARGS_FILE (JSON holding a 'plan' key)")
+    try:
+        with open(argv[0], "r", encoding="utf-8") as handle:
+            args = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise InvocationError("cannot read the arguments file %s: %s" % (argv[0], exc)) from None
+    if not isinstance(args, dict):
+        raise InvocationError("the arguments file must hold a JSON object")
+    unknown = sorted(k for k in args if k != "plan" and not str(k).startswith("_ansible_"))
+    if unknown:
+        raise InvocationError("unsupported parameters: %s (supported: plan)" % ", ".join(unknown))
+    if "plan" not in args:
+        raise InvocationError("missing required argument: plan")
+    plan = args["plan"]
+    if isinstance(plan, str):
+        try:
+            plan = json.loads(plan)
+        except ValueError as exc:
+            raise InvocationError("plan is a string but not JSON: %s" % exc) from None
+    if not isinstance(plan, dict):
+        raise InvocationError("plan must be a dict, got %s" % type(plan).__name__)
+    return plan, bool(args.get("_ansible_check_mode"))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _is_str_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def validate_plan(plan: Dict[str, Any]) -> None:
+    """Raise InvocationError listing every way the plan breaks fleetprof.plan/1.
+
+    Unknown keys are allowed: the controller may add fields this runner does not need.
+    """
+    if plan.get("schema") != PLAN_SCHEMA:
+        raise InvocationError(
+            "plan schema is %r, this runner reads %r" % (plan.get("schema"), PLAN_SCHEMA)
+        )
+    errors = []  # type: List[str]
+    for key in ("campaign", "run_id", "host"):
+        if not isinstance(plan.get(key), str):
+            errors.append("%s must be a string" % key)
+    for key in ("workdir", "archive"):
+        value = plan.get(key)
+        if not (isinstance(value, str) and os.path.isabs(value) and value.strip("/")):
+            errors.append("%s must be an absolute path other than /" % key)
+    for key in ("t0_device", "deadline_device", "grace_s", "clock_offset_s"):
+        if not _is_number(plan.get(key)):
+            errors.append("%s must be a number" % key)
+    if not errors:
+        if plan["deadline_device"] <= plan["t0_device"]:
+            errors.append("deadline_device must be after t0_device")
+        if plan["grace_s"] < 0:
+            errors.append("grace_s must not be negative")
+        if os.path.normpath(plan["archive"]) == os.path.normpath(plan["workdir"]):
+            errors.append("archive must not be the workdir")
+    errors.extend(_target_errors(plan.get("target")))
+    errors.extend(_profilers_errors(plan.get("profilers")))
+    if errors:
+        raise InvocationError("invalid plan: " + "; ".join(errors))
+
+
+def _target_errors(target: Any) -> List[str]:
+    if not isinstance(target, dict):
+        return ["target must be a dict"]
+    mode = target.get("mode")
+    if mode == "attach":
+        given = [k for k in ("process", "pid", "pidfile") if target.get(k) is not None]
+        if len(given) != 1:
+            return ["attach target needs exactly one of process, pid, pidfile (got %s)" % given]
+        key, value = given[0], target[given[0]]
+        if key == "pid":
+            return [] if _is_positive_int(value) else ["target.pid must be a positive integer"]
+        if not (isinstance(value, str) and value):
+            return ["target.%s must be a non-empty string" % key]
+        if key == "process":
+            try:
+                re.compile(value)
+            except re.error as exc:
+                return ["target.process is not a valid regex: %s" % exc]
+        return []
+    if mode == "launch":
+        errors = []
+        if not (_is_str_list(target.get("command")) and target["command"]):
+            errors.append("launch target needs command, a non-empty list of strings")
+        if target.get("cwd") is not None and not isinstance(target["cwd"], str):
+            errors.append("target.cwd must be a string")
+        env = target.get("env") or {}
+        if not (isinstance(env, dict)
+                and all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())):
+            errors.append("target.env must map strings to strings")
+        if not isinstance(target.get("via_profiler", False), bool):
+            errors.append("target.via_profiler must be a boolean")
+        return errors
+    return ["target.mode must be 'attach' or 'launch', got %r" % (mode,)]
+
+
+def _profilers_errors(profilers: Any) -> List[str]:
+    if not isinstance(profilers, list):
+        return ["profilers must be a list"]
+    errors = []  # type: List[str]
+    names = []  # type: List[str]
+    for index, prof in enumerate(profilers):
+        if not isinstance(prof, dict):
+            errors.append("profilers[%d] must be a dict" % index)
+            continue
+        name = prof.get("name")
+        if not (isinstance(name, str) and NAME_RE.match(name)) or name == "target":
+            errors.append("profilers[%d].name must be a plain name ([A-Za-z0-9._-], "
+                          "not 'target')" % index)
+            continue
+        names.append(name)
+        errors.extend("profiler %s: %s" % (name, e) for e in _profiler_errors(prof))
+    duplicates = sorted(set(n for n in names if names.count(n) > 1))
+    if duplicates:
+        errors.append("profiler names must be unique: %s" % ", ".join(duplicates))
+    return errors
+
+
+def _profiler_errors(prof: Dict[str, Any]) -> List[str]:
+    errors = []  # type: List[str]
+    if prof.get("status") not in ("planned", "skipped"):
+        errors.append("status must be 'planned' or 'skipped'")
+    for key in ("argv", "launch_argv", "outputs"):
+        if not _is_str_list(prof.get(key, [])):
+            errors.append("%s must be a list of strings" % key)
+    if prof.get("status") == "planned" and not (prof.get("argv") or prof.get("launch_argv")):
+        errors.append("a planned profiler needs an argv")
+    for output in prof.get("outputs") or []:
+        if not isinstance(output, str):
+            continue
+        if not output or "/" in output or "\0" in output or output in (".", ".."):
+            errors.append("output %r must be a plain file name in workdir (the archive is flat)"
+                          % output)
+        elif output in RESERVED_FILES or output.endswith((".stdout", ".stderr")):
+            errors.append("output %r collides with the runner's own files" % output)
+    if not _is_positive_int(prof.get("max_bytes")):
+        errors.append("max_bytes must be a positive integer")
+    return errors
+
+
+# =========================================================================== /proc
+
+
+def read_cmdline(pid: int) -> Optional[List[str]]:
+    """A process's argv; [] for kernel threads and zombies, None when it is gone."""
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as handle:
+            data = handle.read()
+    except OSError:
+        return None
+    parts = data.split(b"\0")
+    if parts and parts[-1] == b"":
+        parts.pop()
+    return [part.decode("utf-8", "replace") for part in parts]
+
+
+def read_stat(pid: int) -> Optional[Tuple[str, int, int, int]]:
+    """(state, ppid, pgrp, starttime) from /proc/PID/stat, or None when it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as handle:
+            data = handle.read()
+        # comm (field 2) may hold spaces and parentheses: split after its last ')'.
+        rest = data[data.rindex(b")") + 2:].split()
+        return rest[0].decode("ascii", "replace"), int(rest[1]), int(rest[2]), int(rest[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def list_pids() -> List[int]:
+    return sorted(int(name) for name in os.listdir("/proc") if name.isdigit())
+
+
+def is_gone(state: str) -> bool:
+    return state in ("Z", "X")  # zombie or dead: exited, only not reaped yet
+
+
+def ancestors_and_self() -> List[int]:
+    chain = [os.getpid()]
+    pid = os.getppid()
+    while pid > 0 and pid not in chain:
+        chain.append(pid)
+        info = read_stat(pid)
+        pid = info[1] if info else 0
+    return chain
+
+
+def shorten(text: str, limit: int = 100) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def shorten_cmdline(argv: List[str], limit: int = 120) -> str:
+    """A command line cut in the middle: the program and its last arguments tell it apart."""
+    text = " ".join(" ".join(argv).split())
+    if len(text) <= limit:
+        return text
+    head = limit // 3
+    return text[:head] + "..." + text[len(text) - (limit - head - 3):]
+
+
+def find_by_regex(pattern: str) -> Tuple[int, List[str]]:
+    """The one process whose command line matches; the runner and its ancestors excluded."""
+    regex = re.compile(pattern)
+    excluded = set(ancestors_and_self())
+    matches = []  # type: List[Tuple[int, List[str]]]
+    for pid in list_pids():
+        if pid in excluded:
+            continue
+        argv = read_cmdline(pid)
+        if argv and regex.search(" ".join(argv)):  # [] = kernel thread or zombie
+            matches.append((pid, argv))
+    if not matches:
+        raise TargetError("no process matches '%s'" % pattern)
+    if len(matches) > 1:
+        listed = "; ".join("pid %d: %s" % (pid, shorten_cmdline(argv))
+                           for pid, argv in matches[:5])
+        more = " (and %d more)" % (len(matches) - 5) if len(matches) > 5 else ""
+        raise TargetError("%d processes match '%s', exactly one is needed: %s%s"
+                          % (len(matches), pattern, listed, more))
+    return matches[0]
+
+
+def check_pid(pid: int, source: str = "") -> List[str]:
+    """The cmdline of a live, non-kernel process ``pid``; TargetError otherwise."""
+    label = "pid %d%s" % (pid, source)
+    info = read_stat(pid)
+    argv = read_cmdline(pid)
+    if info is None or argv is None:
+        raise TargetError("%s is not running" % label)
+    if is_gone(info[0]):
+        raise TargetError("%s has exited (zombie, not yet reaped)" % label)
+    if not argv:
+        raise TargetError("%s is a kernel thread" % label)
+    return argv
+
+
+def read_pidfile(path: str) -> int:
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(4096)
+    except FileNotFoundError:
+        raise TargetError("pidfile %s does not exist" % path) from None
+    except OSError as exc:
+        raise TargetError("cannot read pidfile %s: %s" % (path, os_error_text(exc))) from None
+    text = raw.decode("utf-8", "replace").strip()
+    first = text.splitlines()[0].strip() if text else ""
+    if not first.isdigit() or int(first) <= 0:
+        raise TargetError("pidfile %s does not hold a pid: %r" % (path, shorten(text, 40)))
+    return int(first)
+
+
+class ProcessRef:
+    """A process the runner did not start: watched through /proc, pid reuse detected."""
+
+    def __init__(self, pid: int, starttime: int) -> None:
+        self.pid = pid
+        self.starttime = starttime
+
+    @classmethod
+    def of(cls, pid: int) -> Optional[ProcessRef]:
+        info = read_stat(pid)
+        if info is None or is_gone(info[0]):
+            return None
+        return cls(pid, info[3])
+
+    def alive(self) -> bool:
+        info = read_stat(self.pid)
+        return info is not None and info[3] == self.starttime and not is_gone(info[0])
+
+
+def os_error_text(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return "%s%s" % (exc.strerror, ": '%s'" % exc.filename if exc.filename else "")
+    return str(exc) or type(exc).__name__
+
+
+def kill_quietly(pid: int, sig: int, group: bool = False) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if group:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+
+
+# =========================================================================== children
+
+
+def _pdeathsig_hook() -> Optional[Callable[[], None]]:
+    """A preexec_fn asking Linux to SIGKILL the child if the runner itself is killed.
+
+    The watchdog covers every way the runner can end except SIGKILL (async's time limit,
+    the OOM killer); this covers that one for the processes the runner started directly.
+    Safe as a preexec_fn because the runner has no threads.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+        # PR_SET_PDEATHSIG = 1; the kernel reads the later arguments as unsigned longs.
+        args = (ctypes.c_int(1), ctypes.c_ulong(int(signal.SIGKILL)), ctypes.c_ulong(0),
+                ctypes.c_ulong(0), ctypes.c_ulong(0))
+    except (ImportError, OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def hook() -> None:
+        prctl(*args)
+        if os.getppid() != parent:  # the runner died before prctl took effect
+            os._exit(127)
+
+    return hook
+
+
+PDEATHSIG = _pdeathsig_hook()
+
+
+class Child:
+    """A process the runner started: leader of its own session and process group."""
+
+    def __init__(self, argv: List[str], cwd: str, stdout: str, stderr: str,
+                 env: Optional[Dict[str, str]] = None) -> None:
+        with open(stdout, "wb") as out, open(stderr, "wb") as err:
+            self.popen = subprocess.Popen(
+                argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                close_fds=True, start_new_session=True, preexec_fn=PDEATHSIG,
+            )
+        self.pid = self.popen.pid
+        self.started_at = time.time()
+        self.stopped_at = None  # type: Optional[float]
+        self.sent = {}  # type: Dict[str, float]  # "SIGINT", "SIGKILL(group)" -> when
+
+    @property
+    def exit_code(self) -> Optional[int]:
+        """The leader's exit status; negative: killed by that signal (as in subprocess)."""
+        return self.popen.returncode
+
+    def exited(self) -> bool:
+        """True once the leader has exited (reaps it and notes when it was seen gone)."""
+        if self.stopped_at is None and self.popen.poll() is not None:
+            self.stopped_at = time.time()
+        return self.stopped_at is not None
+
+    def group_alive(self) -> bool:
+        """Whether any live (non-zombie) process is left in the child's process group."""
+        try:
+            os.killpg(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        if not self.exited():
+            return True
+        for pid in list_pids():
+            info = read_stat(pid)
+            if info is not None and info[2] == self.pid and not is_gone(info[0]):
+                return True
+        return False
+
+    def send(self, sig: int, group: bool) -> None:
+        """Send ``sig`` to the leader or to the whole group, once per (signal, scope)."""
+        key = signal.Signals(sig).name + ("(group)" if group else "")
+        if key not in self.sent:
+            self.sent[key] = time.time()
+            kill_quietly(self.pid, sig, group)
+
+    def signals_sent(self) -> List[str]:
+        return [key for key, _ in sorted(self.sent.items(), key=lambda item: item[1])]
+
+    def stop_step(self, now: float, first: int, first_at: float, kill_at: float,
+                  group_first: bool) -> bool:
+        """One step of stopping: ``first`` at first_at, SIGKILL to the group at kill_at.
+
+        A group whose leader is gone but which still has members (the command a profiler
+        launched, a helper it forked) gets SIGTERM, then SIGKILL after TARGET_STOP_WAIT_S.
+        Returns True while anything of the child is alive.
+        """
+        if not self.exited():
+            if now >= kill_at:
+                self.send(signal.SIGKILL, group=True)
+            elif now >= first_at:
+                self.send(first, group=group_first)
+            return True
+        if not self.group_alive():
+            return False
+        self.send(signal.SIGTERM, group=True)
+        if now >= min(self.sent["SIGTERM(group)"] + TARGET_STOP_WAIT_S, kill_at):
+            self.send(signal.SIGKILL, group=True)
+        return True
+
+
+# =========================================================================== target
+
+
+class Target:
+    """The process being profiled: found (attach), started by the runner, or by a profiler.
+
+    In attach mode it is never signalled. A launched target is stopped at the deadline, or
+    once every profiler has stopped if that is sooner: SIGTERM to its process group, SIGKILL
+    3 s later. One a profiler launched shares that profiler's process group, so it alone
+    gets SIGTERM, and the profiler sees it exit and writes its output.
+    """
+
+    def __init__(self, spec: Dict[str, Any], log: RunnerLog) -> None:
+        self.spec = spec
+        self.log = log
+        self.mode = spec["mode"]  # type: str
+        self.via_profiler = self.mode == "launch" and bool(spec.get("via_profiler"))
+        self.pid = None  # type: Optional[int]
+        self.cmdline = None  # type: Optional[List[str]]
+        self.ref = None  # type: Optional[ProcessRef]  # attach, via_profiler
+        self.child = None  # type: Optional[Child]  # launched by the runner
+        self.exit_code = None  # type: Optional[int]  # known only for self.child
+        self.exited_at = None  # type: Optional[float]
+        self.stopped_by_runner = False
+
+    def resolve(self) -> None:
+        """Attach mode: find the process by regex, pid or pidfile (TargetError if not)."""
+        spec = self.spec
+        if spec.get("process") is not None:
+            pid, argv = find_by_regex(spec["process"])
+        elif spec.get("pid") is not None:
+            pid = int(spec["pid"])
+            argv = check_pid(pid)
+        else:
+            pid = read_pidfile(spec["pidfile"])
+            argv = check_pid(pid, " from pidfile %s" % spec["pidfile"])
+        self.ref = ProcessRef.of(pid)
+        if self.ref is None:
+            raise TargetError("pid %d exited while being resolved" % pid)
+        self.pid, self.cmdline = pid, argv
+        self.log("target: attach to pid %d: %s" % (pid, shorten(" ".join(argv), 200)))
+
+    def launch(self, spawn: Callable[..., Child], workdir: str) -> None:
+        """Launch mode: start the command (argv, never a shell) in its own process group."""
+        env = dict(os.environ)
+        env.update(self.spec.get("env") or {})
+        argv = list(self.spec["command"])
+        try:
+            self.child = spawn("target", argv, self.spec.get("cwd") or workdir, env)
+        except (OSError, subprocess.SubprocessError, ValueError) as exc:
+            raise TargetError("cannot start the target %s: %s"
+                              % (shorten(" ".join(argv)), os_error_text(exc))) from None
+        self.pid, self.cmdline = self.child.pid, argv
+        self.log("target: launched pid %d: %s" % (self.pid, shorten(" ".join(argv), 200)))
+
+    def adopt_child_of(self, launcher: Child, name: str) -> None:
+        """via_profiler: the target is the launching profiler's (first) child."""
+        self.cmdline = list(self.spec["command"])
+        until = time.time() + LAUNCHED_CHILD_WAIT_S
+        while time.time() < until and not launcher.exited():
+            kids = [(info[3], pid) for pid, info in ((p, read_stat(p)) for p in list_pids())
+                    if info is not None and info[1] == launcher.pid]
+            if kids:
+                self.pid = min(kids)[1]
+                self.ref = ProcessRef.of(self.pid)
+                self.log("target: pid %d, launched by %s" % (self.pid, name))
+                return
+            time.sleep(0.02)
+        self.log("target: could not find the process %s launched" % name)
+
+    def check(self) -> bool:
+        """Whether the target has ended; notes when (and how) the first time it is seen."""
+        if self.exited_at is not None:
+            return True
+        if self.child is not None:
+            if self.child.exited():
+                self.exited_at, self.exit_code = self.child.stopped_at, self.child.exit_code
+        elif self.ref is not None and not self.ref.alive():
+            self.exited_at = time.time()
+        if self.exited_at is not None:
+            self.log("target: exited%s" % (" with code %d" % self.exit_code
+                                            if self.exit_code is not None else ""))
+        return self.exited_at is not None
+
+    def stop_step(self, now: float, stop_from: float, kill_at: float) -> bool:
+        """One step of stopping a launched target; True while it is alive."""
+        if self.child is not None:
+            if self.exited_at is None and not self.child.exited():
+                self.stopped_by_runner = True
+            return self.child.stop_step(now, signal.SIGTERM, stop_from,
+                                        min(kill_at, stop_from + TARGET_STOP_WAIT_S),
+                                        group_first=True)
+        if self.via_profiler and self.ref is not None and self.ref.alive():
+            if now >= kill_at:
+                kill_quietly(self.ref.pid, signal.SIGKILL)
+            elif now >= stop_from and not self.stopped_by_runner:
+                self.stopped_by_runner = True
+                kill_quietly(self.ref.pid, signal.SIGTERM)
+            return True
+        return False
+
+    def ended_early(self, deadline: float) -> bool:
+        return (self.exited_at is not None and not self.stopped_by_runner
+                and self.exited_at < deadline - END_TOLERANCE_S)
+
+    def entry(self, clock: Clock, workdir: str) -> Dict[str, Any]:
+        entry = {
+            "mode": self.mode,
+            "pid": self.pid,
+            "cmdline": self.cmdline,
+            "exit_code": self.exit_code,
+            "exited_at_device": self.exited_at,
+            "exited_at_controller": clock.controller(self.exited_at),
+            "exited_early": self.ended_early(clock.deadline),
+            "stopped_by_runner": self.stopped_by_runner,
+        }  # type: Dict[str, Any]
+        if self.mode == "attach":
+            entry["selector"] = dict((k, self.spec[k]) for k in ("process", "pid", "pidfile")
+                                     if self.spec.get(k) is not None)
+        else:
+            entry["via_profiler"] = self.via_profiler
+        if self.child is not None:
+            entry["started_at_device"] = self.child.started_at
+            entry["started_at_controller"] = clock.controller(self.child.started_at)
+            entry["stderr_tail"] = file_tail(os.path.join(workdir, "target.stderr"))
+        return entry
+
+
+# =========================================================================== profilers
+
+
+class Clock:
+    """The session's times: T0 and the deadline on the device clock, and the offset."""
+
+    def __init__(self, plan: Dict[str, Any]) -> None:
+        self.t0 = float(plan["t0_device"])
+        self.deadline = float(plan["deadline_device"])
+        self.grace = float(plan["grace_s"])
+        self.offset = float(plan["clock_offset_s"])
+        self.hard_deadline = self.deadline + self.grace
+
+    def controller(self, device_time: Optional[float]) -> Optional[float]:
+        return None if device_time is None else round(device_time - self.offset, 6)
+
+    def since_t0(self, device_time: float) -> str:
+        return "%+.1f s" % (device_time - self.t0)
+
+
+class ProfilerRun:
+    """One profiler of the plan: its argv, its process, and what it left behind."""
+
+    def __init__(self, spec: Dict[str, Any]) -> None:
+        self.spec = spec
+        self.name = spec["name"]  # type: str
+        self.argv = list(spec.get("argv") or [])  # type: List[str]
+        self.child = None  # type: Optional[Child]
+        self.error = None  # type: Optional[str]  # why it was not started
+
+    @property
+    def planned(self) -> bool:
+        return self.spec["status"] == "planned"
+
+    def start(self, spawn: Callable[..., Child], workdir: str, pid: Optional[int],
+              log: RunnerLog) -> None:
+        """Start it with ``{pid}`` argv elements replaced; nothing else is substituted."""
+        if "{pid}" in self.argv:
+            if pid is None:
+                self.error = "its argv needs {pid} but the target's pid is unknown"
+                log("%s: not started: %s" % (self.name, self.error))
+                return
+            self.argv = [str(pid) if arg == "{pid}" else arg for arg in self.argv]
+        try:
+            self.child = spawn(self.name, self.argv, workdir)
+        except (OSError, subprocess.SubprocessError, ValueError) as exc:
+            self.error = "cannot start %s: %s" % (self.argv[0], os_error_text(exc))
+            log("%s: %s" % (self.name, self.error))
+            return
+        log("%s: started pid %d: %s" % (self.name, self.child.pid, " ".join(self.argv)))
+
+    def entry(self, workdir: str, clock: Clock, session_failure: Optional[str],
+              watchdog_fired: bool, log: RunnerLog) -> Dict[str, Any]:
+        """The manifest's view of this profiler (caps its outputs and logs on the way)."""
+        entry = {
+            "status": "skipped", "reason": self.spec.get("reason"), "argv": self.argv,
+            "exit_code": None, "started_at_device": None, "stopped_at_device": None,
+            "started_at_controller": None, "stopped_at_controller": None,
+            "stderr_tail": "", "stdout_tail": "", "outputs": {}, "signals_sent": [],
+        }  # type: Dict[str, Any]
+        if not self.planned:
+            return entry
+        child = self.child
+        if child is None:
+            reason = self.error or "not started: %s" % (session_failure or "unknown")
+            entry.update(status="failed", reason=reason)
+            return entry
+        stdout = os.path.join(workdir, self.name + ".stdout")
+        stderr = os.path.join(workdir, self.name + ".stderr")
+        ran_s = child.stopped_at - child.started_at if child.stopped_at else None
+        entry.update(
+            exit_code=child.exit_code,
+            started_at_device=child.started_at, stopped_at_device=child.stopped_at,
+            started_at_controller=clock.controller(child.started_at),
+            stopped_at_controller=clock.controller(child.stopped_at),
+            stderr_tail=file_tail(stderr), stdout_tail=file_tail(stdout),
+            signals_sent=self._signals_sent(watchdog_fired),
+            data_quality=sampling_quality([stdout, stderr], self.argv, ran_s),
+        )
+        for path in (stdout, stderr):
+            if keep_tail(path):
+                log("%s: kept the last %d bytes of %s"
+                    % (self.name, LOG_CAP_BYTES, os.path.basename(path)))
+        problems = self._collect_outputs(workdir, entry["outputs"], log)
+        ending = self._ending(entry["signals_sent"])
+        if ending:
+            problems.append(ending)
+        if not any(info["bytes"] > 0 for info in entry["outputs"].values()):
+            hint = last_line(entry["stderr_tail"], entry["stdout_tail"])
+            entry["status"] = "failed"
+            entry["reason"] = "; ".join(problems + (["said: " + hint] if hint else []))
+        elif problems:
+            entry["status"], entry["reason"] = "partial", "; ".join(problems)
+        else:
+            entry["status"], entry["reason"] = "ok", None
+        return entry
+
+    def _signals_sent(self, watchdog_fired: bool) -> List[str]:
+        assert self.child is not None
+        sent = self.child.signals_sent()
+        # The watchdog's handler records nothing (it may interrupt anything): a child that
+        # died of SIGKILL the stop loop never sent was killed by the watchdog.
+        if (watchdog_fired and self.child.exit_code == -signal.SIGKILL
+                and not any(s.startswith("SIGKILL") for s in sent)):
+            sent.append("SIGKILL(watchdog)")
+        return sent
+
+    def _ending(self, signals_sent: List[str]) -> Optional[str]:
+        """How it ended, when that was not a clean exit 0."""
+        assert self.child is not None
+        code = self.child.exit_code
+        if code is None:
+            return "did not exit"
+        if code > 0:
+            return "exit code %d" % code
+        if code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = "signal %d" % -code
+            by_runner = any(sent.split("(")[0] == name for sent in signals_sent)
+            return "killed by %s%s" % (name, " (sent by the runner)" if by_runner else "")
+        return None
+
+    def _collect_outputs(self, workdir: str, outputs: Dict[str, Any],
+                         log: RunnerLog) -> List[str]:
+        """Size (and cap) each declared output; the problems found, one phrase each."""
+        problems = []  # type: List[str]
+        for name in self.spec.get("outputs") or []:
+            path = os.path.join(workdir, name)
+            try:
+                if not stat.S_ISREG(os.lstat(path).st_mode):
+                    problems.append("output '%s' is not a regular file" % name)
+                    continue
+                size, before = cap_output(path, int(self.spec["max_bytes"]))
+            except FileNotFoundError:
+                problems.append("output '%s' was not written" % name)
+                continue
+            except OSError as exc:
+                problems.append("output '%s' unreadable: %s" % (name, os_error_text(exc)))
+                continue
+            outputs[name] = {"bytes": size, "truncated": size < before}
+            if size < before:
+                outputs[name]["original_bytes"] = before
+                problems.append("output '%s' truncated to %d bytes (was %d)"
+                                % (name, size, before))
+                log("%s: truncated %s to %d bytes (was %d)" % (self.name, name, size, before))
+            elif size == 0:
+                problems.append("output '%s' is empty" % name)
+        return problems
+
+
+# =========================================================================== session
+
+
+class RunnerLog:
+    """runner.log: one line per step, stamped with UTC time and the offset from T0."""
+
+    def __init__(self, path: str, t0: float) -> None:
+        self.t0 = t0
+        self.handle = open(path, "a", encoding="utf-8")  # noqa: SIM115 - open for the run
+
+    def __call__(self, message: str) -> None:
+        now = time.time()
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
+        with contextlib.suppress(OSError, ValueError):  # a full disk must not stop the run
+            self.handle.write("%s.%03dZ T0%+.3fs %s\n"
+                              % (stamp, int(now % 1 * 1000), now - self.t0, message))
+            self.handle.flush()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.handle.close()
+
+
+class Session:
+    """One session's timeline: target, T0, profilers, window, stop; then its manifest."""
+
+    def __init__(self, plan: Dict[str, Any], log: RunnerLog) -> None:
+        self.plan = plan
+        self.log = log
+        self.workdir = plan["workdir"]  # type: str
+        self.clock = Clock(plan)
+        self.target = Target(plan["target"], log)
+        self.profilers = [ProfilerRun(p) for p in plan["profilers"]]
+        self.children = []  # type: List[Child]  # everything started, for the watchdog
+        self.failure = None  # type: Optional[str]  # why the session could not run
+        self.runner_error = None  # type: Optional[str]  # a runner bug, caught
+        self.abort = None  # type: Optional[Tuple[str, float]]  # (signal, when) told to stop
+        self.watchdog_fired_at = None  # type: Optional[float]
+        self.late_by_s = None  # type: Optional[float]
+        self.started_at = None  # type: Optional[float]
+        self.stopped_at = None  # type: Optional[float]
+        self.stopped = False
+
+    # ------------------------------------------------------------------ guards
+
+    def install_guards(self) -> None:
+        """SIGTERM/SIGINT/SIGHUP end the session early; SIGALRM is the hard-deadline watchdog."""
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, self._on_stop_signal)
+        signal.signal(signal.SIGALRM, self._on_watchdog)
+        signal.setitimer(signal.ITIMER_REAL, max(0.01, self.clock.hard_deadline - time.time()))
+
+    @staticmethod
+    def disarm_watchdog() -> None:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+    # Handlers run between two bytecodes of the main thread: they set flags and send
+    # signals, and touch no structure the interrupted code may be walking.
+
+    def _on_stop_signal(self, signum: int, _frame: Any) -> None:
+        if self.abort is None:
+            self.abort = (signal.Signals(signum).name, time.time())
+        else:  # told twice: no more waiting
+            self.kill_everything()
+
+    def _on_watchdog(self, _signum: int, _frame: Any) -> None:
+        self.watchdog_fired_at = time.time()
+        self.kill_everything()
+
+    def kill_everything(self) -> None:
+        for child in tuple(self.children):
+            kill_quietly(child.pid, signal.SIGKILL, group=True)
+
+    def _spawn(self, label: str, argv: List[str], cwd: str,
+               env: Optional[Dict[str, str]] = None) -> Child:
+        child = Child(argv, cwd, os.path.join(self.workdir, label + ".stdout"),
+                      os.path.join(self.workdir, label + ".stderr"), env)
+        self.children.append(child)
+        return child
+
+    # ------------------------------------------------------------------ timeline
+
+    def run(self) -> None:
+        try:
+            self._run_steps()
+        finally:
+            self.stop_everything()
+
+    def _run_steps(self) -> None:
+        clock, target = self.clock, self.target
+        if not any(p.planned for p in self.profilers):
+            self._fail("no profiler was planned (%s)" % "; ".join(
+                "%s: %s" % (p.name, p.spec.get("reason")) for p in self.profilers))
+            return
+        if time.time() >= clock.deadline:
+            self._fail("the session window had closed when the runner started "
+                       "(deadline passed %.1f s ago)" % (time.time() - clock.deadline))
+            return
+        if not self._wait_until(clock.t0 - WARMUP_S):
+            return
+        try:
+            if target.mode == "attach":
+                target.resolve()
+            elif not target.via_profiler:
+                target.launch(self._spawn, self.workdir)
+        except TargetError as exc:
+            self._fail(str(exc))
+            return
+        if not self._wait_until(clock.t0):
+            return
+        self.late_by_s = round(max(0.0, time.time() - clock.t0), 3)
+        if self.late_by_s > 0.05:
+            self.log("late: starting %.3f s after T0" % self.late_by_s)
+        if target.check():
+            code = target.exit_code
+            self._fail("target pid %s exited before T0%s"
+                       % (target.pid, " with code %d" % code if code is not None else ""))
+            return
+        self._start_profilers()
+        if any(p.child for p in self.profilers):
+            self._watch_window()
+
+    def _fail(self, reason: str) -> None:
+        self.failure = reason
+        self.log("failed: " + reason)
+
+    def _wait_until(self, when: float) -> bool:
+        """Sleep until ``when`` on the device clock; False when told to stop meanwhile."""
+        while self.abort is None:
+            remaining = when - time.time()
+            if remaining <= 0:
+                return True
+            time.sleep(min(remaining, 0.25))  # re-read the clock: NTP may step it
+        self._fail("runner stopped by %s before T0" % self.abort[0])
+        return False
+
+    def _start_profilers(self) -> None:
+        self.started_at = time.time()
+        planned = [p for p in self.profilers if p.planned]
+        for prof in self.profilers:
+            if not prof.planned:
+                self.log("%s: skipped: %s" % (prof.name, prof.spec.get("reason")))
+        if self.target.via_profiler:
+            launcher = next((p for p in planned if p.spec.get("launch_argv")), None)
+            if launcher is None:
+                self._fail("via_profiler is set but no planned profiler has a launch_argv")
+                return
+            launcher.argv = list(launcher.spec["launch_argv"])
+            launcher.start(self._spawn, self.workdir, None, self.log)
+            if launcher.child is not None:
+                self.target.adopt_child_of(launcher.child, launcher.name)
+            planned.remove(launcher)
+        for prof in planned:
+            prof.start(self._spawn, self.workdir, self.target.pid, self.log)
+
+    def _watch_window(self) -> None:
+        self.log("window: profiling until the deadline")
+        while self.abort is None:
+            now = time.time()
+            if now >= self.clock.deadline:
+                break
+            self.target.check()
+            if all(p.child is None or p.child.exited() for p in self.profilers):
+                self.log("window: every profiler stopped before the deadline")
+                break
+            time.sleep(min(WINDOW_POLL_S, max(0.0, self.clock.deadline - now)))
+        self.target.check()
+
+    def stop_everything(self) -> None:
+        """Stop the launched target and the profilers; nothing is left at deadline + grace.
+
+        Profilers get until deadline + 2 s to stop by themselves (py-spy has --duration),
+        then SIGINT (py-spy writes its output on SIGINT), then SIGKILL to their process
+        group at deadline + grace. A launched target gets SIGTERM now, SIGKILL 3 s later.
+        Told to stop (SIGTERM to the runner), all of it happens at once, within 3 s.
+        """
+        if self.stopped:
+            return
+        self.stopped = True
+        clock = self.clock
+        sigint_at = clock.deadline + min(SIGINT_AFTER_S, clock.grace / 2.0)
+        stop_from = time.time()
+        if self.children:
+            self.log("stop: stopping what the runner started")
+        while True:
+            now = time.time()
+            kill_at = clock.hard_deadline
+            if self.abort is not None:
+                sigint_at = min(sigint_at, self.abort[1])
+                kill_at = min(kill_at, self.abort[1] + ABORT_WAIT_S)
+            self.target.check()
+            busy = self.target.stop_step(now, stop_from, kill_at)
+            for prof in self.profilers:
+                if prof.child is not None:
+                    busy = prof.child.stop_step(now, signal.SIGINT, sigint_at, kill_at,
+                                                group_first=False) or busy
+            if not busy:
+                break
+            if now >= kill_at + 2.0:
+                self.log("stop: some processes survived SIGKILL; giving up waiting")
+                break
+            time.sleep(STOP_POLL_S)
+        self.target.check()
+        self.kill_everything()  # a last sweep: nothing the runner started outlives it
+        if self.started_at is not None:
+            stops = [p.child.stopped_at or time.time() for p in self.profilers if p.child]
+            self.stopped_at = max(stops) if stops else time.time()
+        if self.watchdog_fired_at is not None:
+            self.log("watchdog: hard deadline reached, killed every process group left")
+        if self.children:
+            self.log("stop: done")
+
+    # ------------------------------------------------------------------ results
+
+    def outcome(self, profilers: Dict[str, Dict[str, Any]]) -> Tuple[str, Optional[str]]:
+        """The session's status and one-line reason, from everything that happened."""
+        if self.failure:
+            return "failed", self.failure
+        planned = [(name, e) for name, e in profilers.items() if e["status"] != "skipped"]
+        reasons = [self.runner_error] if self.runner_error else []  # type: List[str]
+        if not any(e["status"] in ("ok", "partial") for _, e in planned):
+            reasons.append("no profiler produced output: " + "; ".join(
+                "%s: %s" % (name, e["reason"]) for name, e in planned))
+            return "failed", "; ".join(reasons)
+        if self.abort is not None:
+            reasons.append("runner stopped by %s at %s"
+                           % (self.abort[0], self.clock.since_t0(self.abort[1])))
+        target = self.target
+        if target.exited_at is not None and target.ended_early(self.clock.deadline):
+            reasons.append("target exited at %s%s" % (
+                self.clock.since_t0(target.exited_at),
+                " with code %d" % target.exit_code if target.exit_code is not None else ""))
+        reasons.extend("%s %s: %s" % (name, e["status"], e["reason"])
+                       for name, e in planned if e["status"] != "ok")
+        return ("partial", "; ".join(reasons)) if reasons else ("ok", None)
+
+    def manifest(self) -> Dict[str, Any]:
+        """The manifest (fleetprof.manifest/1). Call once: it caps outputs and logs."""
+        clock = self.clock
+        profilers = dict((p.name, p.entry(self.workdir, clock, self.failure,
+                                          self.watchdog_fired_at is not None, self.log))
+                         for p in self.profilers)
+        if self.target.child is not None:
+            for name in ("target.stdout", "target.stderr"):
+                keep_tail(os.path.join(self.workdir, name))
+        status, reason = self.outcome(profilers)
+        plan = self.plan
+        return {
+            "schema": MANIFEST_SCHEMA,
+            "campaign": plan["campaign"], "run_id": plan["run_id"], "host": plan["host"],
+            "status": status,
+            "reason": shorten(reason, 1000) if reason else None,
+            "clock_offset_s": clock.offset,
+            "t0_device": clock.t0, "deadline_device": clock.deadline, "grace_s": clock.grace,
+            "started_at_device": self.started_at,
+            "started_at_controller": clock.controller(self.started_at),
+            "stopped_at_device": self.stopped_at,
+            "stopped_at_controller": clock.controller(self.stopped_at),
+            "late_by_s": self.late_by_s,
+            "target": self.target.entry(clock, self.workdir),
+            "profilers": profilers,
+            "runner": {
+                "python": platform.python_version(), "pid": os.getpid(),
+                "version": RUNNER_VERSION,
+                "stopped_by_signal": self.abort[0] if self.abort else None,
+                "watchdog_fired_at_device": self.watchdog_fired_at,
+            },
+        }
+
+
+# =========================================================================== files
+
+
+def file_tail(path: str, limit: int = TAIL_BYTES) -> str:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - limit))
+            return handle.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def last_line(*texts: str) -> Optional[str]:
+    for text in texts:
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        if lines:
+            return shorten(lines[-1], 200)
+    return None
+
+
+def keep_tail(path: str, limit: int = LOG_CAP_BYTES) -> bool:
+    """Cut a log file to its last ``limit`` bytes; True when it was cut."""
+    try:
+        if os.path.getsize(path) <= limit:
+            return False
+        with open(path, "rb") as handle:
+            handle.seek(-limit, os.SEEK_END)
+            tail = handle.read()
+        with open(path, "wb") as handle:
+            handle.write(tail)
+        return True
+    except OSError:
+        return False
+
+
+def cap_output(path: str, max_bytes: int) -> Tuple[int, int]:
+    """Truncate ``path`` to at most max_bytes -> (bytes now, bytes before).
+
+    Outputs are mostly line-oriented (folded stacks, iotop batches): the cut goes after
+    the last line end before max_bytes when one is near, so no half line reads as data.
+    """
+    size = os.path.getsize(path)
+    if size <= max_bytes:
+        return size, size
+    start = max(0, max_bytes - TRUNCATE_LOOKBACK)
+    with open(path, "rb") as handle:
+        handle.seek(start)
+        newline = handle.read(max_bytes - start).rfind(b"\n")
+    cut = start + newline + 1 if newline >= 0 else max_bytes
+    os.truncate(path, cut)
+    return cut, size
+
+
+def sampling_quality(paths: List[str], argv: List[str], ran_s: Optional[float]
+                     ) -> Dict[str, Any]:
+    """py-spy's own words about how well it sampled (it prints them on stdout).
+
+    "1.23s behind in sampling" lines are counted (with the largest lag), and the final
+    "Samples: N Errors: M" gives the effective rate over the time the profiler ran.
+    """
+    behind = 0
+    max_lag = 0.0
+    samples = errors = None  # type: Optional[int]
+    for line in _lines(paths):
+        match = BEHIND_RE.search(line)
+        if match:
+            behind += 1
+            max_lag = max(max_lag, float(match.group(1)) * LAG_UNITS[match.group(2)])
+        match = SAMPLES_RE.search(line)
+        if match:
+            samples, errors = int(match.group(1)), int(match.group(2))
+    quality = {"behind_warnings": behind,
+               "max_lag_s": round(max_lag, 3) if behind else None}  # type: Dict[str, Any]
+    if samples is not None:
+        quality["samples"], quality["errors"] = samples, errors
+        if ran_s:
+            quality["effective_rate_hz"] = round(samples / ran_s, 2)
+    rate = _option_value(argv, ("--rate", "-r"))
+    if rate is not None:
+        quality["requested_rate_hz"] = rate
+    return quality
+
+
+def _lines(paths: List[str]) -> Iterator[str]:
+    for path in paths:
+        try:
+            with open(path, "rb") as handle:
+                for raw in handle:
+                    yield raw.decode("utf-8", "replace")
+        except OSError:
+            continue
+
+
+def _option_value(argv: List[str], names: Tuple[str, ...]) -> Optional[float]:
+    for index, arg in enumerate(argv):
+        value = None
+        if arg in names and index + 1 < len(argv):
+            value = argv[index + 1]
+        elif arg.startswith("--") and arg.split("=", 1)[0] in names and "=" in arg:
+            value = arg.split("=", 1)[1]
+        if value is not None:
+            try:
+                return float(value)
+            except ValueError:
+                return None
+    return None
+
+
+def prepare_workdir(plan: Dict[str, Any]) -> None:
+    """Create workdir (0700) and remove what an earlier run of this plan left in it."""
+    workdir = plan["workdir"]
+    if os.path.islink(workdir):
+        raise InvocationError("workdir %s is a symlink" % workdir)
+    names = list(RESERVED_FILES)
+    for prof in plan["profilers"]:
+        names += [prof["name"] + ".stdout", prof["name"] + ".stderr"]
+        names += list(prof.get("outputs") or [])
+    try:
+        os.makedirs(workdir, mode=0o700, exist_ok=True)
+        os.chmod(workdir, 0o700)
+        for name in names:
+            path = os.path.join(workdir, name)
+            if os.path.lexists(path) and not os.path.isdir(path):
+                os.unlink(path)
+        probe = os.path.join(workdir, ".write-test")
+        with open(probe, "w"):
+            pass
+        os.unlink(probe)
+    except OSError as exc:
+        raise InvocationError("cannot prepare workdir %s: %s"
+                              % (workdir, os_error_text(exc))) from None
+
+
+def write_json(path: str, data: Dict[str, Any]) -> None:
+    temp = path + ".tmp"
+    with open(temp, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2)
+        handle.write("\n")
+    os.replace(temp, path)
+
+
+def pack_archive(workdir: str, archive: str) -> List[str]:
+    """Regular files of workdir -> archive (tar.gz, flat, manifest.json first), atomically."""
+    parent = os.path.dirname(archive)
+    os.makedirs(parent, mode=0o700, exist_ok=True)
+    temp = "%s.tmp-%d" % (archive, os.getpid())
+    inside = os.path.normpath(parent) == os.path.normpath(workdir)
+    skip = (os.path.basename(archive), os.path.basename(temp)) if inside else ()
+    names = []
+    for name in sorted(os.listdir(workdir)):
+        with contextlib.suppress(OSError):
+            if name not in skip and stat.S_ISREG(os.lstat(os.path.join(workdir, name)).st_mode):
+                names.append(name)
+    names.sort(key=lambda name: name != "manifest.json")
+    try:
+        with tarfile.open(temp, "w:gz") as tar:
+            for name in names:
+                path = os.path.join(workdir, name)
+                info = tar.gettarinfo(path, arcname=name)
+                info.uid = info.gid = 0
+                info.uname = info.gname = ""
+                with open(path, "rb") as handle:
+                    tar.addfile(info, handle)
+        os.chmod(temp, 0o600)
+        os.replace(temp, archive)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+    return names
+
+
+# =========================================================================== main
+
+
+def run_session(plan: Dict[str, Any]) -> Dict[str, Any]:
+    """Run the plan's session; the module result (failed only when nothing could be packed)."""
+    workdir, archive = plan["workdir"], plan["archive"]
+    log = RunnerLog(os.path.join(workdir, "runner.log"), float(plan["t0_device"]))
+    log("runner %s (python %s, pid %d): %s/%s on %s"
+        % (RUNNER_VERSION, platform.python_version(), os.getpid(), plan["campaign"],
+           plan["run_id"], plan["host"]))
+    session = Session(plan, log)
+    session.install_guards()
+    try:
+        session.run()
+    except Exception as exc:  # a runner bug must still leave a manifest behind
+        session.runner_error = "runner error: %s: %s" % (type(exc).__name__, exc)
+        log("runner error:\n" + traceback.format_exc())
+        session.kill_everything()  # run() tried to stop things gently; this cannot fail
+    finally:
+        session.disarm_watchdog()
+    manifest = session.manifest()
+    summary = "session %s%s" % (manifest["status"],
+                                ": " + manifest["reason"] if manifest["reason"] else "")
+    log(summary)
+    log("archive: packing %s" % archive)
+    log.close()
+    result = {"changed": True, "failed": False, "archive": archive, "msg": summary,
+              "status": manifest["status"], "reason": manifest["reason"], "manifest": manifest}
+    try:
+        write_json(os.path.join(workdir, "manifest.json"), manifest)
+        pack_archive(workdir, archive)
+    except (OSError, tarfile.TarError) as exc:
+        result.update(failed=True, archive=None,
+                      msg="cannot write the manifest or archive %s: %s"
+                      % (archive, os_error_text(exc)))
+    return result
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Run the module; returns the exit code (no sys.exit, so linters may import and call it)."""
+    argv = sys.argv[1:] if argv is None else argv
+    nothing = {"changed": False, "archive": None, "manifest": None}  # type: Dict[str, Any]
+    try:
+        plan, check_mode = load_args(argv)
+        validate_plan(plan)
+        if check_mode:
+            return emit(dict(nothing, skipped=True, status=None, reason=None,
+                             msg="check mode: the plan is valid, nothing ran"))
+        prepare_workdir(plan)
+        result = run_session(plan)
+    except InvocationError as exc:
+        return emit(dict(nothing, failed=True, status="failed", reason=str(exc), msg=str(exc)))
+    except Exception as exc:  # never end without one JSON object on stdout
+        return emit(dict(nothing, failed=True, status="failed", reason="runner crashed: %s" % exc,
+                         msg="runner crashed: %s" % traceback.format_exc()))
+    return emit(result)
+
+
+def emit(result: Dict[str, Any]) -> int:
+    sys.stdout.write(json.dumps(result) + "\n")
+    sys.stdout.flush()
+    return 1 if result.get("failed") else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

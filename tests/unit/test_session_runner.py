@@ -1,0 +1,784 @@
+"""The device-side session runner, run the way Ansible runs it: ``python3 MODULE ARGS_FILE``.
+
+Everything is real: a small Python workload that spends its time in ``spin_a`` and
+``spin_b``, real py-spy attaching to it or launching it, real signals, real process
+groups. The runner must always answer with one JSON object, always leave a manifest and
+an archive behind once the plan was valid, and never leave a process it started running
+past deadline + grace.
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+import json
+import math
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tarfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+MODULE = ROOT / "roles" / "fleetprof_session" / "library" / "fleetprof_session.py"
+PY_SPY = ROOT / ".venv" / "bin" / "py-spy"
+
+WORKLOAD = """\
+import os
+import sys
+import time
+
+
+def spin_a():
+    end = time.time() + 0.01
+    while time.time() < end:
+        pass
+
+
+def spin_b():
+    end = time.time() + 0.01
+    while time.time() < end:
+        pass
+
+
+def main():
+    # argv: [EXIT_AT_EPOCH [EXIT_CODE]]
+    print("cwd=%s env=%s" % (os.getcwd(), os.environ.get("FLEETPROF_TEST_ENV")), flush=True)
+    exit_at = float(sys.argv[1]) if len(sys.argv) > 1 else None
+    while exit_at is None or time.time() < exit_at:
+        spin_a()
+        spin_b()
+    sys.exit(int(sys.argv[2]) if len(sys.argv) > 2 else 0)
+
+
+main()
+"""
+
+# A profiler that ignores SIGINT and SIGTERM and leaves a grandchild behind: only
+# SIGKILL to its whole process group stops it.
+HUNG_PROFILER = """\
+import signal, subprocess, sys, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+child = subprocess.Popen(["sleep", "1000"])
+open(sys.argv[1], "w").write(str(child.pid))
+time.sleep(1000)
+"""
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def pid_alive(pid: int) -> bool:
+    """A process that exists and is not a zombie."""
+    try:
+        data = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return False
+    return data[data.rindex(b")") + 2 :].split()[0] not in (b"Z", b"X")
+
+
+def processes_running(needle: str) -> list[int]:
+    """Pids of live processes whose command line contains ``needle``."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            cmdline = Path(f"/proc/{name}/cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if needle.encode() in cmdline and pid_alive(int(name)):
+            found.append(int(name))
+    return found
+
+
+def wait_for(condition: Any, timeout: float = 5.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return bool(condition())
+
+
+class Fleet:
+    """Workloads a test started; all killed at teardown."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.script = tmp_path / f"workload_{uuid.uuid4().hex[:10]}.py"
+        self.script.write_text(WORKLOAD)
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def command(self) -> list[str]:
+        return [sys.executable, str(self.script)]
+
+    @property
+    def regex(self) -> str:
+        return self.script.name.replace(".", r"\.")
+
+    def start(self, *args: str) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            [*self.command, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        self.processes.append(process)
+        assert wait_for(lambda: pid_alive(process.pid))
+        return process
+
+    def running(self) -> list[int]:
+        return processes_running(str(self.script))
+
+    def stop_all(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+        for pid in self.running():
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Iterator[Fleet]:
+    workloads = Fleet(tmp_path)
+    yield workloads
+    workloads.stop_all()
+
+
+@pytest.fixture(scope="session")
+def py_spy() -> str:
+    """The real py-spy, once it has shown it may attach to a process here."""
+    if not os.access(PY_SPY, os.X_OK):
+        pytest.skip(f"py-spy is not installed at {PY_SPY}")
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        time.sleep(0.2)
+        probe = subprocess.run(
+            [str(PY_SPY), "dump", "--pid", str(sleeper.pid)],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    if probe.returncode != 0:
+        pytest.skip(f"py-spy may not attach here (ptrace not permitted?): {probe.stderr.strip()}")
+    return str(PY_SPY)
+
+
+def pyspy_profiler(py_spy: str, duration: float, command: list[str] | None = None) -> dict:
+    options = ["--duration", str(max(1, math.ceil(duration))), "--rate", "97", "--format", "raw"]
+    options += ["--output", "py-spy.folded", "--nonblocking"]
+    return {
+        "name": "py-spy",
+        "status": "planned",
+        "reason": None,
+        "argv": [py_spy, "record", "--pid", "{pid}", *options],
+        "launch_argv": [py_spy, "record", *options, "--", *command] if command else [],
+        "outputs": ["py-spy.folded"],
+        "max_bytes": 64 * 1024 * 1024,
+    }
+
+
+def python_profiler(name: str, code: str, *args: str, outputs: list[str], **extra: Any) -> dict:
+    """A stand-in profiler: a real Python process running ``code`` (argv[1:] = args)."""
+    return {
+        "name": name,
+        "status": "planned",
+        "reason": None,
+        "argv": [sys.executable, "-c", code, *args],
+        "launch_argv": [],
+        "outputs": outputs,
+        "max_bytes": 1024 * 1024,
+        **extra,
+    }
+
+
+WRITES_OUTPUT = "import sys, time; open('out.txt', 'w').write('data\\n'); time.sleep(0.2)"
+
+
+def make_plan(
+    tmp_path: Path,
+    target: dict,
+    profilers: list[dict],
+    *,
+    lead: float = 0.5,
+    window: float = 1.5,
+    grace: float = 3.0,
+    offset: float = 0.25,
+) -> dict:
+    t0 = time.time() + lead
+    full_target = {
+        "mode": "attach",
+        "process": None,
+        "pid": None,
+        "pidfile": None,
+        "command": None,
+        "cwd": None,
+        "env": {},
+        "via_profiler": False,
+    }
+    full_target.update(target)
+    return {
+        "schema": "fleetprof.plan/1",
+        "campaign": "unit",
+        "run_id": "20261125-111500-ab12",
+        "host": "localhost",
+        "workdir": str(tmp_path / "runs" / "unit" / "20261125-111500-ab12"),
+        "archive": str(tmp_path / "runs" / "unit" / "20261125-111500-ab12.tar.gz"),
+        "t0_device": t0,
+        "deadline_device": t0 + window,
+        "grace_s": grace,
+        "clock_offset_s": offset,
+        "target": full_target,
+        "profilers": profilers,
+    }
+
+
+class Run:
+    """One finished runner invocation: its result JSON, exit code and wall time."""
+
+    def __init__(self, result: dict, returncode: int, elapsed: float, finished_at: float) -> None:
+        self.result = result
+        self.returncode = returncode
+        self.elapsed = elapsed
+        self.finished_at = finished_at
+
+    @property
+    def manifest(self) -> dict:
+        return self.result["manifest"]
+
+    def members(self) -> list[str]:
+        with tarfile.open(self.result["archive"]) as tar:
+            return tar.getnames()
+
+    def read(self, name: str) -> str:
+        with tarfile.open(self.result["archive"]) as tar:
+            member = tar.extractfile(name)
+            assert member is not None
+            return member.read().decode()
+
+
+def args_file(tmp_path: Path, args: dict) -> Path:
+    path = tmp_path / f"args-{uuid.uuid4().hex[:6]}.json"
+    path.write_text(json.dumps(args))
+    return path
+
+
+def run_module(
+    tmp_path: Path, plan: Any, python: str = sys.executable, timeout: float = 30, **extra: Any
+) -> Run:
+    args = {"plan": plan, "_ansible_check_mode": False, "_ansible_no_log": False, **extra}
+    started = time.time()
+    done = subprocess.run(
+        [python, str(MODULE), str(args_file(tmp_path, args))],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    finished = time.time()
+    assert done.stdout.count("\n") == 1, f"one JSON line expected: {done.stdout!r} {done.stderr}"
+    return Run(json.loads(done.stdout), done.returncode, finished - started, finished)
+
+
+def assert_profiled_workload(run: Run) -> None:
+    folded = run.read("py-spy.folded")
+    assert "spin_a" in folded
+    assert "spin_b" in folded
+
+
+# --------------------------------------------------------------------------- attach
+
+
+def test_attach_by_regex_profiles_the_one_matching_process(tmp_path, fleet, py_spy):
+    workload = fleet.start()
+    plan = make_plan(tmp_path, {"process": fleet.regex}, [pyspy_profiler(py_spy, 1.0)], window=1.0)
+
+    run = run_module(tmp_path, plan)
+
+    assert run.returncode == 0
+    assert run.result["changed"] is True
+    assert run.result["failed"] is False
+    assert (run.result["status"], run.result["reason"]) == ("ok", None)
+    assert run.result["archive"] == plan["archive"]
+    manifest = run.manifest
+    assert manifest["schema"] == "fleetprof.manifest/1"
+    assert (manifest["campaign"], manifest["run_id"], manifest["host"]) == (
+        "unit",
+        plan["run_id"],
+        "localhost",
+    )
+    assert manifest["target"]["pid"] == workload.pid
+    assert manifest["target"]["cmdline"] == fleet.command
+    profiler = manifest["profilers"]["py-spy"]
+    assert profiler["status"] == "ok"
+    assert profiler["exit_code"] == 0
+    assert str(workload.pid) in profiler["argv"]
+    assert profiler["outputs"]["py-spy.folded"]["truncated"] is False
+    assert profiler["outputs"]["py-spy.folded"]["bytes"] > 0
+    # T0 was honoured, and controller times are device times minus the clock offset.
+    assert manifest["started_at_device"] >= plan["t0_device"]
+    assert manifest["late_by_s"] < 0.5
+    assert profiler["started_at_controller"] == pytest.approx(profiler["started_at_device"] - 0.25)
+    assert profiler["stopped_at_device"] > profiler["started_at_device"]
+    assert profiler["data_quality"]["samples"] > 0
+    # The archive is flat, manifest.json first, and its manifest is the returned one.
+    members = run.members()
+    assert members[0] == "manifest.json"
+    assert {"py-spy.folded", "py-spy.stdout", "py-spy.stderr", "runner.log"} <= set(members)
+    assert all("/" not in name for name in members)
+    assert json.loads(run.read("manifest.json")) == manifest
+    assert_profiled_workload(run)
+    assert stat.S_IMODE(os.stat(plan["workdir"]).st_mode) == 0o700
+    assert workload.poll() is None, "attach mode never touches the target"
+
+
+@pytest.mark.parametrize("how", ["pid", "pidfile"])
+def test_attach_by_pid_or_pidfile(tmp_path, fleet, py_spy, how):
+    workload = fleet.start()
+    pidfile = tmp_path / "app.pid"
+    pidfile.write_text(f"{workload.pid}\n")
+    selector = {"pid": workload.pid} if how == "pid" else {"pidfile": str(pidfile)}
+    plan = make_plan(tmp_path, selector, [pyspy_profiler(py_spy, 1.0)], window=1.0)
+
+    run = run_module(tmp_path, plan)
+
+    assert run.result["status"] == "ok", run.result["reason"]
+    assert run.manifest["target"]["pid"] == workload.pid
+    assert run.manifest["target"]["cmdline"] == fleet.command
+    assert_profiled_workload(run)
+
+
+def test_no_matching_process_fails_the_session_not_the_module(tmp_path):
+    canary = tmp_path / "canary"
+    canary.write_text("still here")
+    regex = f"foo; rm -rf {canary} $(id) `id` | true"
+    plan = make_plan(
+        tmp_path, {"process": regex}, [python_profiler("p", WRITES_OUTPUT, outputs=["out.txt"])]
+    )
+
+    run = run_module(tmp_path, plan)
+
+    assert run.returncode == 0
+    assert run.result["failed"] is False
+    assert run.result["status"] == "failed"
+    assert run.result["reason"] == f"no process matches '{regex}'"
+    assert run.manifest["profilers"]["p"]["status"] == "failed"
+    assert canary.read_text() == "still here"
+    assert run.members()[0] == "manifest.json"
+    assert "runner.log" in run.members()
+    assert run.elapsed < 2.0, "a missing target is known before T0 + anything"
+
+
+def test_the_runner_its_ancestors_and_kernel_threads_are_never_the_target(tmp_path):
+    marker = f"marker-{uuid.uuid4().hex}"
+    profiler = python_profiler("p", WRITES_OUTPUT, outputs=["out.txt"])
+    for regex in (marker, "^$"):
+        plan = make_plan(tmp_path, {"process": regex}, [profiler])
+        args = args_file(tmp_path, {"plan": plan})
+        # A parent whose command line holds the marker, as async_wrapper's holds the module.
+        parent = "import subprocess, sys; sys.exit(subprocess.call(sys.argv[2:]))"
+        done = subprocess.run(
+            [sys.executable, "-c", parent, marker, sys.executable, str(MODULE), str(args)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert json.loads(done.stdout)["reason"] == f"no process matches '{regex}'"
+
+
+def test_several_matching_processes_are_named_in_the_reason(tmp_path, fleet):
+    first, second = fleet.start(), fleet.start()
+    plan = make_plan(
+        tmp_path,
+        {"process": fleet.regex},
+        [python_profiler("p", WRITES_OUTPUT, outputs=["out.txt"])],
+    )
+
+    run = run_module(tmp_path, plan)
+
+    assert run.result["failed"] is False
+    assert run.result["status"] == "failed"
+    reason = run.result["reason"]
+    assert reason.startswith(f"2 processes match '{fleet.regex}'")
+    assert f"pid {first.pid}: " in reason
+    assert f"pid {second.pid}: " in reason
+    assert fleet.script.name in reason
+    assert os.path.exists(plan["archive"])
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "pidfile {pidfile} does not exist"),
+        ("not-a-pid\n", "pidfile {pidfile} does not hold a pid: 'not-a-pid'"),
+        ("{dead}\n", "pid {dead} from pidfile {pidfile} is not running"),
+    ],
+    ids=["missing", "garbage", "dead-pid"],
+)
+def test_pidfile_problems_are_told_plainly(tmp_path, content, expected):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    pidfile = tmp_path / "app.pid"
+    if content is not None:
+        pidfile.write_text(content.format(dead=dead.pid))
+    plan = make_plan(
+        tmp_path,
+        {"pidfile": str(pidfile)},
+        [python_profiler("p", WRITES_OUTPUT, outputs=["out.txt"])],
+    )
+
+    run = run_module(tmp_path, plan)
+
+    assert run.result["failed"] is False
+    assert run.result["status"] == "failed"
+    assert run.result["reason"] == expected.format(pidfile=pidfile, dead=dead.pid)
+
+
+# --------------------------------------------------------------------------- launch
+
+
+def test_launch_starts_the_command_before_t0_and_stops_it_at_the_deadline(tmp_path, fleet, py_spy):
+    target = {"mode": "launch", "command": fleet.command, "env": {"FLEETPROF_TEST_ENV": "yes"}}
+    plan = make_plan(tmp_path, target, [pyspy_profiler(py_spy, 1.0)], window=1.0)
+
+    run = run_module(tmp_path, plan)
+
+    assert run.result["status"] == "ok", run.result["reason"]
+    target_entry = run.manifest["target"]
+    assert target_entry["cmdline"] == fleet.command
+    assert target_entry["started_at_device"] < plan["t0_device"]
+    assert target_entry["stopped_by_runner"] is True
+    assert target_entry["exit_code"] == -signal.SIGTERM
+    assert target_entry["exited_early"] is False
+    # At the deadline, or as soon as py-spy's --duration ran out, a few ms before it.
+    assert target_entry["exited_at_device"] == pytest.approx(plan["deadline_device"], abs=0.5)
+    assert run.read("target.stdout").strip() == f"cwd={plan['workdir']} env=yes"
+    assert_profiled_workload(run)
+    assert fleet.running() == [], "the launched command must not outlive the session"
+
+
+def test_launch_via_profiler_lets_py_spy_start_the_command(tmp_path, fleet, py_spy):
+    target = {"mode": "launch", "command": fleet.command, "via_profiler": True}
+    plan = make_plan(tmp_path, target, [pyspy_profiler(py_spy, 1.0, fleet.command)], window=1.0)
+
+    run = run_module(tmp_path, plan)
+
+    assert run.result["status"] == "ok", run.result["reason"]
+    profiler = run.manifest["profilers"]["py-spy"]
+    assert profiler["argv"][-2:] == fleet.command
+    assert "--pid" not in profiler["argv"]
+    assert run.manifest["target"]["pid"] is not None
+    assert run.manifest["target"]["cmdline"] == fleet.command
+    assert_profiled_workload(run)
+    assert fleet.running() == []
+
+
+@pytest.mark.parametrize("mode", ["attach", "launch"])
+def test_target_exiting_mid_window_keeps_the_profile_so_far(tmp_path, fleet, py_spy, mode):
+    plan = make_plan(tmp_path, {}, [pyspy_profiler(py_spy, 3.0)], window=3.0)
+    exit_at = str(plan["t0_device"] + 1.0)
+    if mode == "attach":
+        workload = fleet.start(exit_at, "3")
+        plan["target"]["pid"] = workload.pid
+    else:
+        plan["target"].update(mode="launch", command=[*fleet.command, exit_at, "3"])
+
+    run = run_module(tmp_path, plan)
+
+    assert run.result["status"] == "partial"
+    target_entry = run.manifest["target"]
+    assert target_entry["exited_early"] is True
+    assert target_entry["exited_at_device"] == pytest.approx(plan["t0_device"] + 1.0, abs=0.5)
+    if mode == "launch":
+        assert target_entry["exit_code"] == 3
+        assert run.result["reason"].endswith(" with code 3")
+    assert run.result["reason"].startswith("target exited at +1.")
+    assert run.manifest["profilers"]["py-spy"]["status"] == "ok"
+    assert_profiled_workload(run)
+    # py-spy stops by itself when its target exits, and the runner with it.
+    assert run.finished_at < plan["deadline_device"]
+
+
+# --------------------------------------------------------------------------- stopping
+
+
+def test_a_hung_profiler_is_killed_at_deadline_plus_grace(tmp_path, fleet):
+    fleet.start()
+    grandchild_file = tmp_path / "grandchild.pid"
+    profilers = [
+        python_profiler("hung", HUNG_PROFILER, str(grandchild_file), outputs=["never.out"]),
+        python_profiler("quick", WRITES_OUTPUT, outputs=["out.txt"]),
+    ]
+    plan = make_plan(tmp_path, {"process": fleet.regex}, profilers, window=1.0, grace=2.0)
+
+    run = run_module(tmp_path, plan)
+
+    hard_deadline = plan["deadline_device"] + plan["grace_s"]
+    assert hard_deadline - 0.1 <= run.finished_at < hard_deadline + 2.0
+    hung = run.manifest["profilers"]["hung"]
+    assert hung["status"] == "failed"
+    assert "output 'never.out' was not written" in hung["reason"]
+    assert "killed by SIGKILL" in hung["reason"]
+    assert hung["signals_sent"][0] == "SIGINT"
+    assert hung["signals_sent"][1] in ("SIGKILL(group)", "SIGKILL(watchdog)")
+    assert hung["stopped_at_device"] >= hard_deadline - 0.1
+    assert not pid_alive(int(grandchild_file.read_text()))
+    assert run.manifest["profilers"]["quick"]["status"] == "ok"
+    assert run.result["status"] == "partial"
+    assert run.result["reason"].startswith("hung failed: ")
+
+
+def test_sigterm_to_the_runner_stops_everything_and_still_writes_the_archive(
+    tmp_path, fleet, py_spy
+):
+    target = {"mode": "launch", "command": fleet.command}
+    plan = make_plan(tmp_path, target, [pyspy_profiler(py_spy, 30)], window=30.0, grace=10.0)
+    args = args_file(tmp_path, {"plan": plan})
+    runner = subprocess.Popen(
+        [sys.executable, str(MODULE), str(args)], stdout=subprocess.PIPE, text=True
+    )
+    time.sleep(max(0.0, plan["t0_device"] + 1.0 - time.time()))
+    runner.send_signal(signal.SIGTERM)
+    stdout, _ = runner.communicate(timeout=10)
+    result = json.loads(stdout)
+
+    assert result["failed"] is False
+    assert result["status"] == "partial"
+    assert result["reason"].startswith("runner stopped by SIGTERM at +1.")
+    assert time.time() < plan["t0_device"] + 6.0
+    profiler = result["manifest"]["profilers"]["py-spy"]
+    assert profiler["status"] == "ok", "py-spy writes its output on SIGINT"
+    assert profiler["signals_sent"] == ["SIGINT"]
+    assert result["manifest"]["runner"]["stopped_by_signal"] == "SIGTERM"
+    assert result["manifest"]["target"]["stopped_by_runner"] is True
+    with tarfile.open(result["archive"]) as tar:
+        assert "py-spy.folded" in tar.getnames()
+    assert fleet.running() == []
+
+
+def test_a_runner_killed_outright_takes_the_processes_it_started_along(tmp_path, fleet):
+    sleeper = python_profiler("sleeper", "import time; time.sleep(1000)", outputs=["x"])
+    sleeper["argv"].append(f"marker-{uuid.uuid4().hex}")
+    plan = make_plan(tmp_path, {"mode": "launch", "command": fleet.command}, [sleeper], window=30.0)
+    args = args_file(tmp_path, {"plan": plan})
+    runner = subprocess.Popen([sys.executable, str(MODULE), str(args)], stdout=subprocess.DEVNULL)
+    assert wait_for(lambda: processes_running(sleeper["argv"][-1]), timeout=5)
+    assert fleet.running()
+
+    runner.kill()
+    runner.wait()
+
+    assert wait_for(lambda: not processes_running(sleeper["argv"][-1]) and not fleet.running())
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def test_output_over_max_bytes_is_cut_at_a_line_end_and_marked(tmp_path, fleet):
+    fleet.start()
+    writes_lines = (
+        "open('big.txt', 'w').write(''.join('line %04d ....\\n' % i for i in range(200)))"
+    )
+    profiler = python_profiler("big", writes_lines, outputs=["big.txt"], max_bytes=250)
+    plan = make_plan(tmp_path, {"process": fleet.regex}, [profiler], window=1.0)
+
+    run = run_module(tmp_path, plan)
+
+    output = run.manifest["profilers"]["big"]["outputs"]["big.txt"]
+    assert output["truncated"] is True
+    assert output["original_bytes"] == 200 * 15
+    assert output["bytes"] <= 250
+    content = run.read("big.txt")
+    assert len(content) == output["bytes"]
+    assert content.endswith("\n")
+    assert run.manifest["profilers"]["big"]["status"] == "partial"
+    assert "truncated to" in run.manifest["profilers"]["big"]["reason"]
+
+
+def test_argv_is_passed_literally_never_through_a_shell(tmp_path, fleet):
+    workload = fleet.start()
+    canary = tmp_path / "canary"
+    records_argv = "import json, sys; open('argv.json', 'w').write(json.dumps(sys.argv[1:]))"
+    tricky = ["{pid}", "{pid}x", f"; touch {canary}", f"$(touch {canary})", f"`touch {canary}`"]
+    profiler = python_profiler("literal", records_argv, *tricky, outputs=["argv.json"])
+    plan = make_plan(tmp_path, {"pid": workload.pid}, [profiler], window=1.0)
+
+    run = run_module(tmp_path, plan)
+
+    assert run.result["status"] == "ok", run.result["reason"]
+    assert json.loads(run.read("argv.json")) == [str(workload.pid), *tricky[1:]]
+    assert not canary.exists()
+
+
+def test_outputs_left_by_an_earlier_run_do_not_count(tmp_path, fleet):
+    fleet.start()
+    profiler = python_profiler("p", "pass", outputs=["out.txt"])
+    plan = make_plan(tmp_path, {"process": fleet.regex}, [profiler], window=1.0)
+    os.makedirs(plan["workdir"])
+    Path(plan["workdir"], "out.txt").write_text("stale\n")
+
+    run = run_module(tmp_path, plan)
+
+    assert run.result["status"] == "failed"
+    assert "output 'out.txt' was not written" in run.result["reason"]
+
+
+# --------------------------------------------------------------------------- plan edge cases
+
+
+def test_skipped_profilers_are_reported_and_nothing_runs(tmp_path, fleet):
+    fleet.start()
+    skipped = python_profiler("p", "pass", outputs=["x"], status="skipped", reason="no ptrace")
+    plan = make_plan(tmp_path, {"process": fleet.regex}, [skipped], lead=5.0)
+
+    run = run_module(tmp_path, plan)
+
+    assert run.elapsed < 2.0
+    assert run.result["status"] == "failed"
+    assert run.result["reason"] == "no profiler was planned (p: no ptrace)"
+    entry = run.manifest["profilers"]["p"]
+    assert (entry["status"], entry["reason"], entry["exit_code"]) == ("skipped", "no ptrace", None)
+
+
+def test_a_late_start_runs_at_once_and_says_how_late(tmp_path, fleet):
+    fleet.start()
+    profiler = python_profiler("p", WRITES_OUTPUT, outputs=["out.txt"])
+    plan = make_plan(tmp_path, {"process": fleet.regex}, [profiler], lead=-0.5, window=1.5)
+
+    run = run_module(tmp_path, plan)
+
+    assert run.result["status"] == "ok", run.result["reason"]
+    assert run.manifest["late_by_s"] >= 0.5
+
+
+def test_a_window_already_over_runs_nothing(tmp_path, fleet):
+    fleet.start()
+    profiler = python_profiler("p", WRITES_OUTPUT, outputs=["out.txt"])
+    plan = make_plan(tmp_path, {"process": fleet.regex}, [profiler], lead=-3.0, window=1.0)
+
+    run = run_module(tmp_path, plan)
+
+    assert run.result["status"] == "failed"
+    assert run.result["reason"].startswith("the session window had closed")
+    assert os.path.exists(plan["archive"])
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"schema": "fleetprof.plan/2"}, "plan schema is 'fleetprof.plan/2'"),
+        ({"target": {"mode": "attach", "process": "(unclosed"}}, "not a valid regex"),
+        ({"target": {"mode": "attach", "pid": 1, "process": "x"}}, "exactly one of"),
+        ({"target": {"mode": "launch", "command": "python3 app.py"}}, "non-empty list"),
+        ({"deadline_device": 0}, "deadline_device must be after t0_device"),
+        ({"workdir": "relative/dir"}, "workdir must be an absolute path"),
+    ],
+    ids=["schema", "regex", "two-selectors", "shell-string", "deadline", "relative-workdir"],
+)
+def test_a_broken_plan_fails_the_module_and_runs_nothing(tmp_path, change, message):
+    profiler = python_profiler("p", WRITES_OUTPUT, outputs=["out.txt"])
+    plan = make_plan(tmp_path, {"process": "x"}, [profiler]) | change
+
+    run = run_module(tmp_path, plan)
+
+    assert run.returncode == 1
+    assert run.result["failed"] is True
+    assert message in run.result["msg"]
+    assert not os.path.exists(plan["archive"])
+
+
+def test_a_broken_invocation_fails_the_module(tmp_path):
+    profiler = python_profiler("p", "pass", outputs=["a/b.txt"])
+    bad_output = run_module(tmp_path, make_plan(tmp_path, {"process": "x"}, [profiler]))
+    assert bad_output.result["failed"] is True
+    assert "must be a plain file name" in bad_output.result["msg"]
+
+    unknown = run_module(tmp_path, make_plan(tmp_path, {"process": "x"}, []), colour="red")
+    assert unknown.result["failed"] is True
+    assert "unsupported parameters: colour" in unknown.result["msg"]
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    plan = make_plan(tmp_path, {"process": "x"}, [python_profiler("p", "pass", outputs=["o"])])
+    plan["workdir"] = str(blocker / "workdir")
+    unwritable = run_module(tmp_path, plan)
+    assert unwritable.result["failed"] is True
+    assert "cannot prepare workdir" in unwritable.result["msg"]
+
+
+def test_check_mode_validates_the_plan_and_runs_nothing(tmp_path):
+    plan = make_plan(tmp_path, {"process": "x"}, [python_profiler("p", "pass", outputs=["o"])])
+
+    run = run_module(tmp_path, json.dumps(plan), _ansible_check_mode=True)
+
+    assert run.result.get("failed", False) is False
+    assert run.result["skipped"] is True
+    assert not os.path.exists(plan["workdir"])
+
+
+def find_python38() -> str | None:
+    candidates = [shutil.which("python3.8"), "/usr/bin/python3.8"]
+    candidates += sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.8*/bin/python3.8")))
+    for candidate in candidates:
+        if candidate and os.access(candidate, os.X_OK):
+            probe = subprocess.run(
+                [candidate, "-c", "import sys; print(sys.version_info[:2])"],
+                capture_output=True,
+                text=True,
+            )
+            if probe.stdout.strip() == "(3, 8)":
+                return candidate
+    return None
+
+
+def test_the_runner_works_on_python_3_8(tmp_path, fleet):
+    python38 = find_python38()
+    if python38 is None:
+        pytest.skip("no Python 3.8 interpreter here")
+    profiler = python_profiler("p", WRITES_OUTPUT, "{pid}", outputs=["out.txt"])
+    plan = make_plan(tmp_path, {"mode": "launch", "command": fleet.command}, [profiler], window=1.0)
+
+    run = run_module(tmp_path, plan, python=python38)
+
+    assert run.result["status"] == "ok", run.result["reason"]
+    assert run.manifest["runner"]["python"].startswith("3.8.")
+    assert run.members()[0] == "manifest.json"
+    assert fleet.running() == []
+
+
+def test_py_spy_sampling_trouble_is_counted_from_its_own_words(tmp_path):
+    """py-spy reports falling behind on stdout; the manifest counts it for every host."""
+    spec = importlib.util.spec_from_file_location("fleetprof_session", MODULE)
+    assert spec is not None and spec.loader is not None
+    runner = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(runner)
+    stdout = tmp_path / "py-spy.stdout"
+    stdout.write_text(
+        "py-spy> Sampling process 97 times a second for 30 seconds. Press Control-C to exit.\n"
+        "py-spy> 1.22s behind in sampling, results may be inaccurate. Try reducing the rate\n"
+        "py-spy> 5.21s behind in sampling, results may be inaccurate. Try reducing the rate\n"
+        "py-spy> Wrote raw flamegraph data to 'py-spy.folded'. Samples: 1455 Errors: 3\n"
+    )
+    argv = ["py-spy", "record", "--pid", "1", "--rate", "97", "--duration", "30"]
+
+    quality = runner.sampling_quality([str(stdout), str(tmp_path / "absent")], argv, 30.0)
+
+    assert quality == {
+        "behind_warnings": 2,
+        "max_lag_s": 5.21,
+        "samples": 1455,
+        "errors": 3,
+        "effective_rate_hz": 48.5,
+        "requested_rate_hz": 97.0,
+    }

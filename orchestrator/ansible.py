@@ -173,7 +173,9 @@ def run_stage(
         if passthrough in os.environ:
             envvars[passthrough] = os.environ[passthrough]
     # ansible-playbook is installed beside the Python running fleetprof (the venv).
-    envvars["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    envvars["PATH"] = os.pathsep.join(
+        [str(Path(sys.executable).parent), os.environ.get("PATH", "")]
+    )
     runner = ansible_runner.run(
         private_data_dir=str(private),
         project_dir=str(PLAYBOOKS_DIR),

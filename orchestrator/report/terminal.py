@@ -89,13 +89,13 @@ def render_terminal(report: Mapping[str, Any], console: Console) -> None:
         device_text(report.get("campaign"), "bold"), " · ", device_text(report.get("run_id"))
     )
     table = Table(title=title, title_justify="left", header_style="bold", expand=False)
-    table.add_column("host", overflow="fold", max_width=40)
-    table.add_column("model", overflow="ellipsis", max_width=32)
+    table.add_column("host", overflow="fold", min_width=8, max_width=40)
+    table.add_column("model", overflow="ellipsis", min_width=8, max_width=32)
     table.add_column("status", no_wrap=True)
     table.add_column("samples", justify="right", no_wrap=True)
     table.add_column("eff. rate Hz", justify="right", no_wrap=True)
-    table.add_column("start offset ms", justify="right", no_wrap=True)
-    table.add_column("top function (self %)", overflow="ellipsis", max_width=60, no_wrap=True)
+    table.add_column("start ms", justify="right", no_wrap=True)
+    table.add_column("top function (self %)", overflow="ellipsis", max_width=60)
 
     for host in _dicts(report.get("hosts")):
         metrics = _mapping(host.get("metrics"))

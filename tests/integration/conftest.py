@@ -59,7 +59,7 @@ def ptrace_allowed() -> bool:
         scope = int(Path("/proc/sys/kernel/yama/ptrace_scope").read_text())
     except (OSError, ValueError):
         scope = 0
-    return os.geteuid() == 0 and scope < 3 or scope == 0
+    return (os.geteuid() == 0 and scope < 3) or scope == 0
 
 
 needs_ptrace = pytest.mark.skipif(

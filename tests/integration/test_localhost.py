@@ -142,9 +142,14 @@ def test_report_rebuilds_every_output_from_the_run_directory(
     (run_dir / "report.json").unlink()
     (run_dir / "report.html").unlink()
     rebuilt = subprocess.run(
-        [*__import__("tests.integration.conftest", fromlist=["FLEETPROF"]).FLEETPROF,
-         "report", str(run_dir)],
-        capture_output=True, text=True, timeout=60,
+        [
+            *__import__("tests.integration.conftest", fromlist=["FLEETPROF"]).FLEETPROF,
+            "report",
+            str(run_dir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert json.loads((run_dir / "report.json").read_text()) == before

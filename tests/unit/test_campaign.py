@@ -217,7 +217,12 @@ def test_demo_campaign_launches_the_sample_pipeline() -> None:
     assert campaign.duration_s == 20.0
     assert campaign.start.lead_s == 3.0
     assert campaign.target.launch is not None
-    assert campaign.target.launch.command == ["python3", "examples/workloads/video_pipeline.py"]
+    assert campaign.target.launch.command == [
+        "python3",
+        "examples/workloads/video_pipeline.py",
+        "--fps-file",
+        "fps.json",
+    ]
     assert (REPO / campaign.target.launch.command[1]).is_file()
 
 

@@ -84,8 +84,14 @@ def test_an_offset_within_its_uncertainty_is_not_applied() -> None:
 
 
 def test_options_map_to_pyspy_flags() -> None:
-    spec = {"rate": 19, "native": True, "idle": True, "gil": True, "subprocesses": True,
-            "nonblocking": True}
+    spec = {
+        "rate": 19,
+        "native": True,
+        "idle": True,
+        "gil": True,
+        "subprocesses": True,
+        "nonblocking": True,
+    }
     plan = make_plan(campaign(profilers={"py-spy": spec}), facts(), "r", TOOL, t0=0.0)
     argv = plan.profilers[0].argv
     for flag in ("--native", "--idle", "--gil", "--subprocesses", "--nonblocking"):

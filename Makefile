@@ -6,6 +6,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export ANSIBLE_NOCOLOR ?= 1
+# The venv's tools (ansible-playbook, ansible-lint's helpers) come first.
+export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: demo test lint unit integration system-deps venv tools clean bench
 

@@ -165,10 +165,14 @@ class _Builder:
 
     def _parse_line(self, line: str) -> tuple[tuple[Frame, ...], int] | None:
         stack, sep, count_text = line.rpartition(" ")
-        if not sep or not stack or len(count_text) > _MAX_COUNT_DIGITS:
+        if not sep or len(count_text) > _MAX_COUNT_DIGITS:
             return None
         if not _COUNT.fullmatch(count_text):
             return None
+        if not stack:
+            # py-spy writes " N" for samples in which it found no Python frame at all
+            # (the interpreter starting up or shutting down): real samples, no stack.
+            return (), int(count_text)
         parts = [part for part in stack.split(";") if part]
         if not parts:
             return None

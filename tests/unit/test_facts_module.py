@@ -1,0 +1,73 @@
+"""The preflight module: what it says about a device, and when py-spy may attach."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+MODULE = (
+    Path(__file__).resolve().parents[2] / "roles/fleetprof_preflight/library/fleetprof_facts.py"
+)
+
+
+def load() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("fleetprof_facts", MODULE)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    ("scope", "root", "cap", "allowed"),
+    [
+        (None, False, False, True),  # no Yama: classic same-uid rules
+        (0, False, False, True),
+        (1, False, False, False),  # descendants only
+        (1, True, False, True),
+        (1, False, True, True),  # CAP_SYS_PTRACE
+        (2, False, False, False),
+        (2, True, False, True),
+        (3, True, True, False),  # nobody, not even root
+    ],
+)
+def test_attach_permission_follows_yama_and_capabilities(
+    scope: int | None, root: bool, cap: bool, allowed: bool
+) -> None:
+    can, reason = load().attach_permission(scope, root, cap)
+    assert can is allowed
+    assert (reason is None) is allowed
+    if not allowed:
+        assert "ptrace_scope" in reason
+
+
+def test_the_module_describes_this_machine_as_json(tmp_path: Path) -> None:
+    args = tmp_path / "args"
+    args.write_text(json.dumps({"hw_model": "", "tools": {"python": sys.executable}}))
+    before = __import__("time").time()
+    out = subprocess.run(
+        [sys.executable, str(MODULE), str(args)], capture_output=True, text=True, check=True
+    )
+    result = json.loads(out.stdout)
+    facts = result["facts"]
+    assert facts["arch"] == __import__("platform").machine()
+    assert facts["cores"] >= 1 and facts["memory_mb"] > 0
+    assert facts["hw_model"] and facts["hw_model_source"] in ("device-tree", "dmi", "cpu")
+    assert facts["tools"] == {"python": sys.executable}
+    assert before <= result["device_time"] <= __import__("time").time()
+
+
+def test_the_inventory_hardware_model_wins(tmp_path: Path) -> None:
+    args = tmp_path / "args"
+    args.write_text(json.dumps({"hw_model": "jetson-orin-nx"}))
+    out = subprocess.run(
+        [sys.executable, str(MODULE), str(args)], capture_output=True, text=True, check=True
+    )
+    facts = json.loads(out.stdout)["facts"]
+    assert (facts["hw_model"], facts["hw_model_source"]) == ("jetson-orin-nx", "hostvar")

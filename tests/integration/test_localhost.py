@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import needs_ptrace
+from tests.integration.conftest import FLEETPROF, needs_ptrace
 
 pytestmark = [pytest.mark.integration, needs_ptrace]
 
@@ -142,11 +142,7 @@ def test_report_rebuilds_every_output_from_the_run_directory(
     (run_dir / "report.json").unlink()
     (run_dir / "report.html").unlink()
     rebuilt = subprocess.run(
-        [
-            *__import__("tests.integration.conftest", fromlist=["FLEETPROF"]).FLEETPROF,
-            "report",
-            str(run_dir),
-        ],
+        [*FLEETPROF, "report", str(run_dir)],
         capture_output=True,
         text=True,
         timeout=60,

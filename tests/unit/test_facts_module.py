@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import platform
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -50,17 +52,17 @@ def test_attach_permission_follows_yama_and_capabilities(
 def test_the_module_describes_this_machine_as_json(tmp_path: Path) -> None:
     args = tmp_path / "args"
     args.write_text(json.dumps({"hw_model": "", "tools": {"python": sys.executable}}))
-    before = __import__("time").time()
+    before = time.time()
     out = subprocess.run(
         [sys.executable, str(MODULE), str(args)], capture_output=True, text=True, check=True
     )
     result = json.loads(out.stdout)
     facts = result["facts"]
-    assert facts["arch"] == __import__("platform").machine()
+    assert facts["arch"] == platform.machine()
     assert facts["cores"] >= 1 and facts["memory_mb"] > 0
     assert facts["hw_model"] and facts["hw_model_source"] in ("device-tree", "dmi", "cpu")
     assert facts["tools"] == {"python": sys.executable}
-    assert before <= result["device_time"] <= __import__("time").time()
+    assert before <= result["device_time"] <= time.time()
 
 
 def test_the_inventory_hardware_model_wins(tmp_path: Path) -> None:

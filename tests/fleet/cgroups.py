@@ -22,7 +22,10 @@ from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 BASE_NAME = "fleetprof-fleets"
-CPU_PERIOD_US = 100_000
+# A short CFS period: a slow board is slow all the time, not fast for 30 ms and then
+# stopped for 70 ms, which is what a 100 ms period at cpu 0.3 would emulate (and which
+# would delay a throttled host's wake-up at the common start by up to 70 ms).
+CPU_PERIOD_US = 20_000
 V1_ROLES = ("cpu", "cpuacct", "freezer")
 
 

@@ -39,8 +39,8 @@ def test_model_specs_come_as_counts_mappings_or_command_line_text() -> None:
 
 def test_a_cpu_fraction_becomes_a_cfs_quota() -> None:
     assert cpu_quota_us(None) is None
-    assert cpu_quota_us(0.2) == 20_000
-    assert cpu_quota_us(1.5) == 150_000
+    assert cpu_quota_us(0.2) == 4_000  # of a 20 ms period
+    assert cpu_quota_us(1.5) == 30_000
     assert cpu_quota_us(0.001) == 1000  # the kernel's minimum
     with pytest.raises(ValueError):
         cpu_quota_us(0)
@@ -64,15 +64,15 @@ def test_quotas_are_written_in_each_versions_files(tmp_path: Path) -> None:
     v2.mkdir()
     (v2 / "cpu.max").write_text("max 100000\n")
     Cgroup(2, {"unified": v2}).set_cpu(0.3)
-    assert (v2 / "cpu.max").read_text() == "30000 100000"
+    assert (v2 / "cpu.max").read_text() == "6000 20000"
     Cgroup(2, {"unified": v2}).set_cpu(None)
-    assert (v2 / "cpu.max").read_text() == "max 100000"
+    assert (v2 / "cpu.max").read_text() == "max 20000"
 
     v1 = tmp_path / "v1"
     v1.mkdir()
     Cgroup(1, {"cpu": v1, "freezer": v1}).set_cpu(0.5)
-    assert (v1 / "cpu.cfs_quota_us").read_text() == "50000"
-    assert (v1 / "cpu.cfs_period_us").read_text() == "100000"
+    assert (v1 / "cpu.cfs_quota_us").read_text() == "10000"
+    assert (v1 / "cpu.cfs_period_us").read_text() == "20000"
 
 
 def _fleet(directory: Path) -> Fleet:

@@ -23,7 +23,7 @@ from orchestrator.campaign import Campaign
 from orchestrator.inventory import Inventory
 from orchestrator.models import ClockOffset, HostFacts, HostStatus
 from orchestrator.parse import host_view
-from orchestrator.plan import ToolChoice, make_plan, reschedule
+from orchestrator.plan import ToolChoice, effective_lead, make_plan, reschedule
 from orchestrator.report.html import render_html
 from orchestrator.runs import RunDir, read_json, write_json, write_text
 from orchestrator.safetar import UnsafeArchive
@@ -92,6 +92,7 @@ class CampaignRun:
         self.tool_log = tool_log
         self.run = RunDir.create(out_root, campaign.name)
         self.active: list[str] = list(inventory.hosts)
+        self.facts: dict[str, HostFacts] = {}
 
     # -- helpers -------------------------------------------------------------------
     def _stage(
@@ -167,7 +168,14 @@ class CampaignRun:
 
     def schedule(self) -> tuple[float, float]:
         """A fresh common start for every remaining host, just before the session."""
-        t0 = time.time() + self.campaign.start.lead_s
+        requested = self.campaign.start.lead_s
+        lead = effective_lead(requested, [self.facts[h] for h in self.active])
+        if lead > requested:
+            self.ui.note(
+                f"start lead lengthened from {requested:g}s to {lead:.1f}s: the slowest "
+                "device needs that long to be ready for the common start"
+            )
+        t0 = time.time() + lead
         for host in self.active:
             plan = self.run.read_plan(host)
             assert plan is not None
@@ -202,14 +210,12 @@ class CampaignRun:
         )
         for host in self.inventory.hosts:
             self.run.write_status(host, "load", "pending", None)
-        steps: list[Callable[[], None]] = []
-        facts: dict[str, HostFacts] = {}
 
         def do_preflight() -> None:
-            facts.update(self.preflight())
+            self.facts.update(self.preflight())
 
         def do_plan() -> None:
-            self.plan(facts, self.tools(facts))
+            self.plan(self.facts, self.tools(self.facts))
 
         def do_provision() -> None:
             self._stage("provision")

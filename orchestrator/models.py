@@ -31,6 +31,10 @@ class ClockOffset:
     uncertainty_s: float | None  # None: not measured (no controller-side timestamps)
 
     @property
+    def round_trip_s(self) -> float | None:
+        return None if self.uncertainty_s is None else 2.0 * self.uncertainty_s
+
+    @property
     def correction_s(self) -> float:
         """The offset worth applying: one smaller than its own uncertainty is noise."""
         if self.uncertainty_s is None:

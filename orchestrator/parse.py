@@ -17,6 +17,7 @@ from orchestrator.profilers import pyspy
 from orchestrator.runs import RunDir
 
 WORKLOAD_FILE = "fps.json"
+LATE_WARNING_S = 0.05
 
 
 def _number(value: Any) -> float | None:
@@ -70,6 +71,14 @@ def host_view(
     session_dir = run.session_dir(host)
     view.status = _manifest_status(manifest.get("status"))
     view.reason = str(manifest["reason"])[:1000] if manifest.get("reason") else None
+    late = _number(manifest.get("late_by_s"))
+    if late is not None:
+        view.metrics["session.late_by_ms"] = round(late * 1000.0, 1)
+        if late > LATE_WARNING_S:
+            view.data_quality.append(
+                f"the device started {late * 1000:.0f} ms after the common start: "
+                "a longer start.lead keeps the window common"
+            )
     if plan is not None:
         started = _number(manifest.get("started_at_controller"))
         t0 = plan.t0_device - plan.clock_offset_s

@@ -15,6 +15,10 @@ from orchestrator.models import HostFacts, SessionPlan, TargetPlan
 from orchestrator.profilers import pyspy
 
 DEFAULT_GRACE_S = 10.0
+# Starting the session takes about one module round trip per device (the async start),
+# on a device that may be busier than at preflight: leave room for three, plus a margin.
+LEAD_ROUND_TRIPS = 3.0
+LEAD_MARGIN_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -82,3 +86,15 @@ def reschedule(plan: SessionPlan, t0: float) -> SessionPlan:
     duration = plan.deadline_device - plan.t0_device
     t0_device = t0 + plan.clock_offset_s
     return dataclasses.replace(plan, t0_device=t0_device, deadline_device=t0_device + duration)
+
+
+def effective_lead(requested_s: float, facts: list[HostFacts]) -> float:
+    """The campaign's lead, lengthened where the slowest device could not be ready by T0.
+
+    A runner that starts after T0 starts late and the window is no longer common; the
+    preflight round trip says how long one module run takes on each device.
+    """
+    trips = [f.clock.round_trip_s for f in facts if f.clock.round_trip_s is not None]
+    if not trips:
+        return requested_s
+    return max(requested_s, LEAD_ROUND_TRIPS * max(trips) + LEAD_MARGIN_S)

@@ -87,3 +87,9 @@ def workload(tmp_path: Path) -> Iterator[Any]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+# The real test fleet (tests/fleet): SSH hosts in their own namespaces and cgroups.
+from tests.fleet.fixtures import fleet_factory  # noqa: E402
+
+__all__ = ["fleet_factory"]

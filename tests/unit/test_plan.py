@@ -11,7 +11,7 @@ import pytest
 from orchestrator.campaign import Campaign
 from orchestrator.flow import clock_offset
 from orchestrator.models import ClockOffset, HostFacts, SessionPlan
-from orchestrator.plan import ToolChoice, make_plan, reschedule
+from orchestrator.plan import ToolChoice, effective_lead, make_plan, reschedule
 
 TOOL = ToolChoice(version="0.4.3", src="/cache/py-spy", sha256="ab" * 32, problem=None)
 
@@ -161,3 +161,12 @@ def test_clock_offset_is_measured_ntp_style_with_its_uncertainty() -> None:
     assert offset.correction_s == pytest.approx(94.8)
     unknown = clock_offset(device_time=105.0, started=None, finished=10.4)
     assert unknown.correction_s == 0.0
+
+
+def test_the_lead_is_lengthened_for_a_slow_device_and_never_shortened() -> None:
+    quick = facts(clock=ClockOffset(offset_s=0.0, uncertainty_s=0.05))
+    slow = facts(host="pi", clock=ClockOffset(offset_s=0.0, uncertainty_s=1.0))
+    assert effective_lead(5.0, [quick]) == 5.0
+    assert effective_lead(5.0, [quick, slow]) == pytest.approx(3 * 2.0 + 1.0)
+    unmeasured = facts(clock=ClockOffset(offset_s=0.0, uncertainty_s=None))
+    assert effective_lead(2.0, [unmeasured]) == 2.0

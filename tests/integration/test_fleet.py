@@ -1,0 +1,103 @@
+"""Campaigns over a real SSH test fleet (tests/fleet): six hosts in two hardware models.
+
+Each host is an sshd in its own PID and mount namespace and cgroup; the slow model is a
+CPU quota. fleetprof reaches them only through Ansible, with host key checking on.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fleet import Fleet
+from tests.fleet.fixtures import requires_fleet
+from tests.integration.conftest import REPO
+from tests.integration.test_localhost import SPLIT_WORKLOAD, function_pct
+
+pytestmark = [pytest.mark.integration, requires_fleet]
+
+PYTHON = "/usr/bin/python3"
+
+
+def deploy(fleet: Fleet, source: Path | str, name: str) -> str:
+    """Put a file into every host's private /opt, as a deployment would; its device path."""
+    for host in fleet.hosts:
+        target = Path(host.private_path(f"/opt/{name}"))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(source, Path):
+            shutil.copyfile(source, target)
+        else:
+            target.write_text(source)
+    return f"/opt/{name}"
+
+
+def test_one_campaign_profiles_six_hosts_in_one_window_each_its_own_process(
+    fleet_factory: Any, fleetprof: Any, tmp_path: Path
+) -> None:
+    fleet = fleet_factory({"edge-x86": 3, "edge-slow": {"count": 3, "cpu": 0.3}})
+    script = deploy(fleet, SPLIT_WORKLOAD, "split_workload.py")
+    for host in fleet.hosts:
+        # Each device runs its own copy, tagged with its name: a host that could see
+        # another's process would match two and fail, or report the wrong one.
+        fleet.start_background(host.name, [PYTHON, script, f"--device={host.name}"])
+    time.sleep(0.5)
+    campaign = tmp_path / "fleet-attach.yml"
+    campaign.write_text(
+        "name: fleet-attach\nduration: 5s\nstart: {lead: 4s}\n"
+        "target:\n  attach:\n    process: 'split_workload.py --device='\n"
+    )
+    result = fleetprof("run", str(campaign), "-i", str(fleet.inventory))
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = result.report("fleet-attach")
+    hosts = {h["name"]: h for h in report["hosts"]}
+    assert sorted(hosts) == sorted(h.name for h in fleet.hosts)
+    for name, host in hosts.items():
+        assert host["status"] == "ok", (name, host["reason"])
+        assert host["hw_model"] == fleet.host(name).model
+        manifest = json.loads(
+            (result.run_dir("fleet-attach") / f"hosts/{name}/session/manifest.json").read_text()
+        )
+        assert manifest["target"]["cmdline"][-1] == f"--device={name}"
+        assert function_pct(host, "alpha_work") > function_pct(host, "beta_work")
+    offsets = [h["start_offset_ms"] for h in hosts.values()]
+    assert max(offsets) - min(offsets) <= 100.0, offsets
+    assert report["start_skew_ms"] <= 100.0
+    assert {g["hw_model"] for g in report["groups"]} == {"edge-x86", "edge-slow"}
+
+
+def test_a_throttled_model_shows_a_lower_frame_rate_in_launch_mode(
+    fleet_factory: Any, fleetprof: Any, tmp_path: Path
+) -> None:
+    fleet = fleet_factory({"fast-board": 3, "slow-board": {"count": 3, "cpu": 0.1}})
+    pipeline = deploy(fleet, REPO / "examples/workloads/video_pipeline.py", "video_pipeline.py")
+    campaign = tmp_path / "fleet-launch.yml"
+    campaign.write_text(
+        "name: fleet-launch\nduration: 6s\nstart: {lead: 4s}\n"
+        f"target:\n  launch:\n    command: ['{PYTHON}', '{pipeline}', '--fps-file', 'fps.json',"
+        " '--scale', '0.25']\n"
+    )
+    result = fleetprof("run", str(campaign), "-i", str(fleet.inventory))
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = result.report("fleet-launch")
+    groups = {g["hw_model"]: g for g in report["groups"]}
+    fast = groups["fast-board"]["metrics"]["workload.fps"]
+    slow = groups["slow-board"]["metrics"]["workload.fps"]
+    assert fast["n"] == slow["n"] == 3
+    assert slow["median"] < 0.7 * fast["median"], (slow, fast)
+    for host in report["hosts"]:
+        assert host["status"] == "ok", host["reason"]
+        assert function_pct(host, "decode_frame") > 20
+    # The launched pipelines were stopped at the deadline on every device.
+    for host in fleet.hosts:
+        left = [p for p in fleet.processes(host.name) if "video_pipeline" in " ".join(p.argv)]
+        assert left == [], (host.name, left)
+    slow_fps = [
+        h["metrics"]["workload.fps"] for h in report["hosts"] if h["hw_model"] == "slow-board"
+    ]
+    assert statistics.median(slow_fps) == slow["median"]

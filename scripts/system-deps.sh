@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Install the Debian packages the test suite needs, when running as root and missing.
+# Install the Debian packages the test suite needs, when running as root and missing:
+# sshd and unshare for the test fleet (tests/fleet), iotop for the iotop profiler.
 # Without root the tests that need them are skipped with that reason.
 set -euo pipefail
 needed=()
 command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || needed+=(openssh-server)
 command -v ssh >/dev/null 2>&1 || needed+=(openssh-client)
 command -v unshare >/dev/null 2>&1 || needed+=(util-linux)
+command -v ssh-keygen >/dev/null 2>&1 || needed+=(openssh-client)
+command -v pgrep >/dev/null 2>&1 || needed+=(procps)
+command -v iotop >/dev/null 2>&1 || [ -x /usr/sbin/iotop ] || needed+=(iotop)
 [ ${#needed[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
     echo "not root or no apt-get: tests needing ${needed[*]} will be skipped" >&2
@@ -13,4 +17,4 @@ if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${needed[@]}"
+apt-get install -y -qq --no-install-recommends $(printf "%s\n" "${needed[@]}" | sort -u)

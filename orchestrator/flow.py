@@ -16,14 +16,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from orchestrator import toolcache
+from orchestrator import profilers, toolcache
 from orchestrator.analysis.fleet import build_report
 from orchestrator.ansible import HostOutcome, ProgressFn, StageResult, run_stage
 from orchestrator.campaign import Campaign
 from orchestrator.inventory import Inventory
 from orchestrator.models import ClockOffset, HostFacts, HostStatus
 from orchestrator.parse import host_view
-from orchestrator.plan import ToolChoice, effective_lead, make_plan, reschedule
+from orchestrator.plan import effective_lead, make_plan, reschedule
+from orchestrator.profilers.base import ToolChoice
 from orchestrator.report.html import render_html
 from orchestrator.runs import RunDir, read_json, write_json, write_text
 from orchestrator.safetar import UnsafeArchive
@@ -143,18 +144,26 @@ class CampaignRun:
             facts[host] = found
         return facts
 
-    def tools(self, facts: dict[str, HostFacts]) -> dict[str, ToolChoice]:
-        choices: dict[str, ToolChoice] = {}
-        version = toolcache.PYSPY_VERSION
+    def tools(self, facts: dict[str, HostFacts]) -> dict[str, dict[str, ToolChoice]]:
+        """The tool cache's answer per architecture, for the tools the campaign needs."""
+        needed = {
+            p.TOOL
+            for name in self.campaign.profilers.enabled
+            if (p := profilers.REGISTRY[name]).TOOL
+        }
+        choices: dict[str, dict[str, ToolChoice]] = {}
         for arch in sorted({f.arch for f in facts.values()}):
-            try:
-                tool = toolcache.ensure_pyspy(arch, log=self.tool_log)
-                choices[arch] = ToolChoice(tool.version, str(tool.path), tool.sha256, None)
-            except toolcache.ToolCacheError as err:
-                choices[arch] = ToolChoice(version, None, None, str(err))
+            choices[arch] = {}
+            if "py-spy" in needed:
+                try:
+                    tool = toolcache.ensure_pyspy(arch, log=self.tool_log)
+                    choice = ToolChoice(tool.version, str(tool.path), tool.sha256, None)
+                except toolcache.ToolCacheError as err:
+                    choice = ToolChoice(toolcache.PYSPY_VERSION, None, None, str(err))
+                choices[arch]["py-spy"] = choice
         return choices
 
-    def plan(self, facts: dict[str, HostFacts], tools: dict[str, ToolChoice]) -> None:
+    def plan(self, facts: dict[str, HostFacts], tools: dict[str, dict[str, ToolChoice]]) -> None:
         t0 = time.time() + self.campaign.start.lead_s
         for host in list(self.active):
             plan = make_plan(

@@ -10,10 +10,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from orchestrator import profilers
 from orchestrator.analysis.fleet import HostView
 from orchestrator.campaign import Campaign
 from orchestrator.models import HostStatus
-from orchestrator.profilers import pyspy
 from orchestrator.runs import RunDir
 
 WORKLOAD_FILE = "fps.json"
@@ -86,17 +86,19 @@ def host_view(
             view.start_offset_ms = round((started - t0) * 1000.0, 1)
     entries = manifest.get("profilers")
     entries = entries if isinstance(entries, dict) else {}
-    spec = campaign.profilers.py_spy
-    entry = entries.get(pyspy.NAME)
-    if spec is not None and isinstance(entry, dict):
-        view.profilers[pyspy.NAME] = {
+    for name in campaign.profilers.enabled:
+        entry = entries.get(name)
+        profiler = profilers.get(name)
+        if profiler is None or not isinstance(entry, dict):
+            continue
+        view.profilers[name] = {
             "status": str(entry.get("status") or "failed"),
             "reason": str(entry["reason"])[:1000] if entry.get("reason") else None,
         }
-        result = pyspy.parse(session_dir, entry, spec)
+        result = profiler.parse(session_dir, entry, campaign)
         view.metrics.update(result.metrics)
-        view.top_functions = result.top_functions
-        view.flamegraph = result.flamegraph
+        view.top_functions = view.top_functions or result.top_functions
+        view.flamegraph = view.flamegraph or result.flamegraph
         view.data_quality.extend(result.data_quality)
     view.metrics.update(_workload_metrics(session_dir))
     return view

@@ -8,27 +8,18 @@ spent provisioning never eats into the lead.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from collections.abc import Mapping
 
+from orchestrator import profilers
 from orchestrator.campaign import Campaign
 from orchestrator.models import HostFacts, SessionPlan, TargetPlan
-from orchestrator.profilers import pyspy
+from orchestrator.profilers.base import ToolChoice
 
 DEFAULT_GRACE_S = 10.0
 # Starting the session takes about one module round trip per device (the async start),
 # on a device that may be busier than at preflight: leave room for three, plus a margin.
 LEAD_ROUND_TRIPS = 3.0
 LEAD_MARGIN_S = 1.0
-
-
-@dataclass(frozen=True)
-class ToolChoice:
-    """What the controller's tool cache has for one architecture."""
-
-    version: str
-    src: str | None  # controller path of the binary; None when there is no build
-    sha256: str | None
-    problem: str | None  # why there is no binary (no build for the arch, download failed)
 
 
 def _target(campaign: Campaign, facts: HostFacts) -> TargetPlan:
@@ -53,17 +44,25 @@ def make_plan(
     campaign: Campaign,
     facts: HostFacts,
     run_id: str,
-    tool: ToolChoice,
+    tools: Mapping[str, ToolChoice],
     t0: float,
     grace_s: float = DEFAULT_GRACE_S,
 ) -> SessionPlan:
-    """One host's session: where its files go, when it starts, what it runs."""
+    """One host's session: where its files go, when it starts, what it runs.
+
+    ``tools``: the tool cache's answer for this host's architecture, by tool name.
+    """
     base = f"{facts.home.rstrip('/')}/.fleetprof/runs/{campaign.name}"
-    binary = pyspy.device_path(facts, tool.version) if tool.src else None
-    profilers = [pyspy.plan(campaign, facts, binary, tool.problem)]
-    tools: dict[str, dict[str, str]] = {}
-    if binary and tool.src and tool.sha256 and profilers[0].status == "planned":
-        tools[pyspy.NAME] = {"src": tool.src, "sha256": tool.sha256, "dest": binary}
+    plans = []
+    pushes: dict[str, dict[str, str]] = {}
+    for name in campaign.profilers.enabled:
+        profiler = profilers.REGISTRY[name]
+        tool = tools.get(profiler.TOOL) if profiler.TOOL else None
+        planned = profiler.plan(campaign, facts, tool)
+        plans.append(planned)
+        push = profiler.tool_push(facts, tool) if planned.status == "planned" else None
+        if profiler.TOOL and push:
+            pushes[profiler.TOOL] = push
     t0_device = t0 + facts.clock.correction_s
     return SessionPlan(
         campaign=campaign.name,
@@ -76,8 +75,8 @@ def make_plan(
         grace_s=grace_s,
         clock_offset_s=facts.clock.correction_s,
         target=_target(campaign, facts),
-        profilers=profilers,
-        tools=tools,
+        profilers=plans,
+        tools=pushes,
     )
 
 

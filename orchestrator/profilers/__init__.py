@@ -1,0 +1,14 @@
+"""The profilers fleetprof can run, by name (see base.py for what each module provides)."""
+
+from __future__ import annotations
+
+from typing import cast
+
+from orchestrator.profilers import pyspy
+from orchestrator.profilers.base import Profiler
+
+REGISTRY: dict[str, Profiler] = {module.NAME: cast(Profiler, module) for module in (pyspy,)}
+
+
+def get(name: str) -> Profiler | None:
+    return REGISTRY.get(name)

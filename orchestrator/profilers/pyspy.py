@@ -7,15 +7,16 @@ runner executes, and the parser from its folded output to normalized data.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from orchestrator.analysis.stacks import flame_tree, read_folded, top_functions
 from orchestrator.campaign import Campaign, PySpySpec
 from orchestrator.models import HostFacts, ProfilerPlan
+from orchestrator.profilers.base import ProfileResult, ToolChoice
 
 NAME = "py-spy"
+TOOL = "py-spy"  # from the controller's tool cache
 OUTPUT = "py-spy.folded"
 MAX_BYTES = 64 * 1024 * 1024
 # Below this share of the requested rate a host's profile is marked as short of samples.
@@ -60,12 +61,23 @@ def _options(spec: PySpySpec, duration_s: float) -> list[str]:
     return options
 
 
-def plan(
-    campaign: Campaign, facts: HostFacts, binary: str | None, tool_problem: str | None
-) -> ProfilerPlan:
+def _binary(facts: HostFacts, tool: ToolChoice | None) -> str | None:
+    return device_path(facts, tool.version) if tool is not None and tool.src else None
+
+
+def tool_push(facts: HostFacts, tool: ToolChoice | None) -> dict[str, str] | None:
+    binary = _binary(facts, tool)
+    if tool is None or binary is None or not tool.src or not tool.sha256:
+        return None
+    return {"src": tool.src, "sha256": tool.sha256, "dest": binary}
+
+
+def plan(campaign: Campaign, facts: HostFacts, tool: ToolChoice | None) -> ProfilerPlan:
     spec = campaign.profilers.py_spy
     assert spec is not None
-    reason = skip_reason(campaign, facts, tool_problem)
+    binary = _binary(facts, tool)
+    problem = tool.problem if tool is not None else "py-spy is not in the tool cache"
+    reason = skip_reason(campaign, facts, problem if binary is None else None)
     if reason is not None or binary is None:
         return ProfilerPlan(
             name=NAME,
@@ -89,15 +101,7 @@ def plan(
     )
 
 
-@dataclass
-class ProfileResult:
-    metrics: dict[str, float] = field(default_factory=dict)
-    top_functions: list[dict[str, Any]] = field(default_factory=list)
-    flamegraph: dict[str, Any] | None = None
-    data_quality: list[str] = field(default_factory=list)
-
-
-def parse(session_dir: Path, entry: dict[str, Any], spec: PySpySpec) -> ProfileResult:
+def parse(session_dir: Path, entry: dict[str, Any], campaign: Campaign) -> ProfileResult:
     """Folded stacks -> samples, top functions, flame graph, and how trustworthy they are.
 
     The effective rate comes from py-spy's own count of the samples it took (the runner
@@ -105,6 +109,7 @@ def parse(session_dir: Path, entry: dict[str, Any], spec: PySpySpec) -> ProfileR
     without that count, from the folded samples over the time py-spy ran.
     """
     result = ProfileResult()
+    spec = campaign.profilers.py_spy or PySpySpec()
     quality = entry.get("data_quality")
     quality = quality if isinstance(quality, dict) else {}
     path = session_dir / OUTPUT

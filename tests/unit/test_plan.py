@@ -11,9 +11,10 @@ import pytest
 from orchestrator.campaign import Campaign
 from orchestrator.flow import clock_offset
 from orchestrator.models import ClockOffset, HostFacts, SessionPlan
-from orchestrator.plan import ToolChoice, effective_lead, make_plan, reschedule
+from orchestrator.plan import effective_lead, make_plan, reschedule
+from orchestrator.profilers.base import ToolChoice
 
-TOOL = ToolChoice(version="0.4.3", src="/cache/py-spy", sha256="ab" * 32, problem=None)
+TOOL = {"py-spy": ToolChoice(version="0.4.3", src="/cache/py-spy", sha256="ab" * 32, problem=None)}
 
 
 def campaign(**overrides: Any) -> Campaign:
@@ -136,7 +137,9 @@ def test_ptrace_scope_3_skips_even_launch(scope: int) -> None:
 
 
 def test_an_architecture_without_a_build_is_skipped_with_the_tool_cache_reason() -> None:
-    none = ToolChoice("0.4.3", None, None, "py-spy 0.4.3 publishes no build for riscv64")
+    none = {
+        "py-spy": ToolChoice("0.4.3", None, None, "py-spy 0.4.3 publishes no build for riscv64")
+    }
     plan = make_plan(campaign(), facts(arch="riscv64"), "r", none, t0=0.0)
     assert plan.skip_reason == "py-spy: py-spy 0.4.3 publishes no build for riscv64"
 

@@ -1,0 +1,57 @@
+"""What every profiler module provides, and the values it returns.
+
+A profiler is one module under ``orchestrator/profilers/`` with:
+
+- ``NAME``: its key under ``profilers:`` in a campaign, and its name in plans, manifests
+  and the report;
+- ``TOOL``: the tool-cache entry it needs pushed to devices (``None`` when it needs none);
+- ``plan(campaign, facts, tool) -> ProfilerPlan``: the exact argv for the device runner,
+  or ``status="skipped"`` with the reason, decided before anything runs;
+- ``tool_push(facts, tool) -> dict | None``: what provision copies for it;
+- ``parse(session_dir, entry, campaign) -> ProfileResult``: its raw files (device output:
+  untrusted) to normalized data.
+
+``orchestrator/profilers/__init__.py`` lists them; nothing else knows their names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from orchestrator.campaign import Campaign
+from orchestrator.models import HostFacts, ProfilerPlan
+
+
+@dataclass(frozen=True)
+class ToolChoice:
+    """What the controller's tool cache has for one tool on one architecture."""
+
+    version: str
+    src: str | None  # controller path of the binary; None when there is no build
+    sha256: str | None
+    problem: str | None  # why there is no binary (no build for the arch, download failed)
+
+
+@dataclass
+class ProfileResult:
+    metrics: dict[str, float] = field(default_factory=dict)
+    top_functions: list[dict[str, Any]] = field(default_factory=list)
+    flamegraph: dict[str, Any] | None = None
+    data_quality: list[str] = field(default_factory=list)
+
+
+class Profiler(Protocol):
+    NAME: str
+    TOOL: str | None
+
+    def plan(
+        self, campaign: Campaign, facts: HostFacts, tool: ToolChoice | None
+    ) -> ProfilerPlan: ...
+
+    def tool_push(self, facts: HostFacts, tool: ToolChoice | None) -> dict[str, str] | None: ...
+
+    def parse(
+        self, session_dir: Path, entry: dict[str, Any], campaign: Campaign
+    ) -> ProfileResult: ...

@@ -63,6 +63,7 @@ class HostFacts:
     attach_reason: str | None
     clock: ClockOffset
     tools: dict[str, str] = field(default_factory=dict)  # tool name -> path on the device
+    delayacct: bool | None = None  # kernel.task_delayacct (iotop's IO% and SWAPIN columns)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,6 +98,9 @@ class ProfilerPlan:
     launch_argv: list[str]
     outputs: list[str]
     max_bytes: int
+    # A sampler the device runner runs itself (e.g. "system") instead of an argv.
+    builtin: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,9 @@ from pydantic import (
     Field,
     PlainValidator,
     PrivateAttr,
+    SerializerFunctionWrapHandler,
     ValidationError,
+    model_serializer,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -33,10 +35,13 @@ __all__ = [
     "AttachSpec",
     "Campaign",
     "CampaignError",
+    "IotopSpec",
     "LaunchSpec",
+    "MemorySpec",
     "ProfilersSpec",
     "PySpySpec",
     "StartSpec",
+    "SystemSpec",
     "TargetSpec",
     "load_campaign",
     "parse_duration",
@@ -48,6 +53,12 @@ DEFAULT_LEAD_S = 5.0
 # A prime, so sampling does not lock step with periodic work (frame loops, timers).
 DEFAULT_PYSPY_RATE = 97
 MAX_PYSPY_RATE = 1000
+# Samplers (system, iotop): finer than 100 ms costs more than it tells.
+MIN_INTERVAL_S = 0.1
+MAX_INTERVAL_S = 60.0
+DEFAULT_INTERVAL_S = 1.0
+# A target whose memory grows faster than this (MB per minute) is flagged as a likely leak.
+DEFAULT_LEAK_MB_PER_MIN = 1.0
 # Campaign files are a screenful of YAML; anything this big is the wrong file.
 MAX_FILE_BYTES = 1024 * 1024
 
@@ -184,6 +195,30 @@ def _duration_check(low: float, high: float, *, zero_ok: bool) -> PlainValidator
     return PlainValidator(check)
 
 
+def _interval_check(value: object) -> float:
+    try:
+        seconds = parse_duration(value)  # type: ignore[arg-type]  # checked inside
+    except ValueError as err:
+        raise _fail(str(err)) from None
+    if not MIN_INTERVAL_S <= seconds <= MAX_INTERVAL_S:
+        raise _fail(
+            f"expected a sampling interval from {MIN_INTERVAL_S:g}s to "
+            f"{MAX_INTERVAL_S:g}s, got {value}"
+        )
+    return seconds
+
+
+def _positive_number(expected: str) -> PlainValidator:
+    def check(value: object) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise _fail(f"expected {expected}, got {_describe(value)}")
+        if not math.isfinite(value):
+            raise _fail(f"expected {expected}, got {value}")
+        return float(value)
+
+    return PlainValidator(check)
+
+
 def _human(seconds: float) -> str:
     return f"{seconds / 3600:g}h" if seconds >= 3600 else f"{seconds:g}s"
 
@@ -260,6 +295,8 @@ Duration = Annotated[float, _duration_check(0.0, MAX_DURATION_S, zero_ok=False)]
 Lead = Annotated[float, _duration_check(0.0, MAX_LEAD_S, zero_ok=True)]
 Rate = Annotated[int, _int_check(1, MAX_PYSPY_RATE, f"an integer from 1 to {MAX_PYSPY_RATE} (Hz)")]
 Pid = Annotated[int, _int_check(1, None, "a positive integer")]
+Interval = Annotated[float, PlainValidator(_interval_check)]
+LeakRate = Annotated[float, _positive_number("a positive number of MB per minute")]
 AbsolutePath = Annotated[str, PlainValidator(_check_absolute)]
 EnvName = Annotated[str, PlainValidator(_check_env_name)]
 Argv = Annotated[list[str], PlainValidator(_check_command)]
@@ -376,12 +413,42 @@ class PySpySpec(_Spec):
     nonblocking: bool = False
 
 
+class SystemSpec(_Spec):
+    """The runner's own sampler: CPU, memory, I/O of the system and the target, thermal."""
+
+    interval_s: Interval = Field(
+        default=DEFAULT_INTERVAL_S, validation_alias="interval", serialization_alias="interval"
+    )
+
+
+class IotopSpec(_Spec):
+    interval_s: Interval = Field(
+        default=DEFAULT_INTERVAL_S, validation_alias="interval", serialization_alias="interval"
+    )
+
+
+class MemorySpec(_Spec):
+    """The target's RSS/PSS over the window: peak, growth slope, likely leaks."""
+
+    leak_mb_per_min: LeakRate = DEFAULT_LEAK_MB_PER_MIN
+
+
 class ProfilersSpec(_Spec):
     """Which profilers run and how; a profiler that is absent (None) does not run."""
 
     py_spy: PySpySpec | None = Field(
         default=None, validation_alias="py-spy", serialization_alias="py-spy"
     )
+    system: SystemSpec | None = None
+    iotop: IotopSpec | None = None
+    memory: MemorySpec | None = None
+
+    @model_serializer(mode="wrap")
+    def _only_enabled(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # A profiler that does not run is left out: in a campaign file `py-spy: null`
+        # means "py-spy with its defaults", so a dump must not say null for "off".
+        dumped: dict[str, Any] = handler(self)
+        return {key: value for key, value in dumped.items() if value is not None}
 
     @model_validator(mode="before")
     @classmethod

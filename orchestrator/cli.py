@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -22,8 +23,9 @@ from orchestrator.ansible import REPO_ROOT
 from orchestrator.campaign import Campaign, CampaignError, load_campaign
 from orchestrator.console import ConsoleUi
 from orchestrator.flow import CampaignRun, RunOutcome, build_outputs
+from orchestrator.inspect import InspectError, inspect_file
 from orchestrator.inventory import DEFAULT_INVENTORY, InventoryError, load_inventory
-from orchestrator.report.terminal import render_terminal
+from orchestrator.report.terminal import render_inspection, render_terminal
 from orchestrator.runs import RunDir
 
 DEMO_CAMPAIGN = REPO_ROOT / "campaigns" / "demo.yml"
@@ -35,7 +37,9 @@ def _console(stderr: bool = False) -> Console:
 
 
 def _fail(message: str) -> NoReturn:
-    _console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    _console(stderr=True).print(
+        f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True
+    )
     sys.exit(BAD_INPUT)
 
 
@@ -167,6 +171,23 @@ def report(run_dir: Path) -> None:
     console = _console()
     render_terminal(result, console)
     console.print(f"report: {escape(str(run_dir / 'report.html'))}", highlight=False)
+
+
+@main.command(name="inspect")
+@click.argument("profiler")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+def inspect_command(profiler: str, file: Path, as_json: bool) -> None:
+    """Parse one raw artifact of PROFILER (e.g. py-spy.folded) and print what it holds."""
+    try:
+        data = inspect_file(profiler, file)
+    except InspectError as err:
+        _fail(str(err))
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    console = _console()
+    render_inspection(data, console)
 
 
 if __name__ == "__main__":

@@ -70,7 +70,14 @@ def facts_from(host: str, outcome: HostOutcome) -> HostFacts | None:
     if not isinstance(raw, dict) or not isinstance(device_time, int | float):
         return None
     clock = clock_offset(float(device_time), capture.started, capture.finished)
-    return HostFacts.from_dict({**raw, "host": host, "clock": clock.__dict__})
+    tools = raw.get("tools")
+    tools = dict(tools) if isinstance(tools, dict) else {}
+    # Tools the module finds by itself (iotop, from the system's package manager) come
+    # apart from the paths that were asked for.
+    iotop = raw.get("iotop_path")
+    if isinstance(iotop, str) and iotop and "iotop" not in tools:
+        tools["iotop"] = iotop
+    return HostFacts.from_dict({**raw, "tools": tools, "host": host, "clock": clock.__dict__})
 
 
 class CampaignRun:

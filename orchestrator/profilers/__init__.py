@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import cast
 
-from orchestrator.profilers import pyspy
+from orchestrator.profilers import iotop, memory, pyspy, system
 from orchestrator.profilers.base import Profiler
 
-REGISTRY: dict[str, Profiler] = {module.NAME: cast(Profiler, module) for module in (pyspy,)}
+REGISTRY: dict[str, Profiler] = {
+    module.NAME: cast(Profiler, module) for module in (pyspy, iotop, system, memory)
+}
 
 
 def get(name: str) -> Profiler | None:

@@ -5,6 +5,7 @@ A profiler is one module under ``orchestrator/profilers/`` with:
 - ``NAME``: its key under ``profilers:`` in a campaign, and its name in plans, manifests
   and the report;
 - ``TOOL``: the tool-cache entry it needs pushed to devices (``None`` when it needs none);
+- ``OUTPUT``: the raw file, in the session directory, that its parser reads;
 - ``plan(campaign, facts, tool) -> ProfilerPlan``: the exact argv for the device runner,
   or ``status="skipped"`` with the reason, decided before anything runs;
 - ``tool_push(facts, tool) -> dict | None``: what provision copies for it;
@@ -45,6 +46,7 @@ class ProfileResult:
 class Profiler(Protocol):
     NAME: str
     TOOL: str | None
+    OUTPUT: str  # the raw file its parser reads (what `fleetprof inspect` feeds it)
 
     def plan(
         self, campaign: Campaign, facts: HostFacts, tool: ToolChoice | None

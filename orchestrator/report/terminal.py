@@ -140,3 +140,35 @@ def render_terminal(report: Mapping[str, Any], console: Console) -> None:
                 f", robust z {_num(outlier.get('robust_z'), 2)}",
             )
         )
+
+
+def render_inspection(data: Mapping[str, Any], console: Console) -> None:
+    """What ``fleetprof inspect`` found in one artifact: metrics, top functions, notes."""
+    console.print(device_text(f"{data.get('profiler')}: {data.get('file')}", "bold"))
+    metrics = _mapping(data.get("metrics"))
+    if metrics:
+        table = Table(title="metrics", title_justify="left")
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        for name in sorted(metrics):
+            table.add_row(device_text(name), _num(metrics[name], 3))
+        console.print(table)
+    functions = _dicts(data.get("top_functions"))
+    if functions:
+        table = Table(title="top functions", title_justify="left")
+        table.add_column("function", overflow="fold")
+        table.add_column("file", overflow="fold")
+        table.add_column("self %", justify="right")
+        table.add_column("total %", justify="right")
+        for row in functions:
+            table.add_row(
+                device_text(row.get("function")),
+                device_text(row.get("file") or ""),
+                _num(row.get("self_pct"), 2),
+                _num(row.get("total_pct"), 2),
+            )
+        console.print(table)
+    for note in data.get("data_quality") or []:
+        console.print(device_text(f"note: {note}", "yellow"))
+    if not metrics and not functions:
+        console.print("nothing recognisable in this file")

@@ -782,3 +782,187 @@ def test_py_spy_sampling_trouble_is_counted_from_its_own_words(tmp_path):
         "effective_rate_hz": 48.5,
         "requested_rate_hz": 97.0,
     }
+
+
+# --------------------------------------------------------------------------- built-in samplers
+
+
+def builtin_profiler(name: str, interval: float = 0.2, max_bytes: int = 1 << 20) -> dict:
+    """A sampler the runner runs itself: no argv, one output."""
+    return {
+        "name": name,
+        "status": "planned",
+        "reason": None,
+        "argv": [],
+        "launch_argv": [],
+        "outputs": [f"{name}.jsonl"],
+        "max_bytes": max_bytes,
+        "builtin": name,
+        "options": {"interval_s": interval},
+    }
+
+
+def load_runner() -> Any:
+    spec = importlib.util.spec_from_file_location("fleetprof_session", MODULE)
+    assert spec is not None and spec.loader is not None
+    runner = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(runner)
+    return runner
+
+
+def jsonl(run: Run, name: str) -> list[dict]:
+    return [json.loads(line) for line in run.read(name).splitlines()]
+
+
+def test_system_sampler_attached_to_a_process_samples_it_until_the_deadline(tmp_path, fleet):
+    pid = fleet.start().pid
+    plan = make_plan(tmp_path, {"pid": pid}, [builtin_profiler("system", 0.2)], window=1.0)
+
+    run = run_module(tmp_path, plan)
+
+    assert run.result["status"] == "ok", run.result["reason"]
+    entry = run.manifest["profilers"]["system"]
+    assert entry["status"] == "ok"
+    assert entry["argv"] == []
+    samples = jsonl(run, "system.jsonl")
+    assert len(samples) == entry["data_quality"]["samples"] >= 5
+    assert all(s["target"]["pid"] == pid for s in samples)
+    assert samples[0]["t"] >= plan["t0_device"] - 0.05
+    assert samples[-1]["t"] <= plan["deadline_device"] + 0.2
+    last = samples[-1]
+    assert 0 <= last["cpu_pct"] <= 100
+    assert set(last["mem_mb"]) == {"total", "available", "swap_total", "swap_free"}
+    assert last["target"]["cpu_pct"] > 50  # the workload spins
+    assert fleet.running() == [pid]  # an attached target is never signalled
+
+
+def test_samplers_stop_when_the_target_exits_and_the_session_says_so(tmp_path, fleet):
+    command = [*fleet.command, str(time.time() + 1.2)]
+    plan = make_plan(
+        tmp_path,
+        {"mode": "launch", "command": command},
+        [builtin_profiler("system", 0.1), builtin_profiler("memory", 0.1)],
+        window=4.0,
+    )
+
+    run = run_module(tmp_path, plan)
+
+    assert run.elapsed < 4.0  # nothing left to sample: no waiting for the deadline
+    assert run.result["status"] == "partial"
+    assert "target exited" in run.result["reason"]
+    for name in ("system", "memory"):
+        entry = run.manifest["profilers"][name]
+        assert entry["status"] == "ok", entry["reason"]
+        assert entry["data_quality"]["ended"] == "target exited"
+
+
+def test_samplers_alone_need_no_profiler_to_launch_the_target(tmp_path, fleet):
+    """via_profiler is for ptrace profilers; built-in samplers need no ptrace."""
+    plan = make_plan(
+        tmp_path,
+        {"mode": "launch", "command": fleet.command, "via_profiler": True},
+        [builtin_profiler("memory", 0.2)],
+        window=1.0,
+    )
+
+    run = run_module(tmp_path, plan)
+
+    assert run.result["status"] == "ok", run.result["reason"]
+    assert jsonl(run, "memory.jsonl")[-1]["target"]["rss_kb"] > 0
+    assert fleet.running() == []
+
+
+def test_a_sampler_output_at_max_bytes_stops_growing_and_is_marked(tmp_path, fleet):
+    pid = fleet.start().pid
+    plan = make_plan(tmp_path, {"pid": pid}, [builtin_profiler("system", 0.1, 800)], window=1.0)
+
+    run = run_module(tmp_path, plan)
+
+    entry = run.manifest["profilers"]["system"]
+    assert entry["status"] == "partial"
+    assert "max_bytes" in entry["reason"]
+    assert entry["outputs"]["system.jsonl"]["truncated"] is True
+    assert entry["outputs"]["system.jsonl"]["bytes"] <= 800
+    assert entry["data_quality"]["dropped"] > 0
+    assert all(line for line in run.read("system.jsonl").splitlines())  # whole lines only
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"builtin": "gpu"}, "builtin must be one of system, memory"),
+        ({"options": {"interval_s": 0}}, "options.interval_s must be a number"),
+        ({"options": {"interval_s": "1s"}}, "options.interval_s must be a number"),
+        ({"argv": ["/bin/true"]}, "a builtin sampler takes no argv"),
+        ({"outputs": ["a.jsonl", "b.jsonl"]}, "exactly one output"),
+    ],
+    ids=["unknown", "zero-interval", "text-interval", "argv", "two-outputs"],
+)
+def test_a_broken_builtin_entry_fails_the_module(tmp_path, change, message):
+    plan = make_plan(tmp_path, {"process": "x"}, [builtin_profiler("system") | change])
+
+    run = run_module(tmp_path, plan)
+
+    assert run.returncode == 1
+    assert message in run.result["msg"]
+
+
+def test_thermal_and_cpufreq_are_read_where_the_device_has_them(tmp_path):
+    """This machine has neither: a sysfs tree shaped like a Jetson's stands in."""
+    runner = load_runner()
+    sys_root = tmp_path / "sys"
+    zones = {"thermal_zone0": ("CPU-therm\n", "45500\n"), "thermal_zone1": ("CPU-therm\n", "x")}
+    zones["thermal_zone2"] = ("GPU therm/../x\n", "-12000\n")
+    for zone, (kind, temp) in zones.items():
+        directory = sys_root / "class" / "thermal" / zone
+        directory.mkdir(parents=True)
+        (directory / "type").write_text(kind)
+        (directory / "temp").write_text(temp)
+    for cpu, cur in ((0, "1200000"), (1, "2000000")):
+        directory = sys_root / "devices" / "system" / "cpu" / f"cpu{cpu}" / "cpufreq"
+        directory.mkdir(parents=True)
+        (directory / "scaling_cur_freq").write_text(cur + "\n")
+        (directory / "cpuinfo_max_freq").write_text("2000000\n")
+        (directory / "scaling_max_freq").write_text("1500000\n" if cpu == 0 else "2000000\n")
+    (sys_root / "devices" / "system" / "cpu" / "cpu2").mkdir()  # offline, no cpufreq
+    runner.SYS_ROOT = str(sys_root)
+
+    log = runner.RunnerLog(str(tmp_path / "runner.log"), time.time())
+    sampler = runner.Sampler("system", str(tmp_path / "s.jsonl"), 1.0, 1 << 20, 0.0, log)
+    sampler._open_sources()
+    record = sampler._system()
+
+    assert record["thermal_c"] == {"CPU-therm": 45.5, "CPU-therm-1": None, "GPU_therm_.._x": -12.0}
+    assert record["cpufreq"] == [
+        {"cpu": 0, "cur_khz": 1200000, "max_khz": 2000000, "policy_max_khz": 1500000},
+        {"cpu": 1, "cur_khz": 2000000, "max_khz": 2000000, "policy_max_khz": 2000000},
+    ]
+
+
+def test_a_device_without_the_optional_files_still_samples(tmp_path):
+    """Edge kernels differ: whatever is missing is left out, nothing crashes."""
+    runner = load_runner()
+    runner.SYS_ROOT = str(tmp_path / "no-sys")
+    runner.PROC_ROOT = str(tmp_path / "no-proc")
+    log = runner.RunnerLog(str(tmp_path / "runner.log"), time.time())
+    sampler = runner.Sampler("system", str(tmp_path / "s.jsonl"), 1.0, 1 << 20, 0.0, log)
+    sampler.pid = 12345
+    sampler._open_sources()
+
+    assert sampler._system()["mem_mb"]["available"] is None
+    assert sampler._sample(time.time()) is None  # the target's files are gone: it ended
+    assert "/proc/stat" in sampler.unreadable
+
+
+def test_the_samplers_work_on_python_3_8(tmp_path, fleet):
+    python38 = find_python38()
+    if python38 is None:
+        pytest.skip("no Python 3.8 interpreter here")
+    profilers = [builtin_profiler("system", 0.2), builtin_profiler("memory", 0.2)]
+    plan = make_plan(tmp_path, {"mode": "launch", "command": fleet.command}, profilers, window=1.0)
+
+    run = run_module(tmp_path, plan, python=python38)
+
+    assert run.result["status"] == "ok", run.result["reason"]
+    assert run.manifest["runner"]["python"].startswith("3.8.")
+    assert jsonl(run, "system.jsonl")[-1]["target"]["cpu_s"] > 0

@@ -16,8 +16,9 @@ module: fleetprof_facts
 short_description: Describe a device for a fleetprof campaign
 description:
   - Reports architecture, hardware model, OS, kernel, Python, cores, memory, free disk,
-    ptrace permission and the tools already present, plus the device clock for the
-    controller's NTP-style offset measurement.
+    ptrace permission, delay accounting (kernel.task_delayacct) and the tools already
+    present (iotop is looked for on PATH and in the sbin directories, as C(iotop_path)),
+    plus the device clock for the controller's NTP-style offset measurement.
 options:
   hw_model:
     description: Hardware model set by the inventory (hostvar C(fleetprof_hw_model)); wins over detection.
@@ -108,6 +109,33 @@ def ptrace_scope():
         return None
 
 
+def delay_accounting(path="/proc/sys/kernel/task_delayacct"):
+    """kernel.task_delayacct: True or False, None where the kernel has no such sysctl."""
+    text = read_text(path)
+    if text is None:
+        return None
+    try:
+        return int(text.strip()) != 0
+    except ValueError:
+        return None
+
+
+# Where distributions put iotop, for a non-login shell whose PATH lacks the sbin directories.
+IOTOP_DIRS = ("/usr/sbin", "/usr/bin", "/sbin")
+
+
+def find_iotop(path_env=None, extra_dirs=IOTOP_DIRS):
+    """The iotop executable on PATH or in the usual directories, or None."""
+    if path_env is None:
+        path_env = os.environ.get("PATH", "")
+    dirs = [d for d in path_env.split(os.pathsep) if d] + list(extra_dirs)
+    for directory in dirs:
+        candidate = os.path.join(directory, "iotop")
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
 def attach_permission(scope, is_root, has_cap):
     """Whether py-spy may attach to a process it did not start, and if not, why."""
     if scope == 3:
@@ -160,6 +188,9 @@ def main():
         "can_attach": can_attach,
         "attach_reason": reason,
         "tools": tools,
+        "delayacct": delay_accounting(),
+        # Apart from "tools" (the paths asked for): the controller files it under tools.
+        "iotop_path": find_iotop(),
     }
     print(json.dumps({"changed": False, "facts": facts, "device_time": time.time()}))
 

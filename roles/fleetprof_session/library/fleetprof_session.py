@@ -117,6 +117,7 @@ import stat
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 import traceback
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
@@ -291,7 +292,10 @@ def _profiler_errors(prof: Dict[str, Any]) -> List[str]:
     for key in ("argv", "launch_argv", "outputs"):
         if not _is_str_list(prof.get(key, [])):
             errors.append("%s must be a list of strings" % key)
-    if prof.get("status") == "planned" and not (prof.get("argv") or prof.get("launch_argv")):
+    builtin = prof.get("builtin")
+    if builtin is not None:
+        errors.extend(_builtin_errors(prof, builtin))
+    elif prof.get("status") == "planned" and not (prof.get("argv") or prof.get("launch_argv")):
         errors.append("a planned profiler needs an argv")
     for output in prof.get("outputs") or []:
         if not isinstance(output, str):
@@ -303,6 +307,24 @@ def _profiler_errors(prof: Dict[str, Any]) -> List[str]:
             errors.append("output %r collides with the runner's own files" % output)
     if not _is_positive_int(prof.get("max_bytes")):
         errors.append("max_bytes must be a positive integer")
+    return errors
+
+
+def _builtin_errors(prof: Dict[str, Any], builtin: Any) -> List[str]:
+    """A sampler the runner runs itself: a known kind, an interval, one output file."""
+    if builtin not in BUILTINS:
+        return ["builtin must be one of %s, got %r" % (", ".join(BUILTINS), builtin)]
+    errors = []  # type: List[str]
+    options = prof.get("options") or {}
+    interval = options.get("interval_s", 1.0) if isinstance(options, dict) else None
+    if not (_is_number(interval)
+            and MIN_SAMPLE_INTERVAL_S <= interval <= MAX_SAMPLE_INTERVAL_S):
+        errors.append("options.interval_s must be a number from %g to %g"
+                      % (MIN_SAMPLE_INTERVAL_S, MAX_SAMPLE_INTERVAL_S))
+    if prof.get("argv") or prof.get("launch_argv"):
+        errors.append("a builtin sampler takes no argv")
+    if len(prof.get("outputs") or []) != 1:
+        errors.append("a builtin sampler writes exactly one output")
     return errors
 
 
@@ -458,7 +480,8 @@ def _pdeathsig_hook() -> Optional[Callable[[], None]]:
 
     The watchdog covers every way the runner can end except SIGKILL (async's time limit,
     the OOM killer); this covers that one for the processes the runner started directly.
-    Safe as a preexec_fn because the runner has no threads.
+    Safe as a preexec_fn because no other thread runs while the runner spawns: the
+    built-in samplers' threads start only after the last process was spawned.
     """
     if not sys.platform.startswith("linux"):
         return None
@@ -715,10 +738,38 @@ class ProfilerRun:
         self.argv = list(spec.get("argv") or [])  # type: List[str]
         self.child = None  # type: Optional[Child]
         self.error = None  # type: Optional[str]  # why it was not started
+        self.builtin = spec.get("builtin")  # type: Optional[str]
+        self.sampler = None  # type: Optional[Sampler]
 
     @property
     def planned(self) -> bool:
         return self.spec["status"] == "planned"
+
+    def active(self) -> bool:
+        """Whether it is still at work: its process running or its sampler sampling."""
+        if self.sampler is not None:
+            return self.sampler.alive()
+        return self.child is not None and not self.child.exited()
+
+    @property
+    def started(self) -> bool:
+        return self.child is not None or self.sampler is not None
+
+    def start_sampler(self, workdir: str, pid: Optional[int], deadline: float,
+                      log: RunnerLog) -> None:
+        """A builtin: the runner samples /proc itself, in a thread, until the deadline."""
+        if self.builtin == "memory" and pid is None:
+            self.error = "the target's pid is unknown: no memory series to sample"
+            log("%s: not started: %s" % (self.name, self.error))
+            return
+        options = self.spec.get("options") or {}
+        interval = float(options.get("interval_s", 1.0))
+        output = os.path.join(workdir, self.spec["outputs"][0])
+        self.sampler = Sampler(str(self.builtin), output, interval,
+                               int(self.spec["max_bytes"]), deadline, log)
+        self.sampler.start(pid)
+        log("%s: sampling every %g s%s" % (self.name, interval,
+                                            " (target pid %d)" % pid if pid else ""))
 
     def start(self, spawn: Callable[..., Child], workdir: str, pid: Optional[int],
               log: RunnerLog) -> None:
@@ -748,6 +799,8 @@ class ProfilerRun:
         }  # type: Dict[str, Any]
         if not self.planned:
             return entry
+        if self.builtin is not None:
+            return self._sampler_entry(entry, workdir, clock, session_failure, log)
         child = self.child
         if child is None:
             reason = self.error or "not started: %s" % (session_failure or "unknown")
@@ -777,6 +830,41 @@ class ProfilerRun:
             hint = last_line(entry["stderr_tail"], entry["stdout_tail"])
             entry["status"] = "failed"
             entry["reason"] = "; ".join(problems + (["said: " + hint] if hint else []))
+        elif problems:
+            entry["status"], entry["reason"] = "partial", "; ".join(problems)
+        else:
+            entry["status"], entry["reason"] = "ok", None
+        return entry
+
+    def _sampler_entry(self, entry: Dict[str, Any], workdir: str, clock: Clock,
+                       session_failure: Optional[str], log: RunnerLog) -> Dict[str, Any]:
+        """ok once it sampled and its output exists; partial when it cut or broke off."""
+        sampler = self.sampler
+        if sampler is None:
+            reason = self.error or "not started: %s" % (session_failure or "unknown")
+            entry.update(status="failed", reason=reason)
+            return entry
+        entry.update(
+            argv=[], builtin=self.builtin,
+            started_at_device=sampler.started_at, stopped_at_device=sampler.stopped_at,
+            started_at_controller=clock.controller(sampler.started_at),
+            stopped_at_controller=clock.controller(sampler.stopped_at),
+            data_quality=sampler.quality(),
+        )
+        problems = self._collect_outputs(workdir, entry["outputs"], log)
+        if sampler.dropped:
+            name = self.spec["outputs"][0]
+            if name in entry["outputs"]:
+                entry["outputs"][name]["truncated"] = True
+            problems.append("output reached max_bytes (%d): %d samples not written"
+                            % (int(self.spec["max_bytes"]), sampler.dropped))
+        if sampler.error:
+            problems.append(sampler.error)
+        if sampler.alive():
+            problems.append("the sampler did not stop")
+        if sampler.samples == 0:
+            entry["status"] = "failed"
+            entry["reason"] = "; ".join(problems) or "no sample was taken"
         elif problems:
             entry["status"], entry["reason"] = "partial", "; ".join(problems)
         else:
@@ -838,6 +926,436 @@ class ProfilerRun:
         return problems
 
 
+# =========================================================================== built-in samplers
+#
+# "system" and "memory" are sampled by the runner itself, in a thread, instead of by a
+# profiler process: a few /proc and /sys files per interval, each kept open and re-read
+# with one pread() at offset 0, so a sample costs a handful of syscalls and well under a
+# millisecond of CPU. The threads start only after every process of the session was
+# spawned (the pdeathsig preexec_fn must not run while another thread may hold a lock).
+
+BUILTINS = ("system", "memory")
+MIN_SAMPLE_INTERVAL_S = 0.05
+MAX_SAMPLE_INTERVAL_S = 3600.0
+PROC_ROOT = "/proc"
+SYS_ROOT = "/sys"
+READ_LIMIT = 1 << 16
+MAX_THERMAL_ZONES = 32
+MAX_CPUFREQ_CPUS = 256
+SAMPLER_JOIN_S = 2.0
+ZONE_NAME_RE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def _clock_ticks() -> int:
+    try:
+        return int(os.sysconf("SC_CLK_TCK")) or 100
+    except (ValueError, OSError, AttributeError):
+        return 100
+
+
+CLK_TCK = _clock_ticks()
+
+
+class ProcFile:
+    """One /proc or /sys file kept open and re-read from offset 0 on each sample.
+
+    A /proc/PID file opened while the process lived fails once it is gone, even if the pid
+    is reused meanwhile: the open descriptor is the guard against pid reuse. A file that
+    cannot be opened or read returns None (edge kernels differ; nothing here is required).
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.fd = None  # type: Optional[int]
+        self.failed = False
+
+    def read(self) -> Optional[str]:
+        if self.failed:
+            return None
+        try:
+            if self.fd is None:
+                self.fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            data = os.pread(self.fd, READ_LIMIT, 0)
+        except OSError:
+            self.close()
+            self.failed = True
+            return None
+        return data.decode("ascii", "replace")
+
+    def close(self) -> None:
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = None
+
+
+def read_once(path: str) -> Optional[str]:
+    handle = ProcFile(path)
+    try:
+        return handle.read()
+    finally:
+        handle.close()
+
+
+def _int(text: Any) -> Optional[int]:
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def parse_kv_kb(text: Optional[str], keys: Tuple[str, ...]) -> Dict[str, Optional[int]]:
+    """'Key:   123 kB' lines (meminfo, status, smaps_rollup) -> {key: 123} for ``keys``."""
+    found = dict((key, None) for key in keys)  # type: Dict[str, Optional[int]]
+    for line in (text or "").splitlines():
+        key, _, value = line.partition(":")
+        if key in found:
+            parts = value.split()
+            found[key] = _int(parts[0]) if parts else None
+    return found
+
+
+def parse_cpu_times(text: Optional[str]) -> Dict[str, Tuple[int, int]]:
+    """/proc/stat -> {"cpu": (busy, total), "cpu0": ...} in clock ticks."""
+    times = {}  # type: Dict[str, Tuple[int, int]]
+    for line in (text or "").splitlines():
+        if not line.startswith("cpu"):
+            break  # the cpu lines come first; the rest (intr, ...) is not needed
+        parts = line.split()
+        values = [_int(v) for v in parts[1:9]]
+        if len(values) < 4 or any(v is None for v in values):
+            continue
+        nums = [v for v in values if v is not None]
+        idle = nums[3] + (nums[4] if len(nums) > 4 else 0)  # idle + iowait
+        total = sum(nums)  # guest time is already inside user and nice
+        times[parts[0]] = (total - idle, total)
+    return times
+
+
+def cpu_pct(before: Tuple[int, int], after: Tuple[int, int]) -> Optional[float]:
+    busy, total = after[0] - before[0], after[1] - before[1]
+    if total <= 0 or busy < 0:
+        return None
+    return round(min(100.0, 100.0 * busy / total), 1)
+
+
+def _mb(kb: Optional[int]) -> Optional[float]:
+    return None if kb is None else round(kb / 1024.0, 1)
+
+
+class TargetFiles:
+    """The target's /proc files, opened once."""
+
+    def __init__(self, pid: int, with_io: bool) -> None:
+        base = "%s/%d/" % (PROC_ROOT, pid)
+        self.pid = pid
+        self.stat = ProcFile(base + "stat")
+        self.status = ProcFile(base + "status")
+        self.smaps = ProcFile(base + "smaps_rollup")
+        self.io = ProcFile(base + "io") if with_io else None
+
+    def close(self) -> None:
+        for handle in (self.stat, self.status, self.smaps, self.io):
+            if handle is not None:
+                handle.close()
+
+
+def read_target_stat(text: Optional[str]) -> Optional[Tuple[str, int, int]]:
+    """(state, utime + stime in ticks, num_threads) from /proc/PID/stat text."""
+    if not text or ")" not in text:
+        return None
+    rest = text[text.rindex(")") + 2:].split()
+    if len(rest) < 20:
+        return None
+    utime, stime, threads = _int(rest[11]), _int(rest[12]), _int(rest[17])
+    if utime is None or stime is None or threads is None:
+        return None
+    return rest[0], utime + stime, threads
+
+
+def status_gone(status: Optional[str]) -> bool:
+    for line in (status or "").splitlines():
+        if line.startswith("State:"):
+            return line.split()[1:2] in (["Z"], ["X"])
+    return status is None
+
+
+def thermal_zones() -> List[Tuple[str, ProcFile]]:
+    """(name, temp file) per thermal zone; names sanitized and made unique."""
+    base = SYS_ROOT + "/class/thermal"
+    try:
+        entries = [n for n in os.listdir(base) if n.startswith("thermal_zone")]
+    except OSError:
+        return []
+    entries.sort(key=lambda n: _int(n[len("thermal_zone"):]) or 0)
+    zones = []  # type: List[Tuple[str, ProcFile]]
+    seen = set()  # type: set
+    for entry in entries[:MAX_THERMAL_ZONES]:
+        kind = (read_once("%s/%s/type" % (base, entry)) or "").strip()
+        name = ZONE_NAME_RE.sub("_", kind)[:40].strip("_.") or entry
+        if name in seen:
+            name = "%s-%s" % (name, entry[len("thermal_zone"):])
+        seen.add(name)
+        zones.append((name, ProcFile("%s/%s/temp" % (base, entry))))
+    return zones
+
+
+def cpufreq_cores() -> List[Tuple[int, ProcFile, ProcFile, Optional[int]]]:
+    """(cpu, scaling_cur_freq, scaling_max_freq, cpuinfo_max_freq kHz) per core with cpufreq."""
+    base = SYS_ROOT + "/devices/system/cpu"
+    try:
+        names = [n for n in os.listdir(base) if n.startswith("cpu") and n[3:].isdigit()]
+    except OSError:
+        return []
+    cores = []  # type: List[Tuple[int, ProcFile, ProcFile, Optional[int]]]
+    for name in sorted(names, key=lambda n: int(n[3:]))[:MAX_CPUFREQ_CPUS]:
+        directory = "%s/%s/cpufreq/" % (base, name)
+        if not os.path.exists(directory + "scaling_cur_freq"):
+            continue
+        hw_max = _int((read_once(directory + "cpuinfo_max_freq") or "").strip())
+        cores.append((int(name[3:]), ProcFile(directory + "scaling_cur_freq"),
+                      ProcFile(directory + "scaling_max_freq"), hw_max))
+    return cores
+
+
+class Sampler:
+    """A built-in profiler: samples every interval from its start until the deadline.
+
+    It stops early when the target it watches is gone; a target that was never known is
+    no reason to stop the system-wide series. Each sample is one JSON object on one line,
+    flushed at once, so whatever happens to the runner the file holds whole samples.
+    """
+
+    def __init__(self, kind: str, path: str, interval: float, max_bytes: int,
+                 deadline: float, log: RunnerLog) -> None:
+        self.kind = kind
+        self.path = path
+        self.interval = interval
+        self.max_bytes = max_bytes
+        self.deadline = deadline
+        self.log = log
+        self.samples = 0
+        self.dropped = 0  # samples not written: the output reached max_bytes
+        self.missed = 0  # intervals skipped because a sample came late
+        self.written = 0
+        self.cpu_s = 0.0  # the sampler thread's own CPU time
+        self.error = None  # type: Optional[str]
+        self.ended = None  # type: Optional[str]  # why it stopped
+        self.started_at = None  # type: Optional[float]
+        self.stopped_at = None  # type: Optional[float]
+        self.unreadable = []  # type: List[str]
+        self.pid = None  # type: Optional[int]
+        self.stop_event = threading.Event()
+        self.thread = None  # type: Optional[threading.Thread]
+        self.target = None  # type: Optional[TargetFiles]
+        self.prev_cpu = {}  # type: Dict[str, Tuple[int, int]]
+        self.prev_target = None  # type: Optional[Tuple[float, int]]
+        self.proc_stat = ProcFile(PROC_ROOT + "/stat")
+        self.loadavg = ProcFile(PROC_ROOT + "/loadavg")
+        self.meminfo = ProcFile(PROC_ROOT + "/meminfo")
+        self.zones = []  # type: List[Tuple[str, ProcFile]]
+        self.cores = []  # type: List[Tuple[int, ProcFile, ProcFile, Optional[int]]]
+
+    # ------------------------------------------------------------------ control
+
+    def start(self, pid: Optional[int]) -> None:
+        self.pid = pid
+        self.started_at = time.time()
+        self.thread = threading.Thread(target=self._run, name="fleetprof-" + self.kind)
+        self.thread.daemon = True  # never keeps the runner alive past its own end
+        self.thread.start()
+
+    def alive(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    def stop(self) -> None:
+        """Take one last sample now (unless one was just taken) and end the thread."""
+        self.stop_event.set()
+        if self.thread is not None:
+            self.thread.join(SAMPLER_JOIN_S)
+
+    # ------------------------------------------------------------------ loop
+
+    def _run(self) -> None:
+        started_cpu = time.thread_time() if hasattr(time, "thread_time") else None
+        handle = None
+        try:
+            handle = open(self.path, "w", encoding="utf-8")
+            self._open_sources()
+            self._loop(handle)
+        except Exception as exc:  # a sampler bug must not take the session down
+            self.error = "sampler error: %s: %s" % (type(exc).__name__, exc)
+            self.log("%s: %s\n%s" % (self.kind, self.error, traceback.format_exc()))
+        finally:
+            if handle is not None:
+                with contextlib.suppress(OSError):
+                    handle.close()
+            for source in self._sources():
+                source.close()
+            if self.target is not None:
+                self.target.close()
+            if started_cpu is not None:
+                self.cpu_s = round(time.thread_time() - started_cpu, 4)
+            self.stopped_at = time.time()
+
+    def _open_sources(self) -> None:
+        if self.pid is not None:
+            self.target = TargetFiles(self.pid, with_io=self.kind == "system")
+        if self.kind == "system":
+            self.zones = thermal_zones()
+            self.cores = cpufreq_cores()
+
+    def _sources(self) -> List[ProcFile]:
+        files = [self.proc_stat, self.loadavg, self.meminfo] + [f for _, f in self.zones]
+        for _, cur, cap, _ in self.cores:
+            files += [cur, cap]
+        return files
+
+    def _loop(self, handle: Any) -> None:
+        next_at = time.time()
+        last = None  # type: Optional[float]
+        while True:
+            now = time.time()
+            final = self.stop_event.is_set() or now >= self.deadline
+            if final and last is not None and now - last < min(0.05, self.interval / 4.0):
+                self.ended = "deadline" if now >= self.deadline else "stopped"
+                return
+            record = self._sample(now)
+            last = now
+            if record is None:
+                self.ended = "target exited"
+                self.log("%s: the target is gone: sampling stopped" % self.kind)
+                return
+            self._write(handle, record)
+            if final:
+                self.ended = "deadline" if now >= self.deadline else "stopped"
+                return
+            next_at += self.interval
+            now = time.time()
+            if next_at <= now:  # a slow sample (or a clock step): skip what was missed
+                skipped = int((now - next_at) // self.interval) + 1
+                self.missed += skipped
+                next_at += skipped * self.interval
+            self.stop_event.wait(max(0.0, min(next_at, self.deadline) - time.time()))
+
+    def _write(self, handle: Any, record: Dict[str, Any]) -> None:
+        line = json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n"
+        if self.written + len(line) > self.max_bytes:
+            self.dropped += 1
+            return
+        handle.write(line)
+        handle.flush()
+        self.written += len(line)
+        self.samples += 1
+
+    def _note(self, what: str) -> None:
+        if what not in self.unreadable:
+            self.unreadable.append(what)
+            self.log("%s: %s unreadable on this device" % (self.kind, what))
+
+    # ------------------------------------------------------------------ one sample
+
+    def _sample(self, now: float) -> Optional[Dict[str, Any]]:
+        """One record; None when the watched target is gone."""
+        record = {"t": round(now, 3)}  # type: Dict[str, Any]
+        if self.kind == "system":
+            record.update(self._system())
+        if self.target is not None:
+            target = self._target(now)
+            if target is None:
+                return None
+            record["target"] = target
+        elif self.kind == "memory":
+            return None  # nothing to watch
+        return record
+
+    def _system(self) -> Dict[str, Any]:
+        out = {}  # type: Dict[str, Any]
+        times = parse_cpu_times(self.proc_stat.read())
+        if not times:
+            self._note("/proc/stat")
+        prev, self.prev_cpu = self.prev_cpu, times
+        if prev:
+            both = "cpu" in times and "cpu" in prev
+            out["cpu_pct"] = cpu_pct(prev["cpu"], times["cpu"]) if both else None
+            cores = {}  # type: Dict[str, Optional[float]]
+            for name, value in times.items():
+                if name != "cpu" and name in prev:
+                    cores[name] = cpu_pct(prev[name], value)
+            out["cpu_core_pct"] = cores
+        load = (self.loadavg.read() or "").split()[:3]
+        loads = []  # type: List[float]
+        for value in load:
+            with contextlib.suppress(ValueError):
+                loads.append(float(value))
+        out["load"] = loads if len(loads) == 3 else None
+        mem = parse_kv_kb(self.meminfo.read(),
+                          ("MemTotal", "MemAvailable", "SwapTotal", "SwapFree"))
+        out["mem_mb"] = {"total": _mb(mem["MemTotal"]), "available": _mb(mem["MemAvailable"]),
+                         "swap_total": _mb(mem["SwapTotal"]), "swap_free": _mb(mem["SwapFree"])}
+        if self.zones:
+            temps = {}  # type: Dict[str, Optional[float]]
+            for name, temp in self.zones:
+                milli = _int((temp.read() or "").strip())
+                temps[name] = None if milli is None else milli / 1000.0
+            out["thermal_c"] = temps
+        if self.cores:
+            freqs = []  # type: List[Dict[str, Any]]
+            for cpu, cur, cap, hw_max in self.cores:
+                freqs.append({"cpu": cpu, "cur_khz": _int((cur.read() or "").strip()),
+                              "max_khz": hw_max,
+                              "policy_max_khz": _int((cap.read() or "").strip())})
+            out["cpufreq"] = freqs
+        return out
+
+    def _target(self, now: float) -> Optional[Dict[str, Any]]:
+        files = self.target
+        assert files is not None
+        out = {"pid": files.pid}  # type: Dict[str, Any]
+        status = files.status.read()
+        if status_gone(status):
+            return None
+        mem = parse_kv_kb(status, ("VmRSS", "VmSwap", "voluntary_ctxt_switches",
+                                   "nonvoluntary_ctxt_switches", "Threads"))
+        out["rss_kb"] = mem["VmRSS"]
+        out["swap_kb"] = mem["VmSwap"]
+        pss = parse_kv_kb(files.smaps.read(), ("Pss",))["Pss"]
+        if pss is None:
+            self._note("pss")
+        out["pss_kb"] = pss
+        if self.kind != "system":
+            return out
+        stat_info = read_target_stat(files.stat.read())
+        if stat_info is None:
+            return None
+        state, ticks, threads = stat_info
+        if state in ("Z", "X"):
+            return None
+        out["cpu_s"] = round(ticks / float(CLK_TCK), 3)
+        prev, self.prev_target = self.prev_target, (now, ticks)
+        out["cpu_pct"] = (round(100.0 * (ticks - prev[1]) / CLK_TCK / (now - prev[0]), 1)
+                          if prev is not None and now > prev[0] else None)
+        out["threads"] = threads
+        out["ctx_voluntary"] = mem["voluntary_ctxt_switches"]
+        out["ctx_nonvoluntary"] = mem["nonvoluntary_ctxt_switches"]
+        io_text = files.io.read() if files.io is not None else None
+        if io_text is None:
+            self._note("io")
+        counters = parse_kv_kb(io_text, ("rchar", "wchar", "read_bytes", "write_bytes"))
+        out.update(counters)
+        return out
+
+    # ------------------------------------------------------------------ manifest
+
+    def quality(self) -> Dict[str, Any]:
+        ran = (self.stopped_at or time.time()) - (self.started_at or time.time())
+        return {"samples": self.samples, "interval_s": self.interval, "missed": self.missed,
+                "dropped": self.dropped, "sampler_cpu_s": self.cpu_s,
+                "ran_s": round(max(0.0, ran), 3), "ended": self.ended,
+                "target_pid": self.pid, "unreadable": list(self.unreadable),
+                "clk_tck": CLK_TCK}
+
+
 # =========================================================================== session
 
 
@@ -880,6 +1398,11 @@ class Session:
         self.started_at = None  # type: Optional[float]
         self.stopped_at = None  # type: Optional[float]
         self.stopped = False
+        launchers = [p for p in self.profilers if p.planned and p.spec.get("launch_argv")]
+        if self.target.via_profiler and not launchers and any(
+                p.planned and p.builtin for p in self.profilers):
+            # Only built-in samplers, which need no ptrace: the runner launches the target.
+            self.target.via_profiler = False
 
     # ------------------------------------------------------------------ guards
 
@@ -906,6 +1429,11 @@ class Session:
     def _on_watchdog(self, _signum: int, _frame: Any) -> None:
         self.watchdog_fired_at = time.time()
         self.kill_everything()
+
+    def stop_samplers(self) -> None:
+        for prof in self.profilers:
+            if prof.sampler is not None:
+                prof.sampler.stop()
 
     def kill_everything(self) -> None:
         for child in tuple(self.children):
@@ -957,7 +1485,7 @@ class Session:
                        % (target.pid, " with code %d" % code if code is not None else ""))
             return
         self._start_profilers()
-        if any(p.child for p in self.profilers):
+        if any(p.started for p in self.profilers):
             self._watch_window()
 
     def _fail(self, reason: str) -> None:
@@ -991,7 +1519,12 @@ class Session:
                 self.target.adopt_child_of(launcher.child, launcher.name)
             planned.remove(launcher)
         for prof in planned:
-            prof.start(self._spawn, self.workdir, self.target.pid, self.log)
+            if prof.builtin is None:
+                prof.start(self._spawn, self.workdir, self.target.pid, self.log)
+        # Threads only now: every process of the session has been spawned.
+        for prof in planned:
+            if prof.builtin is not None:
+                prof.start_sampler(self.workdir, self.target.pid, self.clock.deadline, self.log)
 
     def _watch_window(self) -> None:
         self.log("window: profiling until the deadline")
@@ -1000,7 +1533,7 @@ class Session:
             if now >= self.clock.deadline:
                 break
             self.target.check()
-            if all(p.child is None or p.child.exited() for p in self.profilers):
+            if not any(p.active() for p in self.profilers):
                 self.log("window: every profiler stopped before the deadline")
                 break
             time.sleep(min(WINDOW_POLL_S, max(0.0, self.clock.deadline - now)))
@@ -1018,6 +1551,7 @@ class Session:
             return
         self.stopped = True
         clock = self.clock
+        self.stop_samplers()  # before the target is stopped: a last sample of it alive
         sigint_at = clock.deadline + min(SIGINT_AFTER_S, clock.grace / 2.0)
         stop_from = time.time()
         if self.children:
@@ -1044,6 +1578,7 @@ class Session:
         self.kill_everything()  # a last sweep: nothing the runner started outlives it
         if self.started_at is not None:
             stops = [p.child.stopped_at or time.time() for p in self.profilers if p.child]
+            stops += [p.sampler.stopped_at or time.time() for p in self.profilers if p.sampler]
             self.stopped_at = max(stops) if stops else time.time()
         if self.watchdog_fired_at is not None:
             self.log("watchdog: hard deadline reached, killed every process group left")

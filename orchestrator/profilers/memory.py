@@ -1,0 +1,124 @@
+"""memory: the target's RSS and PSS over the window, its growth, and likely leaks.
+
+The device runner samples them itself (``builtin: "memory"``): every interval it re-reads
+/proc/PID/status (VmRSS, VmSwap) and /proc/PID/smaps_rollup (Pss) and writes one JSON
+line to ``memory.jsonl``. Its own series, not system.jsonl's, so the memory profiler runs
+with or without the system one and each parser reads one file. The leak rule is in
+docs/metrics.md.
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import Any
+
+from orchestrator.campaign import Campaign, MemorySpec
+from orchestrator.models import HostFacts, ProfilerPlan
+from orchestrator.profilers.base import ProfileResult, ToolChoice
+from orchestrator.profilers.system import finite, read_jsonl, sub
+
+NAME = "memory"
+TOOL = None
+OUTPUT = "memory.jsonl"
+INTERVAL_S = 1.0
+# About 80 bytes a sample: more than a day at 1 s.
+MAX_BYTES = 8 * 1024 * 1024
+# Growth counts as steady when the straight line explains this much of the RSS variance...
+MIN_R2 = 0.8
+# ... over at least this many samples.
+MIN_SAMPLES = 5
+
+
+def tool_push(facts: HostFacts, tool: ToolChoice | None) -> dict[str, str] | None:
+    return None
+
+
+def plan(campaign: Campaign, facts: HostFacts, tool: ToolChoice | None) -> ProfilerPlan:
+    """Always planned: /proc/PID/status is readable wherever the target can be found."""
+    return ProfilerPlan(
+        name=NAME,
+        status="planned",
+        reason=None,
+        argv=[],
+        launch_argv=[],
+        outputs=[OUTPUT],
+        max_bytes=MAX_BYTES,
+        builtin=NAME,
+        options={"interval_s": INTERVAL_S},
+    )
+
+
+def parse(session_dir: Path, entry: dict[str, Any], campaign: Campaign) -> ProfileResult:
+    """memory.jsonl -> peaks, RSS growth slope (least squares, MB/min), leak verdict."""
+    result = ProfileResult()
+    path = session_dir / OUTPUT
+    if not path.is_file():
+        return result
+    spec = campaign.profilers.memory or MemorySpec()
+    series = read_jsonl(path, MAX_BYTES)
+    notes = result.data_quality
+    if series.bad_lines:
+        notes.append(f"memory: {series.bad_lines} malformed lines in {OUTPUT} skipped")
+    if series.truncated:
+        notes.append(f"memory: {OUTPUT} was cut at its size cap: the series ends early")
+    rss: list[tuple[float, float]] = []
+    pss: list[float] = []
+    for record in series.records:
+        target = sub(record, "target")
+        rss_kb, pss_kb = finite(target.get("rss_kb")), finite(target.get("pss_kb"))
+        if rss_kb is not None and rss_kb >= 0:
+            rss.append((float(record["t"]), rss_kb / 1024.0))
+        if pss_kb is not None and pss_kb >= 0:
+            pss.append(pss_kb / 1024.0)
+    if not rss:
+        notes.append("memory: no RSS sample of the target")
+        return result
+    metrics = result.metrics
+    metrics["memory.rss_peak_mb"] = round(max(v for _, v in rss), 2)
+    if pss:
+        metrics["memory.pss_peak_mb"] = round(max(pss), 2)
+    else:
+        notes.append("memory: the target's PSS is unreadable (no /proc/PID/smaps_rollup access)")
+    fit = growth(rss)
+    if fit is None:
+        notes.append("memory: too few samples over time for a growth slope")
+        return result
+    slope, r2 = fit
+    metrics["memory.rss_slope_mb_per_min"] = round(slope, 3)
+    metrics["memory.rss_slope_r2"] = round(r2, 3)
+    if len(rss) < MIN_SAMPLES:
+        notes.append(f"memory: {len(rss)} samples are too few to judge a leak")
+        return result
+    fast = slope > spec.leak_mb_per_min
+    suspected = fast and r2 >= MIN_R2
+    metrics["memory.leak_suspected"] = 1.0 if suspected else 0.0
+    if suspected:
+        notes.append(
+            f"memory: likely leak: RSS grew steadily at {slope:.2f} MB/min "
+            f"(r\u00b2 {r2:.2f}; threshold {spec.leak_mb_per_min:g} MB/min)"
+        )
+    elif fast:
+        notes.append(
+            f"memory: RSS grew {slope:.2f} MB/min but unsteadily (r\u00b2 {r2:.2f} < {MIN_R2}):"
+            " not flagged as a leak"
+        )
+    return result
+
+
+def growth(rss: list[tuple[float, float]]) -> tuple[float, float] | None:
+    """(slope in MB/min, r²) of the least-squares line through (minutes, MB), or None."""
+    if len(rss) < 2:
+        return None
+    start = rss[0][0]
+    minutes = [(t - start) / 60.0 for t, _ in rss]
+    megabytes = [v for _, v in rss]
+    try:
+        slope, _ = statistics.linear_regression(minutes, megabytes)
+    except statistics.StatisticsError:  # every sample at the same time
+        return None
+    try:
+        r2 = statistics.correlation(minutes, megabytes) ** 2
+    except statistics.StatisticsError:  # a flat line: no variance to explain
+        r2 = 0.0
+    return slope, r2

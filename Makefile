@@ -9,7 +9,7 @@ export ANSIBLE_NOCOLOR ?= 1
 # The venv's tools (ansible-playbook, ansible-lint's helpers) come first.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: demo test lint unit integration system-deps venv tools clean bench
+.PHONY: demo test lint unit integration system-deps venv tools clean bench molecule
 
 demo: venv
 	$(BIN)/fleetprof demo
@@ -28,6 +28,13 @@ lint: venv
 	$(BIN)/ruff format --check orchestrator tests examples
 	$(BIN)/mypy
 	$(BIN)/ansible-lint --profile production playbooks roles
+
+# The roles' molecule scenarios on the test fleet (needs root; see tests/fleet/README.md).
+# `make test` runs them too, through tests/integration/test_molecule.py.
+molecule: venv
+	set -e; for role in fleetprof_preflight fleetprof_tools fleetprof_session; do \
+		(cd roles/$$role && molecule test); \
+	done
 
 venv: $(STAMP)
 

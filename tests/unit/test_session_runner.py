@@ -966,3 +966,20 @@ def test_the_samplers_work_on_python_3_8(tmp_path, fleet):
     assert run.result["status"] == "ok", run.result["reason"]
     assert run.manifest["runner"]["python"].startswith("3.8.")
     assert jsonl(run, "system.jsonl")[-1]["target"]["cpu_s"] > 0
+
+
+def test_a_plan_that_already_ran_is_answered_from_its_archive_not_run_again(
+    tmp_path: Path,
+) -> None:
+    """Re-applying the same plan (a retried play) must not clobber a packed session."""
+    writer = python_profiler("writer", WRITES_OUTPUT, outputs=["out.txt"])
+    plan = make_plan(tmp_path, {"mode": "attach", "pid": os.getpid()}, [writer], window=0.5)
+    first = run_module(tmp_path, plan)
+    assert first.result["changed"] is True
+    archive = Path(first.result["archive"])
+    packed = archive.read_bytes()
+    again = run_module(tmp_path, plan)
+    assert again.result["changed"] is False
+    assert again.manifest["run_id"] == first.manifest["run_id"]
+    assert again.manifest["status"] == first.manifest["status"]
+    assert archive.read_bytes() == packed

@@ -38,11 +38,15 @@ __all__ = [
     "IotopSpec",
     "LaunchSpec",
     "MemorySpec",
+    "NcuSpec",
+    "NsysSpec",
+    "NvidiaSmiSpec",
     "ProfilersSpec",
     "PySpySpec",
     "StartSpec",
     "SystemSpec",
     "TargetSpec",
+    "TegrastatsSpec",
     "load_campaign",
     "parse_duration",
 ]
@@ -64,6 +68,7 @@ MAX_FILE_BYTES = 1024 * 1024
 
 _NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_METRIC_RE = re.compile(r"[A-Za-z0-9_.]{1,200}")
 _NUMBER = r"\d+(?:\.\d+)?|\.\d+"
 _PLAIN_SECONDS_RE = re.compile(rf"(?:{_NUMBER})")
 # Units in falling order, each at most once: "1h30m", "1m30s", "500ms", "2m 15.5s".
@@ -433,6 +438,68 @@ class MemorySpec(_Spec):
     leak_mb_per_min: LeakRate = DEFAULT_LEAK_MB_PER_MIN
 
 
+class NvidiaSmiSpec(_Spec):
+    """GPU utilization, memory, SM clock, temperature and power, from nvidia-smi."""
+
+    interval_s: Interval = Field(
+        default=DEFAULT_INTERVAL_S, validation_alias="interval", serialization_alias="interval"
+    )
+
+
+class TegrastatsSpec(_Spec):
+    """Jetson boards' own sampler: RAM, CPU and GPU load and clocks, temperatures, power."""
+
+    interval_s: Interval = Field(
+        default=DEFAULT_INTERVAL_S, validation_alias="interval", serialization_alias="interval"
+    )
+
+
+NSYS_TRACES = ("cuda", "nvtx", "osrt", "cublas", "cudnn", "opengl", "vulkan")
+NCU_SETS = ("basic", "detailed", "full")
+
+
+def _check_traces(value: object) -> list[str]:
+    allowed = ", ".join(NSYS_TRACES)
+    if not isinstance(value, list) or not value:
+        raise _fail(f"expected a non-empty list of traces ({allowed}), got {_describe(value)}")
+    for index, item in enumerate(value):
+        if item not in NSYS_TRACES:
+            raise _fail(f"expected one of {allowed}, got {_describe(item)}", index)
+    return list(dict.fromkeys(value))
+
+
+def _check_metric_names(value: object) -> list[str]:
+    if not isinstance(value, list) or not value:
+        raise _fail(f"expected a non-empty list of metric names, got {_describe(value)}")
+    for index, item in enumerate(value):
+        if not isinstance(item, str) or not _METRIC_RE.fullmatch(item):
+            raise _fail(
+                "expected a metric name (letters, digits, _ and .), such as "
+                f"sm__throughput.avg.pct_of_peak_sustained_elapsed, got {_describe(item)}",
+                index,
+            )
+    return list(value)
+
+
+class NsysSpec(_Spec):
+    """Nsight Systems (launch mode only: it starts the program; it cannot attach)."""
+
+    trace: Annotated[list[str], PlainValidator(_check_traces)] = Field(
+        default_factory=lambda: ["cuda", "nvtx", "osrt"]
+    )
+    # Also bring back the .nsys-rep report (within the size cap) for the Nsight GUI.
+    keep_report: bool = False
+
+
+class NcuSpec(_Spec):
+    """Nsight Compute (launch mode only): per-kernel metrics for the kernels it matches."""
+
+    kernel: Annotated[str, PlainValidator(_check_regex)] | None = None
+    metrics: Annotated[list[str], PlainValidator(_check_metric_names)] | None = None
+    set: Literal["basic", "detailed", "full"] | None = None
+    launch_count: Annotated[int, _int_check(1, 10_000, "an integer from 1 to 10000")] = 20
+
+
 class ProfilersSpec(_Spec):
     """Which profilers run and how; a profiler that is absent (None) does not run."""
 
@@ -442,6 +509,12 @@ class ProfilersSpec(_Spec):
     system: SystemSpec | None = None
     iotop: IotopSpec | None = None
     memory: MemorySpec | None = None
+    nvidia_smi: NvidiaSmiSpec | None = Field(
+        default=None, validation_alias="nvidia-smi", serialization_alias="nvidia-smi"
+    )
+    tegrastats: TegrastatsSpec | None = None
+    nsys: NsysSpec | None = None
+    ncu: NcuSpec | None = None
 
     @model_serializer(mode="wrap")
     def _only_enabled(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:

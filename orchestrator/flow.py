@@ -72,11 +72,12 @@ def facts_from(host: str, outcome: HostOutcome) -> HostFacts | None:
     clock = clock_offset(float(device_time), capture.started, capture.finished)
     tools = raw.get("tools")
     tools = dict(tools) if isinstance(tools, dict) else {}
-    # Tools the module finds by itself (iotop, from the system's package manager) come
-    # apart from the paths that were asked for.
-    iotop = raw.get("iotop_path")
-    if isinstance(iotop, str) and iotop and "iotop" not in tools:
-        tools["iotop"] = iotop
+    # Tools the module finds by itself (iotop, nvidia-smi, nsys, ...) come apart from the
+    # paths that were asked for.
+    found = raw.get("found_tools")
+    for name, path in found.items() if isinstance(found, dict) else ():
+        if isinstance(name, str) and isinstance(path, str) and path and name not in tools:
+            tools[name] = path
     return HostFacts.from_dict({**raw, "tools": tools, "host": host, "clock": clock.__dict__})
 
 

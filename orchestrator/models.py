@@ -64,6 +64,8 @@ class HostFacts:
     clock: ClockOffset
     tools: dict[str, str] = field(default_factory=dict)  # tool name -> path on the device
     delayacct: bool | None = None  # kernel.task_delayacct (iotop's IO% and SWAPIN columns)
+    # nvidia_driver, jetson, gpu_counters_admin_only (RmProfilingAdminOnly; None: unknown)
+    gpu: dict[str, bool | None] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,6 +76,7 @@ class HostFacts:
         values = {k: v for k, v in data.items() if k in known}
         values["clock"] = ClockOffset(**data["clock"])
         values["tools"] = dict(data.get("tools") or {})
+        values["gpu"] = dict(data.get("gpu") or {})
         return cls(**values)
 
 
@@ -101,6 +104,9 @@ class ProfilerPlan:
     # A sampler the device runner runs itself (e.g. "system") instead of an argv.
     builtin: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    # Commands the runner runs after the profiler stopped, before packing (argv lists, cwd
+    # = workdir), e.g. `nsys stats` turning a report into CSV on the device.
+    post_argv: list[list[str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from orchestrator import profilers
 from orchestrator.campaign import Campaign
-from orchestrator.models import HostFacts, SessionPlan, TargetPlan
+from orchestrator.models import HostFacts, ProfilerPlan, SessionPlan, TargetPlan
 from orchestrator.profilers.base import ToolChoice
 
 DEFAULT_GRACE_S = 10.0
@@ -56,7 +56,10 @@ def make_plan(
     plans = []
     pushes: dict[str, dict[str, str]] = {}
     for name in campaign.profilers.enabled:
-        profiler = profilers.REGISTRY[name]
+        profiler = profilers.get(name)
+        if profiler is None:
+            plans.append(_unavailable(name))
+            continue
         tool = tools.get(profiler.TOOL) if profiler.TOOL else None
         planned = profiler.plan(campaign, facts, tool)
         plans.append(planned)
@@ -78,6 +81,11 @@ def make_plan(
         profilers=plans,
         tools=pushes,
     )
+
+
+def _unavailable(name: str) -> ProfilerPlan:
+    reason = f"this fleetprof has no {name} profiler yet"
+    return ProfilerPlan(name, "skipped", reason, argv=[], launch_argv=[], outputs=[], max_bytes=0)
 
 
 def reschedule(plan: SessionPlan, t0: float) -> SessionPlan:

@@ -314,7 +314,7 @@ BAD_FILES: list[tuple[str, str, str, str]] = [
         "unknown profiler",
         MINIMAL + "profilers:\n  perf: {}\n",
         "7:3: profilers.perf",
-        "unknown profiler (available: py-spy, system, iotop, memory)",
+        "unknown profiler (available: py-spy, system, iotop, memory, nvidia-smi, tegrastats, nsys, ncu)",
     ),
     (
         "rate as a string",
@@ -380,7 +380,7 @@ BAD_FILES: list[tuple[str, str, str, str]] = [
         "no profiler",
         MINIMAL + "profilers: {}\n",
         "6:12: profilers",
-        "enable at least one profiler (available: py-spy, system, iotop, memory)",
+        "enable at least one profiler (available: py-spy, system, iotop, memory, nvidia-smi, tegrastats, nsys, ncu)",
     ),
     (
         "null profilers",

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from orchestrator import profilers
+from orchestrator.ansible import Capture, HostOutcome
 from orchestrator.campaign import Campaign
 from orchestrator.flow import facts_from
 from orchestrator.models import ClockOffset, HostFacts
@@ -374,18 +375,10 @@ def test_preflight_facts_carry_iotop_and_delay_accounting_to_the_plan(tmp_path: 
     expected = bool(int(sysctl.read_text())) if sysctl.exists() else None
     assert raw["delayacct"] is expected
 
-    class Capture:
-        started = finished = None
-
-    Capture.res = res  # type: ignore[attr-defined]
-
-    class Outcome:
-        def __init__(self) -> None:
-            self.captures = {"fleetprof_facts": Capture}
-
-    host_facts = facts_from("edge-1", Outcome())  # type: ignore[arg-type]
+    outcome = HostOutcome(captures={"fleetprof_facts": Capture(res, started=None, finished=0.0)})
+    host_facts = facts_from("edge-1", outcome)
     assert host_facts is not None and host_facts.delayacct is expected
-    assert host_facts.tools.get("iotop") == raw["iotop_path"]
+    assert host_facts.tools.get("iotop") == raw["found_tools"].get("iotop")
 
 
 # -- a real run ------------------------------------------------------------------------------

@@ -42,6 +42,7 @@ device_time:
   returned: always
 """
 
+import glob
 import json
 import os
 import platform
@@ -120,20 +121,53 @@ def delay_accounting(path="/proc/sys/kernel/task_delayacct"):
         return None
 
 
-# Where distributions put iotop, for a non-login shell whose PATH lacks the sbin directories.
-IOTOP_DIRS = ("/usr/sbin", "/usr/bin", "/sbin")
+# Where the profilers' own tools live when a non-login shell's PATH lacks them: the sbin
+# directories (iotop), CUDA and the Nsight installs (nsys, ncu), JetPack (tegrastats).
+TOOL_DIRS = (
+    "/usr/sbin",
+    "/usr/bin",
+    "/sbin",
+    "/usr/local/bin",
+    "/usr/local/cuda/bin",
+    "/opt/nvidia/nsight-systems/*/bin",
+    "/opt/nvidia/nsight-compute/*",
+    "/usr/local/cuda/nsight-compute-*",
+    "/usr/local/cuda/nsight-systems-*/bin",
+)
+FOUND_TOOLS = ("iotop", "nvidia-smi", "tegrastats", "nsys", "ncu")
 
 
-def find_iotop(path_env=None, extra_dirs=IOTOP_DIRS):
-    """The iotop executable on PATH or in the usual directories, or None."""
+def find_tool(name, path_env=None, extra_dirs=TOOL_DIRS):
+    """The executable ``name`` on PATH or in the usual directories, or None."""
     if path_env is None:
         path_env = os.environ.get("PATH", "")
-    dirs = [d for d in path_env.split(os.pathsep) if d] + list(extra_dirs)
+    dirs = [d for d in path_env.split(os.pathsep) if d]
+    for pattern in extra_dirs:
+        dirs.extend(sorted(glob.glob(pattern), reverse=True) if "*" in pattern else [pattern])
     for directory in dirs:
-        candidate = os.path.join(directory, "iotop")
+        candidate = os.path.join(directory, name)
         if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             return candidate
     return None
+
+
+def find_iotop(path_env=None, extra_dirs=TOOL_DIRS):
+    return find_tool("iotop", path_env, extra_dirs)
+
+
+def gpu_facts():
+    """What the device says about its NVIDIA GPU without running anything."""
+    jetson = bool(read_text("/etc/nv_tegra_release")) or "jetson" in (
+        (read_text("/proc/device-tree/model") or "").lower()
+    )
+    params = read_text("/proc/driver/nvidia/params") or ""
+    match = re.search(r"^RmProfilingAdminOnly:\s*(\d+)", params, re.MULTILINE)
+    return {
+        "nvidia_driver": os.path.exists("/proc/driver/nvidia/version"),
+        "jetson": jetson,
+        # ERR_NVGPUCTRPERM unless root when the driver restricts counters to admins.
+        "gpu_counters_admin_only": (int(match.group(1)) != 0) if match else None,
+    }
 
 
 def attach_permission(scope, is_root, has_cap):
@@ -189,8 +223,11 @@ def main():
         "attach_reason": reason,
         "tools": tools,
         "delayacct": delay_accounting(),
-        # Apart from "tools" (the paths asked for): the controller files it under tools.
-        "iotop_path": find_iotop(),
+        # Apart from "tools" (the paths asked for): the controller files them under tools.
+        "found_tools": dict(
+            (name, path) for name, path in ((n, find_tool(n)) for n in FOUND_TOOLS) if path
+        ),
+        "gpu": gpu_facts(),
     }
     print(json.dumps({"changed": False, "facts": facts, "device_time": time.time()}))
 

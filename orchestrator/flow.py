@@ -7,7 +7,6 @@ Errors are values on the way: a host that fails a stage gets its status and reas
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -269,7 +268,3 @@ def build_outputs(run: RunDir, campaign: Campaign) -> dict[str, Any]:
     write_json(run.path / "report.json", report)
     write_text(run.path / "report.html", render_html(report))
     return report
-
-
-def remove_run(run: RunDir) -> None:
-    shutil.rmtree(run.path, ignore_errors=True)

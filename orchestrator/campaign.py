@@ -388,14 +388,45 @@ class LaunchSpec(_Spec):
         return data
 
 
+PROBE_KINDS = ("cpu", "memory", "disk")
+
+
+def _check_probe(value: object) -> list[str]:
+    allowed = ", ".join(PROBE_KINDS)
+    if not isinstance(value, list) or not value:
+        shown = "an empty list" if value == [] else _describe(value)
+        raise _fail(f"expected a non-empty list of benchmarks ({allowed}), got {shown}")
+    seen: set[str] = set()
+    for index, item in enumerate(value):
+        if not isinstance(item, str) or item not in PROBE_KINDS:
+            raise _fail(f"expected one of {allowed}, got {_describe(item)}", index)
+        if item in seen:
+            raise _fail(f"{item} is listed twice; each benchmark runs once", index)
+        seen.add(item)
+    return list(value)
+
+
 class TargetSpec(_Spec):
     attach: AttachSpec | None = None
     launch: LaunchSpec | None = None
+    # Run fixed micro-benchmarks instead of profiling a process (see docs/campaigns.md).
+    probe: Annotated[list[str], PlainValidator(_check_probe)] | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _one_mode(cls, data: Any) -> Any:
-        modes = ("attach", "launch")
+        modes: tuple[str, ...] = ("attach", "launch")
+        if isinstance(data, dict) and "probe" in data:
+            if data["probe"] is None and all(data.get(mode) is None for mode in modes):
+                raise _fail(
+                    f"expected a non-empty list of benchmarks ({', '.join(PROBE_KINDS)}), got null",
+                    "probe",
+                )
+            if data["probe"] is not None:
+                modes = ("attach", "launch", "probe")
+                where = "(profile a running process, start one or run benchmarks)"
+                _exactly_one(cls, data, modes, where)
+                return data
         if isinstance(data, dict) and all(data.get(mode) is None for mode in modes):
             nulls = [mode for mode in modes if mode in data]
             if len(nulls) == 1:  # `attach:` with nothing under it
@@ -404,7 +435,9 @@ class TargetSpec(_Spec):
         return data
 
     @property
-    def mode(self) -> Literal["attach", "launch"]:
+    def mode(self) -> Literal["attach", "launch", "probe"]:
+        if self.probe is not None:
+            return "probe"
         return "attach" if self.attach is not None else "launch"
 
 
@@ -562,6 +595,20 @@ class Campaign(_Spec):
     def _null_start(cls, data: Any) -> Any:
         if isinstance(data, dict) and "start" in data and data["start"] is None:
             data = {k: v for k, v in data.items() if k != "start"}
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _probe_profilers(cls, data: Any) -> Any:
+        # A probe target has no process: no profiler is needed (py-spy is not the
+        # default), and `profilers:` omitted, null or {} means none.
+        target = data.get("target") if isinstance(data, dict) else None
+        if (
+            isinstance(target, dict)
+            and target.get("probe") is not None
+            and data.get("profilers") in (None, {})
+        ):
+            data = {**data, "profilers": ProfilersSpec.model_construct()}
         return data
 
     @property

@@ -82,7 +82,7 @@ class HostFacts:
 
 @dataclass(frozen=True)
 class TargetPlan:
-    mode: str  # attach | launch
+    mode: str  # attach | launch | probe
     process: str | None = None
     pid: int | None = None
     pidfile: str | None = None
@@ -90,6 +90,9 @@ class TargetPlan:
     cwd: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     via_profiler: bool = False
+    # probe: the micro-benchmarks to run at T0, in order, and the seconds each may take.
+    probe: list[str] = field(default_factory=list)
+    probe_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -130,7 +133,8 @@ class SessionPlan:
 
     @property
     def runnable(self) -> bool:
-        return any(p.status == "planned" for p in self.profilers)
+        # A probe session runs its benchmarks with or without profilers.
+        return self.target.mode == "probe" or any(p.status == "planned" for p in self.profilers)
 
     @property
     def skip_reason(self) -> str | None:

@@ -14,6 +14,7 @@ from orchestrator import profilers
 from orchestrator.analysis.fleet import HostView
 from orchestrator.campaign import Campaign
 from orchestrator.models import HostStatus
+from orchestrator.probe import parse_probe
 from orchestrator.runs import RunDir
 
 WORKLOAD_FILE = "fps.json"
@@ -101,6 +102,10 @@ def host_view(
         view.flamegraph = view.flamegraph or result.flamegraph
         view.data_quality.extend(result.data_quality)
     view.metrics.update(_workload_metrics(session_dir))
+    if campaign.target.probe is not None:
+        probed = parse_probe(session_dir, list(campaign.target.probe))
+        view.metrics.update(probed.metrics)
+        view.data_quality.extend(probed.data_quality)
     return view
 
 

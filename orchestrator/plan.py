@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from orchestrator import profilers
 from orchestrator.campaign import Campaign
 from orchestrator.models import HostFacts, ProfilerPlan, SessionPlan, TargetPlan
+from orchestrator.probe import seconds_per_kind
 from orchestrator.profilers.base import ToolChoice
 
 DEFAULT_GRACE_S = 10.0
@@ -22,8 +23,14 @@ LEAD_ROUND_TRIPS = 3.0
 LEAD_MARGIN_S = 1.0
 
 
-def _target(campaign: Campaign, facts: HostFacts) -> TargetPlan:
-    attach, launch = campaign.target.attach, campaign.target.launch
+def _target(campaign: Campaign, facts: HostFacts, launcher_planned: bool) -> TargetPlan:
+    attach, launch, probe = campaign.target.attach, campaign.target.launch, campaign.target.probe
+    if probe is not None:
+        return TargetPlan(
+            mode="probe",
+            probe=list(probe),
+            probe_seconds=seconds_per_kind(campaign.duration_s, list(probe)),
+        )
     if attach is not None:
         return TargetPlan(
             mode="attach", process=attach.process, pid=attach.pid, pidfile=attach.pidfile
@@ -35,8 +42,8 @@ def _target(campaign: Campaign, facts: HostFacts) -> TargetPlan:
         cwd=launch.cwd,
         env=dict(launch.env),
         # Where the kernel lets a process trace only its descendants, py-spy must be the
-        # one that starts the command.
-        via_profiler=not facts.can_attach,
+        # one that starts the command; nsys and ncu always start it themselves.
+        via_profiler=launcher_planned or not facts.can_attach,
     )
 
 
@@ -66,6 +73,10 @@ def make_plan(
         push = profiler.tool_push(facts, tool) if planned.status == "planned" else None
         if profiler.TOOL and push:
             pushes[profiler.TOOL] = push
+    launcher_planned = any(
+        p.status == "planned" and getattr(profilers.get(p.name), "LAUNCH_ONLY", False)
+        for p in plans
+    )
     t0_device = t0 + facts.clock.correction_s
     return SessionPlan(
         campaign=campaign.name,
@@ -77,7 +88,7 @@ def make_plan(
         deadline_device=t0_device + campaign.duration_s,
         grace_s=grace_s,
         clock_offset_s=facts.clock.correction_s,
-        target=_target(campaign, facts),
+        target=_target(campaign, facts, launcher_planned),
         profilers=plans,
         tools=pushes,
     )

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from typing import cast
 
-from orchestrator.profilers import iotop, memory, pyspy, system
+from orchestrator.profilers import iotop, memory, ncu, nsys, nvidia_smi, pyspy, system, tegrastats
 from orchestrator.profilers.base import Profiler
 
 REGISTRY: dict[str, Profiler] = {
-    module.NAME: cast(Profiler, module) for module in (pyspy, iotop, system, memory)
+    module.NAME: cast(Profiler, module)
+    for module in (
+        pyspy,
+        iotop,
+        system,
+        memory,
+        nvidia_smi,
+        tegrastats,
+        nsys,
+        ncu,
+    )
 }
 
 

@@ -41,6 +41,10 @@ class ProfileResult:
     top_functions: list[dict[str, Any]] = field(default_factory=list)
     flamegraph: dict[str, Any] | None = None
     data_quality: list[str] = field(default_factory=list)
+    # Per-profiler tables that are not scalars, by name (e.g. nsys's "gpu_kernels": the top
+    # kernels by total time, one dict per row). Not metrics: nothing compares them across
+    # hosts; they are kept for the report and the user's own tooling.
+    tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 class Profiler(Protocol):

@@ -29,6 +29,8 @@ def device_path(facts: HostFacts, version: str) -> str:
 
 def skip_reason(campaign: Campaign, facts: HostFacts, tool_problem: str | None) -> str | None:
     """Why this host cannot run py-spy for this campaign, decided before anything runs."""
+    if campaign.target.mode == "probe":
+        return "py-spy profiles a Python process; a probe target has none"
     if tool_problem:
         return tool_problem
     if facts.ptrace_scope == 3:

@@ -290,7 +290,7 @@ BAD_FILES: list[tuple[str, str, str, str]] = [
         "unknown key in target",
         MINIMAL + "  atach: {pid: 1}\n",
         "6:3: target.atach",
-        "unknown key (allowed: attach, launch)",
+        "unknown key (allowed: attach, launch, probe)",
     ),
     (
         "unknown key in attach",
@@ -314,7 +314,8 @@ BAD_FILES: list[tuple[str, str, str, str]] = [
         "unknown profiler",
         MINIMAL + "profilers:\n  perf: {}\n",
         "7:3: profilers.perf",
-        "unknown profiler (available: py-spy, system, iotop, memory, nvidia-smi, tegrastats, nsys, ncu)",
+        "unknown profiler (available: py-spy, system, iotop, memory, nvidia-smi, tegrastats, "
+        "nsys, ncu)",
     ),
     (
         "rate as a string",
@@ -380,7 +381,8 @@ BAD_FILES: list[tuple[str, str, str, str]] = [
         "no profiler",
         MINIMAL + "profilers: {}\n",
         "6:12: profilers",
-        "enable at least one profiler (available: py-spy, system, iotop, memory, nvidia-smi, tegrastats, nsys, ncu)",
+        "enable at least one profiler (available: py-spy, system, iotop, memory, nvidia-smi, "
+        "tegrastats, nsys, ncu)",
     ),
     (
         "null profilers",

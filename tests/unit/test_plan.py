@@ -173,3 +173,24 @@ def test_the_lead_is_lengthened_for_a_slow_device_and_never_shortened() -> None:
     assert effective_lead(5.0, [quick, slow]) == pytest.approx(3 * 2.0 + 1.0)
     unmeasured = facts(clock=ClockOffset(offset_s=0.0, uncertainty_s=None))
     assert effective_lead(2.0, [unmeasured]) == 2.0
+
+
+def test_nsys_starts_the_command_itself_even_where_attaching_is_allowed() -> None:
+    launch = {"launch": {"command": ["python3", "train.py"]}}
+    gpu = facts(
+        tools={"nsys": "/usr/local/cuda/bin/nsys"},
+        gpu={"nvidia_driver": True, "jetson": False, "gpu_counters_admin_only": False},
+    )
+    plan = make_plan(campaign(target=launch, profilers={"nsys": {}}), gpu, "r", TOOL, t0=0.0)
+    [nsys] = plan.profilers
+    assert nsys.status == "planned", nsys.reason
+    assert plan.target.via_profiler is True
+    assert nsys.launch_argv[-3:] == ["--", "python3", "train.py"]
+
+
+def test_every_campaign_profiler_key_has_a_profiler_module() -> None:
+    from orchestrator import profilers
+    from orchestrator.campaign import ProfilersSpec
+
+    keys = {field.validation_alias or name for name, field in ProfilersSpec.model_fields.items()}
+    assert keys == set(profilers.REGISTRY)

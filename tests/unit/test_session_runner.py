@@ -983,3 +983,168 @@ def test_a_plan_that_already_ran_is_answered_from_its_archive_not_run_again(
     assert again.manifest["run_id"] == first.manifest["run_id"]
     assert again.manifest["status"] == first.manifest["status"]
     assert archive.read_bytes() == packed
+
+
+# --------------------------------------------------------------------------- post_argv
+#
+# Real processes stand in for `nsys stats`: Python one-liners that read what the profiler
+# left and write a CSV, fail, or hang.
+
+# The profiler writes its "report" only as it ends, so a post step that reads it proves it
+# ran after the profiler stopped.
+WRITES_REPORT = "import time; time.sleep(0.2); open('report.bin', 'w').write('REPORT\\n')"
+
+
+def post(code: str, *args: str) -> list[str]:
+    return [sys.executable, "-c", code, *args]
+
+
+TO_CSV = "import sys; open(sys.argv[1], 'w').write('Name,Total\\n' + open('report.bin').read())"
+FAILS = (
+    "import sys; sys.stderr.write('ERROR: Report (cuda_gpu_kern_sum) not found.\\n'); sys.exit(1)"
+)
+
+
+def test_post_steps_run_after_the_profiler_stopped_and_before_packing(tmp_path, fleet):
+    fleet.start()
+    profiler = python_profiler(
+        "gpu",
+        WRITES_REPORT,
+        outputs=["gpu-stats_a.csv", "gpu-stats_b.csv"],
+        post_argv=[post(TO_CSV, "gpu-stats_a.csv"), post(TO_CSV, "gpu-stats_b.csv")],
+        options={"discard": ["report.bin"]},
+    )
+    plan = make_plan(tmp_path, {"process": fleet.regex}, [profiler], window=1.0)
+
+    run = run_module(tmp_path, plan)
+
+    assert run.result["status"] == "ok", run.result["reason"]
+    entry = run.manifest["profilers"]["gpu"]
+    assert entry["status"] == "ok"
+    assert [step["status"] for step in entry["post"]] == ["ok", "ok"]
+    assert [step["exit_code"] for step in entry["post"]] == [0, 0]
+    assert entry["post"][0]["started_at_device"] >= entry["stopped_at_device"]
+    assert run.read("gpu-stats_a.csv") == "Name,Total\nREPORT\n"
+    assert entry["outputs"]["gpu-stats_b.csv"]["bytes"] == len("Name,Total\nREPORT\n")
+    members = run.members()
+    assert "gpu.post0.stdout" in members and "gpu.post1.stderr" in members
+    assert "report.bin" not in members and entry["discarded"] == ["report.bin"]
+
+
+def test_a_failing_post_step_makes_the_profiler_partial_not_the_session_failed(tmp_path, fleet):
+    fleet.start()
+    profilers = [
+        python_profiler(
+            "gpu",
+            WRITES_REPORT,
+            outputs=["report.bin"],
+            post_argv=[post(FAILS)],
+        ),
+        python_profiler("other", WRITES_OUTPUT, outputs=["out.txt"]),
+    ]
+    plan = make_plan(tmp_path, {"process": fleet.regex}, profilers, window=1.0)
+
+    run = run_module(tmp_path, plan)
+
+    entry = run.manifest["profilers"]["gpu"]
+    assert entry["status"] == "partial"
+    assert "post step 0" in entry["reason"] and "exit code 1" in entry["reason"]
+    assert "Report (cuda_gpu_kern_sum) not found" in entry["post"][0]["stderr_tail"]
+    assert entry["post"][0]["exit_code"] == 1
+    assert run.manifest["profilers"]["other"]["status"] == "ok"
+    assert run.result["status"] == "partial"
+    assert run.read("gpu.post0.stderr").startswith("ERROR: Report")
+
+
+def test_a_fallback_step_runs_only_when_the_step_before_failed(tmp_path, fleet):
+    """Two generations of a tool: the new report name, else the old one. The name the tool
+    does not know failing is expected, and its missing output is no problem."""
+    fleet.start()
+    outputs = ["s_new1.csv", "s_old1.csv", "s_new2.csv", "s_old2.csv"]
+    profiler = python_profiler(
+        "gpu",
+        WRITES_REPORT,
+        outputs=outputs,
+        post_argv=[
+            post(FAILS),
+            post(TO_CSV, "s_old1.csv"),
+            post(TO_CSV, "s_new2.csv"),
+            post(TO_CSV, "s_old2.csv"),
+        ],
+        options={"post_fallback": [1, 3], "optional_outputs": outputs},
+    )
+    plan = make_plan(tmp_path, {"process": fleet.regex}, [profiler], window=1.0)
+
+    run = run_module(tmp_path, plan)
+
+    entry = run.manifest["profilers"]["gpu"]
+    assert entry["status"] == "ok", entry["reason"]
+    assert [step["status"] for step in entry["post"]] == ["failed", "ok", "ok", "not-needed"]
+    assert [step["fallback"] for step in entry["post"]] == [False, True, False, True]
+    assert sorted(entry["outputs"]) == ["s_new2.csv", "s_old1.csv"]
+    assert "gpu.post3.stdout" not in run.members()
+
+
+def test_a_whole_fallback_chain_failing_is_a_problem(tmp_path, fleet):
+    fleet.start()
+    profiler = python_profiler(
+        "gpu",
+        WRITES_REPORT,
+        outputs=["report.bin", "s.csv"],
+        post_argv=[post(FAILS), post(FAILS)],
+        options={"post_fallback": [1], "optional_outputs": ["s.csv"]},
+    )
+    plan = make_plan(tmp_path, {"process": fleet.regex}, [profiler], window=1.0)
+
+    run = run_module(tmp_path, plan)
+
+    entry = run.manifest["profilers"]["gpu"]
+    assert entry["status"] == "partial"
+    assert "post step 1" in entry["reason"] and "post step 0" not in entry["reason"]
+    assert "'s.csv' was not written" not in entry["reason"]
+
+
+def test_a_hung_post_step_is_killed_at_deadline_plus_grace(tmp_path, fleet):
+    fleet.start()
+    profiler = python_profiler(
+        "gpu",
+        WRITES_REPORT,
+        outputs=["report.bin"],
+        post_argv=[post("import time; time.sleep(60)"), post(TO_CSV, "never.csv")],
+    )
+    plan = make_plan(tmp_path, {"process": fleet.regex}, [profiler], window=1.0, grace=2.0)
+
+    run = run_module(tmp_path, plan)
+
+    hard_deadline = plan["deadline_device"] + plan["grace_s"]
+    assert hard_deadline - 0.1 <= run.finished_at < hard_deadline + 2.0
+    steps = run.manifest["profilers"]["gpu"]["post"]
+    assert steps[0]["status"] == "failed"
+    assert steps[0]["reason"] == "killed by signal 9 at deadline + grace"
+    assert steps[0]["exit_code"] == -signal.SIGKILL
+    assert steps[1]["status"] == "failed" and "past deadline + grace" in steps[1]["reason"]
+    assert run.manifest["profilers"]["gpu"]["status"] == "partial"
+    assert processes_running("time.sleep(60)") == []
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"post_argv": "nsys stats"}, "post_argv must be a list of non-empty lists"),
+        ({"post_argv": [[]]}, "post_argv must be a list of non-empty lists"),
+        ({"options": {"post_fallback": [0]}}, "options.post_fallback must list"),
+        ({"options": {"optional_outputs": ["x.csv"]}}, "options.optional_outputs must list"),
+        ({"options": {"discard": ["../etc/passwd"]}}, "options.discard must list plain"),
+        ({"options": {"discard": ["out.txt"]}}, "options.discard must list plain"),
+    ],
+)
+def test_broken_post_processing_entries_fail_the_module(tmp_path, change, message):
+    profiler = (
+        python_profiler("p", WRITES_OUTPUT, outputs=["out.txt"], post_argv=[post("pass")]) | change
+    )
+    plan = make_plan(tmp_path, {"process": "x"}, [profiler])
+
+    run = run_module(tmp_path, plan)
+
+    assert run.result["failed"] is True
+    assert message in run.result["msg"]

@@ -138,7 +138,8 @@ TAIL_BYTES = 4096
 LOG_CAP_BYTES = 1 << 20  # profiler and target stdout/stderr files keep their last MiB
 TRUNCATE_LOOKBACK = 64 * 1024  # cut a too-large output at a line end found this far back
 
-RESERVED_FILES = ("manifest.json", "runner.log", "target.stdout", "target.stderr")
+RESERVED_FILES = ("manifest.json", "runner.log", "target.stdout", "target.stderr",
+                  "probe.json", ".probe-disk.tmp")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 BEHIND_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ns|\xb5s|us|ms|s) behind in sampling")
 SAMPLES_RE = re.compile(r"Samples: ([0-9]+) Errors: ([0-9]+)")
@@ -260,7 +261,18 @@ def _target_errors(target: Any) -> List[str]:
         if not isinstance(target.get("via_profiler", False), bool):
             errors.append("target.via_profiler must be a boolean")
         return errors
-    return ["target.mode must be 'attach' or 'launch', got %r" % (mode,)]
+    if mode == "probe":
+        kinds = target.get("probe")
+        errors = []
+        if not (_is_str_list(kinds) and kinds and len(set(kinds)) == len(kinds)
+                and all(k in PROBE_KINDS for k in kinds)):
+            errors.append("probe target needs probe, a non-empty list of distinct benchmarks "
+                          "from %s" % ", ".join(PROBE_KINDS))
+        seconds = target.get("probe_seconds")
+        if seconds is not None and not (_is_number(seconds) and 0 < seconds <= 3600):
+            errors.append("target.probe_seconds must be a number of seconds, more than 0")
+        return errors
+    return ["target.mode must be 'attach', 'launch' or 'probe', got %r" % (mode,)]
 
 
 def _profilers_errors(profilers: Any) -> List[str]:
@@ -297,6 +309,7 @@ def _profiler_errors(prof: Dict[str, Any]) -> List[str]:
         errors.extend(_builtin_errors(prof, builtin))
     elif prof.get("status") == "planned" and not (prof.get("argv") or prof.get("launch_argv")):
         errors.append("a planned profiler needs an argv")
+    errors.extend(_post_errors(prof))
     for output in prof.get("outputs") or []:
         if not isinstance(output, str):
             continue
@@ -325,6 +338,34 @@ def _builtin_errors(prof: Dict[str, Any], builtin: Any) -> List[str]:
         errors.append("a builtin sampler takes no argv")
     if len(prof.get("outputs") or []) != 1:
         errors.append("a builtin sampler writes exactly one output")
+    return errors
+
+
+def _post_errors(prof: Dict[str, Any]) -> List[str]:
+    """post_argv (argv lists run after the profiler stopped) and the options that go with it:
+    post_fallback (indices of steps that run only when the step before failed),
+    optional_outputs (outputs that may be missing) and discard (files deleted before packing)."""
+    errors = []  # type: List[str]
+    post = prof.get("post_argv", [])
+    if not isinstance(post, list) or not all(_is_str_list(a) and a for a in post):
+        return ["post_argv must be a list of non-empty lists of strings"]
+    options = prof.get("options") or {}
+    if not isinstance(options, dict):
+        return ["options must be a dict"]
+    fallback = options.get("post_fallback", [])
+    if not (isinstance(fallback, list) and all(
+            isinstance(i, int) and not isinstance(i, bool) and 1 <= i < len(post)
+            for i in fallback)):
+        errors.append("options.post_fallback must list post_argv indices from 1")
+    outputs = prof.get("outputs") or []
+    optional = options.get("optional_outputs", [])
+    if not (_is_str_list(optional) and all(name in outputs for name in optional)):
+        errors.append("options.optional_outputs must list some of the outputs")
+    discard = options.get("discard", [])
+    if not _is_str_list(discard) or any(
+            not NAME_RE.match(name) or name in RESERVED_FILES or name in outputs
+            or name.endswith((".stdout", ".stderr")) for name in discard):
+        errors.append("options.discard must list plain file names that are not outputs")
     return errors
 
 
@@ -700,6 +741,9 @@ class Target:
         if self.mode == "attach":
             entry["selector"] = dict((k, self.spec[k]) for k in ("process", "pid", "pidfile")
                                      if self.spec.get(k) is not None)
+        elif self.mode == "probe":
+            entry["probe"] = list(self.spec.get("probe") or [])
+            entry["probe_file"] = PROBE_FILE
         else:
             entry["via_profiler"] = self.via_profiler
         if self.child is not None:
@@ -707,6 +751,287 @@ class Target:
             entry["started_at_controller"] = clock.controller(self.child.started_at)
             entry["stderr_tail"] = file_tail(os.path.join(workdir, "target.stderr"))
         return entry
+
+
+# =========================================================================== probe
+
+PROBE_KINDS = ("cpu", "memory", "disk")
+PROBE_FILE = "probe.json"
+PROBE_SCHEMA = "fleetprof.probe/1"
+PROBE_DEFAULT_S = 2.0  # per benchmark, when the plan does not say
+PROBE_REPS = 3  # each measurement runs as this many short repetitions: a spread, not a point
+PROBE_RESERVE_S = 0.2  # kept free before the deadline: stopping workers, writing probe.json
+PROBE_MIN_S = 0.05  # a benchmark with less time than this left does not start
+PROBE_SPAWN_S = 0.25  # at most this long for the all-core workers to start before rep 1
+PROBE_WORKER_WAIT_S = 2.0  # all-core workers still running this long after their end: killed
+PROBE_MEMORY_BYTES = 64 << 20
+PROBE_COPY_CHUNK = 4 << 20
+PROBE_DISK_BYTES = 256 << 20
+PROBE_DISK_BLOCK = 1 << 20
+PROBE_DISK_SYNC_BYTES = 8 << 20  # fsync this often: dirty data (and the last fsync) stay small
+PROBE_DISK_FILE = ".probe-disk.tmp"
+
+# The CPU workload, as source: the runner runs it in its own process (single-thread) and
+# in os.cpu_count() fresh interpreters at once (all-core): the same code everywhere.
+PROBE_CPU_SOURCE = '''
+import time
+
+
+def probe_cpu(windows):
+    """Count loop iterations (an LCG step and a xorshift each) in every (start, end);
+    late_s: how long after start the counting began (a worker still starting up)."""
+    done = []
+    for start, end in windows:
+        now = time.time()
+        if now < start:
+            time.sleep(start - now)
+        began = time.time()
+        count = 0
+        x = 1
+        while True:
+            for _ in range(2000):
+                x = (x * 1103515245 + 12345) & 0xFFFFFFFF
+                x ^= x >> 13
+            count += 2000
+            now = time.time()
+            if now >= end:
+                break
+        done.append({"iterations": count, "seconds": round(now - began, 6),
+                     "late_s": round(max(0.0, began - start), 6)})
+    return done
+'''
+PROBE_CPU_MAIN = '''
+import json, sys
+sys.stdout.write(json.dumps(probe_cpu(json.loads(sys.argv[1]))) + "\\n")
+'''
+_PROBE_NAMESPACE = {}  # type: Dict[str, Any]
+exec(compile(PROBE_CPU_SOURCE, "<probe_cpu>", "exec"), _PROBE_NAMESPACE)
+# (windows: [[start, end], ...]) -> [{"iterations", "seconds"}, ...]
+probe_cpu = _PROBE_NAMESPACE["probe_cpu"]  # type: Callable[..., List[Dict[str, Any]]]
+
+
+class ProbeError(Exception):
+    """A benchmark that cannot run here (too little memory or disk); its result's error."""
+
+
+def _windows(start: float, end: float, reps: int = PROBE_REPS) -> List[List[float]]:
+    width = max(0.001, (end - start) / reps)
+    return [[start + i * width, start + (i + 1) * width] for i in range(reps)]
+
+
+class Probe:
+    """A probe target: fixed micro-benchmarks run in order from T0, stdlib only.
+
+    Each gets its budget (the plan's probe_seconds, less when the deadline is nearer) and
+    runs as PROBE_REPS repetitions; the raw numbers (iterations or bytes, seconds) of each
+    go to probe.json, written whatever happens. Nothing here outlives the deadline.
+    """
+
+    def __init__(self, spec: Dict[str, Any], workdir: str, log: RunnerLog) -> None:
+        self.kinds = list(spec.get("probe") or [])  # type: List[str]
+        self.nominal = float(spec.get("probe_seconds") or PROBE_DEFAULT_S)
+        self.workdir = workdir
+        self.log = log
+        self.results = {}  # type: Dict[str, Dict[str, Any]]
+        self.children = []  # type: List[Child]
+
+    def run(self, spawn: Callable[..., Child], deadline: float,
+            stopped: Callable[[], bool]) -> None:
+        try:
+            for index, kind in enumerate(self.kinds):
+                left = deadline - PROBE_RESERVE_S - time.time()
+                budget = min(self.nominal, left / (len(self.kinds) - index))
+                result = {"budget_s": round(max(0.0, budget), 3),
+                          "error": None}  # type: Dict[str, Any]
+                self.results[kind] = result
+                if stopped():
+                    result["error"] = "the runner was told to stop before it ran"
+                    continue
+                if budget < PROBE_MIN_S:
+                    result["error"] = "no time left before the deadline"
+                    continue
+                self.log("probe: %s for %.2f s" % (kind, budget))
+                started = time.time()
+                try:
+                    if kind == "cpu":
+                        self._cpu(result, spawn, started + budget, deadline)
+                    elif kind == "memory":
+                        self._memory(result, started + budget)
+                    else:
+                        self._disk(result, started + budget)
+                except Exception as exc:  # one benchmark's failure is its result
+                    result["error"] = "%s: %s" % (type(exc).__name__, os_error_text(exc))
+                    self.log("probe: %s: %s" % (kind, result["error"]))
+                result["ran_s"] = round(time.time() - started, 3)
+        finally:
+            self.write()
+
+    def ran(self) -> List[str]:
+        """The benchmarks that measured something."""
+        first = {"cpu": "single", "memory": "copy", "disk": "write"}
+        return [kind for kind, result in self.results.items()
+                if (result.get(first[kind]) or {}).get("reps")]
+
+    def problems(self) -> List[str]:
+        return ["probe %s: %s" % (kind, result["error"])
+                for kind, result in self.results.items() if result.get("error")]
+
+    def write(self) -> None:
+        write_json(os.path.join(self.workdir, PROBE_FILE), {
+            "schema": PROBE_SCHEMA, "kinds": self.kinds, "nominal_s": self.nominal,
+            "reps": PROBE_REPS, "cpu_count": os.cpu_count(),
+            "python": platform.python_version(), "results": self.results,
+        })
+
+    # ------------------------------------------------------------------ benchmarks
+
+    def _cpu(self, result: Dict[str, Any], spawn: Callable[..., Child], end: float,
+             deadline: float) -> None:
+        """Single-thread ops/s in this process, then all-core: os.cpu_count() interpreters
+        running the same loop in the same windows (their rates add up)."""
+        start = time.time()
+        middle = start + (end - start) / 2.0
+        result["single"] = {"reps": probe_cpu(_windows(start, middle))}
+        processes = os.cpu_count() or 1
+        result["all"] = {"processes": processes, "reps": []}
+        if not sys.executable:
+            raise ProbeError("all-core: the Python interpreter's path is unknown")
+        first = time.time() + min(PROBE_SPAWN_S, (end - time.time()) * 0.3)
+        windows = _windows(first, end)
+        argv = [sys.executable, "-c", PROBE_CPU_SOURCE + PROBE_CPU_MAIN, json.dumps(windows)]
+        labels = ["probe-cpu-%d" % i for i in range(processes)]
+        workers = []  # type: List[Child]
+        try:
+            for label in labels:
+                workers.append(spawn(label, argv, self.workdir))
+                self.children.append(workers[-1])
+            give_up = min(end + PROBE_WORKER_WAIT_S, deadline)
+            while time.time() < give_up and not all(w.exited() for w in workers):
+                time.sleep(0.02)
+        finally:
+            for worker in workers:
+                if not worker.exited():
+                    kill_quietly(worker.pid, signal.SIGKILL, group=True)
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        worker.popen.wait(1.0)
+                    worker.exited()
+        outputs, failures = [], []  # type: List[List[Any]], List[str]
+        for label, worker in zip(labels, workers):
+            path = os.path.join(self.workdir, label)
+            text = file_tail(path + ".stdout", 65536)
+            try:
+                reps = json.loads(text) if worker.exit_code == 0 else None
+            except ValueError:
+                reps = None
+            if isinstance(reps, list) and len(reps) == len(windows):
+                outputs.append(reps)
+            else:
+                failures.append("%s exited with %s: %s" % (
+                    label, worker.exit_code,
+                    last_line(file_tail(path + ".stderr")) or "no result"))
+            for suffix in (".stdout", ".stderr"):
+                with contextlib.suppress(OSError):
+                    os.unlink(path + suffix)
+        if failures:
+            raise ProbeError("all-core: %d of %d workers failed (%s)"
+                             % (len(failures), processes, shorten(failures[0], 300)))
+        result["all"]["reps"] = [{"workers": [out[i] for out in outputs]}
+                                 for i in range(len(windows))]
+
+    def _memory(self, result: Dict[str, Any], end: float) -> None:
+        """Copy MB/s: memoryview slice copies, PROBE_COPY_CHUNK at a time, cycling through
+        a buffer of min(64 MiB, 10 % of MemAvailable) so it does not fit in a cache."""
+        available = parse_kv_kb(read_once("/proc/meminfo"), ("MemAvailable",))["MemAvailable"]
+        size = PROBE_MEMORY_BYTES
+        if available is not None:
+            size = min(size, available * 1024 // 10)
+        size -= size % PROBE_COPY_CHUNK
+        if size < PROBE_COPY_CHUNK:
+            raise ProbeError("too little free memory for a %d MiB buffer"
+                             % (PROBE_COPY_CHUNK >> 20))
+        src = bytearray(b"\xa5") * size
+        dst = bytearray(size)
+        reps = []  # type: List[Dict[str, Any]]
+        result["buffer_bytes"] = size
+        result["copy"] = {"chunk_bytes": PROBE_COPY_CHUNK, "reps": reps}
+        with memoryview(src) as source, memoryview(dst) as dest:
+            dest[:] = source  # every page faulted in before anything is timed
+            for window in _windows(time.time(), end):
+                began, copied, offset = time.time(), 0, 0
+                while True:
+                    stop = offset + PROBE_COPY_CHUNK
+                    dest[offset:stop] = source[offset:stop]
+                    copied += PROBE_COPY_CHUNK
+                    offset = (offset + PROBE_COPY_CHUNK) % size
+                    now = time.time()
+                    if now >= window[1]:
+                        break
+                reps.append({"bytes": copied, "seconds": round(now - began, 6)})
+
+    def _disk(self, result: Dict[str, Any], end: float) -> None:
+        """Sequential write (fsync'ed every 8 MiB and at the end) and read MB/s of one file
+        of min(256 MiB, 10 % of the free space) in the workdir, deleted afterwards. Before
+        each read its pages are dropped from the page cache (POSIX_FADV_DONTNEED after the
+        fsync), so the read comes from the device, not from memory."""
+        fs = os.statvfs(self.workdir)
+        size = min(PROBE_DISK_BYTES, fs.f_bavail * fs.f_frsize // 10)
+        size -= size % PROBE_DISK_BLOCK
+        if size < PROBE_DISK_BLOCK:
+            raise ProbeError("less than 10 MiB free in %s" % self.workdir)
+        path = os.path.join(self.workdir, PROBE_DISK_FILE)
+        block = os.urandom(PROBE_DISK_BLOCK)  # incompressible
+        writes, reads = [], []  # type: List[Dict[str, Any]], List[Dict[str, Any]]
+        result.update(file_bytes_max=size, block_bytes=PROBE_DISK_BLOCK,
+                      sync_every_bytes=PROBE_DISK_SYNC_BYTES, cache_dropped=True,
+                      write={"reps": writes}, read={"reps": reads})
+
+        def drop(fd: int) -> None:
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            except (AttributeError, OSError):
+                result["cache_dropped"] = False
+
+        try:
+            for window in _windows(time.time(), end):
+                middle = (window[0] + window[1]) / 2.0
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                try:
+                    began, written, unsynced = time.time(), 0, 0
+                    while written < size:
+                        count = os.write(fd, block)
+                        written += count
+                        unsynced += count
+                        if unsynced >= PROBE_DISK_SYNC_BYTES:
+                            os.fsync(fd)
+                            unsynced = 0
+                        if time.time() >= middle:
+                            break
+                    os.fsync(fd)
+                    writes.append({"bytes": written, "seconds": round(time.time() - began, 6)})
+                    drop(fd)
+                finally:
+                    os.close(fd)
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    drop(fd)
+                    began, got = time.time(), 0
+                    while True:
+                        data = os.read(fd, PROBE_DISK_BLOCK)
+                        if not data:  # read it all: drop it again and start over
+                            if time.time() >= window[1]:
+                                break
+                            drop(fd)
+                            os.lseek(fd, 0, os.SEEK_SET)
+                            continue
+                        got += len(data)
+                        if time.time() >= window[1]:
+                            break
+                    reads.append({"bytes": got, "seconds": round(time.time() - began, 6)})
+                finally:
+                    os.close(fd)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
 
 
 # =========================================================================== profilers
@@ -740,6 +1065,8 @@ class ProfilerRun:
         self.error = None  # type: Optional[str]  # why it was not started
         self.builtin = spec.get("builtin")  # type: Optional[str]
         self.sampler = None  # type: Optional[Sampler]
+        self.post = []  # type: List[Dict[str, Any]]  # its post_argv steps, as they ran
+        self.discarded = []  # type: List[str]
 
     @property
     def planned(self) -> bool:
@@ -788,6 +1115,75 @@ class ProfilerRun:
             return
         log("%s: started pid %d: %s" % (self.name, self.child.pid, " ".join(self.argv)))
 
+    def run_post(self, spawn: Callable[..., Child], workdir: str, kill_at: float,
+                 stopping: Callable[[], bool], log: RunnerLog) -> None:
+        """Its post_argv, in order, once it has stopped: each a process of its own (cwd
+        workdir, output to <name>.post<i>.stdout/.stderr), killed at ``kill_at``. A step in
+        options.post_fallback runs only when the step before it failed (another version of
+        the tool, say); it is ``not-needed`` otherwise. Nothing is substituted in argv."""
+        fallback = set((self.spec.get("options") or {}).get("post_fallback") or [])
+        for index, argv in enumerate(self.spec.get("post_argv") or []):
+            step = {"argv": list(argv), "status": "not-needed", "reason": None,
+                    "exit_code": None, "fallback": index in fallback,
+                    "started_at_device": None, "stopped_at_device": None,
+                    "stderr_tail": ""}  # type: Dict[str, Any]
+            self.post.append(step)
+            if index in fallback and self.post[index - 1]["status"] != "failed":
+                continue
+            label = "%s.post%d" % (self.name, index)
+            if stopping():
+                step.update(status="failed", reason="not run: the runner was told to stop")
+                continue
+            if time.time() >= kill_at:
+                step.update(status="failed", reason="not run: past deadline + grace")
+                continue
+            try:
+                child = spawn(label, list(argv), workdir)
+            except (OSError, subprocess.SubprocessError, ValueError) as exc:
+                step.update(status="failed",
+                            reason="cannot start %s: %s" % (argv[0], os_error_text(exc)))
+                log("%s: post step %d: %s" % (self.name, index, step["reason"]))
+                continue
+            log("%s: post step %d: pid %d: %s" % (self.name, index, child.pid, " ".join(argv)))
+            while not child.exited() and time.time() < kill_at and not stopping():
+                time.sleep(STOP_POLL_S)
+            killed = not child.exited()
+            if killed:
+                child.send(signal.SIGKILL, group=True)
+                child.popen.wait()
+                child.exited()
+            child.send(signal.SIGKILL, group=True)  # whatever it left in its group
+            stderr = os.path.join(workdir, label + ".stderr")
+            keep_tail(stderr)
+            keep_tail(os.path.join(workdir, label + ".stdout"))
+            step.update(exit_code=child.exit_code, started_at_device=child.started_at,
+                        stopped_at_device=child.stopped_at, stderr_tail=file_tail(stderr))
+            code = child.exit_code
+            if killed or (code is not None and code < 0):
+                # By this loop or by the watchdog, whichever came first at deadline + grace.
+                late = time.time() >= kill_at - 0.1
+                step.update(status="failed", reason="killed by signal %d%s" % (
+                    -code if code is not None and code < 0 else signal.SIGKILL,
+                    " at deadline + grace" if late else ""))
+            elif code != 0:
+                hint = last_line(step["stderr_tail"])
+                step.update(status="failed", reason="exit code %s%s" % (
+                    child.exit_code, " (said: %s)" % hint if hint else ""))
+            else:
+                step["status"] = "ok"
+            log("%s: post step %d: %s%s" % (self.name, index, step["status"],
+                                             ": " + step["reason"] if step["reason"] else ""))
+
+    def discard_files(self, workdir: str, log: RunnerLog) -> None:
+        """Delete options.discard (intermediate files, e.g. an SQLite export) before packing."""
+        for name in (self.spec.get("options") or {}).get("discard") or []:
+            path = os.path.join(workdir, name)
+            with contextlib.suppress(OSError):
+                if not os.path.isdir(path) and os.path.lexists(path):
+                    os.unlink(path)
+                    self.discarded.append(name)
+                    log("%s: discarded %s" % (self.name, name))
+
     def entry(self, workdir: str, clock: Clock, session_failure: Optional[str],
               watchdog_fired: bool, log: RunnerLog) -> Dict[str, Any]:
         """The manifest's view of this profiler (caps its outputs and logs on the way)."""
@@ -826,6 +1222,10 @@ class ProfilerRun:
         ending = self._ending(entry["signals_sent"])
         if ending:
             problems.append(ending)
+        if self.spec.get("post_argv"):
+            entry["post"] = self.post
+            entry["discarded"] = self.discarded
+            problems.extend(post_problems(self.post))
         if not any(info["bytes"] > 0 for info in entry["outputs"].values()):
             hint = last_line(entry["stderr_tail"], entry["stdout_tail"])
             entry["status"] = "failed"
@@ -910,7 +1310,10 @@ class ProfilerRun:
                     continue
                 size, before = cap_output(path, int(self.spec["max_bytes"]))
             except FileNotFoundError:
-                problems.append("output '%s' was not written" % name)
+                # A post step that may fail (another tool version's report name) leaves
+                # its output missing by design.
+                if name not in ((self.spec.get("options") or {}).get("optional_outputs") or []):
+                    problems.append("output '%s' was not written" % name)
                 continue
             except OSError as exc:
                 problems.append("output '%s' unreadable: %s" % (name, os_error_text(exc)))
@@ -1388,6 +1791,8 @@ class Session:
         self.workdir = plan["workdir"]  # type: str
         self.clock = Clock(plan)
         self.target = Target(plan["target"], log)
+        self.probe = (Probe(plan["target"], self.workdir, log)
+                      if self.target.mode == "probe" else None)  # type: Optional[Probe]
         self.profilers = [ProfilerRun(p) for p in plan["profilers"]]
         self.children = []  # type: List[Child]  # everything started, for the watchdog
         self.failure = None  # type: Optional[str]  # why the session could not run
@@ -1453,10 +1858,24 @@ class Session:
             self._run_steps()
         finally:
             self.stop_everything()
+        self.post_process()
+
+    def post_process(self) -> None:
+        """After everything stopped, before the manifest: each started profiler's post_argv
+        (bounded by deadline + grace, and the watchdog, like everything else), then the
+        files its plan discards."""
+        kill_at = self.clock.hard_deadline
+        for prof in self.profilers:
+            if prof.child is None:
+                continue
+            if prof.spec.get("post_argv"):
+                prof.run_post(self._spawn, self.workdir, kill_at,
+                              lambda: self.abort is not None, self.log)
+            prof.discard_files(self.workdir, self.log)
 
     def _run_steps(self) -> None:
         clock, target = self.clock, self.target
-        if not any(p.planned for p in self.profilers):
+        if self.probe is None and not any(p.planned for p in self.profilers):
             self._fail("no profiler was planned (%s)" % "; ".join(
                 "%s: %s" % (p.name, p.spec.get("reason")) for p in self.profilers))
             return
@@ -1469,7 +1888,7 @@ class Session:
         try:
             if target.mode == "attach":
                 target.resolve()
-            elif not target.via_profiler:
+            elif target.mode == "launch" and not target.via_profiler:
                 target.launch(self._spawn, self.workdir)
         except TargetError as exc:
             self._fail(str(exc))
@@ -1485,6 +1904,14 @@ class Session:
                        % (target.pid, " with code %d" % code if code is not None else ""))
             return
         self._start_profilers()
+        if self.probe is not None and self.failure is None:
+            # The benchmarks run here, in the main thread, from T0; samplers run alongside.
+            if self.started_at is None:
+                self.started_at = time.time()
+            try:
+                self.probe.run(self._spawn, clock.deadline, lambda: self.abort is not None)
+            finally:  # its workers have exited: nothing left for the watchdog to kill
+                self.children = [c for c in self.children if c not in self.probe.children]
         if any(p.started for p in self.profilers):
             self._watch_window()
 
@@ -1593,7 +2020,14 @@ class Session:
             return "failed", self.failure
         planned = [(name, e) for name, e in profilers.items() if e["status"] != "skipped"]
         reasons = [self.runner_error] if self.runner_error else []  # type: List[str]
-        if not any(e["status"] in ("ok", "partial") for _, e in planned):
+        if self.probe is not None:
+            # A probe session is ok when its benchmarks ran; profilers are extras.
+            if not self.probe.ran():
+                reasons.append("no probe benchmark ran: " + (
+                    "; ".join(self.probe.problems()) or "nothing was measured"))
+                return "failed", "; ".join(reasons)
+            reasons.extend(self.probe.problems())
+        elif not any(e["status"] in ("ok", "partial") for _, e in planned):
             reasons.append("no profiler produced output: " + "; ".join(
                 "%s: %s" % (name, e["reason"]) for name, e in planned))
             return "failed", "; ".join(reasons)
@@ -1644,6 +2078,17 @@ class Session:
 
 
 # =========================================================================== files
+
+
+def post_problems(steps: List[Dict[str, Any]]) -> List[str]:
+    """One phrase per failed post step that no fallback step after it took over from."""
+    problems = []
+    for index, step in enumerate(steps):
+        rescued = index + 1 < len(steps) and steps[index + 1]["fallback"]
+        if step["status"] == "failed" and not rescued:
+            problems.append("post step %d (%s) failed: %s"
+                            % (index, shorten_cmdline(step["argv"], 80), step["reason"]))
+    return problems
 
 
 def file_tail(path: str, limit: int = TAIL_BYTES) -> str:
@@ -1761,6 +2206,9 @@ def prepare_workdir(plan: Dict[str, Any]) -> None:
     for prof in plan["profilers"]:
         names += [prof["name"] + ".stdout", prof["name"] + ".stderr"]
         names += list(prof.get("outputs") or [])
+        names += list((prof.get("options") or {}).get("discard") or [])
+        for index in range(len(prof.get("post_argv") or [])):
+            names += ["%s.post%d.%s" % (prof["name"], index, ext) for ext in ("stdout", "stderr")]
     try:
         os.makedirs(workdir, mode=0o700, exist_ok=True)
         os.chmod(workdir, 0o700)

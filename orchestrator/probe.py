@@ -1,0 +1,177 @@
+"""Probe targets: fixed micro-benchmarks that compare devices on one yardstick.
+
+With ``target: {probe: [cpu, memory, disk]}`` there is no process to profile: at T0 the
+device runner runs the listed benchmarks in order (stdlib only, see the runner's
+``Probe``), each for a fixed time, as a few short repetitions, and writes ``probe.json``
+into the session directory. This module decides how long each may run (plan time) and
+turns ``probe.json`` (device output: untrusted) into the ``probe.*`` metrics of
+docs/metrics.md: the median over the repetitions and their coefficient of variation.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from orchestrator.profilers.base import ProfileResult
+
+PROBE_FILE = "probe.json"
+PROBE_SCHEMA = "fleetprof.probe/1"
+# Each benchmark runs this long when the window allows it...
+SECONDS_PER_KIND = 2.0
+# ... within this share of the window; the rest absorbs set-up and a late start.
+WINDOW_SHARE = 0.8
+MAX_BYTES = 1024 * 1024
+MAX_REPS = 100
+MAX_WORKERS = 4096
+MB = 1024.0 * 1024.0
+
+# metric name -> unit, in report order
+METRICS = {
+    "probe.cpu.single_ops_per_s": "ops/s",
+    "probe.cpu.all_ops_per_s": "ops/s",
+    "probe.memory.copy_mb_per_s": "MB/s",
+    "probe.disk.write_mb_per_s": "MB/s",
+    "probe.disk.read_mb_per_s": "MB/s",
+}
+
+
+def seconds_per_kind(duration_s: float, kinds: list[str]) -> float:
+    """How long each benchmark runs: SECONDS_PER_KIND, scaled down to fit the window."""
+    share = duration_s * WINDOW_SHARE / max(1, len(kinds))
+    return round(min(SECONDS_PER_KIND, share), 3)
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _dict(value: Any, key: str) -> dict[str, Any]:
+    inner = value.get(key) if isinstance(value, dict) else None
+    return inner if isinstance(inner, dict) else {}
+
+
+def _reps(section: dict[str, Any]) -> list[Any]:
+    reps = section.get("reps")
+    return reps[:MAX_REPS] if isinstance(reps, list) else []
+
+
+def _rate(rep: Any, amount_key: str, scale: float = 1.0) -> float | None:
+    """amount / seconds of one repetition, or None when it is not two sane numbers."""
+    if not isinstance(rep, dict):
+        return None
+    amount, seconds = _finite(rep.get(amount_key)), _finite(rep.get("seconds"))
+    if amount is None or seconds is None or amount < 0 or seconds <= 0:
+        return None
+    return amount / seconds / scale
+
+
+def _all_core_rate(rep: Any) -> float | None:
+    """One all-core repetition: every worker's iterations over the common window, from
+    its start to the last worker's stop. A worker that began late (still starting up)
+    adds what it did, over the whole window: it was not working before."""
+    workers = rep.get("workers") if isinstance(rep, dict) else None
+    if not isinstance(workers, list) or not workers:
+        return None
+    total, window = 0.0, 0.0
+    for worker in workers[:MAX_WORKERS]:
+        if _rate(worker, "iterations") is None:
+            return None
+        late = _finite(worker.get("late_s", 0.0))
+        if late is None or late < 0:
+            return None
+        total += float(worker["iterations"])
+        window = max(window, late + float(worker["seconds"]))
+    return total / window
+
+
+def _summarize(
+    result: ProfileResult, metric: str, reps: list[Any], rate: Callable[[Any], float | None]
+) -> None:
+    rates = [r for r in (rate(rep) for rep in reps) if r is not None]
+    bad = len(reps) - len(rates)
+    if bad:
+        result.data_quality.append(f"{metric}: {bad} malformed repetitions skipped")
+    if not rates:
+        return
+    result.metrics[metric] = round(statistics.median(rates), 3)
+    mean = statistics.fmean(rates)
+    if len(rates) >= 2 and mean > 0:
+        result.metrics[f"{metric}_cv"] = round(statistics.stdev(rates) / mean, 4)
+    else:
+        result.data_quality.append(f"{metric}: one repetition, no spread (no _cv)")
+
+
+def parse_probe(session_dir: Path, kinds: list[str]) -> ProfileResult:
+    """probe.json -> probe.* metrics (median of the repetitions) and their _cv."""
+    result = ProfileResult()
+    notes = result.data_quality
+    path = session_dir / PROBE_FILE
+    try:
+        if not path.is_file():
+            notes.append(f"probe: no {PROBE_FILE} came back")
+            return result
+        if path.stat().st_size > MAX_BYTES:
+            notes.append(f"probe: {PROBE_FILE} is larger than {MAX_BYTES // 1024} KiB; ignored")
+            return result
+        data = json.loads(path.read_text(encoding="utf-8", errors="replace"))
+    except (OSError, ValueError, RecursionError):
+        notes.append(f"probe: {PROBE_FILE} is not valid JSON")
+        return result
+    if not isinstance(data, dict) or data.get("schema") != PROBE_SCHEMA:
+        notes.append(f"probe: {PROBE_FILE} is not a {PROBE_SCHEMA} document")
+        return result
+    results = _dict(data, "results")
+    nominal = _finite(data.get("nominal_s"))
+    for kind in kinds:
+        section = _dict(results, kind)
+        if not section:
+            notes.append(f"probe: the {kind} benchmark did not run")
+            continue
+        error = section.get("error")
+        if error:
+            notes.append(f"probe {kind}: {str(error)[:300]}")
+        budget = _finite(section.get("budget_s"))
+        if nominal is not None and budget is not None and budget < nominal * 0.99:
+            notes.append(
+                f"probe {kind}: ran {budget:.2f} s instead of {nominal:g} s (a short window "
+                "or a late start): fewer, shorter repetitions, a noisier figure"
+            )
+        if kind == "cpu":
+            _summarize(
+                result,
+                "probe.cpu.single_ops_per_s",
+                _reps(_dict(section, "single")),
+                lambda rep: _rate(rep, "iterations"),
+            )
+            _summarize(
+                result, "probe.cpu.all_ops_per_s", _reps(_dict(section, "all")), _all_core_rate
+            )
+        elif kind == "memory":
+            _summarize(
+                result,
+                "probe.memory.copy_mb_per_s",
+                _reps(_dict(section, "copy")),
+                lambda rep: _rate(rep, "bytes", MB),
+            )
+        elif kind == "disk":
+            for phase in ("write", "read"):
+                _summarize(
+                    result,
+                    f"probe.disk.{phase}_mb_per_s",
+                    _reps(_dict(section, phase)),
+                    lambda rep: _rate(rep, "bytes", MB),
+                )
+            if section.get("cache_dropped") is False:
+                notes.append(
+                    "probe disk: the page cache could not be dropped for the test file: "
+                    "the read figure may be memory speed, not the disk's"
+                )
+    return result

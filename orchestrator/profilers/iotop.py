@@ -311,16 +311,26 @@ def parse(session_dir: Path, entry: dict[str, Any], campaign: Campaign) -> Profi
     result.metrics["iotop.total.write_bytes_per_s.mean"] = round(
         sum(s.total_write_bps for s in samples) / n, 1
     )
-    pid, command = _target(_manifest_target(session_dir, entry))
+    target = _manifest_target(session_dir, entry)
+    pid, command = _target(target)
     if pid is None:
         result.data_quality.append("the target's pid is unknown: no iotop figures for it")
         return result
     rates = [target_rates(sample, pid, command) for sample in samples]
+    if isinstance(target, dict) and target.get("exited_at_device") is not None:
+        # iotop's last samples can fall after the target ended (stopped at the deadline):
+        # a process that no longer exists did no I/O then, and those seconds are not its.
+        while rates and rates[-1] == (0.0, 0.0):
+            rates.pop()
+    if not rates:
+        result.data_quality.append("the target did no I/O that iotop saw")
+        return result
     reads = [read for read, _ in rates]
     writes = [write for _, write in rates]
     # With -o a process that did no I/O in an interval has no row: it counts as zero.
-    result.metrics["iotop.target.read_bytes_per_s.mean"] = round(sum(reads) / n, 1)
+    count = float(len(rates))
+    result.metrics["iotop.target.read_bytes_per_s.mean"] = round(sum(reads) / count, 1)
     result.metrics["iotop.target.read_bytes_per_s.max"] = round(max(reads), 1)
-    result.metrics["iotop.target.write_bytes_per_s.mean"] = round(sum(writes) / n, 1)
+    result.metrics["iotop.target.write_bytes_per_s.mean"] = round(sum(writes) / count, 1)
     result.metrics["iotop.target.write_bytes_per_s.max"] = round(max(writes), 1)
     return result

@@ -454,3 +454,40 @@ def test_real_iotop_measures_a_writers_rate(tmp_path: Path) -> None:
     assert m["iotop.samples"] == 2
     assert m["iotop.target.write_bytes_per_s.mean"] == pytest.approx(actual, rel=0.3)
     assert m["iotop.total.write_bytes_per_s.mean"] >= 0.7 * actual
+
+
+def test_samples_after_the_target_ended_do_not_dilute_its_rates(tmp_path: Path) -> None:
+    """iotop may print a sample after the runner stopped the target at the deadline."""
+    header = "    TIME    PID  PRIO  USER     DISK READ  DISK WRITE  SWAPIN      IO    COMMAND\n"
+
+    def sample(clock: str, write_k: float, with_row: bool) -> str:
+        text = (
+            f"{clock} Total DISK READ:         0.00 K/s | Total DISK WRITE:   {write_k:8.2f} K/s\n"
+            f"{clock} Current DISK READ:       0.00 K/s | Current DISK WRITE:       0.00 K/s\n"
+            + header
+        )
+        if with_row:
+            text += (
+                f"{clock}      96 be/4 root        0.00 K/s {write_k:8.2f} K/s  0.00 %  1.00 %"
+                " python3 app.py\n"
+            )
+        return text
+
+    (tmp_path / iotop.OUTPUT).write_text(
+        sample("12:00:00", 0.0, False)
+        + sample("12:00:01", 1000.0, True)
+        + sample("12:00:02", 1000.0, True)
+        + sample("12:00:03", 0.0, False)
+    )
+    target = {"pid": 96, "cmdline": ["python3", "app.py"], "exited_at_device": 1.0}
+    (tmp_path / "manifest.json").write_text(json.dumps({"target": target}))
+    campaign = Campaign.from_mapping(
+        {
+            "name": "x",
+            "duration": "3s",
+            "target": {"attach": {"pid": 96}},
+            "profilers": {"iotop": {}},
+        }
+    )
+    result = iotop.parse(tmp_path, {"exit_code": 0}, campaign)
+    assert result.metrics["iotop.target.write_bytes_per_s.mean"] == 1000.0 * 1024

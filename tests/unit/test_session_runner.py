@@ -1148,3 +1148,16 @@ def test_broken_post_processing_entries_fail_the_module(tmp_path, change, messag
 
     assert run.result["failed"] is True
     assert message in run.result["msg"]
+
+
+def test_a_sampler_whose_output_is_its_own_stdout_is_captured(tmp_path: Path) -> None:
+    """iotop, nvidia-smi and tegrastats print their samples: their stdout is their output."""
+    printer = python_profiler(
+        "printer", "print('sample 1'); print('sample 2')", outputs=["printer.stdout"]
+    )
+    plan = make_plan(tmp_path, {"mode": "attach", "pid": os.getpid()}, [printer], window=0.5)
+    run = run_module(tmp_path, plan)
+    entry = run.manifest["profilers"]["printer"]
+    assert entry["status"] == "ok", entry
+    assert entry["outputs"]["printer.stdout"]["bytes"] > 0
+    assert run.read("printer.stdout") == "sample 1\nsample 2\n"

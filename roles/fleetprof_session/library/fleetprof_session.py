@@ -316,6 +316,8 @@ def _profiler_errors(prof: Dict[str, Any]) -> List[str]:
         if not output or "/" in output or "\0" in output or output in (".", ".."):
             errors.append("output %r must be a plain file name in workdir (the archive is flat)"
                           % output)
+        elif output == "%s.stdout" % prof.get("name"):
+            continue  # a sampler that prints its samples (iotop, nvidia-smi): stdout is its output
         elif output in RESERVED_FILES or output.endswith((".stdout", ".stderr")):
             errors.append("output %r collides with the runner's own files" % output)
     if not _is_positive_int(prof.get("max_bytes")):

@@ -111,6 +111,28 @@ class ProfilerPlan:
     # = workdir), e.g. `nsys stats` turning a report into CSV on the device.
     post_argv: list[list[str]] = field(default_factory=list)
 
+    @classmethod
+    def skipped(
+        cls, name: str, reason: str, outputs: list[str], max_bytes: int = 0, **extra: Any
+    ) -> ProfilerPlan:
+        """A profiler this host will not run, with the reason, decided at plan time."""
+        return cls(name, "skipped", reason, [], [], outputs, max_bytes, **extra)
+
+    @classmethod
+    def sampler(cls, name: str, output: str, max_bytes: int, interval_s: float) -> ProfilerPlan:
+        """A sampler the device runner runs itself, every ``interval_s``."""
+        return cls(
+            name,
+            "planned",
+            None,
+            [],
+            [],
+            [output],
+            max_bytes,
+            builtin=name,
+            options={"interval_s": interval_s},
+        )
+
 
 @dataclass(frozen=True)
 class SessionPlan:

@@ -95,8 +95,7 @@ def make_plan(
 
 
 def _unavailable(name: str) -> ProfilerPlan:
-    reason = f"this fleetprof has no {name} profiler yet"
-    return ProfilerPlan(name, "skipped", reason, argv=[], launch_argv=[], outputs=[], max_bytes=0)
+    return ProfilerPlan.skipped(name, f"this fleetprof has no {name} profiler yet", [])
 
 
 def reschedule(plan: SessionPlan, t0: float) -> SessionPlan:

@@ -99,17 +99,9 @@ def plan(campaign: Campaign, facts: HostFacts, tool: ToolChoice | None) -> Profi
     spec = campaign.profilers.iotop or IotopSpec()
     reason = skip_reason(facts)
     if reason is not None:
-        return ProfilerPlan(
-            name=NAME,
-            status="skipped",
-            reason=reason,
-            argv=[],
-            launch_argv=[],
-            outputs=[OUTPUT],
-            max_bytes=MAX_BYTES,
-            # What provision may install (fleetprof_tools_install_packages), for the next run.
-            options={"install_package": PACKAGE} if reason == NOT_INSTALLED else {},
-        )
+        # What provision may install (fleetprof_tools_install_packages), for the next run.
+        install = {"install_package": PACKAGE} if reason == NOT_INSTALLED else {}
+        return ProfilerPlan.skipped(NAME, reason, [OUTPUT], MAX_BYTES, options=install)
     interval = spec.interval_s
     argv = [
         facts.tools[NAME],

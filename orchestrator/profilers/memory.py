@@ -36,17 +36,7 @@ def tool_push(facts: HostFacts, tool: ToolChoice | None) -> dict[str, str] | Non
 
 def plan(campaign: Campaign, facts: HostFacts, tool: ToolChoice | None) -> ProfilerPlan:
     """Always planned: /proc/PID/status is readable wherever the target can be found."""
-    return ProfilerPlan(
-        name=NAME,
-        status="planned",
-        reason=None,
-        argv=[],
-        launch_argv=[],
-        outputs=[OUTPUT],
-        max_bytes=MAX_BYTES,
-        builtin=NAME,
-        options={"interval_s": INTERVAL_S},
-    )
+    return ProfilerPlan.sampler(NAME, OUTPUT, MAX_BYTES, INTERVAL_S)
 
 
 def parse(session_dir: Path, entry: dict[str, Any], campaign: Campaign) -> ProfileResult:

@@ -100,15 +100,7 @@ def plan(campaign: Campaign, facts: HostFacts, tool: ToolChoice | None) -> Profi
     reason = skip_reason(campaign, facts)
     launch = campaign.target.launch
     if reason is not None or launch is None:
-        return ProfilerPlan(
-            name=NAME,
-            status="skipped",
-            reason=reason or NOT_LAUNCH_NCU,
-            argv=[],
-            launch_argv=[],
-            outputs=[OUTPUT],
-            max_bytes=MAX_BYTES,
-        )
+        return ProfilerPlan.skipped(NAME, reason or NOT_LAUNCH_NCU, [OUTPUT], MAX_BYTES)
     return ProfilerPlan(
         name=NAME,
         status="planned",

@@ -130,15 +130,7 @@ def plan(campaign: Campaign, facts: HostFacts, tool: ToolChoice | None) -> Profi
     reason = skip_reason(campaign, facts)
     launch = campaign.target.launch
     if reason is not None or launch is None:
-        return ProfilerPlan(
-            name=NAME,
-            status="skipped",
-            reason=reason or NOT_LAUNCH,
-            argv=[],
-            launch_argv=[],
-            outputs=outputs,
-            max_bytes=max_bytes,
-        )
+        return ProfilerPlan.skipped(NAME, reason or NOT_LAUNCH, outputs, max_bytes)
     nsys = facts.tools[NAME]
     post, fallback = post_steps(nsys)
     return ProfilerPlan(

@@ -107,15 +107,7 @@ def plan(campaign: Campaign, facts: HostFacts, tool: ToolChoice | None) -> Profi
     spec = campaign.profilers.nvidia_smi or NvidiaSmiSpec()
     reason = skip_reason(facts)
     if reason is not None:
-        return ProfilerPlan(
-            name=NAME,
-            status="skipped",
-            reason=reason,
-            argv=[],
-            launch_argv=[],
-            outputs=[OUTPUT],
-            max_bytes=MAX_BYTES,
-        )
+        return ProfilerPlan.skipped(NAME, reason, [OUTPUT], MAX_BYTES)
     argv = [
         facts.tools[NAME],
         "--query-gpu=" + ",".join(QUERY_FIELDS),

@@ -81,15 +81,7 @@ def plan(campaign: Campaign, facts: HostFacts, tool: ToolChoice | None) -> Profi
     problem = tool.problem if tool is not None else "py-spy is not in the tool cache"
     reason = skip_reason(campaign, facts, problem if binary is None else None)
     if reason is not None or binary is None:
-        return ProfilerPlan(
-            name=NAME,
-            status="skipped",
-            reason=reason or "no py-spy binary",
-            argv=[],
-            launch_argv=[],
-            outputs=[OUTPUT],
-            max_bytes=MAX_BYTES,
-        )
+        return ProfilerPlan.skipped(NAME, reason or "no py-spy binary", [OUTPUT], MAX_BYTES)
     options = _options(spec, campaign.duration_s)
     launch = campaign.target.launch
     return ProfilerPlan(

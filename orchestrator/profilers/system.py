@@ -46,17 +46,7 @@ def plan(campaign: Campaign, facts: HostFacts, tool: ToolChoice | None) -> Profi
     """Always planned: every Linux device has /proc, and whatever else is missing
     (thermal zones, cpufreq, /proc/PID/io) is left out of the samples, not fatal."""
     spec = campaign.profilers.system or SystemSpec()
-    return ProfilerPlan(
-        name=NAME,
-        status="planned",
-        reason=None,
-        argv=[],
-        launch_argv=[],
-        outputs=[OUTPUT],
-        max_bytes=MAX_BYTES,
-        builtin=NAME,
-        options={"interval_s": spec.interval_s},
-    )
+    return ProfilerPlan.sampler(NAME, OUTPUT, MAX_BYTES, spec.interval_s)
 
 
 # --------------------------------------------------------------------------- reading

@@ -451,18 +451,20 @@ class PySpySpec(_Spec):
     nonblocking: bool = False
 
 
-class SystemSpec(_Spec):
+class _SamplerSpec(_Spec):
+    """A profiler that takes a sample every ``interval``."""
+
+    interval_s: Interval = Field(
+        default=DEFAULT_INTERVAL_S, validation_alias="interval", serialization_alias="interval"
+    )
+
+
+class SystemSpec(_SamplerSpec):
     """The runner's own sampler: CPU, memory, I/O of the system and the target, thermal."""
 
-    interval_s: Interval = Field(
-        default=DEFAULT_INTERVAL_S, validation_alias="interval", serialization_alias="interval"
-    )
 
-
-class IotopSpec(_Spec):
-    interval_s: Interval = Field(
-        default=DEFAULT_INTERVAL_S, validation_alias="interval", serialization_alias="interval"
-    )
+class IotopSpec(_SamplerSpec):
+    """iotop in batch mode: per-process read/write rates."""
 
 
 class MemorySpec(_Spec):
@@ -471,20 +473,12 @@ class MemorySpec(_Spec):
     leak_mb_per_min: LeakRate = DEFAULT_LEAK_MB_PER_MIN
 
 
-class NvidiaSmiSpec(_Spec):
+class NvidiaSmiSpec(_SamplerSpec):
     """GPU utilization, memory, SM clock, temperature and power, from nvidia-smi."""
 
-    interval_s: Interval = Field(
-        default=DEFAULT_INTERVAL_S, validation_alias="interval", serialization_alias="interval"
-    )
 
-
-class TegrastatsSpec(_Spec):
+class TegrastatsSpec(_SamplerSpec):
     """Jetson boards' own sampler: RAM, CPU and GPU load and clocks, temperatures, power."""
-
-    interval_s: Interval = Field(
-        default=DEFAULT_INTERVAL_S, validation_alias="interval", serialization_alias="interval"
-    )
 
 
 NSYS_TRACES = ("cuda", "nvtx", "osrt", "cublas", "cudnn", "opengl", "vulkan")

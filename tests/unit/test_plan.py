@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ from orchestrator.flow import clock_offset
 from orchestrator.models import ClockOffset, HostFacts, SessionPlan
 from orchestrator.plan import effective_lead, make_plan, reschedule
 from orchestrator.profilers.base import ToolChoice
+from tests.unit.factories import host_facts
 
 TOOL = {"py-spy": ToolChoice(version="0.4.3", src="/cache/py-spy", sha256="ab" * 32, problem=None)}
 
@@ -29,25 +29,7 @@ def campaign(**overrides: Any) -> Campaign:
 
 
 def facts(**overrides: Any) -> HostFacts:
-    base = HostFacts(
-        host="edge-1",
-        arch="x86_64",
-        hw_model="box",
-        hw_model_source="hostvar",
-        os="Debian",
-        kernel="6.1",
-        python="3.11.2",
-        cores=4,
-        memory_mb=4096,
-        disk_free_mb=10000,
-        home="/home/ops",
-        is_root=False,
-        ptrace_scope=0,
-        can_attach=True,
-        attach_reason=None,
-        clock=ClockOffset(offset_s=0.0, uncertainty_s=0.05),
-    )
-    return replace(base, **overrides)
+    return host_facts(**overrides)
 
 
 def test_attach_plan_runs_pyspy_on_the_target_pid_with_the_campaign_options() -> None:

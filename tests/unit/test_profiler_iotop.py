@@ -14,7 +14,6 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -25,9 +24,10 @@ from orchestrator import profilers
 from orchestrator.ansible import Capture, HostOutcome
 from orchestrator.campaign import Campaign
 from orchestrator.flow import facts_from
-from orchestrator.models import ClockOffset, HostFacts
+from orchestrator.models import HostFacts
 from orchestrator.plan import make_plan
 from orchestrator.profilers import iotop
+from tests.unit.factories import host_facts
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "iotop"
 WITH_DELAYACCT = FIXTURES / "iotop-b-o-t-k-P.txt"
@@ -50,27 +50,8 @@ def campaign(duration: str = "30s", interval: str = "1s") -> Campaign:
 
 
 def facts(**overrides: Any) -> HostFacts:
-    base = HostFacts(
-        host="edge-1",
-        arch="x86_64",
-        hw_model="box",
-        hw_model_source="hostvar",
-        os="Debian",
-        kernel="6.1",
-        python="3.11.2",
-        cores=4,
-        memory_mb=4096,
-        disk_free_mb=10000,
-        home="/root",
-        is_root=True,
-        ptrace_scope=0,
-        can_attach=True,
-        attach_reason=None,
-        clock=ClockOffset(offset_s=0.0, uncertainty_s=0.05),
-        tools={"iotop": "/usr/sbin/iotop"},
-        delayacct=False,
-    )
-    return replace(base, **overrides)
+    defaults = {"home": "/root", "is_root": True, "tools": {"iotop": "/usr/sbin/iotop"}}
+    return host_facts(**{**defaults, "delayacct": False, **overrides})
 
 
 def session(

@@ -15,9 +15,10 @@ import pytest
 
 from orchestrator import profilers
 from orchestrator.campaign import Campaign
-from orchestrator.models import ClockOffset, HostFacts
+from orchestrator.models import HostFacts
 from orchestrator.plan import make_plan
 from orchestrator.profilers import nsys
+from tests.unit.factories import host_facts
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "nsys"
 KERN = FIXTURES / "cuda_gpu_kern_sum.nsys-2024.6.2.csv"
@@ -36,28 +37,16 @@ def campaign(profilers_: dict[str, Any] | None = None, **target: Any) -> Campaig
 
 
 def facts(**overrides: Any) -> HostFacts:
-    values: dict[str, Any] = {
+    gpu = {"nvidia_driver": True, "jetson": True, "gpu_counters_admin_only": False}
+    defaults = {
         "host": "orin-1",
         "arch": "aarch64",
-        "hw_model": "orin",
-        "hw_model_source": "hostvar",
-        "os": "Ubuntu",
-        "kernel": "5.15",
-        "python": "3.10.12",
-        "cores": 8,
-        "memory_mb": 16000,
-        "disk_free_mb": 10000,
-        "home": "/home/ops",
-        "is_root": False,
         "ptrace_scope": 1,
         "can_attach": False,
-        "attach_reason": None,
-        "clock": ClockOffset(offset_s=0.0, uncertainty_s=0.05),
         "tools": {"nsys": NSYS, "ncu": "/usr/local/cuda/bin/ncu"},
-        "gpu": {"nvidia_driver": True, "jetson": True, "gpu_counters_admin_only": False},
+        "gpu": gpu,
     }
-    values.update(overrides)
-    return HostFacts(**values)
+    return host_facts(**{**defaults, **overrides})
 
 
 def session(tmp_path: Path, **files: Path) -> Path:

@@ -7,7 +7,6 @@ itself, independently of the parser.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +14,10 @@ import pytest
 
 from orchestrator import profilers
 from orchestrator.campaign import Campaign
-from orchestrator.models import ClockOffset, HostFacts
+from orchestrator.models import HostFacts
 from orchestrator.plan import make_plan
 from orchestrator.profilers import nvidia_smi
+from tests.unit.factories import host_facts
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "nvidia-smi"
 LOOP = FIXTURES / "gtx-loop-index-units.520.csv"
@@ -52,27 +52,9 @@ def campaign(interval: str = "1s") -> Campaign:
 
 
 def facts(**overrides: Any) -> HostFacts:
-    base = HostFacts(
-        host="gpu-1",
-        arch="x86_64",
-        hw_model="box",
-        hw_model_source="hostvar",
-        os="Ubuntu",
-        kernel="6.8",
-        python="3.12.3",
-        cores=16,
-        memory_mb=65536,
-        disk_free_mb=10000,
-        home="/root",
-        is_root=True,
-        ptrace_scope=0,
-        can_attach=True,
-        attach_reason=None,
-        clock=ClockOffset(offset_s=0.0, uncertainty_s=0.05),
-        tools={"nvidia-smi": "/usr/bin/nvidia-smi"},
-        gpu={"nvidia_driver": True, "jetson": False, "gpu_counters_admin_only": None},
-    )
-    return replace(base, **overrides)
+    gpu = {"nvidia_driver": True, "jetson": False, "gpu_counters_admin_only": None}
+    defaults = {"host": "gpu-1", "home": "/root", "is_root": True, "gpu": gpu}
+    return host_facts(**{**defaults, "tools": {"nvidia-smi": "/usr/bin/nvidia-smi"}, **overrides})
 
 
 def parse(tmp_path: Path, text: str | bytes) -> nvidia_smi.ProfileResult:

@@ -7,7 +7,6 @@ tests/fixtures/SOURCES.md). Expected figures are read off the fixture text by ha
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +14,10 @@ import pytest
 
 from orchestrator import profilers
 from orchestrator.campaign import Campaign
-from orchestrator.models import ClockOffset, HostFacts
+from orchestrator.models import HostFacts
 from orchestrator.plan import make_plan
 from orchestrator.profilers import tegrastats
+from tests.unit.factories import host_facts
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tegrastats"
 
@@ -37,27 +37,18 @@ def campaign(interval: str = "1s") -> Campaign:
 
 
 def facts(**overrides: Any) -> HostFacts:
-    base = HostFacts(
-        host="jetson-1",
-        arch="aarch64",
-        hw_model="NVIDIA Jetson Xavier NX",
-        hw_model_source="device-tree",
-        os="Ubuntu",
-        kernel="5.10",
-        python="3.8.10",
-        cores=6,
-        memory_mb=7772,
-        disk_free_mb=10000,
-        home="/root",
-        is_root=True,
-        ptrace_scope=0,
-        can_attach=True,
-        attach_reason=None,
-        clock=ClockOffset(offset_s=0.0, uncertainty_s=0.05),
-        tools={"tegrastats": "/usr/bin/tegrastats"},
-        gpu={"nvidia_driver": False, "jetson": True, "gpu_counters_admin_only": None},
-    )
-    return replace(base, **overrides)
+    gpu = {"nvidia_driver": False, "jetson": True, "gpu_counters_admin_only": None}
+    defaults = {
+        "host": "jetson-1",
+        "arch": "aarch64",
+        "hw_model": "NVIDIA Jetson Xavier NX",
+        "hw_model_source": "device-tree",
+        "home": "/root",
+        "is_root": True,
+        "tools": {"tegrastats": "/usr/bin/tegrastats"},
+        "gpu": gpu,
+    }
+    return host_facts(**{**defaults, **overrides})
 
 
 def parse(tmp_path: Path, text: str | bytes) -> tegrastats.ProfileResult:

@@ -35,6 +35,7 @@ __all__ = [
     "AttachSpec",
     "Campaign",
     "CampaignError",
+    "CompareSpec",
     "IotopSpec",
     "LaunchSpec",
     "MemorySpec",
@@ -572,6 +573,30 @@ def _default_profilers() -> ProfilersSpec:
     return ProfilersSpec.model_validate({"py-spy": {}})
 
 
+_VAR_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+DEFAULT_OUTLIER_THRESHOLD = 3.5
+
+
+def _check_group_by(value: object) -> str:
+    if not isinstance(value, str) or not _VAR_NAME_RE.fullmatch(value):
+        raise _fail(
+            "expected hw_model, arch, or the name of an inventory variable (letters, digits "
+            f"and _), got {_describe(value)}"
+        )
+    return value
+
+
+class CompareSpec(_Spec):
+    """How hosts are grouped and when one stands out from its group."""
+
+    # hw_model (default), arch, or any inventory variable (hostvar) of the hosts.
+    group_by: Annotated[str, PlainValidator(_check_group_by)] = "hw_model"
+    # Robust z-score (0.6745 * (x - median) / MAD) beyond which a host is an outlier.
+    threshold: Annotated[float, _positive_number("a positive number (robust z)")] = (
+        DEFAULT_OUTLIER_THRESHOLD
+    )
+
+
 class Campaign(_Spec):
     """One profiling campaign, as validated from its YAML file."""
 
@@ -581,6 +606,7 @@ class Campaign(_Spec):
     start: StartSpec = Field(default_factory=StartSpec)
     target: TargetSpec
     profilers: ProfilersSpec = Field(default_factory=_default_profilers)
+    compare: CompareSpec = Field(default_factory=CompareSpec)
 
     _source: Path = PrivateAttr(default=Path("<mapping>"))
 

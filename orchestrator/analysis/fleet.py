@@ -27,6 +27,9 @@ class HostView:
     top_functions: list[dict[str, Any]] = field(default_factory=list)
     flamegraph: dict[str, Any] | None = None
     data_quality: list[str] = field(default_factory=list)
+    group: str | None = None  # the host's value of compare.group_by (hw_model by default)
+    series: dict[str, list[float]] = field(default_factory=dict)
+    tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -40,7 +43,10 @@ class HostView:
             "metrics": self.metrics,
             "top_functions": self.top_functions,
             "flamegraph": self.flamegraph,
+            "series": self.series,
+            "tables": self.tables,
             "data_quality": self.data_quality,
+            "group": self.group if self.group is not None else self.hw_model,
         }
 
 

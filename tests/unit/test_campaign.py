@@ -278,7 +278,7 @@ BAD_FILES: list[tuple[str, str, str, str]] = [
         "unknown top-level key",
         MINIMAL + "hots: all\n",
         "6:1: hots",
-        "unknown key (allowed: name, hosts, duration, start, target, profilers)",
+        "unknown key (allowed: name, hosts, duration, start, target, profilers, compare)",
     ),
     (
         "unknown key in start",

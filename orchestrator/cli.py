@@ -12,21 +12,32 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from orchestrator import __version__
+from orchestrator.analysis.stacks import StackProfile
 from orchestrator.ansible import REPO_ROOT
 from orchestrator.campaign import Campaign, CampaignError, load_campaign
+from orchestrator.compare import (
+    DEFAULT_ALPHA,
+    CompareError,
+    Comparison,
+    FunctionChange,
+    compare_runs,
+    top_changes,
+)
 from orchestrator.console import ConsoleUi
 from orchestrator.flow import CampaignRun, RunOutcome, build_outputs
 from orchestrator.inspect import InspectError, inspect_file
 from orchestrator.inventory import DEFAULT_INVENTORY, InventoryError, load_inventory
+from orchestrator.report.exports import host_profile
 from orchestrator.report.terminal import render_inspection, render_terminal
-from orchestrator.runs import RunDir
+from orchestrator.runs import RunDir, read_json
 
 DEMO_CAMPAIGN = REPO_ROOT / "campaigns" / "demo.yml"
 BAD_INPUT = 2
@@ -160,7 +171,7 @@ def demo(out_root: Path) -> None:
 @main.command()
 @click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
 def report(run_dir: Path) -> None:
-    """Rebuild report.json, report.html and the summary from RUN_DIR alone."""
+    """Rebuild report.json, report.html, summary.md and the exports from RUN_DIR alone."""
     if not (run_dir / "run.json").is_file():
         _fail(f"{run_dir}: not a fleetprof run directory (no run.json)")
     try:
@@ -188,6 +199,139 @@ def inspect_command(profiler: str, file: Path, as_json: bool) -> None:
         return
     console = _console()
     render_inspection(data, console)
+
+
+def _load_run(path: Path, label: str) -> tuple[dict[str, Any], dict[str, StackProfile]]:
+    """A run's report.json and its hosts' stacks; bad input ends the command (exit 2)."""
+    report_path = path / "report.json"
+    if not (path / "run.json").is_file() or not report_path.is_file():
+        _fail(f"{label} {path}: not a fleetprof run directory (no run.json or report.json)")
+    try:
+        report = read_json(report_path)
+    except (OSError, ValueError) as err:
+        _fail(f"{label} {path}: cannot read report.json: {err}")
+    run = RunDir(path)
+    profiles: dict[str, StackProfile] = {}
+    hosts = report.get("hosts") if isinstance(report, dict) else None
+    for entry in hosts if isinstance(hosts, list) else []:
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if not isinstance(name, str):
+            continue
+        try:
+            found = host_profile(run, name)
+        except ValueError:  # a name that cannot be a directory has no stacks here
+            found = None
+        if found is not None:
+            profiles[name] = found
+    return report, profiles
+
+
+def _pvalue(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2g}" if value >= 1e-4 else "<1e-4"
+
+
+def _changes_table(title: str, changes: list[FunctionChange], samples: tuple[int, int]) -> Table:
+    table = Table(title=f"{title}: {samples[0]} -> {samples[1]} samples", title_justify="left")
+    for column in ("function", "file", "A %", "B %", "delta", "q (BH)", "significant"):
+        table.add_column(column, justify="right" if "%" in column or column == "delta" else "left")
+    for change in changes:
+        table.add_row(
+            escape(change.function),
+            escape(change.file or ""),
+            f"{change.a_pct:.1f}",
+            f"{change.b_pct:.1f}",
+            f"{change.delta_pct:+.1f}",
+            _pvalue(change.q_value),
+            f"[bold]yes ({change.direction})[/]" if change.significant else "no",
+        )
+    return table
+
+
+def _render_comparison(result: Comparison, console: Console, top: int) -> None:
+    console.print(
+        f"A: {escape(result.a.campaign)} {escape(result.a.run_id)}   "
+        f"B: {escape(result.b.campaign)} {escape(result.b.run_id)}   "
+        f"alpha {result.alpha:g} (Benjamini-Hochberg across each table's functions)",
+        highlight=False,
+    )
+    for label, hosts in (("only in A", result.only_in_a), ("only in B", result.only_in_b)):
+        if hosts:
+            console.print(f"hosts {label}: {escape(', '.join(hosts))}", highlight=False)
+    if result.fleet is not None and len(result.hosts) > 1:
+        console.print(
+            _changes_table(
+                "fleet (common hosts merged)",
+                top_changes(result.fleet, top),
+                (result.fleet.a_samples, result.fleet.b_samples),
+            )
+        )
+    for host in result.hosts:
+        console.print(
+            f"\n[bold]{escape(host.host)}[/] ({escape(host.a_status)} -> {escape(host.b_status)})",
+            highlight=False,
+        )
+        for note in host.notes:
+            console.print(f"  [yellow]{escape(note)}[/]", highlight=False)
+        if host.profile is not None:
+            console.print(
+                _changes_table(
+                    "functions",
+                    top_changes(host.profile, top),
+                    (host.profile.a_samples, host.profile.b_samples),
+                )
+            )
+        moved = [m for m in host.metrics if m.changed]
+        if moved:
+            table = Table(
+                title=f"metrics changed by more than {result.metric_threshold_pct:g}% "
+                "(single values: no significance test)",
+                title_justify="left",
+            )
+            for column in ("metric", "A", "B", "change", "%"):
+                table.add_column(column, justify="left" if column == "metric" else "right")
+            for m in moved:
+                table.add_row(
+                    escape(m.metric),
+                    f"{m.a:g}",
+                    f"{m.b:g}",
+                    f"{m.delta:+g}",
+                    f"{m.delta_pct:+.1f}" if m.delta_pct is not None else "new",
+                )
+            console.print(table)
+        else:
+            console.print(f"  no metric moved by more than {result.metric_threshold_pct:g}%")
+
+
+@main.command(name="compare")
+@click.argument("run_a", type=click.Path(path_type=Path, file_okay=False))
+@click.argument("run_b", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@click.option(
+    "--alpha",
+    type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
+    default=DEFAULT_ALPHA,
+    show_default=True,
+    help="False discovery rate for calling a function's change significant.",
+)
+@click.option(
+    "--top", type=click.IntRange(1), default=10, show_default=True, help="Functions per table."
+)
+def compare_command(run_a: Path, run_b: Path, as_json: bool, alpha: float, top: int) -> None:
+    """Compare RUN_A (before) with RUN_B (after): per host and fleet-wide, which
+    functions' shares changed significantly and which metrics moved."""
+    report_a, profiles_a = _load_run(run_a, "RUN_A")
+    report_b, profiles_b = _load_run(run_b, "RUN_B")
+    try:
+        result = compare_runs(report_a, report_b, profiles_a, profiles_b, alpha=alpha)
+    except CompareError as err:
+        _fail(str(err))
+    errors = _console(stderr=True)
+    for warning in result.warnings:
+        errors.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    _render_comparison(result, _console(), top)
 
 
 if __name__ == "__main__":

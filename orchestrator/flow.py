@@ -19,12 +19,14 @@ from orchestrator import profilers, toolcache
 from orchestrator.analysis.fleet import build_report
 from orchestrator.ansible import HostOutcome, ProgressFn, StageResult, run_stage
 from orchestrator.campaign import Campaign
-from orchestrator.inventory import Inventory
+from orchestrator.inventory import FACT_KEYS, Inventory, group_values, host_var_values
 from orchestrator.models import ClockOffset, HostFacts, HostStatus
-from orchestrator.parse import host_view
+from orchestrator.parse import parse_host
 from orchestrator.plan import effective_lead, make_plan, reschedule
 from orchestrator.profilers.base import ToolChoice
+from orchestrator.report.exports import write_exports
 from orchestrator.report.html import render_html
+from orchestrator.report.markdown import render_markdown
 from orchestrator.runs import RunDir, read_json, write_json, write_text
 from orchestrator.safetar import UnsafeArchive
 
@@ -222,6 +224,10 @@ class CampaignRun:
                 "inventory": self.inventory.source,
                 "hosts": self.inventory.hosts,
                 "hw_models": self.inventory.hw_models,
+                # compare.group_by's inventory values, so `fleetprof report` regroups
+                # from the run directory alone.
+                "group_by": self.campaign.compare.group_by,
+                "group_values": group_values(self.inventory, self.campaign.compare.group_by),
             },
         )
         for host in self.inventory.hosts:
@@ -260,11 +266,34 @@ def build_outputs(run: RunDir, campaign: Campaign) -> dict[str, Any]:
     """Stages 7-9 from the run directory alone: report.json first, then what renders it."""
     meta = read_json(run.path / "run.json")
     models = meta.get("hw_models") or {}
-    views = [
-        host_view(run, host, campaign, models.get(host))
+    parsed = [
+        parse_host(run, host, campaign, models.get(host))
         for host in meta.get("hosts") or run.hosts()
     ]
-    report = build_report(meta, views)
+    group_by = campaign.compare.group_by
+    report = build_report(
+        meta,
+        [p.view for p in parsed],
+        {p.view.name: p.profile for p in parsed if p.profile is not None},
+        group_by=group_by,
+        threshold=campaign.compare.threshold,
+        group_values=_recorded_group_values(meta, group_by, [p.view.name for p in parsed]),
+    )
     write_json(run.path / "report.json", report)
     write_text(run.path / "report.html", render_html(report))
+    write_text(run.path / "summary.md", render_markdown(report))
+    write_exports(run)
     return report
+
+
+def _recorded_group_values(meta: dict[str, Any], group_by: str, hosts: list[str]) -> dict[str, str]:
+    """The hosts' values of ``group_by`` as run.json recorded them; when the run's
+    campaign.yml was edited to group by another variable since, read from the inventory
+    the run used (where it can still be read)."""
+    if group_by in FACT_KEYS:
+        return {}
+    recorded = meta.get("group_values")
+    if meta.get("group_by") == group_by and isinstance(recorded, dict):
+        return {str(k): str(v) for k, v in recorded.items() if isinstance(v, str)}
+    source = meta.get("inventory")
+    return host_var_values(source, hosts, group_by) if isinstance(source, str) else {}

@@ -18,6 +18,8 @@ from orchestrator.ansible import REPO_ROOT
 
 DEFAULT_INVENTORY = REPO_ROOT / "inventory" / "localhost.yml"
 HW_MODEL_VAR = "fleetprof_hw_model"
+# compare.group_by values that come from the hosts' facts, not from an inventory variable.
+FACT_KEYS = ("hw_model", "arch")
 
 
 class InventoryError(Exception):
@@ -31,6 +33,10 @@ class Inventory:
     # Hostvar fleetprof_hw_model where the inventory sets it: known even for a host
     # that is never reached.
     hw_models: dict[str, str] = field(default_factory=dict)
+    # compare.group_by's inventory variable and each host's value of it (hosts without
+    # it are left out): what the report groups by when it is not hw_model or arch.
+    group_by: str | None = None
+    group_values: dict[str, str] = field(default_factory=dict)
 
 
 def _is_host_list(source: str) -> bool:
@@ -50,8 +56,11 @@ def resolve_source(source: str | None) -> str:
     return str(path.resolve())
 
 
-def load_inventory(source: str | None, pattern: str, limit: str | None = None) -> Inventory:
-    """Hosts selected by ``pattern`` (the campaign's ``hosts``) and ``limit`` (``-l``)."""
+def load_inventory(
+    source: str | None, pattern: str, limit: str | None = None, *, group_by: str | None = None
+) -> Inventory:
+    """Hosts selected by ``pattern`` (the campaign's ``hosts``) and ``limit`` (``-l``);
+    with ``group_by`` (an inventory variable), each host's value of it."""
     resolved = resolve_source(source)
     from ansible import constants
     from ansible.errors import AnsibleError
@@ -78,7 +87,9 @@ def load_inventory(source: str | None, pattern: str, limit: str | None = None) -
             manager.subset(limit)
         selected = manager.get_hosts(pattern=pattern)
         hosts = [host.name for host in selected]
-        hw_models = _hw_models(manager, selected)
+        hw_models = _var_values(manager, selected, HW_MODEL_VAR)
+        grouped = group_by if group_by and group_by not in FACT_KEYS else None
+        group_values = _var_values(manager, selected, grouped) if grouped else {}
     except AnsibleError:
         raise InventoryError(f"{shown}: {_parse_failure(resolved, warnings)}") from None
     finally:
@@ -86,19 +97,59 @@ def load_inventory(source: str | None, pattern: str, limit: str | None = None) -
     if not hosts:
         what = f"hosts pattern {pattern!r}" + (f" with limit {limit!r}" if limit else "")
         raise InventoryError(f"{shown}: {what} matches no hosts")
-    return Inventory(source=resolved, hosts=hosts, hw_models=hw_models)
+    return Inventory(
+        source=resolved,
+        hosts=hosts,
+        hw_models=hw_models,
+        group_by=grouped,
+        group_values=group_values,
+    )
 
 
-def _hw_models(manager: Any, hosts: list[Any]) -> dict[str, str]:
+def group_values(inventory: Inventory, group_by: str) -> dict[str, str]:
+    """Each host's value of the inventory variable ``group_by`` ({} for hw_model and
+    arch, which come from the facts). Read again from the inventory's source when it was
+    loaded without it; a source that cannot be read again gives {} (every host then
+    groups as "unknown"), never an error this late in a run."""
+    if group_by in FACT_KEYS:
+        return {}
+    if inventory.group_by == group_by:
+        return dict(inventory.group_values)
+    return host_var_values(inventory.source, inventory.hosts, group_by)
+
+
+def host_var_values(source: str, hosts: list[str], var: str) -> dict[str, str]:
+    """``var`` for each of ``hosts`` in the inventory ``source`` (hosts without it, or
+    with a value that is not a plain scalar, are left out)."""
+    from ansible.errors import AnsibleError
+    from ansible.inventory.manager import InventoryManager
+    from ansible.parsing.dataloader import DataLoader
+
+    try:
+        manager = InventoryManager(loader=DataLoader(), sources=[source])
+        found = [h for name in hosts if (h := manager.get_host(name)) is not None]
+        return _var_values(manager, found, var)
+    except (AnsibleError, OSError):
+        return {}
+
+
+def _var_values(manager: Any, hosts: list[Any], var: str) -> dict[str, str]:
+    """A host's value of ``var`` as the inventory sets it (host, group and all vars).
+    Templated values (``{{ ... }}``) are left out: they need facts the controller does
+    not have before preflight."""
     from ansible.vars.manager import VariableManager
 
     variables = VariableManager(loader=manager._loader, inventory=manager)
-    models = {}
+    values = {}
     for host in hosts:
-        value = variables.get_vars(host=host, include_hostvars=False).get(HW_MODEL_VAR)
+        value = variables.get_vars(host=host, include_hostvars=False).get(var)
+        if isinstance(value, bool):
+            value = str(value).lower()
+        elif isinstance(value, int | float):
+            value = str(value)
         if isinstance(value, str) and value and "{{" not in value:
-            models[host.name] = value
-    return models
+            values[host.name] = str(value)
+    return values
 
 
 def _parse_failure(source: str, warnings: list[str]) -> str:

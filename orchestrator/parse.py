@@ -7,14 +7,17 @@ device brought back (manifest.json and the profiler outputs), all as untrusted d
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from orchestrator import profilers
 from orchestrator.analysis.fleet import HostView
+from orchestrator.analysis.stacks import StackProfile, read_folded
 from orchestrator.campaign import Campaign
 from orchestrator.models import HostStatus
 from orchestrator.probe import parse_probe
+from orchestrator.profilers import pyspy
 from orchestrator.runs import RunDir
 
 WORKLOAD_FILE = "fps.json"
@@ -46,6 +49,39 @@ def _controller_status(status: dict[str, Any]) -> tuple[str | None, str | None]:
     return (str(value) if value else None), (
         str(status["reason"]) if status.get("reason") else None
     )
+
+
+@dataclass(frozen=True)
+class ParsedHost:
+    """A host's report entry, and its py-spy profile for the fleet analysis (group flame
+    graphs, function shares, diffs), which needs the stacks, not just the top functions."""
+
+    view: HostView
+    profile: StackProfile | None
+
+
+def parse_host(
+    run: RunDir, host: str, campaign: Campaign, inventory_model: str | None = None
+) -> ParsedHost:
+    view = host_view(run, host, campaign, inventory_model)
+    return ParsedHost(view, _pyspy_profile(run, host, campaign, view))
+
+
+def _pyspy_profile(
+    run: RunDir, host: str, campaign: Campaign, view: HostView
+) -> StackProfile | None:
+    """The py-spy profile, read a second time (the profiler's parser keeps only its
+    summary); under the same size cap, so untrusted output cannot cost more here."""
+    if "py-spy" not in campaign.profilers.enabled or "py-spy" not in view.profilers:
+        return None
+    path = run.session_dir(host) / pyspy.OUTPUT
+    try:
+        if not path.is_file():
+            return None
+        profile = read_folded(path, max_bytes=pyspy.MAX_BYTES)
+    except OSError:
+        return None
+    return profile if profile.total_samples > 0 else None
 
 
 def host_view(
@@ -100,6 +136,8 @@ def host_view(
         view.metrics.update(result.metrics)
         view.top_functions = view.top_functions or result.top_functions
         view.flamegraph = view.flamegraph or result.flamegraph
+        view.series.update(result.series)
+        view.tables.update(result.tables)
         view.data_quality.extend(result.data_quality)
     view.metrics.update(_workload_metrics(session_dir))
     if campaign.target.probe is not None:

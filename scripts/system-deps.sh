@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages the test suite needs, when running as root and missing:
-# sshd and unshare for the test fleet (tests/fleet), iotop for the iotop profiler.
+# sshd and unshare for the test fleet (tests/fleet), iotop for the iotop profiler,
+# chromium for the report's browser test (tests/integration/test_report_chromium.py).
 # Without root the tests that need them are skipped with that reason.
 set -euo pipefail
 needed=()
@@ -10,6 +11,7 @@ command -v unshare >/dev/null 2>&1 || needed+=(util-linux)
 command -v ssh-keygen >/dev/null 2>&1 || needed+=(openssh-client)
 command -v pgrep >/dev/null 2>&1 || needed+=(procps)
 command -v iotop >/dev/null 2>&1 || [ -x /usr/sbin/iotop ] || needed+=(iotop)
+command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || needed+=(chromium)
 [ ${#needed[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
     echo "not root or no apt-get: tests needing ${needed[*]} will be skipped" >&2

@@ -1,15 +1,41 @@
-"""Stage 8: the per-host views -> the fleet's report.json (pure)."""
+"""Stage 8: the per-host views -> the fleet's report.json (pure).
+
+Hosts are grouped by the campaign's ``compare.group_by`` (the hardware model, the
+architecture or any inventory variable); inside each group the analysis finds the hosts
+that stand out (:mod:`orchestrator.analysis.outliers`), lays the hot functions out
+host by host (``function_matrix``) and diffs the profiles (:mod:`orchestrator.analysis.diff`).
+The py-spy profiles come in as :class:`StackProfile` values keyed by host name.
+"""
 
 from __future__ import annotations
 
 import statistics
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import combinations, pairwise
 from typing import Any
 
+from orchestrator.analysis.diff import CallTree, diff_tree
+from orchestrator.analysis.outliers import (
+    Outlier,
+    function_share_outliers,
+    metric_outliers,
+    severity,
+)
+from orchestrator.analysis.stacks import StackProfile, flame_tree, merge_profiles
 from orchestrator.models import REPORT_SCHEMA, HostStatus
 
 STATUSES = [s.value for s in HostStatus]
+UNKNOWN_GROUP = "unknown"
+DEFAULT_GROUP_BY = "hw_model"
+DEFAULT_THRESHOLD = 3.5
+MATRIX_FUNCTIONS = 30
+MAX_HOST_DIFFS = 50
+MAX_GROUP_DIFFS = 10
+ALL_PAIRS_UP_TO = 5  # groups; beyond, only groups next to each other by name
+
+FunctionKey = tuple[str, str | None]
 
 
 @dataclass
@@ -28,7 +54,7 @@ class HostView:
     flamegraph: dict[str, Any] | None = None
     data_quality: list[str] = field(default_factory=list)
     group: str | None = None  # the host's value of compare.group_by (hw_model by default)
-    series: dict[str, list[float]] = field(default_factory=dict)
+    series: dict[str, list[float | None]] = field(default_factory=dict)  # see docs/report.md
     tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -50,17 +76,43 @@ class HostView:
         }
 
 
-def group_stats(hosts: list[HostView]) -> list[dict[str, Any]]:
-    """Per hardware model: median, MAD and n of every metric, over hosts that produced data."""
-    by_model: dict[str, list[HostView]] = defaultdict(list)
-    for host in hosts:
-        by_model[host.hw_model].append(host)
+def group_key(host: HostView, group_by: str, values: Mapping[str, str] | None = None) -> str:
+    """The host's group: its hardware model, its architecture, or its value of the
+    inventory variable ``group_by`` (``unknown`` where the inventory does not set it)."""
+    if group_by == "hw_model":
+        return host.hw_model
+    if group_by == "arch":
+        return host.arch
+    value = (values or {}).get(host.name)
+    return value if value else UNKNOWN_GROUP
+
+
+def _has_data(host: HostView) -> bool:
+    return str(host.status) in (HostStatus.OK.value, HostStatus.PARTIAL.value)
+
+
+def _group_of(host: HostView) -> str:
+    return host.group if host.group is not None else host.hw_model
+
+
+def _by_group(hosts: Sequence[HostView]) -> dict[str, list[HostView]]:
+    groups: dict[str, list[HostView]] = defaultdict(list)
+    for host in sorted(hosts, key=lambda h: (_group_of(h), h.name)):
+        groups[_group_of(host)].append(host)
+    return dict(sorted(groups.items()))
+
+
+def group_stats(
+    hosts: Sequence[HostView], profiles: Mapping[str, StackProfile] | None = None
+) -> list[dict[str, Any]]:
+    """Per group (``host.group``, else the hardware model): median, MAD and n of every
+    metric over the hosts that produced data, and the group's merged py-spy profile."""
+    profiles = profiles or {}
     groups = []
-    for model in sorted(by_model):
-        members = by_model[model]
+    for key, members in _by_group(hosts).items():
         values: dict[str, list[float]] = defaultdict(list)
         for host in members:
-            if host.status in (HostStatus.OK, HostStatus.PARTIAL):
+            if _has_data(host):
                 for name, value in host.metrics.items():
                     values[name].append(value)
         metrics = {}
@@ -69,12 +121,168 @@ def group_stats(hosts: list[HostView]) -> list[dict[str, Any]]:
             median = statistics.median(series)
             mad = statistics.median(abs(v - median) for v in series)
             metrics[name] = {"median": round(median, 4), "mad": round(mad, 4), "n": len(series)}
-        groups.append({"hw_model": model, "hosts": [h.name for h in members], "metrics": metrics})
+        merged = [profiles[h.name] for h in members if h.name in profiles]
+        profile = merge_profiles(merged) if merged else None
+        groups.append(
+            {
+                "hw_model": key,
+                "hosts": [h.name for h in members],
+                "metrics": metrics,
+                "flamegraph": flame_tree(profile) if profile and profile.total_samples else None,
+            }
+        )
     return groups
 
 
-def build_report(meta: dict[str, Any], hosts: list[HostView]) -> dict[str, Any]:
-    """``meta``: campaign, run_id, started_at, duration_s, mode (from run.json)."""
+def self_counts(profile: StackProfile) -> dict[FunctionKey, int]:
+    """Samples per function as the leaf (its self time)."""
+    counts: dict[FunctionKey, int] = {}
+    for frames, count in profile.stacks.items():
+        if frames:
+            key = frames[-1].key
+            counts[key] = counts.get(key, 0) + count
+    return counts
+
+
+def _shares(counts: Mapping[FunctionKey, int], total: int) -> dict[FunctionKey, float]:
+    return {key: 100.0 * n / total for key, n in counts.items()} if total > 0 else {}
+
+
+def find_outliers(
+    hosts: Sequence[HostView],
+    shares: Mapping[str, Mapping[FunctionKey, float]],
+    threshold: float,
+) -> list[Outlier]:
+    """Metric and function-share outliers of every group, worst first."""
+    found: list[Outlier] = []
+    for key, members in _by_group(hosts).items():
+        with_data = [h for h in members if _has_data(h)]
+        found.extend(metric_outliers(key, {h.name: h.metrics for h in with_data}, threshold))
+        group_shares = {h.name: shares[h.name] for h in with_data if h.name in shares}
+        found.extend(function_share_outliers(key, group_shares, threshold))
+    found.sort(key=lambda o: (-abs(o.robust_z), o.host, o.metric, o.function or ""))
+    return found
+
+
+def function_matrix(
+    hosts: Sequence[HostView],
+    shares: Mapping[str, Mapping[FunctionKey, float]],
+    outliers: Sequence[Outlier] = (),
+    limit: int = MATRIX_FUNCTIONS,
+) -> dict[str, Any]:
+    """The hot functions (the ``limit`` largest by their highest self % on any host) x
+    the hosts with a profile, ordered by group then name. A cell is the function's self %
+    on that host, null where it took no self samples there."""
+    columns = [h.name for members in _by_group(hosts).values() for h in members if h.name in shares]
+    peak: dict[FunctionKey, float] = {}
+    for name in columns:
+        for key, pct in shares[name].items():
+            peak[key] = max(peak.get(key, 0.0), pct)
+    rows = sorted(peak, key=lambda k: (-peak[k], k[0], k[1] or ""))[: max(limit, 0)]
+    deviant = {(o.host, o.function, o.file) for o in outliers if o.kind == "function_share"}
+    cells = []
+    flags = []
+    for key in rows:
+        row = []
+        for name in columns:
+            cell = shares[name].get(key)
+            row.append(round(cell, 2) if cell is not None else None)
+        cells.append(row)
+        flags.append([(name, key[0], key[1]) in deviant for name in columns])
+    return {
+        "functions": [{"function": f, "file": file} for f, file in rows],
+        "hosts": columns,
+        "cells": cells,
+        "deviant": flags,
+    }
+
+
+def _group_pairs(names: Sequence[str]) -> list[tuple[str, str]]:
+    ordered = sorted(names)
+    if len(ordered) <= ALL_PAIRS_UP_TO:
+        return list(combinations(ordered, 2))
+    return list(pairwise(ordered))[:MAX_GROUP_DIFFS]
+
+
+def fleet_diffs(
+    hosts: Sequence[HostView],
+    profiles: Mapping[str, StackProfile],
+    outliers: Sequence[Outlier] = (),
+    max_hosts: int = MAX_HOST_DIFFS,
+) -> dict[str, Any]:
+    """Differential trees: each host against the rest of its group, each pair of groups.
+
+    Host diffs are kept for at most ``max_hosts`` hosts (every eligible host when there
+    are no more): the outliers first (worst robust z first), then the hosts whose
+    self-time distribution is furthest from the rest of their group's (total variation
+    distance), so a 500-host fleet's report stays small and shows what differs.
+    """
+    trees = {name: CallTree.of(p) for name, p in profiles.items() if p.total_samples > 0}
+    counts = {name: self_counts(profiles[name]) for name in trees}
+    group_trees: dict[str, CallTree] = {}
+    group_counts: dict[str, dict[FunctionKey, int]] = {}
+    candidates: list[tuple[str, str]] = []
+    for key, members in _by_group(hosts).items():
+        names = [h.name for h in members if h.name in trees]
+        if not names:
+            continue
+        group_trees[key] = CallTree.sum(trees[n] for n in names)
+        summed: dict[FunctionKey, int] = defaultdict(int)
+        for n in names:
+            for fkey, c in counts[n].items():
+                summed[fkey] += c
+        group_counts[key] = summed
+        if len(names) >= 2:
+            candidates.extend((n, key) for n in names)
+
+    worst = severity(outliers)
+
+    def distance(host: str, key: str) -> float:
+        own, group = counts[host], group_counts[key]
+        own_total = trees[host].value
+        rest_total = group_trees[key].value - own_total
+        if own_total <= 0 or rest_total <= 0:
+            return 0.0
+        return 0.5 * sum(
+            abs(own.get(f, 0) / own_total - (group[f] - own.get(f, 0)) / rest_total) for f in group
+        )
+
+    if len(candidates) > max_hosts:
+        ranked = sorted(candidates, key=lambda c: (-worst.get(c[0], 0.0), -distance(*c), c[0]))
+        chosen = set(ranked[: max(max_hosts, 0)])
+        candidates = [c for c in candidates if c in chosen]
+    host_vs_group = {
+        host: diff_tree(trees[host], group_trees[key], subtract=trees[host])
+        for host, key in candidates
+    }
+    group_vs_group = [
+        {"a": a, "b": b, "tree": diff_tree(group_trees[a], group_trees[b])}
+        for a, b in _group_pairs(list(group_trees))
+    ]
+    return {"host_vs_group": host_vs_group, "group_vs_group": group_vs_group}
+
+
+def build_report(
+    meta: dict[str, Any],
+    hosts: list[HostView],
+    profiles: Mapping[str, StackProfile] | None = None,
+    *,
+    group_by: str = DEFAULT_GROUP_BY,
+    threshold: float = DEFAULT_THRESHOLD,
+    group_values: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """``meta``: campaign, run_id, started_at, duration_s, mode (from run.json);
+    ``profiles``: each host's py-spy profile; ``group_values``: each host's value of the
+    inventory variable ``group_by`` (unused for hw_model and arch)."""
+    for host in hosts:
+        host.group = group_key(host, group_by, group_values)
+    usable = {
+        name: profile
+        for name, profile in (profiles or {}).items()
+        if profile.total_samples > 0 and any(h.name == name and _has_data(h) for h in hosts)
+    }
+    shares = {name: _shares(self_counts(p), p.total_samples) for name, p in usable.items()}
+    outliers = find_outliers(hosts, shares, threshold)
     counts = dict.fromkeys(STATUSES, 0)
     for host in hosts:
         counts[str(host.status)] = counts.get(str(host.status), 0) + 1
@@ -88,7 +296,10 @@ def build_report(meta: dict[str, Any], hosts: list[HostView]) -> dict[str, Any]:
         "mode": meta.get("mode"),
         "summary": {"hosts": len(hosts), **counts},
         "start_skew_ms": round(max(offsets) - min(offsets), 1) if offsets else None,
-        "hosts": [h.to_dict() for h in sorted(hosts, key=lambda h: (h.hw_model, h.name))],
-        "groups": group_stats(hosts),
-        "outliers": [],
+        "compare": {"group_by": group_by, "threshold": threshold},
+        "hosts": [h.to_dict() for h in sorted(hosts, key=lambda h: (_group_of(h), h.name))],
+        "groups": group_stats(hosts, usable),
+        "outliers": [o.to_dict() for o in outliers],
+        "function_matrix": function_matrix(hosts, shares, outliers),
+        "diffs": fleet_diffs(hosts, usable, outliers),
     }

@@ -45,6 +45,12 @@ class ProfileResult:
     # kernels by total time, one dict per row). Not metrics: nothing compares them across
     # hosts; they are kept for the report and the user's own tooling.
     tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # Time series, downsampled (at most 200 points, evenly picked), flat and keyed
+    # ``<source>.<name>``: each source (system, memory, iotop) has its own time axis
+    # ``<source>.t`` (seconds from that source's first sample) and every other
+    # ``<source>.*`` list has the same length as that axis; None where a sample lacks the
+    # value (no rate for the first sample, the target not yet found).
+    series: dict[str, list[float | None]] = field(default_factory=dict)
 
 
 class Profiler(Protocol):

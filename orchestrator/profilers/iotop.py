@@ -27,6 +27,7 @@ from typing import Any
 from orchestrator.campaign import Campaign, IotopSpec
 from orchestrator.models import HostFacts, ProfilerPlan
 from orchestrator.profilers.base import ProfileResult, ToolChoice
+from orchestrator.profilers.system import downsample
 
 NAME = "iotop"
 TOOL = None  # installed on the device by its package manager, not pushed from the cache
@@ -257,6 +258,49 @@ def _read_capped(path: Path) -> tuple[str, bool]:
     return data[:MAX_BYTES].decode("utf-8", errors="replace"), capped
 
 
+def _clock_s(stamp: str | None) -> float | None:
+    parts = stamp.split(":") if stamp else []
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        return None
+    hours, minutes, seconds = (int(p) for p in parts)
+    return float(hours * 3600 + minutes * 60 + seconds)
+
+
+def sample_times(samples: list[Sample], interval_s: float) -> list[float]:
+    """Seconds of each sample from the first: from iotop's clock column (-t) where every
+    sample has one (a day boundary wraps), else one interval apart."""
+    clocks = [_clock_s(s.time) for s in samples]
+    if not samples or any(c is None for c in clocks):
+        return [i * interval_s for i in range(len(samples))]
+    times: list[float] = []
+    day = 0.0
+    for clock in clocks:
+        value = (clock or 0.0) + day
+        if times and value < times[-1]:
+            day += 86400.0
+            value += 86400.0
+        times.append(value)
+    return times
+
+
+def _series(
+    samples: list[Sample], rates: list[tuple[float, float]] | None, campaign: Campaign
+) -> dict[str, list[float | None]]:
+    """System totals per sample and, where the target is known, its rates (None for the
+    samples after it ended)."""
+    spec = campaign.profilers.iotop or IotopSpec()
+    columns: dict[str, list[float | None]] = {
+        "total.read_bytes_per_s": [s.total_read_bps for s in samples],
+        "total.write_bytes_per_s": [s.total_write_bps for s in samples],
+    }
+    if rates is not None:
+        padded: list[tuple[float, float] | None] = [*rates]
+        padded += [None] * (len(samples) - len(rates))
+        columns["target.read_bytes_per_s"] = [p[0] if p else None for p in padded]
+        columns["target.write_bytes_per_s"] = [p[1] if p else None for p in padded]
+    return downsample(NAME, sample_times(samples, spec.interval_s), columns)
+
+
 def parse(session_dir: Path, entry: dict[str, Any], campaign: Campaign) -> ProfileResult:
     """iotop.stdout -> the target's and the system's read/write rates (bytes/s).
 
@@ -296,6 +340,7 @@ def parse(session_dir: Path, entry: dict[str, Any], campaign: Campaign) -> Profi
         if output.samples:
             result.data_quality.append("iotop printed no complete sample after its first")
         return result
+    result.series = _series(samples, None, campaign)
     n = float(len(samples))
     result.metrics["iotop.total.read_bytes_per_s.mean"] = round(
         sum(s.total_read_bps for s in samples) / n, 1
@@ -314,6 +359,7 @@ def parse(session_dir: Path, entry: dict[str, Any], campaign: Campaign) -> Profi
         # a process that no longer exists did no I/O then, and those seconds are not its.
         while rates and rates[-1] == (0.0, 0.0):
             rates.pop()
+    result.series = _series(samples, rates, campaign)
     if not rates:
         result.data_quality.append("the target did no I/O that iotop saw")
         return result

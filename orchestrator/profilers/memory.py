@@ -16,7 +16,7 @@ from typing import Any
 from orchestrator.campaign import Campaign, MemorySpec
 from orchestrator.models import HostFacts, ProfilerPlan
 from orchestrator.profilers.base import ProfileResult, ToolChoice
-from orchestrator.profilers.system import finite, read_jsonl, sub
+from orchestrator.profilers.system import downsample, finite, read_jsonl, sub
 
 NAME = "memory"
 TOOL = None
@@ -54,13 +54,22 @@ def parse(session_dir: Path, entry: dict[str, Any], campaign: Campaign) -> Profi
         notes.append(f"memory: {OUTPUT} was cut at its size cap: the series ends early")
     rss: list[tuple[float, float]] = []
     pss: list[float] = []
+    times: list[float] = []
+    columns: dict[str, list[float | None]] = {"rss_mb": [], "pss_mb": []}
     for record in series.records:
         target = sub(record, "target")
         rss_kb, pss_kb = finite(target.get("rss_kb")), finite(target.get("pss_kb"))
-        if rss_kb is not None and rss_kb >= 0:
-            rss.append((float(record["t"]), rss_kb / 1024.0))
-        if pss_kb is not None and pss_kb >= 0:
-            pss.append(pss_kb / 1024.0)
+        rss_mb = rss_kb / 1024.0 if rss_kb is not None and rss_kb >= 0 else None
+        pss_mb = pss_kb / 1024.0 if pss_kb is not None and pss_kb >= 0 else None
+        times.append(float(record["t"]))
+        columns["rss_mb"].append(rss_mb)
+        columns["pss_mb"].append(pss_mb)
+        if rss_mb is not None:
+            rss.append((float(record["t"]), rss_mb))
+        if pss_mb is not None:
+            pss.append(pss_mb)
+    if rss:
+        result.series = downsample(NAME, times, columns)
     if not rss:
         notes.append("memory: no RSS sample of the target")
         return result

@@ -34,6 +34,8 @@ REDUCED_RATIO = 0.95
 # is saving power, not throttled.
 BUSY_CORE_PCT = 50.0
 PLAUSIBLE_C = (-55.0, 200.0)
+# Points kept per time series in the report: enough for a chart, small for a big fleet.
+SERIES_POINTS = 200
 
 _ZONE_RE = re.compile(r"[^A-Za-z0-9_-]+")
 
@@ -153,6 +155,34 @@ def counter_rate(series: list[tuple[float, float]]) -> Rate:
     return Rate(per_s, backwards, intervals)
 
 
+def pick_evenly(count: int, limit: int = SERIES_POINTS) -> list[int]:
+    """Indices of at most ``limit`` of ``count`` samples, evenly spread, first and last kept."""
+    if count <= limit:
+        return list(range(count))
+    if limit <= 1:
+        return [0][:limit]
+    return [round(i * (count - 1) / (limit - 1)) for i in range(limit)]
+
+
+def downsample(
+    source: str, times: list[float], columns: dict[str, list[float | None]]
+) -> dict[str, list[float | None]]:
+    """One source's time axis and its aligned columns as report series (see ProfileResult).
+
+    ``times`` are absolute; the axis becomes seconds from the first sample. Columns with no
+    value at all are left out, and so is everything when there is no sample.
+    """
+    if not times:
+        return {}
+    keep = pick_evenly(len(times))
+    start = times[0]
+    out: dict[str, list[float | None]] = {f"{source}.t": [_r(times[i] - start) for i in keep]}
+    for name, column in columns.items():
+        if any(v is not None for v in column):
+            out[f"{source}.{name}"] = [None if (v := column[i]) is None else _r(v) for i in keep]
+    return out
+
+
 def _mean(values: list[float]) -> float:
     return sum(values) / len(values)
 
@@ -191,7 +221,83 @@ def parse(session_dir: Path, entry: dict[str, Any], campaign: Campaign) -> Profi
     _target_metrics(records, metrics, notes)
     _thermal_metrics(records, metrics, notes)
     _cpufreq_metrics(records, metrics, notes)
+    result.series = system_series(records)
     return result
+
+
+def system_series(records: list[dict[str, Any]]) -> dict[str, list[float | None]]:
+    """The charts' view of system.jsonl: whole-system and target values per sample.
+
+    Counter rates are per interval and belong to the interval's end; the first sample, a
+    counter that went backwards and an interval without the target have none.
+    """
+    columns: dict[str, list[float | None]] = {
+        name: []
+        for name in (
+            "cpu_pct",
+            "mem.used_pct",
+            "target.cpu_pct",
+            "target.rss_mb",
+            "target.read_bytes_per_s",
+            "target.write_bytes_per_s",
+            "thermal.max_c",
+            "cpufreq.min_ratio",
+        )
+    }
+    previous: dict[str, Any] = {}
+    previous_t: float | None = None
+    for record in records:
+        t = float(record["t"])
+        target = sub(record, "target")
+        columns["cpu_pct"].append(_pct(record.get("cpu_pct")))
+        mem = sub(record, "mem_mb")
+        total_mb, avail_mb = finite(mem.get("total")), finite(mem.get("available"))
+        used = None
+        if total_mb and total_mb > 0 and avail_mb is not None and 0 <= avail_mb <= total_mb:
+            used = 100.0 * (total_mb - avail_mb) / total_mb
+        columns["mem.used_pct"].append(used)
+        rss = finite(target.get("rss_kb"))
+        columns["target.rss_mb"].append(rss / 1024.0 if rss is not None and rss >= 0 else None)
+        same_target = bool(target) and finite(target.get("pid")) == finite(previous.get("pid"))
+        dt = t - previous_t if previous_t is not None and same_target else 0.0
+        cpu = _interval_rate(target, previous, "cpu_s", dt)
+        columns["target.cpu_pct"].append(None if cpu is None else 100.0 * cpu)
+        for key in ("read_bytes", "write_bytes"):
+            columns[f"target.{key}_per_s"].append(_interval_rate(target, previous, key, dt))
+        temps = [
+            c
+            for c in (finite(v) for v in sub(record, "thermal_c").values())
+            if c is not None and PLAUSIBLE_C[0] <= c <= PLAUSIBLE_C[1]
+        ]
+        columns["thermal.max_c"].append(max(temps) if temps else None)
+        columns["cpufreq.min_ratio"].append(_min_freq_ratio(record.get("cpufreq")))
+        previous, previous_t = target, t
+    return downsample("system", [float(r["t"]) for r in records], columns)
+
+
+def _interval_rate(
+    now: dict[str, Any], before: dict[str, Any], key: str, dt: float
+) -> float | None:
+    """A counter's rate between two samples of the same target; None when unknown or
+    when it went backwards (dt is 0 when the samples are not of the same target)."""
+    end, start = finite(now.get(key)), finite(before.get(key))
+    if dt <= 0 or end is None or start is None or end < start:
+        return None
+    return (end - start) / dt
+
+
+def _min_freq_ratio(freqs: Any) -> float | None:
+    """The lowest cur/max of one sample's cores (max: hardware maximum, else policy)."""
+    ratios = []
+    for core in freqs if isinstance(freqs, list) else []:
+        if not isinstance(core, dict):
+            continue
+        cur = finite(core.get("cur_khz"))
+        hw_max, policy = finite(core.get("max_khz")), finite(core.get("policy_max_khz"))
+        top = hw_max if hw_max and hw_max > 0 else policy
+        if cur is not None and cur > 0 and top and top > 0 and cur / top <= 1.5:
+            ratios.append(cur / top)
+    return min(ratios) if ratios else None
 
 
 def _sampler_cost(entry: dict[str, Any], metrics: dict[str, float]) -> None:

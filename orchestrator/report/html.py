@@ -23,6 +23,8 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup, escape
 
+from orchestrator.report.charts import Chart, group_charts, host_charts
+
 MISSING = "\u2013"  # an en dash stands for a value the report does not have
 
 STATUSES = ("ok", "partial", "failed", "unreachable", "skipped")
@@ -38,9 +40,15 @@ FLAME_ROW = 17.0
 FLAME_FONT = 11.0
 FLAME_CHAR = FLAME_FONT * 0.6  # monospace advance, so truncation is predictable
 FLAME_MIN_WIDTH = 0.5  # narrower rects are invisible; leaving them out keeps pages small
+# A differential frame is fully red or blue at this difference in share (or at the tree's
+# biggest, when that is larger), so a small noise-level difference stays pale.
+DIFF_FULL = 0.05
+# The hot-function matrix's cells are coloured by self %, full at the matrix's maximum.
+HEAT_RGB = (230, 85, 13)
 
 # Collapse/expand all sections and filter the fleet table. Kept constant so the page's
-# CSP can allow exactly this script by its hash.
+# CSP can allow exactly this script by its hash. Its last line marks the page when it ran
+# to the end: the browser test looks for that mark.
 _SCRIPT = """
 document.querySelectorAll("[data-toggle]").forEach(function (b) {
   b.addEventListener("click", function () {
@@ -57,6 +65,7 @@ if (filter) {
     });
   });
 }
+document.documentElement.setAttribute("data-script", "done");
 """
 _SCRIPT_HASH = base64.b64encode(hashlib.sha256(_SCRIPT.encode()).digest()).decode()
 CONTENT_SECURITY_POLICY = (
@@ -67,17 +76,27 @@ CONTENT_SECURITY_POLICY = (
 
 def render_html(report: Mapping[str, Any]) -> str:
     """The whole page for one parsed ``report.json`` (schema ``fleetprof.report/1``)."""
-    hosts = [_host_view(i, h) for i, h in enumerate(_dicts(report.get("hosts")), start=1)]
+    diffs = _mapping(report.get("diffs"))
+    host_diffs = _mapping(diffs.get("host_vs_group"))
+    raw_hosts = _dicts(report.get("hosts"))
+    hosts = [_host_view(i, h, host_diffs) for i, h in enumerate(raw_hosts, start=1)]
+    anchors = {h.name: h.index for h in reversed(hosts)}  # a repeated name: its first
     summary = _mapping(report.get("summary"))
+    compare = _mapping(report.get("compare"))
     template = _environment().get_template("report.html.j2")
     return template.render(
         report=report,
         hosts=hosts,
+        anchors=anchors,
         open_sections=len(hosts) <= OPEN_SECTIONS_UP_TO,
         counts=[(s, summary.get(s, 0)) for s in STATUSES],
         host_count=summary.get("hosts", len(hosts)),
-        groups=[_group_view(g) for g in _dicts(report.get("groups"))],
-        outliers=_dicts(report.get("outliers")),
+        group_by=str(compare.get("group_by") or "hw_model"),
+        threshold=compare.get("threshold"),
+        groups=[_group_view(g, raw_hosts) for g in _dicts(report.get("groups"))],
+        outliers=[_outlier_view(o) for o in _dicts(report.get("outliers"))],
+        matrix=_matrix_view(report.get("function_matrix"), raw_hosts),
+        comparisons=_comparisons(diffs.get("group_vs_group")),
         regressions=_dicts(report.get("regressions")),
         regression_columns=_columns(_dicts(report.get("regressions"))),
         csp=Markup(CONTENT_SECURITY_POLICY),  # our constant; quotes must stay quotes
@@ -97,6 +116,7 @@ def _environment() -> Environment:
     env.filters["count"] = fmt_count
     env.filters["duration"] = fmt_duration
     env.filters["status_class"] = status_class
+    env.filters["signed"] = fmt_signed
     return env
 
 
@@ -125,6 +145,12 @@ def fmt_count(value: Any) -> str:
     """A count (samples, hosts) as an integer, even when the report holds it as a float."""
     number = _number(value)
     return MISSING if number is None else f"{round(number):,}"
+
+
+def fmt_signed(value: Any, digits: int = 2) -> str:
+    """A signed number (robust z): always with its sign, a dash when absent."""
+    number = _number(value)
+    return MISSING if number is None else f"{number:+,.{digits}f}"
 
 
 def fmt_duration(value: Any) -> str:
@@ -165,9 +191,22 @@ class HostView:
     top_functions: list[dict[str, Any]]
     flame_svg: Markup | None
     data_quality: list[str]
+    group: str
+    charts: list[Chart]
+    diff_svg: Markup | None
 
 
-def _host_view(index: int, host: Mapping[str, Any]) -> HostView:
+def _group_name(item: Mapping[str, Any]) -> str:
+    """A host's, group's or outlier's group: ``group`` where set, else its hw_model."""
+    value = item.get("group")
+    if value is None:
+        value = item.get("hw_model")
+    return str(value) if value is not None else "unknown"
+
+
+def _host_view(
+    index: int, host: Mapping[str, Any], host_diffs: Mapping[str, Any] | None = None
+) -> HostView:
     metrics = _mapping(host.get("metrics"))
     profilers = [
         (str(name), info.get("status"), info.get("reason"))
@@ -187,9 +226,12 @@ def _host_view(index: int, host: Mapping[str, Any]) -> HostView:
     ]
     flame = host.get("flamegraph")
     reason = host.get("reason")
+    name = str(host.get("name", "?"))
+    group = _group_name(host)
+    diff = _mapping(host_diffs).get(name)
     return HostView(
         index=index,
-        name=str(host.get("name", "?")),
+        name=name,
         hw_model=str(host.get("hw_model") or "unknown"),
         arch=str(host.get("arch") or "?"),
         status=str(host.get("status") or "unknown"),
@@ -202,26 +244,125 @@ def _host_view(index: int, host: Mapping[str, Any]) -> HostView:
         metrics=sorted((str(k), v) for k, v in metrics.items()),
         top_functions=tops,
         flame_svg=flame_svg(flame) if isinstance(flame, Mapping) else None,
-        data_quality=[str(w) for w in host.get("data_quality") or []],
+        data_quality=[str(w) for w in _list(host.get("data_quality"))],
+        group=group,
+        charts=host_charts(host.get("series")),
+        diff_svg=(
+            diff_flame_svg(diff, name, f"group {group}") if isinstance(diff, Mapping) else None
+        ),
     )
 
 
-def _group_view(group: Mapping[str, Any]) -> dict[str, Any]:
-    hosts = group.get("hosts") or []
+def _group_view(
+    group: Mapping[str, Any], hosts: Sequence[Mapping[str, Any]] = ()
+) -> dict[str, Any]:
+    names = [str(h) for h in _list(group.get("hosts"))]
     metrics = [
         (str(name), _mapping(stats)) for name, stats in _mapping(group.get("metrics")).items()
     ]
+    by_name = {str(h.get("name")): h for h in reversed(hosts)}
+    members = [(n, by_name[n].get("series")) for n in names if n in by_name]
+    flame = group.get("flamegraph")
     return {
-        "hw_model": str(group.get("hw_model") or "unknown"),
-        "hosts": [str(h) for h in hosts] if isinstance(hosts, list) else [],
+        "hw_model": _group_name(group),
+        "hosts": names,
         "metrics": sorted(metrics),
+        "charts": group_charts(members),
+        "flame_svg": flame_svg(flame) if isinstance(flame, Mapping) else None,
     }
+
+
+def _outlier_view(outlier: Mapping[str, Any]) -> dict[str, Any]:
+    kind = str(outlier.get("kind") or "metric")
+    function = outlier.get("function")
+    return {
+        "host": str(outlier.get("host", "?")),
+        "group": _group_name(outlier),
+        "kind": kind,
+        "metric": "" if outlier.get("metric") is None else str(outlier.get("metric")),
+        "function": None if function is None else str(function),
+        "file": None if outlier.get("file") is None else str(outlier.get("file")),
+        "value": outlier.get("value"),
+        "group_median": outlier.get("group_median"),
+        "robust_z": outlier.get("robust_z"),
+        "high": (_number(outlier.get("robust_z")) or 0.0) > 0,
+    }
+
+
+@dataclass(frozen=True)
+class MatrixView:
+    group_headers: list[tuple[str, int]]  # (group, how many host columns it spans)
+    group_starts: set[int]  # the columns where a group begins (drawn with a divider)
+    hosts: list[str]
+    rows: list[tuple[str, str | None, list[tuple[Any, str, bool]]]]  # function, file, cells
+
+
+def _matrix_view(matrix: Any, hosts: Sequence[Mapping[str, Any]]) -> MatrixView | None:
+    """The hot-function matrix, its host columns under group headers. A cell is
+    (self %, background style, deviant)."""
+    matrix = _mapping(matrix)
+    columns = [str(h) for h in _list(matrix.get("hosts"))]
+    functions = _dicts(matrix.get("functions"))
+    if not columns or not functions:
+        return None
+    group_of = {str(h.get("name")): _group_name(h) for h in reversed(hosts)}
+    headers: list[tuple[str, int]] = []
+    for host in columns:
+        group = group_of.get(host, "unknown")
+        if headers and headers[-1][0] == group:
+            headers[-1] = (group, headers[-1][1] + 1)
+        else:
+            headers.append((group, 1))
+    cells = _list(matrix.get("cells"))
+    deviant = _list(matrix.get("deviant"))
+    peak = max((v for row in cells for v in map(_number, _list(row)) if v is not None), default=0.0)
+    rows = []
+    for i, function in enumerate(functions):
+        values = _list(cells[i]) if i < len(cells) else []
+        flags = _list(deviant[i]) if i < len(deviant) else []
+        row = []
+        for j in range(len(columns)):
+            value = values[j] if j < len(values) else None
+            flag = j < len(flags) and flags[j] is True
+            row.append((value, _heat(value, peak), flag))
+        file = function.get("file")
+        rows.append((str(function.get("function", "")), None if file is None else str(file), row))
+    starts, column = set(), 0
+    for _, span in headers:
+        starts.add(column)
+        column += span
+    return MatrixView(headers, starts, columns, rows)
+
+
+def _heat(value: Any, peak: float) -> str:
+    """A cell's background: the heat colour, more opaque for a bigger share. Only numbers
+    go into it: it lands in a style attribute."""
+    number = _number(value)
+    if number is None or peak <= 0:
+        return ""
+    alpha = 0.06 + 0.74 * min(max(number / peak, 0.0), 1.0)
+    red, green, blue = HEAT_RGB
+    return f"background: rgba({red},{green},{blue},{alpha:.2f})"
+
+
+def _comparisons(value: Any) -> list[dict[str, Any]]:
+    comparisons = []
+    for item in _dicts(value):
+        a, b = str(item.get("a", "?")), str(item.get("b", "?"))
+        tree = item.get("tree")
+        svg = diff_flame_svg(tree, a, b) if isinstance(tree, Mapping) else None
+        comparisons.append({"a": a, "b": b, "svg": svg})
+    return comparisons
 
 
 def _bar(pct: Any) -> float:
     """A bar width in percent, clamped: it lands in a style attribute, so only a number."""
     number = _number(pct)
     return 0.0 if number is None else round(min(max(number, 0.0), 100.0), 2)
+
+
+def _list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list | tuple) else []
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
@@ -312,4 +453,82 @@ def flame_svg(tree: Mapping[str, Any]) -> Markup | None:
         f'font-family="monospace" font-size="{FLAME_FONT:.0f}">'
     )
     # Every device string above went through escape(); the rest are our numbers.
+    return Markup(head + "".join(parts) + "</svg>")
+
+
+# -- differential flame graph -----------------------------------------------------------
+
+
+def diff_colour(delta: float, full: float) -> str:
+    """Red where side a has more, blue where it has less; paler for a smaller difference."""
+    strength = min(abs(delta) / full, 1.0) if full > 0 else 0.0
+    base = (236, 236, 236)
+    target = (214, 39, 40) if delta > 0 else (31, 100, 200)
+    red, green, blue = (round(c + (t - c) * strength) for c, t in zip(base, target, strict=True))
+    return f"rgb({red},{green},{blue})"
+
+
+def _share(node: Mapping[str, Any], key: str) -> float:
+    number = _number(node.get(key))
+    return max(number, 0.0) if number is not None else 0.0
+
+
+def diff_flame_svg(tree: Mapping[str, Any], a_label: str, b_label: str) -> Markup | None:
+    """A differential icicle graph of a diff tree (nodes with ``a`` and ``b`` shares).
+
+    A frame is as wide as the larger of its two shares (children that would overflow their
+    parent are squeezed to fit), red where ``a`` has more, blue where it has less, with
+    both shares in its tooltip. None when both sides are empty.
+    """
+    root_width = max(_share(tree, "a"), _share(tree, "b"))
+    if root_width <= 0:
+        return None
+    scale = FLAME_WIDTH / root_width
+    biggest = 0.0
+    pending_scan: list[Mapping[str, Any]] = [tree]
+    while pending_scan:
+        node = pending_scan.pop()
+        biggest = max(biggest, abs(_share(node, "a") - _share(node, "b")))
+        pending_scan.extend(c for c in _list(node.get("children")) if isinstance(c, Mapping))
+    full = max(DIFF_FULL, biggest)
+    parts: list[str] = []
+    depth_seen = 0
+    # (node, x, width, depth)
+    pending: list[tuple[Mapping[str, Any], float, float, int]] = [(tree, 0.0, FLAME_WIDTH, 0)]
+    while pending:
+        node, x, width, depth = pending.pop()
+        if width < FLAME_MIN_WIDTH:
+            continue
+        depth_seen = max(depth_seen, depth)
+        a, b = _share(node, "a"), _share(node, "b")
+        name = str(node.get("name", ""))
+        file = node.get("file")
+        label = name if file is None else f"{name} ({file})"
+        tooltip = (
+            f"{label} — {a_label}: {100 * a:.2f}%, {b_label}: {100 * b:.2f}% "
+            f"({100 * (a - b):+.2f} points)"
+        )
+        y = depth * FLAME_ROW
+        parts.append(
+            f'<g><title>{escape(tooltip)}</title><rect x="{x:.2f}" y="{y:.2f}" '
+            f'width="{width:.2f}" height="{FLAME_ROW - 1:.0f}" '
+            f'fill="{diff_colour(a - b, full)}" rx="2"/>'
+        )
+        text = _fit(name, width)
+        if text:
+            parts.append(f'<text x="{x + 3:.2f}" y="{y + FLAME_ROW - 5:.2f}">{escape(text)}</text>')
+        parts.append("</g>")
+        children = [c for c in _list(node.get("children")) if isinstance(c, Mapping)]
+        widths = [max(_share(c, "a"), _share(c, "b")) * scale for c in children]
+        squeeze = min(1.0, width / sum(widths)) if sum(widths) > 0 else 1.0
+        child_x = x
+        for child, child_width in zip(children, widths, strict=True):
+            pending.append((child, child_x, child_width * squeeze, depth + 1))
+            child_x += child_width * squeeze
+    height = (depth_seen + 1) * FLAME_ROW
+    head = (
+        f'<svg class="flame diff" role="img" '
+        f'viewBox="0 0 {FLAME_WIDTH:.0f} {height:.0f}" width="100%" '
+        f'font-family="monospace" font-size="{FLAME_FONT:.0f}">'
+    )
     return Markup(head + "".join(parts) + "</svg>")

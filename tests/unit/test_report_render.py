@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import math
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -238,3 +241,333 @@ def test_terminal_survives_a_sparse_report() -> None:
     out = _terminal({"hosts": [{"name": "x"}, 3]})
     assert "x" in out
     assert "unknown" in out
+
+
+# -- a realistic fleet report with hostile strings everywhere (also used by the Markdown
+# and browser tests) ----------------------------------------------------------------------
+
+PWN_IMG = "<img src=x onerror=\"document.title='pwned'\">"
+PWN_SCRIPT = "\"><script>document.title='pwned'</script>"
+PWN_LINK = "javascript:document.title='pwned'"
+PWN_MD = "| [click](javascript:alert(1)) `code` # head"
+
+
+DECODE = "decode_frame (video_pipeline.py:20)"
+
+
+def _folded(stages: dict[str, int]) -> str:
+    lines = []
+    for stack, count in stages.items():
+        lines.append(f"{stack} {count}")
+    return "\n".join(lines) + "\n"
+
+
+def _diff_tree(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+    """A diff tree (shares of two flame trees) as analysis would put it in report.json."""
+
+    def walk(
+        x: Mapping[str, Any] | None, y: Mapping[str, Any] | None, ta: float, tb: float
+    ) -> dict[str, Any]:
+        node = x or y or {}
+        kids: dict[tuple[Any, Any], list[Mapping[str, Any] | None]] = {}
+        for side, tree in ((0, x), (1, y)):
+            for child in (tree or {}).get("children", []):
+                kids.setdefault((child["name"], child.get("file")), [None, None])[side] = child
+        return {
+            "name": node["name"],
+            "file": node.get("file"),
+            "a": (x or {}).get("value", 0) / ta,
+            "b": (y or {}).get("value", 0) / tb,
+            "children": [walk(p, q, ta, tb) for p, q in kids.values()],
+        }
+
+    return walk(a, b, float(a["value"]), float(b["value"]))
+
+
+def _series(seed: int, hot: bool) -> dict[str, list[float | None]]:
+    n = 120
+    t = [round(i * 0.5, 3) for i in range(n)]
+    wave = [math.sin(i / 9.0 + seed) for i in range(n)]
+    return {
+        "system.t": t,
+        "system.cpu_pct": [round(55 + 20 * w + seed, 2) for w in wave],
+        "system.target.cpu_pct": [None] + [round(80 + 15 * w, 2) for w in wave[1:]],
+        "system.target.rss_mb": [round(180 + i * (0.9 if hot else 0.05), 2) for i in range(n)],
+        "system.target.read_bytes_per_s": [None] + [1000.0 * (5 + w) for w in wave[1:]],
+        "system.target.write_bytes_per_s": [None] + [2.0e6 * (3 + w) for w in wave[1:]],
+        "system.thermal.max_c": [
+            round((78 if hot else 52) + 3 * w + i * 0.05, 1) for i, w in enumerate(wave)
+        ],
+        "system.cpufreq.min_ratio": [round(0.62 if hot and i > 40 else 1.0, 3) for i in range(n)],
+        "system.mem.used_pct": [round(40 + 2 * w, 2) for w in wave],
+        "memory.t": t[::2],
+        "memory.rss_mb": [round(180 + i * (1.8 if hot else 0.1), 2) for i in range(n // 2)],
+        "memory.pss_mb": [round(160 + i * (1.7 if hot else 0.1), 2) for i in range(n // 2)],
+        "iotop.t": [float(i) for i in range(59)],
+        "iotop.target.write_bytes_per_s": [3.0e6 * (2 + math.cos(i / 5 + seed)) for i in range(59)],
+        "iotop.total.write_bytes_per_s": [4.0e6 * (2 + math.cos(i / 5 + seed)) for i in range(59)],
+    }
+
+
+def fleet_report() -> dict[str, Any]:
+    """Two groups, five hosts, every section filled; hostile device strings throughout."""
+    hosts_spec = [
+        ("edge-01", "jetson-orin-nx", False, 45),
+        ("edge-02", "jetson-orin-nx", False, 44),
+        (PWN_IMG, "jetson-orin-nx", True, 70),
+        ("pi-01", PWN_SCRIPT, False, 30),
+        (PWN_MD, PWN_SCRIPT, False, 31),
+    ]
+    hosts = []
+    trees = {}
+    for i, (name, group, hot, decode) in enumerate(hosts_spec):
+        folded = parse_folded(
+            _folded(
+                {
+                    f"main (app.py:1);run (pipeline.py:10);{DECODE}": decode * 10,
+                    "main (app.py:1);run (pipeline.py:10);infer (model.py:5)": 300,
+                    f"main (app.py:1);run (pipeline.py:10);{PWN_SCRIPT} ({PWN_IMG}:3)": 80,
+                    f"main (app.py:1);{PWN_LINK} (x.py:1)": 40 + i * 10,
+                    "main (app.py:1);idle (sched.py:2)": 120,
+                }
+            )
+        )
+        tree = flame_tree(folded)
+        trees[name] = tree
+        host = _host_from(name, folded, status="partial" if hot else "ok")
+        host.update(
+            group=group,
+            hw_model=group,
+            series=_series(i, hot),
+            data_quality=[f"py-spy fell behind {PWN_IMG}"] if hot else [],
+        )
+        host["metrics"].update(
+            {"workload.fps": 12.0 if hot else 29.0 + i / 10, "thermal.max_c": 84.0 if hot else 55.0}
+        )
+        hosts.append(host)
+    groups = []
+    for group in ("jetson-orin-nx", PWN_SCRIPT):
+        members = [h for h in hosts if h["group"] == group]
+        groups.append(
+            {
+                "hw_model": group,
+                "hosts": [h["name"] for h in members],
+                "metrics": {
+                    "workload.fps": {"median": 29.1, "mad": 0.2, "n": len(members)},
+                    PWN_IMG: {"median": 1.0, "mad": 0.0, "n": len(members)},
+                },
+                "flamegraph": members[0]["flamegraph"],
+            }
+        )
+    functions = [
+        {"function": "decode_frame", "file": "video_pipeline.py"},
+        {"function": "infer", "file": "model.py"},
+        {"function": PWN_SCRIPT, "file": PWN_IMG},
+        {"function": PWN_LINK, "file": "x.py"},
+    ]
+    cells: list[list[float | None]] = []
+    for f in functions:
+        row: list[float | None] = []
+        for h in hosts:
+            match = [t["self_pct"] for t in h["top_functions"] if t["function"] == f["function"]]
+            row.append(match[0] if match else None)
+        cells.append(row)
+    cells[1][4] = None
+    deviant = [[j == 2 and i == 0 for j in range(5)] for i in range(4)]
+    return {
+        "schema": "fleetprof.report/1",
+        "campaign": PWN_MD,
+        "run_id": "20261125-111500-ab12",
+        "started_at": "2026-11-25T11:15:00+00:00",
+        "duration_s": 60.0,
+        "mode": "attach",
+        "summary": {"hosts": 5, "ok": 4, "partial": 1, "failed": 0, "unreachable": 0, "skipped": 0},
+        "start_skew_ms": 8.5,
+        "compare": {"group_by": "hw_model", "threshold": 3.5},
+        "hosts": hosts,
+        "groups": groups,
+        "outliers": [
+            {
+                "host": PWN_IMG,
+                "hw_model": "jetson-orin-nx",
+                "metric": "workload.fps",
+                "value": 12.0,
+                "group_median": 29.1,
+                "robust_z": -27.3,
+                "kind": "metric",
+                "function": None,
+                "file": None,
+            },
+            {
+                "host": PWN_IMG,
+                "hw_model": "jetson-orin-nx",
+                "metric": "self_pct",
+                "value": 52.1,
+                "group_median": 41.0,
+                "robust_z": 9.4,
+                "kind": "function_share",
+                "function": PWN_SCRIPT,
+                "file": PWN_LINK,
+            },
+        ],
+        "function_matrix": {
+            "functions": functions,
+            "hosts": [h["name"] for h in hosts],
+            "cells": cells,
+            "deviant": deviant,
+        },
+        "diffs": {
+            "host_vs_group": {
+                h["name"]: _diff_tree(
+                    trees[h["name"]],
+                    groups[0 if h["group"] == "jetson-orin-nx" else 1]["flamegraph"],
+                )
+                for h in hosts
+            },
+            "group_vs_group": [
+                {
+                    "a": "jetson-orin-nx",
+                    "b": PWN_SCRIPT,
+                    "tree": _diff_tree(trees["edge-01"], trees["pi-01"]),
+                }
+            ],
+        },
+        "regressions": [],
+    }
+
+
+# -- the fleet sections: groups, outliers, matrix, diffs, charts --------------------------
+
+
+def _elements(page: str) -> list[tuple[str, list[tuple[str, str | None]]]]:
+    """Every start tag the page really has, as a browser's tokenizer sees it."""
+    found: list[tuple[str, list[tuple[str, str | None]]]] = []
+
+    class Collector(HTMLParser):
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            found.append((tag, attrs))
+
+    Collector().feed(page)
+    return found
+
+
+def _svgs(page: str, cls: str) -> list[ET.Element]:
+    found = re.findall(rf'<svg class="{cls}".*?</svg>', page, re.S)
+    return [ET.fromstring(svg) for svg in found]  # escaping kept every SVG well-formed
+
+
+def test_fleet_report_escapes_every_device_string() -> None:
+    page = render_html(fleet_report())
+    for raw in (PWN_IMG, PWN_SCRIPT, "<script>document", "<img src"):
+        assert raw not in page
+    elements = _elements(page)
+    assert not [(tag, a) for tag, attrs in elements for a, _ in attrs if a.startswith("on")]
+    assert [tag for tag, _ in elements if tag in ("script", "img", "iframe", "a")].count(
+        "script"
+    ) == 1
+    assert not [tag for tag, _ in elements if tag in ("img", "iframe", "object", "embed")]
+    hrefs = [v for _, attrs in elements for a, v in attrs if a in ("href", "src")]
+    assert hrefs and all(re.fullmatch(r"#host-\d+", v or "") for v in hrefs)
+    assert not re.search(r"""(href|src)\s*=\s*["']?\s*javascript:""", page, re.I)
+    assert page.count("<script") == 1
+    assert "http://" not in page and "https://" not in page
+
+
+def test_outliers_table_has_kind_function_and_signed_z() -> None:
+    page = render_html(fleet_report())
+    table = page[page.index('<table id="outliers">') :]
+    table = table[: table.index("</table>")]
+    assert table.count("<tr>") == 3
+    assert "function share" in table
+    assert "-27.30" in table and "+9.40" in table
+    assert "&#34;&gt;&lt;script&gt;document.title=&#39;pwned&#39;&lt;/script&gt;" in table
+    assert 'href="#host-3"' in table  # the outlier links to its host's section
+
+
+def test_function_matrix_groups_columns_and_marks_deviant_cells() -> None:
+    page = render_html(fleet_report())
+    table = page[page.index('<table class="matrix"') :]
+    table = table[: table.index("</table>")]
+    assert '<th class="grp" colspan="3">jetson-orin-nx</th>' in table
+    assert 'colspan="2">&#34;&gt;&lt;script&gt;' in table
+    assert table.count(" deviant") == 1
+    assert "55.6" in table
+    assert "background: rgba(230,85,13,0.80)" in table  # the hottest cell is the darkest
+    assert '<td class="cell">\u2013</td>' in table  # a function absent on a host
+
+
+def test_diff_flame_graphs_per_host_and_between_groups() -> None:
+    page = render_html(fleet_report())
+    diffs = _svgs(page, "flame diff")
+    assert len(diffs) == 6  # five hosts against their group, one group pair
+    titles = [t.text or "" for svg in diffs for t in svg.iter("title")]
+    assert any(
+        t.startswith("decode_frame (video_pipeline.py) — ") and "points)" in t for t in titles
+    )
+    fills = {r.get("fill") for svg in diffs for r in svg.iter("rect")}
+    assert any(f and f.startswith("rgb(214,39,40)") for f in fills)  # host has more: red
+    assert any(f and f != "rgb(236,236,236)" and f.endswith("200)") for f in fills)  # less: blue
+
+
+def test_diff_flame_width_fits_children_into_their_parent() -> None:
+    from orchestrator.report.html import FLAME_WIDTH, diff_flame_svg
+
+    tree = {
+        "name": "all", "a": 1.0, "b": 1.0,
+        "children": [
+            {"name": "x", "a": 0.9, "b": 0.1, "children": []},
+            {"name": "y", "a": 0.1, "b": 0.9, "children": []},
+        ],
+    }  # fmt: skip
+    svg = ET.fromstring(str(diff_flame_svg(tree, "a", "b")))
+    widths = [float(r.get("width") or 0) for r in svg.iter("rect")]
+    assert widths[0] == FLAME_WIDTH
+    assert sum(widths[1:]) == pytest.approx(FLAME_WIDTH)
+    assert diff_flame_svg({"name": "all", "a": 0, "b": 0}, "a", "b") is None
+
+
+def test_charts_per_host_and_overlaid_per_group() -> None:
+    page = render_html(fleet_report())
+    charts = _svgs(page, "chart")
+    # 6 per host (CPU, memory, system memory, I/O, temperature, frequency) for 5 hosts,
+    # and 7 overlays for each of the 2 groups.
+    assert len(charts) == 5 * 6 + 2 * 7
+    first = charts[0]
+    assert first.find("title") is not None
+    assert len(list(first.iter("polyline"))) >= 1
+    texts = [t.text for t in first.iter("text")]
+    assert "time (s)" in texts
+    overlay = page[page.index("Over time, one line per host") :]
+    assert "&lt;img src=x onerror=" in overlay[: overlay.index("</figure>") + 2000]
+
+
+def test_chart_breaks_its_line_where_values_are_missing() -> None:
+    from orchestrator.report.charts import Line, line_chart
+
+    chart = line_chart("x", "%", [Line("a", "#000", [0, 1, 2, 3, 4], [1, 2, None, 3, 4])])
+    assert chart is not None
+    svg = ET.fromstring(str(chart.svg))
+    assert len(list(svg.iter("polyline"))) == 2
+    assert line_chart("x", "%", [Line("a", "#000", [0], [None])]) is None
+
+
+def test_chart_scales_bytes_and_ratios_for_display() -> None:
+    from orchestrator.report.charts import display_unit, nice_ticks
+
+    assert display_unit("bytes/s", 5 * 1024 * 1024) == ("MiB/s", 1 / 1024**2)
+    assert display_unit("ratio", 1.0) == ("% of max", 100.0)
+    assert nice_ticks(0, 97) == [0, 25, 50, 75, 100]
+
+
+def test_old_reports_without_new_sections_still_render(report: dict[str, Any]) -> None:
+    sparse = {
+        "schema": "fleetprof.report/1",
+        "hosts": [{"name": "x", "series": {"t": [0, 1], "system.cpu_pct": "junk"}}],
+        "groups": [{"hw_model": "m", "hosts": "junk"}],
+        "function_matrix": {"functions": [{"function": "f"}], "hosts": ["x"], "cells": "junk"},
+        "diffs": {"host_vs_group": {"x": "junk"}, "group_vs_group": [{"a": "m", "tree": None}]},
+        "outliers": [{"host": "x"}],
+    }
+    page = render_html(sparse)
+    assert "x" in page
+    assert render_html(report)  # the report without diffs, matrix or series

@@ -1,0 +1,102 @@
+"""Which way is bad for each metric, and how much spread is only noise.
+
+A host stands out from its group only on the side that hurts: a board with a higher
+frame rate than its peers is not a problem, one with a lower rate is. The table maps
+metric-name patterns (``fnmatch``, first match wins) to a :class:`Rule`:
+
+- ``higher_is_better``: throughput and rates (``workload.fps``, probe results, the
+  profiler's effective sampling rate, clocks a throttled board lowers);
+- ``lower_is_better``: lateness, temperatures, lag, throttling time, swap;
+- ``both``: counters that merely describe load (CPU %, RSS, I/O bytes): a host far from
+  its peers on either side is worth a look;
+- ``skip``: bookkeeping (sample counts, the rate that was asked for) says nothing about
+  the host.
+
+``floor`` is the smallest spread (in the metric's own unit) a metric is compared with:
+below it, differences are measurement noise whatever the group's MAD says (a device
+starting 100 ms later than its peers, one more "behind in sampling" warning, a sensor's
+1 degree step). See :func:`orchestrator.analysis.outliers.spread_floor`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from functools import lru_cache
+
+HIGHER = "higher_is_better"
+LOWER = "lower_is_better"
+BOTH = "both"
+SKIP = "skip"
+
+
+@dataclass(frozen=True)
+class Rule:
+    pattern: str
+    direction: str
+    floor: float | None = None  # absolute noise floor in the metric's unit
+
+
+RULES: tuple[Rule, ...] = (
+    # Bookkeeping: how much was measured, not how the host did.
+    Rule("pyspy.samples", SKIP),
+    Rule("pyspy.requested_rate_hz", SKIP),
+    Rule("*.samples", SKIP),
+    Rule("gpu.count", SKIP),
+    Rule("tegra.ram_total_mb", SKIP),
+    Rule("memory.rss_slope_r2", SKIP),
+    Rule("system.sampler_cpu_pct", SKIP),
+    Rule("*_cv", SKIP),
+    # Higher is better: work done per second, clocks kept up.
+    Rule("workload.fps", HIGHER),
+    Rule("probe.*.*_per_s", HIGHER),
+    Rule("*_mb_per_s", HIGHER),
+    Rule("pyspy.effective_rate_hz", HIGHER, floor=2.0),
+    Rule("*.sm_clock_mhz.mean", HIGHER),
+    Rule("*.sm_clock_ratio.min", HIGHER, floor=0.02),
+    Rule("cpufreq.min_ratio", HIGHER, floor=0.02),
+    Rule("tegra.*_freq_mhz.mean", HIGHER),
+    Rule("system.mem.available_mb.min", HIGHER),
+    # Lower is better: lateness, heat, lag, throttling, swapping.
+    # A busy controller reaches devices tens of ms apart; half a second (5.2 x the floor
+    # at the default threshold) later than the peers is the device, not the controller.
+    Rule("session.late_by_ms", LOWER, floor=100.0),
+    Rule("thermal.*", LOWER, floor=2.0),
+    Rule("tegra.temp.*", LOWER, floor=2.0),
+    Rule("*.temp_c.max", LOWER, floor=2.0),
+    Rule("*.max_lag_s", LOWER, floor=0.5),
+    Rule("pyspy.behind_warnings", LOWER, floor=5.0),
+    Rule("cpufreq.reduced_time_pct", LOWER, floor=5.0),
+    Rule("cpufreq.capped_time_pct", LOWER, floor=5.0),
+    Rule("memory.rss_slope_mb_per_min", LOWER, floor=1.0),
+    Rule("memory.leak_suspected", LOWER),
+    Rule("*swap*", LOWER, floor=16.0),
+    # Load descriptions: either side is unusual. Percentages move by a point or two
+    # from one window to the next.
+    Rule("*_pct*", BOTH, floor=2.0),
+)
+
+DEFAULT_RULE = Rule("*", BOTH)
+
+
+@lru_cache(maxsize=4096)
+def rule_for(metric: str) -> Rule:
+    """The first rule whose pattern matches ``metric``; ``both`` when none does."""
+    for rule in RULES:
+        if fnmatchcase(metric, rule.pattern):
+            return rule
+    return DEFAULT_RULE
+
+
+def direction(metric: str) -> str:
+    return rule_for(metric).direction
+
+
+def is_bad_side(metric: str, robust_z: float) -> bool:
+    """Whether a deviation of this sign hurts (always for ``both``)."""
+    kind = direction(metric)
+    if kind == HIGHER:
+        return robust_z < 0
+    if kind == LOWER:
+        return robust_z > 0
+    return kind == BOTH

@@ -1,0 +1,308 @@
+"""Time-series line charts as inline SVG, for the HTML page.
+
+A host's ``series`` (report.json) is flat: ``<source>.t`` is a source's time axis in
+seconds and every other ``<source>.<name>`` list is aligned with it, None where a sample
+has no value (see ``ProfileResult.series``). A chart here is a set of polylines over
+shared axes; a None breaks a line. Only layout: values are scaled to a display unit
+(bytes/s to MiB/s, a ratio to %) and nothing else is computed.
+
+Labels can be device strings (host names in a group overlay): they go through
+``markupsafe.escape`` like everything else that lands in the SVG.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from markupsafe import Markup, escape
+
+# Geometry in SVG user units; the SVG scales to its box's width.
+WIDTH = 440.0
+HEIGHT = 190.0
+LEFT, RIGHT, TOP, BOTTOM = 54.0, 12.0, 10.0, 30.0
+FONT = 10.0
+
+# Distinct, colour-blind-friendlier line colours (Okabe-Ito, then Tableau); overlays with
+# more hosts than colours cycle.
+PALETTE = (
+    "#0072b2",
+    "#d55e00",
+    "#009e73",
+    "#cc79a7",
+    "#e69f00",
+    "#56b4e9",
+    "#6b6b6b",
+    "#8c564b",
+    "#bcbd22",
+    "#9467bd",
+)
+
+
+@dataclass(frozen=True)
+class SeriesSpec:
+    key: str  # the series' key in report.json, e.g. "system.target.cpu_pct"
+    label: str
+
+
+@dataclass(frozen=True)
+class ChartSpec:
+    title: str
+    unit: str  # "%", "MB", "°C", "bytes/s" (shown scaled), "ratio" (shown as %)
+    series: tuple[SeriesSpec, ...]
+
+
+def _s(key: str, label: str) -> SeriesSpec:
+    return SeriesSpec(key, label)
+
+
+HOST_CHARTS = (
+    ChartSpec("CPU", "%", (_s("system.cpu_pct", "system"), _s("system.target.cpu_pct", "target"))),
+    ChartSpec(
+        "Target memory",
+        "MB",
+        (
+            _s("memory.rss_mb", "RSS"),
+            _s("memory.pss_mb", "PSS"),
+            _s("system.target.rss_mb", "RSS (system sampler)"),
+        ),
+    ),
+    ChartSpec("System memory used", "%", (_s("system.mem.used_pct", "used"),)),
+    ChartSpec(
+        "Disk I/O",
+        "bytes/s",
+        (
+            _s("system.target.read_bytes_per_s", "target read"),
+            _s("system.target.write_bytes_per_s", "target write"),
+            _s("iotop.target.read_bytes_per_s", "target read (iotop)"),
+            _s("iotop.target.write_bytes_per_s", "target write (iotop)"),
+            _s("iotop.total.read_bytes_per_s", "system read (iotop)"),
+            _s("iotop.total.write_bytes_per_s", "system write (iotop)"),
+        ),
+    ),
+    ChartSpec("Temperature", "°C", (_s("system.thermal.max_c", "hottest zone"),)),
+    ChartSpec("CPU frequency", "ratio", (_s("system.cpufreq.min_ratio", "slowest core"),)),
+)
+"""The charts of one host's section, in order; a chart none of whose series the host has
+is left out."""
+
+GROUP_SERIES = (
+    ("Target CPU", "%", ("system.target.cpu_pct",)),
+    ("System CPU", "%", ("system.cpu_pct",)),
+    ("Target RSS", "MB", ("memory.rss_mb", "system.target.rss_mb")),
+    (
+        "Target writes",
+        "bytes/s",
+        ("iotop.target.write_bytes_per_s", "system.target.write_bytes_per_s"),
+    ),
+    (
+        "Target reads",
+        "bytes/s",
+        ("iotop.target.read_bytes_per_s", "system.target.read_bytes_per_s"),
+    ),
+    ("Hottest thermal zone", "°C", ("system.thermal.max_c",)),
+    ("Slowest core frequency", "ratio", ("system.cpufreq.min_ratio",)),
+)
+"""The series overlaid per group (one line per host of the group), one chart each; a host
+lacking the first key (no memory or iotop profiler) is drawn from the next."""
+
+
+@dataclass(frozen=True)
+class Line:
+    label: str
+    colour: str
+    xs: list[float | None]
+    ys: list[float | None]
+
+
+@dataclass(frozen=True)
+class Chart:
+    title: str
+    svg: Markup
+    legend: list[tuple[str, str]]  # (label, colour); labels are escaped by the template
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _numbers(value: Any) -> list[float | None] | None:
+    if not isinstance(value, Sequence) or isinstance(value, str):
+        return None
+    return [_number(v) for v in value]
+
+
+def axis_key(key: str) -> str:
+    """The time axis of a series: its source's ``<source>.t``."""
+    return key.split(".", 1)[0] + ".t"
+
+
+def series_of(
+    series: Mapping[str, Any], key: str
+) -> tuple[list[float | None], list[float | None]] | None:
+    """(times, values) of one series, or None when the host does not have it.
+
+    Falls back to a plain ``t`` axis (the first report.json example's shape)."""
+    ys = _numbers(series.get(key))
+    xs = _numbers(series.get(axis_key(key)))
+    if xs is None:
+        xs = _numbers(series.get("t"))
+    if not ys or xs is None or not any(v is not None for v in ys):
+        return None
+    n = min(len(xs), len(ys))
+    return xs[:n], ys[:n]
+
+
+_BYTE_UNITS = ("B/s", "KiB/s", "MiB/s", "GiB/s", "TiB/s")
+
+
+def display_unit(unit: str, peak: float) -> tuple[str, float]:
+    """(the unit shown, the factor values are multiplied by)."""
+    if unit == "ratio":
+        return "% of max", 100.0
+    if unit == "bytes/s":
+        power = 0
+        while power < len(_BYTE_UNITS) - 1 and abs(peak) >= 1024.0 ** (power + 1):
+            power += 1
+        return _BYTE_UNITS[power], 1.0 / 1024.0**power
+    return unit, 1.0
+
+
+def nice_ticks(low: float, high: float, count: int = 4) -> list[float]:
+    """Round tick values (1, 2, 2.5, 5 x 10^k steps) covering low..high."""
+    if high <= low:
+        high = low + 1.0
+    raw = (high - low) / count
+    magnitude = 10.0 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1.0, 2.0, 2.5, 5.0, 10.0) if m * magnitude >= raw)
+    start = math.floor(low / step) * step
+    ticks = []
+    value = start
+    while value < high + step * 0.999:
+        ticks.append(round(value, 10))
+        value += step
+    return ticks
+
+
+def _tick_label(value: float) -> str:
+    if value == 0:
+        return "0"
+    if abs(value) >= 10000:
+        return f"{value / 1000:g}k"
+    return f"{value:.4g}"
+
+
+def line_chart(title: str, unit: str, lines: Sequence[Line]) -> Chart | None:
+    """Lines over shared axes (x: seconds, y: from 0 unless values go below it)."""
+    drawn = [line for line in lines if any(y is not None for y in line.ys)]
+    if not drawn:
+        return None
+    values = [y for line in drawn for y in line.ys if y is not None]
+    times = [x for line in drawn for x in line.xs if x is not None]
+    shown, factor = display_unit(unit, max(abs(v) for v in values))
+    y_ticks = nice_ticks(min(0.0, min(values) * factor), max(values) * factor or 1.0)
+    y_low, y_high = y_ticks[0], y_ticks[-1]
+    x_ticks = nice_ticks(0.0, max(times) if times else 1.0, 5)
+    x_low, x_high = x_ticks[0], x_ticks[-1]
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+
+    def px(x: float) -> float:
+        return LEFT + (x - x_low) / (x_high - x_low) * plot_w
+
+    def py(y: float) -> float:
+        return TOP + plot_h - (y * factor - y_low) / (y_high - y_low) * plot_h
+
+    parts = [
+        f'<svg class="chart" role="img" viewBox="0 0 {WIDTH:.0f} {HEIGHT:.0f}" '
+        f'width="100%" font-size="{FONT:.0f}">',
+        f"<title>{escape(title)} ({escape(shown)})</title>",
+    ]
+    for tick in y_ticks:
+        y = py(tick / factor)
+        parts.append(
+            f'<line class="grid" x1="{LEFT:.1f}" x2="{WIDTH - RIGHT:.1f}" '
+            f'y1="{y:.1f}" y2="{y:.1f}"/>'
+            f'<text x="{LEFT - 4:.1f}" y="{y + 3:.1f}" text-anchor="end">'
+            f"{escape(_tick_label(tick))}</text>"
+        )
+    for tick in x_ticks:
+        x = px(tick)
+        parts.append(
+            f'<line class="tick" x1="{x:.1f}" x2="{x:.1f}" y1="{TOP + plot_h:.1f}" '
+            f'y2="{TOP + plot_h + 4:.1f}"/>'
+            f'<text x="{x:.1f}" y="{TOP + plot_h + 14:.1f}" text-anchor="middle">'
+            f"{escape(_tick_label(tick))}</text>"
+        )
+    parts.append(
+        f'<line class="axis" x1="{LEFT:.1f}" x2="{LEFT:.1f}" y1="{TOP:.1f}" '
+        f'y2="{TOP + plot_h:.1f}"/><line class="axis" x1="{LEFT:.1f}" '
+        f'x2="{WIDTH - RIGHT:.1f}" y1="{TOP + plot_h:.1f}" y2="{TOP + plot_h:.1f}"/>'
+        f'<text x="{WIDTH - RIGHT:.1f}" y="{HEIGHT - 3:.1f}" text-anchor="end">time (s)</text>'
+        f'<text x="12" y="{TOP + plot_h / 2:.1f}" text-anchor="middle" '
+        f'transform="rotate(-90 12 {TOP + plot_h / 2:.1f})">{escape(shown)}</text>'
+    )
+    for line in drawn:
+        parts.append(f'<g stroke="{line.colour}" fill="{line.colour}">')
+        parts.append(f"<title>{escape(line.label)}</title>")
+        for run in _runs(line.xs, line.ys):
+            if len(run) == 1:
+                x, y = run[0]
+                parts.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="2"/>')
+            else:
+                points = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in run)
+                parts.append(f'<polyline fill="none" stroke-width="1.5" points="{points}"/>')
+        parts.append("</g>")
+    parts.append("</svg>")
+    # Every string above is escaped or one of our numbers and constant colours.
+    return Chart(title, Markup("".join(parts)), [(line.label, line.colour) for line in drawn])
+
+
+def _runs(xs: list[float | None], ys: list[float | None]) -> list[list[tuple[float, float]]]:
+    """The unbroken stretches of a line: a missing x or y ends one."""
+    runs: list[list[tuple[float, float]]] = [[]]
+    for x, y in zip(xs, ys, strict=False):
+        if x is None or y is None:
+            if runs[-1]:
+                runs.append([])
+            continue
+        runs[-1].append((x, y))
+    return [run for run in runs if run]
+
+
+def host_charts(series: Any) -> list[Chart]:
+    """One host's charts (HOST_CHARTS), those it has data for."""
+    if not isinstance(series, Mapping) or not series:
+        return []
+    charts = []
+    for spec in HOST_CHARTS:
+        lines = []
+        for index, item in enumerate(spec.series):
+            found = series_of(series, item.key)
+            if found is not None:
+                lines.append(Line(item.label, PALETTE[index % len(PALETTE)], *found))
+        chart = line_chart(spec.title, spec.unit, lines)
+        if chart is not None:
+            charts.append(chart)
+    return charts
+
+
+def group_charts(members: Sequence[tuple[str, Any]]) -> list[Chart]:
+    """A group's overlays: per GROUP_SERIES entry, one line per (host name, series)."""
+    charts = []
+    for title, unit, keys in GROUP_SERIES:
+        lines = []
+        for index, (host, series) in enumerate(members):
+            if not isinstance(series, Mapping):
+                continue
+            found = next((f for k in keys if (f := series_of(series, k)) is not None), None)
+            if found is not None:
+                lines.append(Line(host, PALETTE[index % len(PALETTE)], *found))
+        chart = line_chart(title, unit, lines)
+        if chart is not None:
+            charts.append(chart)
+    return charts

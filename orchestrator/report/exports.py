@@ -1,0 +1,132 @@
+"""Per-host profile exports for other tools, written into the run directory.
+
+- ``hosts/<host>/profile.speedscope.json``: speedscope's file format
+  (https://www.speedscope.app/file-format-schema.json), one "sampled" profile per host,
+  frames shared by index, each distinct stack one sample weighted by its sample count.
+- ``hosts/<host>/profile.folded``: the folded stacks normalized (``func (file:line);...
+  count``, thread and process pseudo-frames removed, one line per distinct stack, the
+  largest first), the input of flamegraph.pl, inferno, speedscope and most other tools.
+
+Both are built from the host's py-spy output in ``hosts/<host>/session/``, which came
+from the device and is read as untrusted (:func:`read_folded` caps and never raises).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from orchestrator import __version__
+from orchestrator.analysis.stacks import Frame, StackProfile, read_folded
+from orchestrator.profilers import pyspy
+from orchestrator.runs import RunDir, write_text
+
+SPEEDSCOPE_SCHEMA = "https://www.speedscope.app/file-format-schema.json"
+SPEEDSCOPE_FILE = "profile.speedscope.json"
+FOLDED_FILE = "profile.folded"
+
+
+def host_profile(run: RunDir, host: str) -> StackProfile | None:
+    """The host's py-spy stacks as collected, or None when it brought none back."""
+    path = run.session_dir(host) / pyspy.OUTPUT
+    if path.is_symlink() or not path.is_file():
+        return None
+    return read_folded(path, max_bytes=pyspy.MAX_BYTES)
+
+
+def frame_text(frame: Frame) -> str:
+    """py-spy's own frame notation, which :func:`parse_frame` reads back to the same Frame."""
+    if frame.file is None:
+        return frame.function
+    if frame.line is None:
+        return f"{frame.function} ({frame.file})"
+    return f"{frame.function} ({frame.file}:{frame.line})"
+
+
+def _ordered(profile: StackProfile) -> list[tuple[tuple[Frame, ...], int]]:
+    # Deterministic output: the same run always exports the same bytes.
+    return sorted(
+        profile.stacks.items(),
+        key=lambda item: (-item[1], [frame_text(f) for f in item[0]]),
+    )
+
+
+def folded_text(profile: StackProfile) -> str:
+    """Normalized folded stacks. Samples with no Python frame at all have no stack to
+    write (py-spy writes them as a line with an empty stack, which most tools reject), so
+    they are left out here; the speedscope export keeps them as empty samples."""
+    lines = [
+        f"{';'.join(frame_text(f) for f in frames)} {count}"
+        for frames, count in _ordered(profile)
+        if frames and count > 0
+    ]
+    return "".join(line + "\n" for line in lines)
+
+
+def speedscope(profile: StackProfile, name: str) -> dict[str, Any]:
+    """The profile as a speedscope file with one sampled profile; weights are sample counts
+    (unit "none"), so they sum to ``profile.total_samples``."""
+    index: dict[Frame, int] = {}
+    frames: list[dict[str, Any]] = []
+    samples: list[list[int]] = []
+    weights: list[int] = []
+    for stack, count in _ordered(profile):
+        if count <= 0:
+            continue
+        row: list[int] = []
+        for frame in stack:
+            at = index.get(frame)
+            if at is None:
+                at = index[frame] = len(frames)
+                entry: dict[str, Any] = {"name": frame.function}
+                # The schema types file and line as string and number: absent, not null.
+                if frame.file is not None:
+                    entry["file"] = frame.file
+                if frame.line is not None:
+                    entry["line"] = frame.line
+                frames.append(entry)
+            row.append(at)
+        samples.append(row)
+        weights.append(count)
+    total = sum(weights)
+    return {
+        "$schema": SPEEDSCOPE_SCHEMA,
+        "name": name,
+        "exporter": f"fleetprof@{__version__}",
+        "activeProfileIndex": 0,
+        "shared": {"frames": frames},
+        "profiles": [
+            {
+                "type": "sampled",
+                "name": name,
+                "unit": "none",
+                "startValue": 0,
+                "endValue": total,
+                "samples": samples,
+                "weights": weights,
+            }
+        ],
+    }
+
+
+def write_exports(run: RunDir) -> list[Path]:
+    """Write both exports for every host that brought py-spy stacks back; return the paths.
+
+    A host without stacks gets no files (and loses stale ones from an earlier build)."""
+    written: list[Path] = []
+    for host in run.hosts():
+        host_dir = run.host_dir(host)
+        profile = host_profile(run, host)
+        targets = (host_dir / SPEEDSCOPE_FILE, host_dir / FOLDED_FILE)
+        if profile is None or profile.total_samples <= 0:
+            for stale in targets:
+                if stale.is_file() and not stale.is_symlink():
+                    stale.unlink()
+            continue
+        name = f"{host} ({run.path.parent.name} {run.run_id})"
+        document = json.dumps(speedscope(profile, name), separators=(",", ":"))
+        write_text(targets[0], document + "\n")
+        write_text(targets[1], folded_text(profile))
+        written.extend(targets)
+    return written

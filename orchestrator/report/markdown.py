@@ -1,0 +1,254 @@
+"""``report.json`` -> ``summary.md``: a short Markdown summary for tickets and CI comments.
+
+GitHub-flavoured Markdown: the run, the status counts, a fleet table with a few key
+metrics, the outliers and the top functions per group. Every device string goes through
+:func:`md_text`, so a host or function name cannot open a link, an image, a code span,
+raw HTML or a heading, nor break a table row. Only layout happens here.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+MISSING = "\u2013"
+STATUSES = ("ok", "partial", "failed", "unreachable", "skipped")
+
+# The fleet table's metric columns, each shown only when some host has it: the first
+# key a host has wins (the memory profiler's peak before the system sampler's).
+KEY_METRICS: tuple[tuple[str, tuple[str, ...], int], ...] = (
+    ("samples", ("pyspy.samples",), 0),
+    ("fps", ("workload.fps",), 1),
+    ("target CPU %", ("target.cpu_pct.mean",), 1),
+    ("RSS peak MB", ("memory.rss_peak_mb", "target.rss_mb.peak"), 1),
+    ("max °C", ("thermal.max_c",), 1),
+    ("min freq ratio", ("cpufreq.min_ratio",), 2),
+)
+MAX_ROWS = 100  # per table: a CI comment has a size limit; the HTML has everything
+TOP_FUNCTIONS = 5
+MAX_GROUP_HOSTS = 8  # host columns per group in the top-functions table
+
+# Backslash-escapable ASCII punctuation that means something inline in (GitHub) Markdown;
+# < > & become entities instead, so no raw HTML survives. Line-start syntax (lists, "1.")
+# cannot occur: a device string never starts a line here (table cells, after "### ").
+_SPECIAL = re.compile(r"([\\`*_{}\[\]()#!|~])")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
+def md_text(value: Any) -> str:
+    """A device string as literal Markdown text, on one line (a table cell is one line)."""
+    text = "" if value is None else str(value)
+    text = _CONTROL.sub(" ", text)
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _SPECIAL.sub(r"\\\1", text)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _num(value: Any, digits: int = 1) -> str:
+    number = _number(value)
+    if number is None:
+        return MISSING
+    if digits == 0:
+        return f"{round(number):,}"
+    return f"{number:,.{digits}f}"
+
+
+def _signed(value: Any) -> str:
+    number = _number(value)
+    return MISSING if number is None else f"{number:+.2f}"
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _dicts(value: Any) -> list[Mapping[str, Any]]:
+    if not isinstance(value, Sequence) or isinstance(value, str):
+        return []
+    return [item for item in value if isinstance(item, Mapping)]
+
+
+def _list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list | tuple) else []
+
+
+def _group_of(item: Mapping[str, Any]) -> Any:
+    return item.get("group") if item.get("group") is not None else item.get("hw_model")
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]) -> list[str]:
+    """A GFM table; ``right``: the indices of right-aligned (numeric) columns. The header
+    cells are ours, the row cells already escaped."""
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---:" if i in right else "---" for i in range(len(header))) + "|",
+    ]
+    lines += ["| " + " | ".join(row) + " |" for row in rows[:MAX_ROWS]]
+    if len(rows) > MAX_ROWS:
+        lines.append("")
+        lines.append(f"… and {len(rows) - MAX_ROWS} more (see report.html)")
+    return lines
+
+
+def render_markdown(report: Mapping[str, Any]) -> str:
+    """The whole summary.md for one parsed ``report.json`` (schema ``fleetprof.report/1``)."""
+    out: list[str] = []
+    out += _header(report)
+    out += _fleet(_dicts(report.get("hosts")))
+    out += _outliers(_dicts(report.get("outliers")))
+    out += _group_functions(report)
+    out += _regressions(_dicts(report.get("regressions")))
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def _header(report: Mapping[str, Any]) -> list[str]:
+    summary = _mapping(report.get("summary"))
+    hosts = _dicts(report.get("hosts"))
+    compare = _mapping(report.get("compare"))
+    duration = _number(report.get("duration_s"))
+    facts = [
+        f"**run** {md_text(report.get('run_id'))}",
+        f"**started** {md_text(report.get('started_at'))}",
+        f"**duration** {MISSING if duration is None else f'{duration:.1f} s'}",
+        f"**mode** {md_text(report.get('mode'))}",
+    ]
+    if compare.get("group_by") is not None:
+        facts.append(f"**grouped by** {md_text(compare.get('group_by'))}")
+    total = summary.get("hosts", len(hosts))
+    counts = " · ".join(f"{_num(summary.get(s, 0), 0)} {s}" for s in STATUSES)
+    return [
+        f"# fleetprof: {md_text(report.get('campaign'))}",
+        "",
+        " · ".join(facts),
+        "",
+        f"**{_num(total, 0)} hosts:** {counts}",
+        "",
+    ]
+
+
+def _fleet(hosts: list[Mapping[str, Any]]) -> list[str]:
+    if not hosts:
+        return []
+    columns = [
+        (label, keys, digits)
+        for label, keys, digits in KEY_METRICS
+        if any(k in _mapping(h.get("metrics")) for h in hosts for k in keys)
+    ]
+    rows = []
+    for host in hosts:
+        metrics = _mapping(host.get("metrics"))
+        status = host.get("status")
+        notes = _list(host.get("data_quality"))
+        row = [
+            md_text(host.get("name")),
+            md_text(_group_of(host)),
+            f"**{md_text(status)}**" if status != "ok" else "ok",
+        ]
+        for _, keys, digits in columns:
+            value = next((metrics[k] for k in keys if k in metrics), None)
+            row.append(_num(value, digits))
+        flag = f"⚠ {len(notes)} data-quality note{'s' if len(notes) > 1 else ''}" if notes else ""
+        row.append(" ".join(p for p in (md_text(host.get("reason")), flag) if p))
+        rows.append(row)
+    header = ["host", "group", "status", *(label for label, _, _ in columns), "reason / notes"]
+    right = set(range(3, 3 + len(columns)))
+    return ["## Fleet", "", *_table(header, rows, right), ""]
+
+
+def _outliers(outliers: list[Mapping[str, Any]]) -> list[str]:
+    if not outliers:
+        return ["## Outliers", "", "None: every host is within its group.", ""]
+    rows = []
+    for o in outliers:
+        what = md_text(o.get("metric"))
+        if o.get("function") is not None:
+            what = f"{md_text(o.get('function'))} ({md_text(o.get('file'))}) · {what}"
+        rows.append(
+            [
+                md_text(o.get("host")),
+                md_text(_group_of(o)),
+                md_text(o.get("kind") or "metric"),
+                what,
+                _num(o.get("value"), 2),
+                _num(o.get("group_median"), 2),
+                _signed(o.get("robust_z")),
+            ]
+        )
+    header = ["host", "group", "kind", "metric / function", "value", "group median", "robust z"]
+    return ["## Outliers", "", *_table(header, rows, {4, 5, 6}), ""]
+
+
+def _group_functions(report: Mapping[str, Any]) -> list[str]:
+    """Per group: its own ``top_functions`` where the report has them, else the
+    function matrix's rows for the group's hosts (self % per host)."""
+    groups = _dicts(report.get("groups"))
+    matrix = _mapping(report.get("function_matrix"))
+    columns = [str(h) for h in _list(matrix.get("hosts"))]
+    functions = _dicts(matrix.get("functions"))
+    cells = _list(matrix.get("cells"))
+    out: list[str] = []
+    for group in groups:
+        name = md_text(_group_of(group))
+        tops = _dicts(group.get("top_functions"))
+        if tops:
+            rows = [
+                [
+                    md_text(t.get("function")),
+                    md_text(t.get("file")),
+                    _num(t.get("self_pct"), 1),
+                    _num(t.get("total_pct"), 1),
+                ]
+                for t in tops[:TOP_FUNCTIONS]
+            ]
+            out += [
+                f"### {name}",
+                "",
+                *_table(["function", "file", "self %", "total %"], rows, {2, 3}),
+                "",
+            ]
+            continue
+        members = {str(h) for h in _list(group.get("hosts"))}
+        indices = [i for i, h in enumerate(columns) if h in members]
+        if not indices or not functions:
+            continue
+        shown = indices[:MAX_GROUP_HOSTS]
+        rows = []
+        for f, function in enumerate(functions):
+            values = _list(cells[f]) if f < len(cells) else []
+            picked = [values[i] if i < len(values) else None for i in shown]
+            if all(_number(v) is None for v in picked):
+                continue
+            rows.append(
+                [md_text(function.get("function")), md_text(function.get("file"))]
+                + [_num(v, 1) for v in picked]
+            )
+        if not rows:
+            continue
+        header = ["function", "file", *(md_text(columns[i]) for i in shown)]
+        out += [f"### {name}", "", "self % of samples per host", ""]
+        out += _table(header, rows[:TOP_FUNCTIONS], set(range(2, len(header))))
+        if len(indices) > len(shown):
+            out += ["", f"… and {len(indices) - len(shown)} more hosts (see report.html)"]
+        out.append("")
+    return ["## Top functions per group", "", *out] if out else []
+
+
+def _regressions(regressions: list[Mapping[str, Any]]) -> list[str]:
+    if not regressions:
+        return []
+    columns: dict[str, None] = {}
+    for row in regressions:
+        columns.update(dict.fromkeys(str(k) for k in row))
+    rows = [
+        [_num(r.get(c), 2) if _number(r.get(c)) is not None else md_text(r.get(c)) for c in columns]
+        for r in regressions
+    ]
+    return ["## Regressions", "", *_table([md_text(c) for c in columns], rows, set()), ""]

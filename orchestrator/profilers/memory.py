@@ -35,7 +35,11 @@ def tool_push(facts: HostFacts, tool: ToolChoice | None) -> dict[str, str] | Non
 
 
 def plan(campaign: Campaign, facts: HostFacts, tool: ToolChoice | None) -> ProfilerPlan:
-    """Always planned: /proc/PID/status is readable wherever the target can be found."""
+    """Planned wherever there is a target process: /proc/PID/status is readable wherever
+    the target can be found. A probe target has none."""
+    if campaign.target.mode == "probe":
+        reason = "memory follows a target process; a probe target has none"
+        return ProfilerPlan.skipped(NAME, reason, [OUTPUT], MAX_BYTES)
     return ProfilerPlan.sampler(NAME, OUTPUT, MAX_BYTES, INTERVAL_S)
 
 

@@ -112,3 +112,16 @@ def test_no_rss_at_all(tmp_path):
     result = parse(tmp_path, [{"t": 1000.0}, {"t": 1001.0, "target": {}}])
     assert result.metrics == {}
     assert result.data_quality == ["memory: no RSS sample of the target"]
+
+
+def test_memory_is_skipped_for_a_probe_target_with_the_reason() -> None:
+    from orchestrator.campaign import Campaign
+    from orchestrator.profilers import memory as memory_profiler
+    from tests.unit.factories import host_facts
+
+    probe = Campaign.from_mapping(
+        {"name": "p", "duration": "5s", "target": {"probe": ["cpu"]}, "profilers": {"memory": {}}}
+    )
+    planned = memory_profiler.plan(probe, host_facts(), None)
+    assert planned.status == "skipped"
+    assert "probe target" in (planned.reason or "")

@@ -67,3 +67,25 @@ class Profiler(Protocol):
     def parse(
         self, session_dir: Path, entry: dict[str, Any], campaign: Campaign
     ) -> ProfileResult: ...
+
+
+def read_capped(path: Path, max_bytes: int) -> tuple[str, bool]:
+    """A device's text output, cut at ``max_bytes``, and whether it was cut. Bytes that
+    are not UTF-8 are replaced: the device is not trusted to write clean text."""
+    with path.open("rb") as handle:
+        data = handle.read(max_bytes + 1)
+    return data[:max_bytes].decode("utf-8", errors="replace"), len(data) > max_bytes
+
+
+def read_output(
+    path: Path, max_bytes: int, what: str, result: ProfileResult
+) -> tuple[str, bool] | None:
+    """``read_capped`` for a profiler's parse(): None when the file is absent, or when it
+    cannot be read (then ``result`` says so, naming ``what``)."""
+    try:
+        if not path.is_file():
+            return None
+        return read_capped(path, max_bytes)
+    except OSError as error:
+        result.data_quality.append(f"{what} could not be read: {error}")
+        return None

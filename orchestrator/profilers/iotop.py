@@ -26,7 +26,7 @@ from typing import Any
 
 from orchestrator.campaign import Campaign, IotopSpec
 from orchestrator.models import HostFacts, ProfilerPlan
-from orchestrator.profilers.base import ProfileResult, ToolChoice
+from orchestrator.profilers.base import ProfileResult, ToolChoice, read_output
 from orchestrator.profilers.system import downsample
 
 NAME = "iotop"
@@ -251,13 +251,6 @@ def target_rates(sample: Sample, pid: int, command: str | None) -> tuple[float, 
     return read, write
 
 
-def _read_capped(path: Path) -> tuple[str, bool]:
-    with path.open("rb") as handle:
-        data = handle.read(MAX_BYTES + 1)
-    capped = len(data) > MAX_BYTES
-    return data[:MAX_BYTES].decode("utf-8", errors="replace"), capped
-
-
 def _clock_s(stamp: str | None) -> float | None:
     parts = stamp.split(":") if stamp else []
     if len(parts) != 3 or not all(p.isdigit() for p in parts):
@@ -310,13 +303,10 @@ def parse(session_dir: Path, entry: dict[str, Any], campaign: Campaign) -> Profi
     """
     result = ProfileResult()
     path = session_dir / OUTPUT
-    try:
-        if not path.is_file():
-            return result
-        text, capped = _read_capped(path)
-    except OSError as error:
-        result.data_quality.append(f"iotop output could not be read: {error}")
+    read = read_output(path, MAX_BYTES, "iotop output", result)
+    if read is None:
         return result
+    text, capped = read
     output = parse_text(text)
     outputs = entry.get("outputs")
     reported = outputs.get(OUTPUT) if isinstance(outputs, dict) else None

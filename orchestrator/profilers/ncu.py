@@ -20,7 +20,7 @@ from typing import Any
 
 from orchestrator.campaign import Campaign, NcuSpec
 from orchestrator.models import HostFacts, ProfilerPlan
-from orchestrator.profilers.base import ProfileResult, ToolChoice
+from orchestrator.profilers.base import ProfileResult, ToolChoice, read_output
 from orchestrator.profilers.nsys import LAUNCHERS, NOT_LAUNCH, number
 
 NAME = "ncu"
@@ -264,23 +264,14 @@ def _keys(launches: list[Launch]) -> dict[tuple[str, str], str]:
     return keys
 
 
-def _read_capped(path: Path) -> tuple[str, bool]:
-    with path.open("rb") as handle:
-        data = handle.read(MAX_BYTES + 1)
-    return data[:MAX_BYTES].decode("utf-8", errors="replace"), len(data) > MAX_BYTES
-
-
 def parse(session_dir: Path, entry: dict[str, Any], campaign: Campaign) -> ProfileResult:
     """ncu.csv -> kernels profiled, and per metric its mean over the profiled launches."""
     result = ProfileResult()
     path = session_dir / OUTPUT
-    try:
-        if not path.is_file():
-            return result
-        text, capped = _read_capped(path)
-    except OSError as error:
-        result.data_quality.append(f"ncu output could not be read: {error}")
+    read = read_output(path, MAX_BYTES, "ncu output", result)
+    if read is None:
         return result
+    text, capped = read
     output = parse_text(text)
     if output.permission_error:
         result.data_quality.append(PERMISSION_NOTE)

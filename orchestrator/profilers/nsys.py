@@ -26,7 +26,7 @@ from typing import Any
 
 from orchestrator.campaign import Campaign, NsysSpec
 from orchestrator.models import HostFacts, ProfilerPlan
-from orchestrator.profilers.base import ProfileResult, ToolChoice
+from orchestrator.profilers.base import ProfileResult, ToolChoice, read_capped
 
 NAME = "nsys"
 # Starts the program itself (it cannot attach): the runner hands it the launch.
@@ -275,13 +275,6 @@ def parse_summary(text: str) -> Summary:
     return out
 
 
-def _read_capped(path: Path) -> tuple[str, bool]:
-    with path.open("rb") as handle:
-        data = handle.read(CSV_MAX_BYTES + 1)
-    capped = len(data) > CSV_MAX_BYTES
-    return data[:CSV_MAX_BYTES].decode("utf-8", errors="replace"), capped
-
-
 def _table(rows: list[Row], total_ns: float) -> list[dict[str, Any]]:
     return [
         {
@@ -303,7 +296,7 @@ def _summary(session_dir: Path, kind: str, result: ProfileResult) -> Summary | N
         try:
             if not path.is_file():
                 continue
-            text, capped = _read_capped(path)
+            text, capped = read_capped(path, CSV_MAX_BYTES)
         except OSError as error:
             result.data_quality.append(f"nsys {report} could not be read: {error}")
             return None

@@ -23,11 +23,12 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from statistics import fmean
 from typing import Any
 
 from orchestrator.campaign import Campaign, NvidiaSmiSpec
 from orchestrator.models import HostFacts, ProfilerPlan
-from orchestrator.profilers.base import ProfileResult, ToolChoice
+from orchestrator.profilers.base import ProfileResult, ToolChoice, read_output
 
 NAME = "nvidia-smi"
 TOOL = None  # ships with the NVIDIA driver
@@ -277,10 +278,6 @@ _LABELS = {
 }
 
 
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values)
-
-
 def metrics_from(output: NvidiaSmiOutput) -> dict[str, float]:
     metrics: dict[str, float] = {"gpu.samples": float(output.rows)}
     if output.gpus:
@@ -291,13 +288,13 @@ def metrics_from(output: NvidiaSmiOutput) -> dict[str, float]:
         prefix = f"gpu.{key}"
         util = series.values["util"]
         if util:
-            metrics[f"{prefix}.util_pct.mean"] = round(_mean(util), 2)
+            metrics[f"{prefix}.util_pct.mean"] = round(fmean(util), 2)
             metrics[f"{prefix}.util_pct.max"] = max(util)
             all_util.extend(util)
         if series.values["mem_used"]:
             metrics[f"{prefix}.mem_used_mb.max"] = max(series.values["mem_used"])
         if series.values["sm_clock"]:
-            metrics[f"{prefix}.sm_clock_mhz.mean"] = round(_mean(series.values["sm_clock"]), 1)
+            metrics[f"{prefix}.sm_clock_mhz.mean"] = round(fmean(series.values["sm_clock"]), 1)
         if series.ratios:
             metrics[f"{prefix}.sm_clock_ratio.min"] = round(min(series.ratios), 4)
         temp = series.values["temp"]
@@ -306,33 +303,23 @@ def metrics_from(output: NvidiaSmiOutput) -> dict[str, float]:
             all_temp.extend(temp)
         power = series.values["power"]
         if power:
-            metrics[f"{prefix}.power_w.mean"] = round(_mean(power), 2)
+            metrics[f"{prefix}.power_w.mean"] = round(fmean(power), 2)
             metrics[f"{prefix}.power_w.max"] = max(power)
     if all_util:
-        metrics["gpu.util_pct.mean"] = round(_mean(all_util), 2)
+        metrics["gpu.util_pct.mean"] = round(fmean(all_util), 2)
     if all_temp:
         metrics["gpu.temp_c.max"] = max(all_temp)
     return metrics
-
-
-def _read_capped(path: Path) -> tuple[str, bool]:
-    with path.open("rb") as handle:
-        data = handle.read(MAX_BYTES + 1)
-    capped = len(data) > MAX_BYTES
-    return data[:MAX_BYTES].decode("utf-8", errors="replace"), capped
 
 
 def parse(session_dir: Path, entry: dict[str, Any], campaign: Campaign) -> ProfileResult:
     """nvidia-smi.stdout -> per-GPU and fleet-wide GPU figures."""
     result = ProfileResult()
     path = session_dir / OUTPUT
-    try:
-        if not path.is_file():
-            return result
-        text, capped = _read_capped(path)
-    except OSError as error:
-        result.data_quality.append(f"nvidia-smi output could not be read: {error}")
+    read = read_output(path, MAX_BYTES, "nvidia-smi output", result)
+    if read is None:
         return result
+    text, capped = read
     output = parse_text(text)
     if output.cut or capped:
         result.data_quality.append("nvidia-smi's last line was incomplete (stopped or cut)")

@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from statistics import fmean
 from typing import Any
 
 from orchestrator.campaign import Campaign, SystemSpec
@@ -183,10 +184,6 @@ def downsample(
     return out
 
 
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values)
-
-
 def _r(value: float, digits: int = 3) -> float:
     return round(value, digits)
 
@@ -319,7 +316,7 @@ def _system_metrics(
 ) -> None:
     total = [v for v in (_pct(r.get("cpu_pct")) for r in records) if v is not None]
     if total:
-        metrics["system.cpu.total_pct.mean"] = _r(_mean(total), 2)
+        metrics["system.cpu.total_pct.mean"] = _r(fmean(total), 2)
         metrics["system.cpu.total_pct.max"] = _r(max(total), 2)
     cores = [
         v

@@ -22,11 +22,12 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from statistics import fmean
 from typing import Any
 
 from orchestrator.campaign import Campaign, TegrastatsSpec
 from orchestrator.models import HostFacts, ProfilerPlan
-from orchestrator.profilers.base import ProfileResult, ToolChoice
+from orchestrator.profilers.base import ProfileResult, ToolChoice, read_output
 
 NAME = "tegrastats"
 TOOL = None  # part of JetPack (L4T)
@@ -220,10 +221,6 @@ def parse_text(text: str) -> TegrastatsOutput:
     return out
 
 
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values)
-
-
 def metrics_from(output: TegrastatsOutput) -> dict[str, float]:
     samples = output.samples
     metrics: dict[str, float] = {"tegra.samples": float(len(samples))}
@@ -235,25 +232,25 @@ def metrics_from(output: TegrastatsOutput) -> dict[str, float]:
     if swap:
         metrics["tegra.swap_used_mb.max"] = max(swap)
     # Per sample, the mean over the cores that were online; then over samples.
-    cpu = [_mean(s.cpu_loads) for s in samples if s.cpu_loads]
+    cpu = [fmean(s.cpu_loads) for s in samples if s.cpu_loads]
     if cpu:
-        metrics["tegra.cpu_load_pct.mean"] = round(_mean(cpu), 2)
+        metrics["tegra.cpu_load_pct.mean"] = round(fmean(cpu), 2)
         metrics["tegra.cpu_core_load_pct.max"] = max(
             max(s.cpu_loads) for s in samples if s.cpu_loads
         )
-    mhz = [_mean(s.cpu_mhz) for s in samples if s.cpu_mhz]
+    mhz = [fmean(s.cpu_mhz) for s in samples if s.cpu_mhz]
     if mhz:
-        metrics["tegra.cpu_freq_mhz.mean"] = round(_mean(mhz), 1)
+        metrics["tegra.cpu_freq_mhz.mean"] = round(fmean(mhz), 1)
     emc = [s.emc_load_pct for s in samples if s.emc_load_pct is not None]
     if emc:
-        metrics["tegra.emc_load_pct.mean"] = round(_mean(emc), 2)
+        metrics["tegra.emc_load_pct.mean"] = round(fmean(emc), 2)
     gpu = [s.gpu_load_pct for s in samples if s.gpu_load_pct is not None]
     if gpu:
-        metrics["tegra.gpu_load_pct.mean"] = round(_mean(gpu), 2)
+        metrics["tegra.gpu_load_pct.mean"] = round(fmean(gpu), 2)
         metrics["tegra.gpu_load_pct.max"] = max(gpu)
     gpu_mhz = [s.gpu_mhz for s in samples if s.gpu_mhz is not None]
     if gpu_mhz:
-        metrics["tegra.gpu_freq_mhz.mean"] = round(_mean(gpu_mhz), 1)
+        metrics["tegra.gpu_freq_mhz.mean"] = round(fmean(gpu_mhz), 1)
     zone_max: dict[str, float] = {}
     for sample in samples:
         for zone, value in sample.temps_c.items():
@@ -268,28 +265,18 @@ def metrics_from(output: TegrastatsOutput) -> dict[str, float]:
         for rail, value in sample.rails_mw.items():
             rail_values.setdefault(rail, []).append(value)
     for rail, values in sorted(rail_values.items()):
-        metrics[f"tegra.power.{rail}.mean_mw"] = round(_mean(values), 1)
+        metrics[f"tegra.power.{rail}.mean_mw"] = round(fmean(values), 1)
     return metrics
-
-
-def _read_capped(path: Path) -> tuple[str, bool]:
-    with path.open("rb") as handle:
-        data = handle.read(MAX_BYTES + 1)
-    capped = len(data) > MAX_BYTES
-    return data[:MAX_BYTES].decode("utf-8", errors="replace"), capped
 
 
 def parse(session_dir: Path, entry: dict[str, Any], campaign: Campaign) -> ProfileResult:
     """tegrastats.stdout -> board-wide RAM, CPU, GPU, temperature and power figures."""
     result = ProfileResult()
     path = session_dir / OUTPUT
-    try:
-        if not path.is_file():
-            return result
-        text, capped = _read_capped(path)
-    except OSError as error:
-        result.data_quality.append(f"tegrastats output could not be read: {error}")
+    read = read_output(path, MAX_BYTES, "tegrastats output", result)
+    if read is None:
         return result
+    text, capped = read
     output = parse_text(text)
     if output.cut or capped:
         result.data_quality.append("tegrastats' last line was incomplete (stopped or cut)")

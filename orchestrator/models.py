@@ -119,6 +119,13 @@ class ProfilerPlan:
         return cls(name, "skipped", reason, [], [], outputs, max_bytes, **extra)
 
     @classmethod
+    def planned(
+        cls, name: str, argv: list[str], outputs: list[str], max_bytes: int, **extra: Any
+    ) -> ProfilerPlan:
+        """A profiler this host runs: ``argv`` started by the device runner."""
+        return cls(name, "planned", None, argv, [], outputs, max_bytes, **extra)
+
+    @classmethod
     def sampler(cls, name: str, output: str, max_bytes: int, interval_s: float) -> ProfilerPlan:
         """A sampler the device runner runs itself, every ``interval_s``."""
         return cls(

@@ -89,3 +89,20 @@ def read_output(
     except OSError as error:
         result.data_quality.append(f"{what} could not be read: {error}")
         return None
+
+
+# Profilers that can start the command of a launch target: only one of them may.
+LAUNCHERS = ("py-spy", "nsys", "ncu")
+
+
+def launcher_taken(campaign: Campaign, name: str) -> str | None:
+    """Why ``name`` cannot start the command: a launcher listed before it already does."""
+    for other in campaign.profilers.enabled:
+        if other == name:
+            return None
+        if other in LAUNCHERS:
+            return (
+                f"only one profiler can start the command and {other} does: profile with "
+                f"{name} in a campaign of its own"
+            )
+    return None

@@ -116,15 +116,7 @@ def plan(campaign: Campaign, facts: HostFacts, tool: ToolChoice | None) -> Profi
         "-n",
         str(sample_count(campaign.duration_s, interval)),
     ]
-    return ProfilerPlan(
-        name=NAME,
-        status="planned",
-        reason=None,
-        argv=argv,
-        launch_argv=[],
-        outputs=[OUTPUT],
-        max_bytes=MAX_BYTES,
-    )
+    return ProfilerPlan.planned(NAME, argv, [OUTPUT], MAX_BYTES)
 
 
 # -- parsing -------------------------------------------------------------------------------

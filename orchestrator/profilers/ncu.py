@@ -20,8 +20,8 @@ from typing import Any
 
 from orchestrator.campaign import Campaign, NcuSpec
 from orchestrator.models import HostFacts, ProfilerPlan
-from orchestrator.profilers.base import ProfileResult, ToolChoice, read_output
-from orchestrator.profilers.nsys import LAUNCHERS, NOT_LAUNCH, number
+from orchestrator.profilers.base import ProfileResult, ToolChoice, launcher_taken, read_output
+from orchestrator.profilers.nsys import NOT_LAUNCH, number
 
 NAME = "ncu"
 # Starts the program itself (it cannot attach): the runner hands it the launch.
@@ -51,15 +51,6 @@ PERMISSION_NOTE = (
 )
 
 
-def other_launcher(campaign: Campaign) -> str | None:
-    for name in campaign.profilers.enabled:
-        if name == NAME:
-            return None
-        if name in LAUNCHERS:
-            return name
-    return None
-
-
 def skip_reason(campaign: Campaign, facts: HostFacts) -> str | None:
     """Why this host cannot run ncu for this campaign, decided before anything runs."""
     if campaign.target.mode != "launch" or campaign.target.launch is None:
@@ -70,13 +61,7 @@ def skip_reason(campaign: Campaign, facts: HostFacts) -> str | None:
         return NO_DRIVER
     if facts.gpu.get("gpu_counters_admin_only") and not facts.is_root:
         return COUNTERS_ADMIN_ONLY
-    launcher = other_launcher(campaign)
-    if launcher is not None:
-        return (
-            f"only one profiler can start the command and {launcher} does: profile with "
-            "ncu in a campaign of its own"
-        )
-    return None
+    return launcher_taken(campaign, NAME)
 
 
 def tool_push(facts: HostFacts, tool: ToolChoice | None) -> dict[str, str] | None:

@@ -26,7 +26,7 @@ from typing import Any
 
 from orchestrator.campaign import Campaign, NsysSpec
 from orchestrator.models import HostFacts, ProfilerPlan
-from orchestrator.profilers.base import ProfileResult, ToolChoice, read_capped
+from orchestrator.profilers.base import ProfileResult, ToolChoice, launcher_taken, read_capped
 
 NAME = "nsys"
 # Starts the program itself (it cannot attach): the runner hands it the launch.
@@ -39,7 +39,6 @@ STATS_PREFIX = "nsys-stats"
 CSV_MAX_BYTES = 16 * 1024 * 1024
 REPORT_MAX_BYTES = 512 * 1024 * 1024  # keep_report: a cut report would be useless
 TOP_ROWS = 10
-LAUNCHERS = ("py-spy", "nsys", "ncu")  # profilers that can start the command
 
 # kind -> (report name since Nsight Systems 2023, the name before)
 REPORTS = {
@@ -68,16 +67,6 @@ OUTPUT = stats_file(REPORTS["gpu_kernels"][0])  # what `fleetprof inspect` feeds
 CSV_OUTPUTS = [stats_file(name) for names in REPORTS.values() for name in names]
 
 
-def other_launcher(campaign: Campaign) -> str | None:
-    """The profiler before this one that would start the command: only one can."""
-    for name in campaign.profilers.enabled:
-        if name == NAME:
-            return None
-        if name in LAUNCHERS:
-            return name
-    return None
-
-
 def skip_reason(campaign: Campaign, facts: HostFacts) -> str | None:
     if campaign.target.mode != "launch" or campaign.target.launch is None:
         return NOT_LAUNCH
@@ -85,13 +74,7 @@ def skip_reason(campaign: Campaign, facts: HostFacts) -> str | None:
         return NOT_INSTALLED
     if not facts.gpu.get("nvidia_driver"):
         return NO_DRIVER
-    launcher = other_launcher(campaign)
-    if launcher is not None:
-        return (
-            f"only one profiler can start the command and {launcher} does: profile with "
-            "nsys in a campaign of its own"
-        )
-    return None
+    return launcher_taken(campaign, NAME)
 
 
 def tool_push(facts: HostFacts, tool: ToolChoice | None) -> dict[str, str] | None:

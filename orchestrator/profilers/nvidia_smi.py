@@ -116,15 +116,7 @@ def plan(campaign: Campaign, facts: HostFacts, tool: ToolChoice | None) -> Profi
         "-lms",  # loop; the runner stops it (SIGINT) at the deadline
         str(interval_ms(spec.interval_s)),
     ]
-    return ProfilerPlan(
-        name=NAME,
-        status="planned",
-        reason=None,
-        argv=argv,
-        launch_argv=[],
-        outputs=[OUTPUT],
-        max_bytes=MAX_BYTES,
-    )
+    return ProfilerPlan.planned(NAME, argv, [OUTPUT], MAX_BYTES)
 
 
 # -- parsing -------------------------------------------------------------------------------

@@ -79,15 +79,7 @@ def plan(campaign: Campaign, facts: HostFacts, tool: ToolChoice | None) -> Profi
     if reason is not None:
         return ProfilerPlan.skipped(NAME, reason, [OUTPUT], MAX_BYTES)
     argv = [facts.tools[NAME], "--interval", str(interval_ms(spec.interval_s))]
-    return ProfilerPlan(
-        name=NAME,
-        status="planned",
-        reason=None,
-        argv=argv,
-        launch_argv=[],
-        outputs=[OUTPUT],
-        max_bytes=MAX_BYTES,
-    )
+    return ProfilerPlan.planned(NAME, argv, [OUTPUT], MAX_BYTES)
 
 
 # -- parsing -------------------------------------------------------------------------------

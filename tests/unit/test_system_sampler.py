@@ -18,7 +18,7 @@ import pytest
 
 from orchestrator.campaign import Campaign
 from orchestrator.profilers import memory, system
-from tests.unit.test_session_runner import make_plan, run_module
+from tests.unit.test_session_runner import builtin_profiler, make_plan, run_module
 
 WORKLOAD = """\
 import json, os, resource, signal, sys, time
@@ -80,20 +80,6 @@ while True:
 TOLERANCE = 0.10
 
 
-def builtin(name: str, interval: float, max_bytes: int = 1 << 20) -> dict[str, Any]:
-    return {
-        "name": name,
-        "status": "planned",
-        "reason": None,
-        "argv": [],
-        "launch_argv": [],
-        "outputs": [f"{name}.jsonl"],
-        "max_bytes": max_bytes,
-        "builtin": name,
-        "options": {"interval_s": interval},
-    }
-
-
 def campaign() -> Campaign:
     return Campaign.from_mapping(
         {
@@ -120,7 +106,7 @@ def sampled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     plan = make_plan(
         tmp_path,
         target,
-        [builtin("system", 0.25), builtin("memory", 0.25)],
+        [builtin_profiler("system", 0.25), builtin_profiler("memory", 0.25)],
         lead=1.5,
         window=3.0,
         offset=0.0,

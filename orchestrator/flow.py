@@ -282,7 +282,7 @@ def build_outputs(run: RunDir, campaign: Campaign) -> dict[str, Any]:
     write_json(run.path / "report.json", report)
     write_text(run.path / "report.html", render_html(report))
     write_text(run.path / "summary.md", render_markdown(report))
-    write_exports(run)
+    write_exports(run, {p.view.name: p.profile for p in parsed})
     return report
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from dataclasses import asdict
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,8 @@ def inspect_file(profiler_name: str, path: Path) -> dict[str, Any]:
         except OSError as err:
             raise InspectError(f"{path}: {err.strerror or err}") from None
         result = profiler.parse(session, {}, campaign)
-    data = asdict(result)
+    # Everything but the raw stacks, which top_functions and flamegraph summarize.
+    data = {f.name: getattr(result, f.name) for f in fields(result) if f.name != "stacks"}
     data["profiler"] = profiler_name
     data["file"] = str(path)
     return data

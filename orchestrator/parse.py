@@ -13,11 +13,10 @@ from typing import Any
 
 from orchestrator import profilers
 from orchestrator.analysis.fleet import HostView
-from orchestrator.analysis.stacks import StackProfile, read_folded
+from orchestrator.analysis.stacks import StackProfile
 from orchestrator.campaign import Campaign
 from orchestrator.models import HostStatus
 from orchestrator.probe import parse_probe
-from orchestrator.profilers import pyspy
 from orchestrator.runs import RunDir
 
 WORKLOAD_FILE = "fps.json"
@@ -63,30 +62,6 @@ class ParsedHost:
 def parse_host(
     run: RunDir, host: str, campaign: Campaign, inventory_model: str | None = None
 ) -> ParsedHost:
-    view = host_view(run, host, campaign, inventory_model)
-    return ParsedHost(view, _pyspy_profile(run, host, campaign, view))
-
-
-def _pyspy_profile(
-    run: RunDir, host: str, campaign: Campaign, view: HostView
-) -> StackProfile | None:
-    """The py-spy profile, read a second time (the profiler's parser keeps only its
-    summary); under the same size cap, so untrusted output cannot cost more here."""
-    if "py-spy" not in campaign.profilers.enabled or "py-spy" not in view.profilers:
-        return None
-    path = run.session_dir(host) / pyspy.OUTPUT
-    try:
-        if not path.is_file():
-            return None
-        profile = read_folded(path, max_bytes=pyspy.MAX_BYTES)
-    except OSError:
-        return None
-    return profile if profile.total_samples > 0 else None
-
-
-def host_view(
-    run: RunDir, host: str, campaign: Campaign, inventory_model: str | None = None
-) -> HostView:
     facts = run.read_facts(host)
     plan = run.read_plan(host)
     ctl_status, ctl_reason = _controller_status(run.read_status(host))
@@ -103,7 +78,7 @@ def host_view(
     if manifest is None:
         if ctl_status in (None, "collected"):
             view.status, view.reason = HostStatus.FAILED, ctl_reason or "no manifest came back"
-        return view
+        return ParsedHost(view, None)
 
     session_dir = run.session_dir(host)
     view.status = _manifest_status(manifest.get("status"))
@@ -123,6 +98,7 @@ def host_view(
             view.start_offset_ms = round((started - t0) * 1000.0, 1)
     entries = manifest.get("profilers")
     entries = entries if isinstance(entries, dict) else {}
+    stacks: StackProfile | None = None
     for name in campaign.profilers.enabled:
         entry = entries.get(name)
         profiler = profilers.get(name)
@@ -139,12 +115,13 @@ def host_view(
         view.series.update(result.series)
         view.tables.update(result.tables)
         view.data_quality.extend(result.data_quality)
+        stacks = stacks or result.stacks
     view.metrics.update(_workload_metrics(session_dir))
     if campaign.target.probe is not None:
         probed = parse_probe(session_dir, list(campaign.target.probe))
         view.metrics.update(probed.metrics)
         view.data_quality.extend(probed.data_quality)
-    return view
+    return ParsedHost(view, stacks)
 
 
 def _manifest_status(value: Any) -> str:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from orchestrator.analysis.stacks import StackProfile
 from orchestrator.campaign import Campaign
 from orchestrator.models import HostFacts, ProfilerPlan
 
@@ -37,6 +38,9 @@ class ToolChoice:
 
 @dataclass
 class ProfileResult:
+    """What a profiler's parse() found. ``stacks`` (py-spy) feeds the fleet analysis and the
+    exports; it is not part of report.json."""
+
     metrics: dict[str, float] = field(default_factory=dict)
     top_functions: list[dict[str, Any]] = field(default_factory=list)
     flamegraph: dict[str, Any] | None = None
@@ -51,6 +55,7 @@ class ProfileResult:
     # ``<source>.*`` list has the same length as that axis; None where a sample lacks the
     # value (no rate for the first sample, the target not yet found).
     series: dict[str, list[float | None]] = field(default_factory=dict)
+    stacks: StackProfile | None = None
 
 
 class Profiler(Protocol):

@@ -110,6 +110,7 @@ def parse(session_dir: Path, entry: dict[str, Any], campaign: Campaign) -> Profi
     if not path.is_file():
         return result
     profile = read_folded(path, max_bytes=MAX_BYTES)
+    result.stacks = profile if profile.total_samples > 0 else None
     result.top_functions = [
         {
             "function": stat.function,

@@ -14,6 +14,7 @@ from the device and is read as untrusted (:func:`read_folded` caps and never rai
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -110,14 +111,17 @@ def speedscope(profile: StackProfile, name: str) -> dict[str, Any]:
     }
 
 
-def write_exports(run: RunDir) -> list[Path]:
+def write_exports(
+    run: RunDir, profiles: Mapping[str, StackProfile | None] | None = None
+) -> list[Path]:
     """Write both exports for every host that brought py-spy stacks back; return the paths.
 
+    ``profiles``: the stacks already parsed, by host (read from the run when absent).
     A host without stacks gets no files (and loses stale ones from an earlier build)."""
     written: list[Path] = []
     for host in run.hosts():
         host_dir = run.host_dir(host)
-        profile = host_profile(run, host)
+        profile = profiles.get(host) if profiles is not None else host_profile(run, host)
         targets = (host_dir / SPEEDSCOPE_FILE, host_dir / FOLDED_FILE)
         if profile is None or profile.total_samples <= 0:
             for stale in targets:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -53,6 +54,7 @@ class StageResult:
     status: str
     cancelled: bool
     hosts: dict[str, HostOutcome]
+    launched_at: float | None = None  # controller clock, just before the play was started
 
     def outcome(self, host: str) -> HostOutcome:
         return self.hosts.get(host) or HostOutcome(
@@ -176,6 +178,7 @@ def run_stage(
     envvars["PATH"] = os.pathsep.join(
         [str(Path(sys.executable).parent), os.environ.get("PATH", "")]
     )
+    launched_at = time.time()
     runner = ansible_runner.run(
         private_data_dir=str(private),
         project_dir=str(PLAYBOOKS_DIR),
@@ -197,6 +200,7 @@ def run_stage(
         status=str(runner.status),
         cancelled=runner.status == "canceled",
         hosts=collector.hosts,
+        launched_at=launched_at,
     )
     if result.rc != 0 and not result.cancelled:
         # A host the play never reached (syntax error, missing tool, runner error) gets

@@ -62,7 +62,9 @@ def clock_offset(device_time: float, started: float | None, finished: float) -> 
     return ClockOffset(offset_s=device_time - midpoint, uncertainty_s=(finished - started) / 2.0)
 
 
-def facts_from(host: str, outcome: HostOutcome) -> HostFacts | None:
+def facts_from(
+    host: str, outcome: HostOutcome, launched_at: float | None = None
+) -> HostFacts | None:
     capture = outcome.captures.get("fleetprof_facts")
     if capture is None:
         return None
@@ -79,7 +81,16 @@ def facts_from(host: str, outcome: HostOutcome) -> HostFacts | None:
     for name, path in found.items() if isinstance(found, dict) else ():
         if isinstance(name, str) and isinstance(path, str) and path and name not in tools:
             tools[name] = path
-    return HostFacts.from_dict({**raw, "tools": tools, "host": host, "clock": clock.__dict__})
+    ready = capture.finished - launched_at if launched_at is not None else None
+    return HostFacts.from_dict(
+        {
+            **raw,
+            "tools": tools,
+            "host": host,
+            "clock": clock.__dict__,
+            "ready_s": round(ready, 3) if ready is not None and ready >= 0 else None,
+        }
+    )
 
 
 class CampaignRun:
@@ -144,7 +155,7 @@ class CampaignRun:
         result = self._stage("preflight", capture=("fleetprof_facts",))
         facts: dict[str, HostFacts] = {}
         for host in list(self.active):
-            found = facts_from(host, result.outcome(host))
+            found = facts_from(host, result.outcome(host), result.launched_at)
             if found is None:
                 self._drop(host, "preflight", HostStatus.FAILED, "preflight returned no facts")
                 continue

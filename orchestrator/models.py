@@ -66,6 +66,9 @@ class HostFacts:
     delayacct: bool | None = None  # kernel.task_delayacct (iotop's IO% and SWAPIN columns)
     # nvidia_driver, jetson, gpu_counters_admin_only (RmProfilingAdminOnly; None: unknown)
     gpu: dict[str, bool | None] = field(default_factory=dict)
+    # Seconds from launching the preflight play until this device's answer came back: how
+    # long a play takes to reach the device from this controller, under its current load.
+    ready_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

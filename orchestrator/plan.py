@@ -17,9 +17,14 @@ from orchestrator.probe import seconds_per_kind
 from orchestrator.profilers.base import ToolChoice
 
 DEFAULT_GRACE_S = 10.0
-# Starting the session takes about one module round trip per device (the async start),
-# on a device that may be busier than at preflight: leave room for three, plus a margin.
-LEAD_ROUND_TRIPS = 3.0
+# Starting the session takes one play launch plus the async start, which Ansible cannot
+# pipeline: a temporary directory, the module and its wrapper put, modes set, the wrapper
+# run: about five remote operations where preflight's pipelined module took one round
+# trip, on a controller and devices that may be busier than at preflight. A loaded test
+# fleet needed 3.7 round trips. So: room for five round trips, or twice as long as the
+# preflight play took to reach the device, plus a margin.
+LEAD_ROUND_TRIPS = 5.0
+LEAD_READY_FACTOR = 2.0
 LEAD_MARGIN_S = 1.0
 
 
@@ -108,10 +113,18 @@ def reschedule(plan: SessionPlan, t0: float) -> SessionPlan:
 def effective_lead(requested_s: float, facts: list[HostFacts]) -> float:
     """The campaign's lead, lengthened where the slowest device could not be ready by T0.
 
-    A runner that starts after T0 starts late and the window is no longer common; the
-    preflight round trip says how long one module run takes on each device.
+    A runner that starts after T0 starts late and the window is no longer common. The
+    preflight play measured both what the session play repeats: its own launch on the
+    controller (``ready_s``, from launch to the device's answer) and one module round trip.
     """
-    trips = [f.clock.round_trip_s for f in facts if f.clock.round_trip_s is not None]
-    if not trips:
+    needs = [
+        max(
+            LEAD_ROUND_TRIPS * (f.clock.round_trip_s or 0.0),
+            LEAD_READY_FACTOR * (f.ready_s or 0.0),
+        )
+        for f in facts
+        if f.clock.round_trip_s is not None or f.ready_s is not None
+    ]
+    if not needs:
         return requested_s
-    return max(requested_s, LEAD_ROUND_TRIPS * max(trips) + LEAD_MARGIN_S)
+    return max(requested_s, max(needs) + LEAD_MARGIN_S)

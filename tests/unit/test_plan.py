@@ -152,9 +152,18 @@ def test_the_lead_is_lengthened_for_a_slow_device_and_never_shortened() -> None:
     quick = facts(clock=ClockOffset(offset_s=0.0, uncertainty_s=0.05))
     slow = facts(host="pi", clock=ClockOffset(offset_s=0.0, uncertainty_s=1.0))
     assert effective_lead(5.0, [quick]) == 5.0
-    assert effective_lead(5.0, [quick, slow]) == pytest.approx(3 * 2.0 + 1.0)
+    assert effective_lead(5.0, [quick, slow]) == pytest.approx(5 * 2.0 + 1.0)
     unmeasured = facts(clock=ClockOffset(offset_s=0.0, uncertainty_s=None))
     assert effective_lead(2.0, [unmeasured]) == 2.0
+
+
+def test_the_lead_covers_the_time_a_play_took_to_reach_the_slowest_device() -> None:
+    # A busy controller launches plays slowly: the session play will take about as long
+    # as the preflight play did to reach the device, whatever the module round trip.
+    quick = facts(clock=ClockOffset(offset_s=0.0, uncertainty_s=0.05), ready_s=1.0)
+    late = facts(host="pi", clock=ClockOffset(offset_s=0.0, uncertainty_s=0.05), ready_s=4.0)
+    assert effective_lead(4.0, [quick]) == 4.0
+    assert effective_lead(4.0, [quick, late]) == pytest.approx(2.0 * 4.0 + 1.0)
 
 
 def test_nsys_starts_the_command_itself_even_where_attaching_is_allowed() -> None:

@@ -407,11 +407,39 @@ def _check_probe(value: object) -> list[str]:
     return list(value)
 
 
+DEFAULT_PROBE_REPEATS = 5
+MAX_PROBE_REPEATS = 50
+
+
 class TargetSpec(_Spec):
     attach: AttachSpec | None = None
     launch: LaunchSpec | None = None
     # Run fixed micro-benchmarks instead of profiling a process (see docs/campaigns.md).
     probe: Annotated[list[str], PlainValidator(_check_probe)] | None = None
+    # How many repetitions each probe measurement is split into: a distribution per host
+    # for the nightly check's tests (probe targets only).
+    repeats: (
+        Annotated[
+            int,
+            _int_check(2, MAX_PROBE_REPEATS, f"an integer from 2 to {MAX_PROBE_REPEATS}"),
+        ]
+        | None
+    ) = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _repeats_for_probe(cls, data: Any) -> Any:
+        if (
+            isinstance(data, dict)
+            and data.get("repeats") is not None
+            and data.get("probe") is None
+        ):
+            raise _fail("repeats applies to a probe target only (target.probe)", "repeats")
+        return data
+
+    @property
+    def probe_repeats(self) -> int:
+        return self.repeats if self.repeats is not None else DEFAULT_PROBE_REPEATS
 
     @model_validator(mode="before")
     @classmethod
@@ -597,6 +625,46 @@ class CompareSpec(_Spec):
     )
 
 
+DEFAULT_REGRESSION_PCT = 10.0
+DEFAULT_CHECK_ALPHA = 0.05
+DEFAULT_CHECK_HISTORY = 14
+
+
+def _check_alpha(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+        raise _fail(f"expected a false discovery rate between 0 and 1, got {_describe(value)}")
+    return float(value)
+
+
+class ConfirmSpec(_Spec):
+    """Re-measure the flagged hosts alone before reporting them (fleetprof check)."""
+
+    enabled: bool = True
+    # The re-measure's window; the campaign's duration when not given.
+    duration_s: Duration | None = Field(
+        default=None, validation_alias="duration", serialization_alias="duration"
+    )
+
+
+class CheckSpec(_Spec):
+    """How `fleetprof check` judges each host against its own baseline (docs/check.md)."""
+
+    # Metrics to test against the baseline; by default every metric with repetitions
+    # behind it (the probe's).
+    metrics: Annotated[list[str], PlainValidator(_check_metric_names)] | None = None
+    # The smallest change, in percent of the baseline, that counts as a regression.
+    regression_pct: Annotated[float, _positive_number("a positive percentage")] = (
+        DEFAULT_REGRESSION_PCT
+    )
+    # False discovery rate controlled across every host x metric tested.
+    alpha: Annotated[float, PlainValidator(_check_alpha)] = DEFAULT_CHECK_ALPHA
+    confirm: ConfirmSpec = Field(default_factory=ConfirmSpec)
+    # How many past checks the stability figures and trend charts look back on.
+    history: Annotated[int, _int_check(2, 365, "an integer from 2 to 365 (checks)")] = (
+        DEFAULT_CHECK_HISTORY
+    )
+
+
 class Campaign(_Spec):
     """One profiling campaign, as validated from its YAML file."""
 
@@ -607,6 +675,7 @@ class Campaign(_Spec):
     target: TargetSpec
     profilers: ProfilersSpec = Field(default_factory=_default_profilers)
     compare: CompareSpec = Field(default_factory=CompareSpec)
+    check: CheckSpec = Field(default_factory=CheckSpec)
 
     _source: Path = PrivateAttr(default=Path("<mapping>"))
 

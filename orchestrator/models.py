@@ -69,6 +69,9 @@ class HostFacts:
     # Seconds from launching the preflight play until this device's answer came back: how
     # long a play takes to reach the device from this controller, under its current load.
     ready_s: float | None = None
+    # firmware, cpu_governor, cpu_max_mhz, cpu_scaling_max_mhz, cpu_quota_cores (None:
+    # unknown): what the nightly check shows when a host differs from its peers.
+    fingerprint: dict[str, str | float | None] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -80,6 +83,7 @@ class HostFacts:
         values["clock"] = ClockOffset(**data["clock"])
         values["tools"] = dict(data.get("tools") or {})
         values["gpu"] = dict(data.get("gpu") or {})
+        values["fingerprint"] = dict(data.get("fingerprint") or {})
         return cls(**values)
 
 
@@ -96,6 +100,7 @@ class TargetPlan:
     # probe: the micro-benchmarks to run at T0, in order, and the seconds each may take.
     probe: list[str] = field(default_factory=list)
     probe_seconds: float | None = None
+    probe_repeats: int | None = None
 
 
 @dataclass(frozen=True)

@@ -120,6 +120,7 @@ def parse_host(
     if campaign.target.probe is not None:
         probed = parse_probe(session_dir, list(campaign.target.probe))
         view.metrics.update(probed.metrics)
+        view.samples.update(probed.samples)
         view.data_quality.extend(probed.data_quality)
     return ParsedHost(view, stacks)
 

@@ -35,6 +35,7 @@ def _target(campaign: Campaign, facts: HostFacts, launcher_planned: bool) -> Tar
             mode="probe",
             probe=list(probe),
             probe_seconds=seconds_per_kind(campaign.duration_s, list(probe)),
+            probe_repeats=campaign.target.probe_repeats,
         )
     if attach is not None:
         return TargetPlan(

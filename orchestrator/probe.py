@@ -102,6 +102,7 @@ def _summarize(
     if not rates:
         return
     result.metrics[metric] = round(statistics.median(rates), 3)
+    result.samples[metric] = [round(rate, 3) for rate in rates]
     mean = statistics.fmean(rates)
     if len(rates) >= 2 and mean > 0:
         result.metrics[f"{metric}_cv"] = round(statistics.stdev(rates) / mean, 4)

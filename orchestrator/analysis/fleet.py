@@ -56,6 +56,7 @@ class HostView:
     group: str | None = None  # the host's value of compare.group_by (hw_model by default)
     series: dict[str, list[float | None]] = field(default_factory=dict)  # see docs/report.md
     tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    samples: dict[str, list[float]] = field(default_factory=dict)  # repetitions per metric
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -71,6 +72,7 @@ class HostView:
             "flamegraph": self.flamegraph,
             "series": self.series,
             "tables": self.tables,
+            "samples": self.samples,
             "data_quality": self.data_quality,
             "group": self.group if self.group is not None else self.hw_model,
         }

@@ -55,6 +55,9 @@ class ProfileResult:
     # ``<source>.*`` list has the same length as that axis; None where a sample lacks the
     # value (no rate for the first sample, the target not yet found).
     series: dict[str, list[float | None]] = field(default_factory=dict)
+    # The repetitions behind a metric, by metric name (the probe's): a distribution that
+    # the nightly check tests against the baseline's.
+    samples: dict[str, list[float]] = field(default_factory=dict)
     stacks: StackProfile | None = None
 
 

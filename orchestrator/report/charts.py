@@ -6,6 +6,9 @@ has no value (see ``ProfileResult.series``). A chart here is a set of polylines 
 shared axes; a None breaks a line. Only layout: values are scaled to a display unit
 (bytes/s to MiB/s, a ratio to %) and nothing else is computed.
 
+Trend charts (:func:`trend_charts`) draw the report's ``history{}``: x is the run (one
+category per recorded run, oldest first), one line per host.
+
 Labels can be device strings (host names in a group overlay): they go through
 ``markupsafe.escape`` like everything else that lands in the SVG.
 """
@@ -14,7 +17,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from markupsafe import Markup, escape
@@ -115,6 +119,7 @@ class Line:
     colour: str
     xs: list[float | None]
     ys: list[float | None]
+    width: float = 1.5
 
 
 @dataclass(frozen=True)
@@ -197,19 +202,41 @@ def _tick_label(value: float) -> str:
     return f"{value:.4g}"
 
 
-def line_chart(title: str, unit: str, lines: Sequence[Line]) -> Chart | None:
-    """Lines over shared axes (x: seconds, y: from 0 unless values go below it)."""
+def line_chart(
+    title: str,
+    unit: str,
+    lines: Sequence[Line],
+    *,
+    categories: Sequence[str] | None = None,
+    category_titles: Sequence[str] | None = None,
+    x_title: str = "time (s)",
+    from_zero: bool = True,
+) -> Chart | None:
+    """Lines over shared axes (x: seconds, y: from 0 unless values go below it).
+
+    With ``categories`` the x axis is categorical instead: x = i is the i-th category,
+    labelled (thinned to fit, the last one always) with ``categories[i]``, and every point
+    gets a marker with a tooltip naming its line, ``category_titles[i]`` and its value.
+    ``from_zero=False`` fits the y axis to the values (a trend of a few percent is then
+    visible)."""
     drawn = [line for line in lines if any(y is not None for y in line.ys)]
     if not drawn:
         return None
     values = [y for line in drawn for y in line.ys if y is not None]
     times = [x for line in drawn for x in line.xs if x is not None]
     shown, factor = display_unit(unit, max(abs(v) for v in values))
-    y_ticks = nice_ticks(min(0.0, min(values) * factor), max(values) * factor or 1.0)
+    low = min(values) * factor
+    y_ticks = nice_ticks(min(0.0, low) if from_zero else low, max(values) * factor or 1.0)
     y_low, y_high = y_ticks[0], y_ticks[-1]
-    x_ticks = nice_ticks(0.0, max(times) if times else 1.0, 5)
-    x_low, x_high = x_ticks[0], x_ticks[-1]
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    x_labels: list[tuple[float, str]]
+    if categories is not None:
+        x_low, x_high = -0.5, max(len(categories), 1) - 0.5
+        x_labels = [(float(i), categories[i]) for i in _category_ticks(categories, plot_w)]
+    else:
+        x_ticks = nice_ticks(0.0, max(times) if times else 1.0, 5)
+        x_low, x_high = x_ticks[0], x_ticks[-1]
+        x_labels = [(tick, _tick_label(tick)) for tick in x_ticks]
 
     def px(x: float) -> float:
         return LEFT + (x - x_low) / (x_high - x_low) * plot_w
@@ -220,7 +247,7 @@ def line_chart(title: str, unit: str, lines: Sequence[Line]) -> Chart | None:
     parts = [
         f'<svg class="chart" role="img" viewBox="0 0 {WIDTH:.0f} {HEIGHT:.0f}" '
         f'width="100%" font-size="{FONT:.0f}">',
-        f"<title>{escape(title)} ({escape(shown)})</title>",
+        f"<title>{escape(title)}{f' ({escape(shown)})' if shown else ''}</title>",
     ]
     for tick in y_ticks:
         y = py(tick / factor)
@@ -230,19 +257,20 @@ def line_chart(title: str, unit: str, lines: Sequence[Line]) -> Chart | None:
             f'<text x="{LEFT - 4:.1f}" y="{y + 3:.1f}" text-anchor="end">'
             f"{escape(_tick_label(tick))}</text>"
         )
-    for tick in x_ticks:
+    for tick, label in x_labels:
         x = px(tick)
         parts.append(
             f'<line class="tick" x1="{x:.1f}" x2="{x:.1f}" y1="{TOP + plot_h:.1f}" '
             f'y2="{TOP + plot_h + 4:.1f}"/>'
             f'<text x="{x:.1f}" y="{TOP + plot_h + 14:.1f}" text-anchor="middle">'
-            f"{escape(_tick_label(tick))}</text>"
+            f"{escape(label)}</text>"
         )
     parts.append(
         f'<line class="axis" x1="{LEFT:.1f}" x2="{LEFT:.1f}" y1="{TOP:.1f}" '
         f'y2="{TOP + plot_h:.1f}"/><line class="axis" x1="{LEFT:.1f}" '
         f'x2="{WIDTH - RIGHT:.1f}" y1="{TOP + plot_h:.1f}" y2="{TOP + plot_h:.1f}"/>'
-        f'<text x="{WIDTH - RIGHT:.1f}" y="{HEIGHT - 3:.1f}" text-anchor="end">time (s)</text>'
+        f'<text x="{WIDTH - RIGHT:.1f}" y="{HEIGHT - 3:.1f}" text-anchor="end">'
+        f"{escape(x_title)}</text>"
         f'<text x="12" y="{TOP + plot_h / 2:.1f}" text-anchor="middle" '
         f'transform="rotate(-90 12 {TOP + plot_h / 2:.1f})">{escape(shown)}</text>'
     )
@@ -250,16 +278,38 @@ def line_chart(title: str, unit: str, lines: Sequence[Line]) -> Chart | None:
         parts.append(f'<g stroke="{line.colour}" fill="{line.colour}">')
         parts.append(f"<title>{escape(line.label)}</title>")
         for run in _runs(line.xs, line.ys):
-            if len(run) == 1:
+            if len(run) == 1 and categories is None:
                 x, y = run[0]
                 parts.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="2"/>')
-            else:
+            elif len(run) > 1:
                 points = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in run)
-                parts.append(f'<polyline fill="none" stroke-width="1.5" points="{points}"/>')
+                parts.append(
+                    f'<polyline fill="none" stroke-width="{line.width:.1f}" points="{points}"/>'
+                )
+            if categories is not None:
+                for x, y in run:
+                    index = int(x)
+                    at = category_titles[index] if category_titles else categories[index]
+                    tip = f"{line.label} · {at}: {y * factor:.4g}{f' {shown}' if shown else ''}"
+                    parts.append(
+                        f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="2.5">'
+                        f"<title>{escape(tip)}</title></circle>"
+                    )
         parts.append("</g>")
     parts.append("</svg>")
     # Every string above is escaped or one of our numbers and constant colours.
     return Chart(title, Markup("".join(parts)), [(line.label, line.colour) for line in drawn])
+
+
+def _category_ticks(categories: Sequence[str], plot_w: float) -> list[int]:
+    """The categories that get a label: evenly spaced, as many as fit, the last always."""
+    count = len(categories)
+    if not count:
+        return []
+    widest = max(len(c) for c in categories) * FONT * 0.6 + 8.0
+    fit = max(1, int(plot_w // widest))
+    step = max(1, math.ceil(count / fit))
+    return sorted(range(count - 1, -1, -step))
 
 
 def _runs(xs: list[float | None], ys: list[float | None]) -> list[list[tuple[float, float]]]:
@@ -306,3 +356,110 @@ def group_charts(members: Sequence[tuple[str, Any]]) -> list[Chart]:
         if chart is not None:
             charts.append(chart)
     return charts
+
+
+# -- trends over runs (report.json's history{}) -----------------------------------------
+
+OTHER_HOSTS_COLOUR = "#b8bec6"
+
+# A unit from a metric name's parts, last part first ("target.cpu_pct.mean": "%"). Only
+# for the axis label and scaling; a metric none of these fit is shown as is.
+_UNIT_SUFFIXES = (
+    ("_bytes_per_s", "bytes/s"),
+    ("_pct", "%"),
+    ("_mb", "MB"),
+    ("_ratio", "ratio"),
+    ("_c", "°C"),
+    ("_ms", "ms"),
+    ("_hz", "Hz"),
+    ("_mhz", "MHz"),
+)
+
+
+def metric_unit(metric: str) -> str:
+    for part in reversed(metric.split(".")):
+        for suffix, unit in _UNIT_SUFFIXES:
+            if part.endswith(suffix) or part == suffix[1:]:
+                return unit
+    return ""
+
+
+def run_label(run: Mapping[str, Any]) -> str:
+    """A run's short axis label: its start as "MM-DD HH:MM", else its run id."""
+    started = run.get("started_at")
+    if isinstance(started, str):
+        try:
+            return datetime.fromisoformat(started).strftime("%m-%d %H:%M")
+        except ValueError:
+            pass
+    run_id = run.get("run_id")
+    return "?" if run_id is None else str(run_id)
+
+
+def run_title(run: Mapping[str, Any]) -> str:
+    """A run in a tooltip: its id and start, as recorded."""
+    parts = [str(run[k]) for k in ("run_id", "started_at") if run.get(k) is not None]
+    return " · ".join(parts) or "?"
+
+
+def trend_charts(history: Any, flagged: Mapping[str, Sequence[str]] | None = None) -> list[Chart]:
+    """Per metric of ``history.series``, one chart over the recorded runs, one line per
+    host. ``flagged``: per metric, the hosts the check flagged on it: their metrics come
+    first, and in a fleet too big to colour every host, only they get a colour (and a
+    thicker line), the others are drawn grey under one legend entry."""
+    if not isinstance(history, Mapping):
+        return []
+    runs = [r if isinstance(r, Mapping) else {} for r in _sequence(history.get("runs"))]
+    series = history.get("series")
+    if not runs or not isinstance(series, Mapping):
+        return []
+    flagged = flagged or {}
+    labels = [run_label(r) for r in runs]
+    titles = [run_title(r) for r in runs]
+    xs: list[float | None] = [float(i) for i in range(len(runs))]
+    metrics = sorted(
+        (str(m) for m, hosts in series.items() if isinstance(hosts, Mapping)),
+        key=lambda m: (not flagged.get(m), m),
+    )
+    charts = []
+    for metric in metrics:
+        hosts = series[metric]
+        members = [
+            (str(host), ys)
+            for host, values in hosts.items()
+            if (ys := _numbers(values)) is not None and any(y is not None for y in ys)
+        ]
+        marked = set(flagged.get(metric, ()))
+        colour_all = len(members) <= len(PALETTE)
+        lines: list[Line] = []
+        others = 0
+        for host, ys in members:
+            # A host's list is aligned with runs; a short one misses the latest runs.
+            ys = (ys + [None] * len(runs))[: len(runs)]
+            if colour_all or host in marked:
+                colour = PALETTE[len(lines) % len(PALETTE)]
+                lines.append(Line(host, colour, xs, ys, 2.5 if host in marked else 1.5))
+            else:
+                others += 1
+                lines.insert(0, Line(host, OTHER_HOSTS_COLOUR, xs, ys, 1.0))
+        chart = line_chart(
+            metric,
+            metric_unit(metric),
+            lines,
+            categories=labels,
+            category_titles=titles,
+            x_title="run",
+            from_zero=False,
+        )
+        if chart is None:
+            continue
+        if others:
+            legend = [item for item in chart.legend if item[1] != OTHER_HOSTS_COLOUR]
+            legend.append((f"{others} other host{'s' if others > 1 else ''}", OTHER_HOSTS_COLOUR))
+            chart = replace(chart, legend=legend)
+        charts.append(chart)
+    return charts
+
+
+def _sequence(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list | tuple) else []

@@ -278,7 +278,7 @@ BAD_FILES: list[tuple[str, str, str, str]] = [
         "unknown top-level key",
         MINIMAL + "hots: all\n",
         "6:1: hots",
-        "unknown key (allowed: name, hosts, duration, start, target, profilers, compare)",
+        "unknown key (allowed: name, hosts, duration, start, target, profilers, compare, check)",
     ),
     (
         "unknown key in start",
@@ -290,7 +290,7 @@ BAD_FILES: list[tuple[str, str, str, str]] = [
         "unknown key in target",
         MINIMAL + "  atach: {pid: 1}\n",
         "6:3: target.atach",
-        "unknown key (allowed: attach, launch, probe)",
+        "unknown key (allowed: attach, launch, probe, repeats)",
     ),
     (
         "unknown key in attach",

@@ -73,3 +73,45 @@ def test_the_inventory_hardware_model_wins(tmp_path: Path) -> None:
     )
     facts = json.loads(out.stdout)["facts"]
     assert (facts["hw_model"], facts["hw_model_source"]) == ("jetson-orin-nx", "hostvar")
+
+
+def test_cpu_quota_is_the_tightest_limit_from_the_cgroup_up_on_cgroup_v2(tmp_path: Path) -> None:
+    facts = load()
+    root = tmp_path / "cgroup"
+    (root / "fleet/host-3").mkdir(parents=True)
+    (root / "cpu.max").write_text("max 100000\n")
+    (root / "fleet/cpu.max").write_text("150000 100000\n")
+    (root / "fleet/host-3/cpu.max").write_text("30000 100000\n")
+    cgroup = tmp_path / "self-cgroup"
+    cgroup.write_text("0::/fleet/host-3\n")
+    assert facts.cpu_quota_cores(str(cgroup), str(root)) == 0.3
+    (root / "fleet/host-3/cpu.max").write_text("max 100000\n")
+    assert facts.cpu_quota_cores(str(cgroup), str(root)) == 1.5
+    (root / "fleet/cpu.max").write_text("max 100000\n")
+    assert facts.cpu_quota_cores(str(cgroup), str(root)) is None
+
+
+def test_cpu_quota_on_cgroup_v1_reads_the_cpu_controller(tmp_path: Path) -> None:
+    facts = load()
+    root = tmp_path / "cgroup"
+    leaf = root / "cpu,cpuacct/fleet/host-1"
+    leaf.mkdir(parents=True)
+    (root / "cpu,cpuacct/cpu.cfs_quota_us").write_text("-1\n")
+    (root / "cpu,cpuacct/cpu.cfs_period_us").write_text("100000\n")
+    (leaf / "cpu.cfs_quota_us").write_text("6000\n")
+    (leaf / "cpu.cfs_period_us").write_text("20000\n")
+    cgroup = tmp_path / "self-cgroup"
+    cgroup.write_text("12:memory:/fleet/host-1\n4:cpu,cpuacct:/fleet/host-1\n")
+    assert facts.cpu_quota_cores(str(cgroup), str(root)) == 0.3
+
+
+def test_the_fingerprint_names_what_it_could_not_read_as_none() -> None:
+    fingerprint = load().fingerprint()
+    assert set(fingerprint) == {
+        "firmware",
+        "cpu_governor",
+        "cpu_max_mhz",
+        "cpu_scaling_max_mhz",
+        "cpu_quota_cores",
+    }
+    assert all(v is None or isinstance(v, str | float) for v in fingerprint.values())

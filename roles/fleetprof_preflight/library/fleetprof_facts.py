@@ -170,6 +170,73 @@ def gpu_facts():
     }
 
 
+def _first_line(path):
+    text = read_text(path, 4096)
+    line = text.strip("\x00 \n").splitlines()[0].strip() if text and text.strip("\x00 \n") else ""
+    return line[:200] or None
+
+
+def _cpufreq_mhz(name):
+    text = _first_line("/sys/devices/system/cpu/cpu0/cpufreq/" + name)
+    return round(int(text) / 1000.0, 1) if text and text.isdigit() else None
+
+
+def _cgroup_quota(relative, root="/sys/fs/cgroup"):
+    """The tightest CPU quota (cores) on the way from the cgroup up to the root, or None."""
+    best = None
+    parts = [p for p in relative.split("/") if p]
+    for depth in range(len(parts), -1, -1):
+        here = os.path.join(root, *parts[:depth])
+        cores = None
+        text = _first_line(os.path.join(here, "cpu.max"))  # cgroup v2: "quota period"
+        if text:
+            fields = text.split()
+            if len(fields) == 2 and fields[0] != "max" and fields[0].isdigit() and fields[1].isdigit():
+                cores = int(fields[0]) / float(int(fields[1]) or 1)
+        else:  # cgroup v1
+            quota = _first_line(os.path.join(here, "cpu.cfs_quota_us"))
+            period = _first_line(os.path.join(here, "cpu.cfs_period_us"))
+            if quota and period and quota.isdigit() and period.isdigit() and int(period):
+                cores = int(quota) / float(int(period))
+        if cores is not None and (best is None or cores < best):
+            best = cores
+    return round(best, 3) if best is not None else None
+
+
+def cpu_quota_cores(cgroup_file="/proc/self/cgroup", root="/sys/fs/cgroup"):
+    """A CPU quota the device's processes run under (a container, a systemd slice)."""
+    for line in (read_text(cgroup_file) or "").splitlines():
+        fields = line.split(":", 2)
+        if len(fields) != 3:
+            continue
+        controllers = fields[1].split(",")
+        if fields[0] == "0" and fields[1] == "":
+            return _cgroup_quota(fields[2], root)
+        if "cpu" in controllers:
+            for mount in ("cpu,cpuacct", "cpu", "cpuacct,cpu"):
+                if os.path.isdir(os.path.join(root, mount)):
+                    return _cgroup_quota(fields[2], os.path.join(root, mount))
+    return None
+
+
+def fingerprint():
+    """What makes two devices of one model differ: firmware, CPU policy and limits."""
+    bios = " ".join(
+        part for part in (
+            _first_line("/sys/class/dmi/id/bios_vendor"),
+            _first_line("/sys/class/dmi/id/bios_version"),
+            _first_line("/sys/class/dmi/id/bios_date"),
+        ) if part
+    )
+    return {
+        "firmware": bios or _first_line("/etc/nv_tegra_release"),
+        "cpu_governor": _first_line("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
+        "cpu_max_mhz": _cpufreq_mhz("cpuinfo_max_freq"),
+        "cpu_scaling_max_mhz": _cpufreq_mhz("scaling_max_freq"),
+        "cpu_quota_cores": cpu_quota_cores(),
+    }
+
+
 def attach_permission(scope, is_root, has_cap):
     """Whether py-spy may attach to a process it did not start, and if not, why."""
     if scope == 3:
@@ -228,6 +295,7 @@ def main():
             (name, path) for name, path in ((n, find_tool(n)) for n in FOUND_TOOLS) if path
         ),
         "gpu": gpu_facts(),
+        "fingerprint": fingerprint(),
     }
     print(json.dumps({"changed": False, "facts": facts, "device_time": time.time()}))
 

@@ -271,6 +271,9 @@ def _target_errors(target: Any) -> List[str]:
         seconds = target.get("probe_seconds")
         if seconds is not None and not (_is_number(seconds) and 0 < seconds <= 3600):
             errors.append("target.probe_seconds must be a number of seconds, more than 0")
+        repeats = target.get("probe_repeats")
+        if repeats is not None and not (_is_positive_int(repeats) and repeats <= PROBE_MAX_REPS):
+            errors.append("target.probe_repeats must be an integer from 1 to %d" % PROBE_MAX_REPS)
         return errors
     return ["target.mode must be 'attach', 'launch' or 'probe', got %r" % (mode,)]
 
@@ -761,7 +764,8 @@ PROBE_KINDS = ("cpu", "memory", "disk")
 PROBE_FILE = "probe.json"
 PROBE_SCHEMA = "fleetprof.probe/1"
 PROBE_DEFAULT_S = 2.0  # per benchmark, when the plan does not say
-PROBE_REPS = 3  # each measurement runs as this many short repetitions: a spread, not a point
+PROBE_REPS = 5  # each measurement runs as this many short repetitions: a spread, not a point
+PROBE_MAX_REPS = 50
 PROBE_RESERVE_S = 0.2  # kept free before the deadline: stopping workers, writing probe.json
 PROBE_MIN_S = 0.05  # a benchmark with less time than this left does not start
 PROBE_SPAWN_S = 0.25  # at most this long for the all-core workers to start before rep 1
@@ -816,7 +820,7 @@ class ProbeError(Exception):
     """A benchmark that cannot run here (too little memory or disk); its result's error."""
 
 
-def _windows(start: float, end: float, reps: int = PROBE_REPS) -> List[List[float]]:
+def _windows(start: float, end: float, reps: int) -> List[List[float]]:
     width = max(0.001, (end - start) / reps)
     return [[start + i * width, start + (i + 1) * width] for i in range(reps)]
 
@@ -832,6 +836,7 @@ class Probe:
     def __init__(self, spec: Dict[str, Any], workdir: str, log: RunnerLog) -> None:
         self.kinds = list(spec.get("probe") or [])  # type: List[str]
         self.nominal = float(spec.get("probe_seconds") or PROBE_DEFAULT_S)
+        self.reps = int(spec.get("probe_repeats") or PROBE_REPS)
         self.workdir = workdir
         self.log = log
         self.results = {}  # type: Dict[str, Dict[str, Any]]
@@ -881,7 +886,7 @@ class Probe:
     def write(self) -> None:
         write_json(os.path.join(self.workdir, PROBE_FILE), {
             "schema": PROBE_SCHEMA, "kinds": self.kinds, "nominal_s": self.nominal,
-            "reps": PROBE_REPS, "cpu_count": os.cpu_count(),
+            "reps": self.reps, "cpu_count": os.cpu_count(),
             "python": platform.python_version(), "results": self.results,
         })
 
@@ -893,13 +898,13 @@ class Probe:
         running the same loop in the same windows (their rates add up)."""
         start = time.time()
         middle = start + (end - start) / 2.0
-        result["single"] = {"reps": probe_cpu(_windows(start, middle))}
+        result["single"] = {"reps": probe_cpu(_windows(start, middle, self.reps))}
         processes = os.cpu_count() or 1
         result["all"] = {"processes": processes, "reps": []}
         if not sys.executable:
             raise ProbeError("all-core: the Python interpreter's path is unknown")
         first = time.time() + min(PROBE_SPAWN_S, (end - time.time()) * 0.3)
-        windows = _windows(first, end)
+        windows = _windows(first, end, self.reps)
         argv = [sys.executable, "-c", PROBE_CPU_SOURCE + PROBE_CPU_MAIN, json.dumps(windows)]
         labels = ["probe-cpu-%d" % i for i in range(processes)]
         workers = []  # type: List[Child]
@@ -958,7 +963,7 @@ class Probe:
         result["copy"] = {"chunk_bytes": PROBE_COPY_CHUNK, "reps": reps}
         with memoryview(src) as source, memoryview(dst) as dest:
             dest[:] = source  # every page faulted in before anything is timed
-            for window in _windows(time.time(), end):
+            for window in _windows(time.time(), end, self.reps):
                 began, copied, offset = time.time(), 0, 0
                 while True:
                     stop = offset + PROBE_COPY_CHUNK
@@ -994,7 +999,7 @@ class Probe:
                 result["cache_dropped"] = False
 
         try:
-            for window in _windows(time.time(), end):
+            for window in _windows(time.time(), end, self.reps):
                 middle = (window[0] + window[1]) / 2.0
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
                 try:

@@ -1,0 +1,627 @@
+"""The run history: every recorded run's hosts, metrics, repetitions and check findings
+in one SQLite file per output root (``<out_root>/history.sqlite``, see docs/check.md).
+
+Several commands may write at once (a nightly check while someone runs a campaign by
+hand): the file is in WAL mode, every connection waits up to 30 s for a lock, and every
+write is one ``BEGIN IMMEDIATE`` transaction, so a writer takes the write lock before it
+reads anything and never has to upgrade a read lock (which SQLite refuses without
+waiting). The schema version is ``PRAGMA user_version``; opening migrates it forward.
+
+Everything stored comes from a report.json whose strings came from devices: strings are
+stored as bounded text and numbers only when they are finite.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+FILENAME = "history.sqlite"
+BUSY_TIMEOUT_S = 30.0
+RUN_KINDS = ("run", "check", "confirm")
+# What trends and last-run lookups consider: a confirm run re-measures flagged hosts only.
+MEASURED_KINDS = ("run", "check")
+MAX_TEXT = 1000
+
+# One step per schema version, applied in order: step i takes user_version i to i + 1.
+# Statements, not scripts: executescript() would commit the migration's transaction.
+MIGRATIONS: list[tuple[str, ...]] = [
+    (
+        """CREATE TABLE runs (
+            run_id TEXT PRIMARY KEY,
+            seq INTEGER NOT NULL UNIQUE,
+            campaign TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            path TEXT,
+            kind TEXT NOT NULL CHECK (kind IN ('run', 'check', 'confirm')),
+            hosts_total INTEGER NOT NULL,
+            hosts_ok INTEGER NOT NULL,
+            verdict TEXT,
+            recorded_at TEXT NOT NULL
+        )""",
+        """CREATE TABLE hosts (
+            run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+            host TEXT NOT NULL,
+            hw_model TEXT,
+            grp TEXT,
+            status TEXT,
+            reason TEXT,
+            PRIMARY KEY (run_id, host)
+        )""",
+        """CREATE TABLE metrics (
+            run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+            host TEXT NOT NULL,
+            metric TEXT NOT NULL,
+            value REAL NOT NULL,
+            PRIMARY KEY (run_id, host, metric)
+        )""",
+        """CREATE TABLE samples (
+            run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+            host TEXT NOT NULL,
+            metric TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            value REAL NOT NULL,
+            PRIMARY KEY (run_id, host, metric, seq)
+        )""",
+        """CREATE TABLE findings (
+            id INTEGER PRIMARY KEY,
+            run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+            host TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            metric TEXT,
+            confirmed INTEGER,
+            message TEXT
+        )""",
+        """CREATE TABLE baselines (
+            campaign TEXT PRIMARY KEY,
+            run_id TEXT NOT NULL REFERENCES runs (run_id),
+            set_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX runs_by_campaign ON runs (campaign, started_at)",
+        "CREATE INDEX metrics_by_host ON metrics (host, metric)",
+        "CREATE INDEX findings_by_run ON findings (run_id)",
+    ),
+]
+
+_RUN_COLUMNS = "run_id, campaign, started_at, path, kind, hosts_total, hosts_ok, verdict"
+# Runs ordered in time; seq (the order of first recording) breaks ties inside a second.
+_POSITION = "(started_at < ? OR (started_at = ? AND seq {op} ?))"
+
+
+class StoreError(Exception):
+    """The history store cannot be used: unreadable, corrupt, newer, or a bad request."""
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    campaign: str
+    started_at: str  # ISO 8601, UTC
+    path: Path | None
+    kind: str
+    hosts_total: int
+    hosts_ok: int
+    verdict: str | None
+
+
+@dataclass(frozen=True)
+class SeriesPoint:
+    run_id: str
+    started_at: str
+    campaign: str
+    host: str
+    metric: str
+    value: float
+
+
+class HistoryStore:
+    """One open connection to ``<out_root>/history.sqlite``."""
+
+    def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
+        self.path = path
+        self._conn = connection
+
+    @classmethod
+    def open(cls, out_root: Path) -> HistoryStore:
+        """Open (creating it and ``out_root`` if needed) and migrate the store."""
+        path = out_root / FILENAME
+        try:
+            out_root.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        except (OSError, sqlite3.Error) as err:
+            raise StoreError(f"{path}: cannot open the history store: {err}") from err
+        try:
+            _configure(conn)
+            _migrate(conn, path, MIGRATIONS)
+        except sqlite3.Error as err:
+            conn.close()
+            raise StoreError(f"{path}: not a usable history store: {err}") from err
+        except BaseException:
+            conn.close()
+            raise
+        return cls(path, conn)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- writing -------------------------------------------------------------------
+
+    def record_run(self, report: Mapping[str, Any], run_dir: Path, kind: str = "run") -> None:
+        """Record one run from its report.json; recording a run again replaces it."""
+        if kind not in RUN_KINDS:
+            raise ValueError(f"run kind must be one of {', '.join(RUN_KINDS)}, not {kind!r}")
+        row = self._run_row(report, run_dir, kind)
+        run_id = row[0]
+        hosts = _dicts(report.get("hosts"))
+        with self._transaction():
+            self._upsert_run(row)
+            for table in ("hosts", "metrics", "samples", "findings"):
+                self._conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
+            self._insert("hosts", 6, _host_rows(run_id, hosts))
+            self._insert("metrics", 4, _metric_rows(run_id, hosts))
+            self._insert("samples", 5, _sample_rows(run_id, hosts))
+            self._conn.executemany(
+                "INSERT INTO findings (run_id, host, kind, metric, confirmed, message)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                _finding_rows(run_id, _mapping(report.get("check"))),
+            )
+
+    def set_baseline(self, campaign: str, run_id: str) -> None:
+        """Pin a recorded run of ``campaign`` as the campaign's baseline."""
+        with self._transaction():
+            found = self._conn.execute(
+                "SELECT campaign FROM runs WHERE run_id = ?", (run_id,)
+            ).fetchone()
+            if found is None:
+                raise StoreError(f"{self.path}: run {run_id!r} is not recorded")
+            if found[0] != campaign:
+                raise StoreError(
+                    f"{self.path}: run {run_id!r} belongs to campaign {found[0]!r},"
+                    f" not {campaign!r}"
+                )
+            self._conn.execute(
+                "INSERT INTO baselines (campaign, run_id, set_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (campaign) DO UPDATE SET run_id = excluded.run_id,"
+                " set_at = excluded.set_at",
+                (campaign, run_id, _now()),
+            )
+
+    # --- runs ----------------------------------------------------------------------
+
+    def baseline(self, campaign: str) -> RunRecord | None:
+        rows = self._query(
+            f"SELECT {_prefixed('r')} FROM baselines b JOIN runs r USING (run_id)"
+            " WHERE b.campaign = ?",
+            (campaign,),
+        )
+        return self._record(rows[0]) if rows else None
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        rows = self._query(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,))
+        return self._record(rows[0]) if rows else None
+
+    def last_run(
+        self,
+        campaign: str,
+        *,
+        before_run_id: str | None = None,
+        kinds: Sequence[str] = MEASURED_KINDS,
+    ) -> RunRecord | None:
+        """The campaign's latest run; with ``before_run_id``, the latest one before it
+        (a run id that is not recorded only excludes itself)."""
+        where, params = self._before(before_run_id, inclusive=False)
+        rows = self._query(
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE campaign = ? AND kind IN ({_marks(kinds)})"
+            f" AND {where} ORDER BY started_at DESC, seq DESC LIMIT 1",
+            (campaign, *kinds, *params),
+        )
+        return self._record(rows[0]) if rows else None
+
+    def runs(
+        self,
+        campaign: str | None = None,
+        *,
+        kinds: Sequence[str] = MEASURED_KINDS,
+        limit: int = 30,
+    ) -> list[RunRecord]:
+        """The last ``limit`` runs (of one campaign, or of all), oldest first."""
+        where, params = _campaign_filter(campaign)
+        rows = self._query(
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE kind IN ({_marks(kinds)}) AND {where}"
+            " ORDER BY started_at DESC, seq DESC LIMIT ?",
+            (*kinds, *params, max(limit, 0)),
+        )
+        return [self._record(row) for row in reversed(rows)]
+
+    # --- per run -------------------------------------------------------------------
+
+    def samples(self, run_id: str, host: str, metric: str) -> list[float]:
+        """The repetitions behind one host's metric in one run, in their order."""
+        rows = self._query(
+            "SELECT value FROM samples WHERE run_id = ? AND host = ? AND metric = ?"
+            " ORDER BY seq",
+            (run_id, host, metric),
+        )
+        return [float(row[0]) for row in rows]
+
+    def host_metrics(self, run_id: str, host: str) -> dict[str, float]:
+        rows = self._query(
+            "SELECT metric, value FROM metrics WHERE run_id = ? AND host = ? ORDER BY metric",
+            (run_id, host),
+        )
+        return {str(row[0]): float(row[1]) for row in rows}
+
+    def host_statuses(self, run_id: str) -> dict[str, str]:
+        """Every host of the run and its status (``unknown`` where none was reported)."""
+        rows = self._query(
+            "SELECT host, COALESCE(status, 'unknown') FROM hosts WHERE run_id = ? ORDER BY host",
+            (run_id,),
+        )
+        return {str(row[0]): str(row[1]) for row in rows}
+
+    # --- across runs ---------------------------------------------------------------
+
+    def series(
+        self,
+        *,
+        campaign: str | None = None,
+        host: str | None = None,
+        metric: str | None = None,
+        limit_runs: int = 30,
+    ) -> list[SeriesPoint]:
+        """Metric values over each campaign's last ``limit_runs`` runs (kinds run and
+        check), grouped by (campaign, host, metric) and oldest first inside a group."""
+        where, params = _campaign_filter(campaign)
+        chosen = [(name, v) for name, v in (("host", host), ("metric", metric)) if v is not None]
+        filters = [f"m.{name} = ?" for name, _ in chosen]
+        values = [v for _, v in chosen]
+        rows = self._query(
+            "WITH recent AS (SELECT run_id, campaign, started_at, seq, ROW_NUMBER() OVER"
+            " (PARTITION BY campaign ORDER BY started_at DESC, seq DESC) AS age FROM runs"
+            f" WHERE kind IN ({_marks(MEASURED_KINDS)}) AND {where})"
+            " SELECT r.run_id, r.started_at, r.campaign, m.host, m.metric, m.value"
+            " FROM recent r JOIN metrics m USING (run_id) WHERE r.age <= ?"
+            + "".join(f" AND {f}" for f in filters)
+            + " ORDER BY r.campaign, m.host, m.metric, r.started_at, r.seq",
+            (*MEASURED_KINDS, *params, max(limit_runs, 0), *values),
+        )
+        return [
+            SeriesPoint(str(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4]), float(r[5]))
+            for r in rows
+        ]
+
+    def flag_counts(
+        self, campaign: str, *, checks: int, before_run_id: str | None = None
+    ) -> tuple[int, dict[tuple[str, str], int]]:
+        """Over the campaign's last ``checks`` check runs (up to and including
+        ``before_run_id`` when given): how many there were, and per (host, metric) -- or
+        (host, kind) for a finding without a metric -- in how many a finding was recorded,
+        confirmed or not."""
+        if checks <= 0:
+            return 0, {}
+        where, params = self._before(before_run_id, inclusive=True)
+        run_ids = [
+            str(row[0])
+            for row in self._query(
+                f"SELECT run_id FROM runs WHERE campaign = ? AND kind = 'check' AND {where}"
+                " ORDER BY started_at DESC, seq DESC LIMIT ?",
+                (campaign, *params, checks),
+            )
+        ]
+        if not run_ids:
+            return 0, {}
+        rows = self._query(
+            "SELECT host, COALESCE(metric, kind), COUNT(DISTINCT run_id) FROM findings"
+            f" WHERE run_id IN ({_marks(run_ids)}) GROUP BY 1, 2",
+            tuple(run_ids),
+        )
+        return len(run_ids), {(str(r[0]), str(r[1])): int(r[2]) for r in rows}
+
+    def trend(
+        self, campaign: str, metrics: Sequence[str], *, limit_runs: int = 30
+    ) -> dict[str, Any]:
+        """report.json's ``history{}``: the campaign's last runs (kinds run and check),
+        oldest first, and per metric and host one value or None per run. Metrics without
+        any value in those runs are left out."""
+        runs = self.runs(campaign, limit=limit_runs)
+        position = {run.run_id: i for i, run in enumerate(runs)}
+        series: dict[str, dict[str, list[float | None]]] = {}
+        if runs and metrics:
+            rows = self._query(
+                f"SELECT run_id, host, metric, value FROM metrics WHERE run_id IN"
+                f" ({_marks(runs)}) AND metric IN ({_marks(metrics)}) ORDER BY metric, host",
+                (*position, *metrics),
+            )
+            for run_id, host, metric, value in rows:
+                values = series.setdefault(metric, {}).setdefault(host, [None] * len(runs))
+                values[position[run_id]] = float(value)
+        ordered = {m: series[m] for m in dict.fromkeys(metrics) if m in series}
+        return {
+            "runs": [{"run_id": run.run_id, "started_at": run.started_at} for run in runs],
+            "series": ordered,
+        }
+
+    # --- internals -----------------------------------------------------------------
+
+    def _run_row(self, report: Mapping[str, Any], run_dir: Path, kind: str) -> tuple[Any, ...]:
+        run_id = _text(report.get("run_id"))
+        campaign = _text(report.get("campaign"))
+        if not run_id or not campaign:
+            raise StoreError(f"{self.path}: a report needs a run_id and a campaign to record")
+        started_at = _utc_iso(report.get("started_at"))
+        if started_at is None:
+            raise StoreError(
+                f"{self.path}: run {run_id!r} has no valid started_at"
+                f" ({str(report.get('started_at'))[:80]!r})"
+            )
+        hosts = _dicts(report.get("hosts"))
+        summary = _mapping(report.get("summary"))
+        ok = sum(1 for host in hosts if host.get("status") == "ok")
+        return (
+            run_id,
+            campaign,
+            started_at,
+            self._stored_path(run_dir),
+            kind,
+            _count(summary.get("hosts"), len(hosts)),
+            _count(summary.get("ok"), ok),
+            _text(_mapping(report.get("check")).get("verdict")),
+            _now(),
+        )
+
+    def _upsert_run(self, row: tuple[Any, ...]) -> None:
+        # An update keeps the run's seq: re-recording does not move it in time order.
+        self._conn.execute(
+            "INSERT INTO runs (run_id, campaign, started_at, path, kind, hosts_total,"
+            " hosts_ok, verdict, recorded_at, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?,"
+            " (SELECT COALESCE(MAX(seq), 0) + 1 FROM runs))"
+            " ON CONFLICT (run_id) DO UPDATE SET campaign = excluded.campaign,"
+            " started_at = excluded.started_at, path = excluded.path, kind = excluded.kind,"
+            " hosts_total = excluded.hosts_total, hosts_ok = excluded.hosts_ok,"
+            " verdict = excluded.verdict, recorded_at = excluded.recorded_at",
+            row,
+        )
+
+    def _insert(self, table: str, columns: int, rows: Iterable[tuple[Any, ...]]) -> None:
+        # OR REPLACE: a report listing a host (or a truncated name) twice keeps the last.
+        marks = ", ".join("?" * columns)
+        self._conn.executemany(f"INSERT OR REPLACE INTO {table} VALUES ({marks})", rows)
+
+    def _before(self, run_id: str | None, *, inclusive: bool) -> tuple[str, tuple[Any, ...]]:
+        """A WHERE clause for the runs before ``run_id`` in time order (and it, when
+        inclusive); only ``run_id`` itself is excluded where it is not recorded."""
+        if run_id is None:
+            return "1", ()
+        rows = self._query("SELECT started_at, seq FROM runs WHERE run_id = ?", (run_id,))
+        if not rows:
+            return "run_id != ?", (run_id,)
+        started_at, seq = rows[0]
+        return _POSITION.format(op="<=" if inclusive else "<"), (started_at, started_at, seq)
+
+    def _stored_path(self, run_dir: Path) -> str:
+        # Relative to the output root where it lies inside, so a moved root still works.
+        absolute = run_dir.resolve()
+        try:
+            return str(absolute.relative_to(self.path.parent.resolve()))
+        except ValueError:
+            return str(absolute)
+
+    def _record(self, row: Sequence[Any]) -> RunRecord:
+        run_id, campaign, started_at, path, kind, total, ok, verdict = row
+        return RunRecord(
+            run_id=str(run_id),
+            campaign=str(campaign),
+            started_at=str(started_at),
+            path=self.path.parent / path if path else None,
+            kind=str(kind),
+            hosts_total=int(total),
+            hosts_ok=int(ok),
+            verdict=None if verdict is None else str(verdict),
+        )
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        try:
+            return self._conn.execute(sql, params).fetchall()
+        except sqlite3.Error as err:
+            raise StoreError(f"{self.path}: cannot read the history store: {err}") from err
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as err:
+            raise StoreError(f"{self.path}: cannot write the history store: {err}") from err
+        try:
+            yield
+            self._conn.execute("COMMIT")
+        except BaseException as err:
+            _rollback(self._conn)
+            if isinstance(err, sqlite3.Error):
+                raise StoreError(f"{self.path}: cannot write the history store: {err}") from err
+            raise
+
+
+# --- connection and schema ---------------------------------------------------------
+
+
+def _configure(conn: sqlite3.Connection) -> None:
+    conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+    conn.execute("PRAGMA foreign_keys = ON")
+    _retry_busy(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone())
+
+
+def _retry_busy(action: Callable[[], object], attempts: int = 300) -> None:
+    """Switching to WAL needs a moment alone with the file, and SQLite reports a
+    concurrent opener as busy without waiting on the busy timeout."""
+    for attempt in range(attempts):
+        try:
+            action()
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) and "busy" not in str(err):
+                raise
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.1)
+
+
+def _migrate(conn: sqlite3.Connection, path: Path, migrations: Sequence[Sequence[str]]) -> None:
+    """Bring the schema to ``len(migrations)``, under an exclusive lock so that two
+    processes opening a fresh store do not both migrate it."""
+    if _user_version(conn, path, migrations) == len(migrations):
+        return
+    conn.execute("BEGIN EXCLUSIVE")
+    try:
+        version = _user_version(conn, path, migrations)
+        for step in migrations[version:]:
+            for statement in step:
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {len(migrations)}")
+        conn.execute("COMMIT")
+    except BaseException:
+        _rollback(conn)
+        raise
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    # SQLite may have rolled back already (a failed COMMIT, a full disk).
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
+def _user_version(conn: sqlite3.Connection, path: Path, migrations: Sequence[Any]) -> int:
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version > len(migrations):
+        raise StoreError(
+            f"{path}: schema version {version} was written by a newer fleetprof"
+            f" (this one knows up to {len(migrations)})"
+        )
+    return version
+
+
+# --- report.json -> rows -----------------------------------------------------------
+
+
+def _host_rows(run_id: str, hosts: Sequence[Mapping[str, Any]]) -> Iterator[tuple[Any, ...]]:
+    for host in hosts:
+        name = _text(host.get("name"))
+        if name:
+            yield (
+                run_id,
+                name,
+                _text(host.get("hw_model")),
+                _text(host.get("group")),
+                _text(host.get("status")),
+                _text(host.get("reason")),
+            )
+
+
+def _metric_rows(run_id: str, hosts: Sequence[Mapping[str, Any]]) -> Iterator[tuple[Any, ...]]:
+    for host in hosts:
+        name = _text(host.get("name"))
+        for metric, raw in _mapping(host.get("metrics")).items():
+            value = _number(raw)
+            if name and metric and value is not None:
+                yield run_id, name, _text(metric), value
+
+
+def _sample_rows(run_id: str, hosts: Sequence[Mapping[str, Any]]) -> Iterator[tuple[Any, ...]]:
+    for host in hosts:
+        name = _text(host.get("name"))
+        for metric, raw in _mapping(host.get("samples")).items():
+            if not name or not isinstance(raw, list):
+                continue
+            values = [v for v in map(_number, raw) if v is not None]
+            for seq, value in enumerate(values):
+                yield run_id, name, _text(metric), seq, value
+
+
+def _finding_rows(run_id: str, check: Mapping[str, Any]) -> Iterator[tuple[Any, ...]]:
+    for key, default in (("findings", None), ("unconfirmed", 0)):
+        for finding in _dicts(check.get(key)):
+            host, kind = _text(finding.get("host")), _text(finding.get("kind"))
+            if not host or not kind:
+                continue
+            flag = finding.get("confirmed")
+            confirmed = int(flag) if isinstance(flag, bool) else default
+            metric, message = _text(finding.get("metric")), _text(finding.get("message"))
+            yield run_id, host, kind, metric, confirmed, message
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return str(value)[:MAX_TEXT]
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _count(value: Any, default: int) -> int:
+    number = _number(value)
+    return int(number) if number is not None else default
+
+
+def _utc_iso(value: Any) -> str | None:
+    """A report's ``started_at`` in one comparable form: ISO 8601 in UTC (naive = UTC)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _dicts(value: Any) -> list[Mapping[str, Any]]:
+    if not isinstance(value, list):
+        return []
+    return [item for item in value if isinstance(item, Mapping)]
+
+
+def _marks(values: Sized) -> str:
+    return ", ".join("?" * len(values))
+
+
+def _prefixed(alias: str) -> str:
+    return ", ".join(f"{alias}.{column.strip()}" for column in _RUN_COLUMNS.split(","))
+
+
+def _campaign_filter(campaign: str | None) -> tuple[str, tuple[str, ...]]:
+    return ("campaign = ?", (campaign,)) if campaign is not None else ("1", ())

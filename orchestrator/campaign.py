@@ -429,11 +429,7 @@ class TargetSpec(_Spec):
     @model_validator(mode="before")
     @classmethod
     def _repeats_for_probe(cls, data: Any) -> Any:
-        if (
-            isinstance(data, dict)
-            and data.get("repeats") is not None
-            and data.get("probe") is None
-        ):
+        if isinstance(data, dict) and data.get("repeats") is not None and data.get("probe") is None:
             raise _fail("repeats applies to a probe target only (target.probe)", "repeats")
         return data
 

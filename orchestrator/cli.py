@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -23,6 +24,7 @@ from orchestrator import __version__
 from orchestrator.analysis.stacks import StackProfile
 from orchestrator.ansible import REPO_ROOT
 from orchestrator.campaign import Campaign, CampaignError, load_campaign
+from orchestrator.checkrun import BaselineError, Exports, pin_baseline, run_check
 from orchestrator.compare import (
     DEFAULT_ALPHA,
     CompareError,
@@ -32,12 +34,14 @@ from orchestrator.compare import (
     top_changes,
 )
 from orchestrator.console import ConsoleUi
-from orchestrator.flow import CampaignRun, RunOutcome, build_outputs
+from orchestrator.flow import CampaignRun, RunOutcome, build_outputs, record_history
 from orchestrator.inspect import InspectError, inspect_file
 from orchestrator.inventory import DEFAULT_INVENTORY, InventoryError, load_inventory
 from orchestrator.report.exports import host_profile
-from orchestrator.report.terminal import render_inspection, render_terminal
+from orchestrator.report.history import history_table
+from orchestrator.report.terminal import render_check, render_inspection, render_terminal
 from orchestrator.runs import RunDir, read_json
+from orchestrator.store import HistoryStore, StoreError
 
 DEMO_CAMPAIGN = REPO_ROOT / "campaigns" / "demo.yml"
 BAD_INPUT = 2
@@ -76,6 +80,7 @@ def execute(
     limit: str | None,
     out_root: Path,
     forks: int | None,
+    kind: str = "run",
 ) -> RunOutcome:
     try:
         inventory = load_inventory(inventory_source, campaign.hosts, limit)
@@ -97,6 +102,7 @@ def execute(
             ui=ui,
             cancel=cancel,
             tool_log=lambda text: ui.note(escape(text)),
+            kind=kind,
         )
         outcome = flow.execute()
     render_terminal(outcome.report, console)
@@ -180,8 +186,150 @@ def report(run_dir: Path) -> None:
         _fail(str(err))
     result = build_outputs(RunDir(run_dir), campaign)
     console = _console()
-    render_terminal(result, console)
+    problem = record_history(RunDir(run_dir), result)
+    if problem:
+        console.print(f"[yellow]warning:[/] {escape(problem)}", highlight=False)
+    render_check(result, console)
     console.print(f"report: {escape(str(run_dir / 'report.html'))}", highlight=False)
+
+
+OUT_OPTION = click.option(
+    "-o",
+    "--out",
+    "out_root",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("reports"),
+    show_default=True,
+    help="Output root; it holds the runs and their history (history.sqlite).",
+)
+
+
+def _writable(path: Path | None, option: str) -> None:
+    """Fail before the run, not after it, when an export cannot be written."""
+    if path is None:
+        return
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir() or not parent.is_dir() or not os.access(parent, os.W_OK):
+        _fail(f"{option} {path}: cannot write there (the folder must exist and be writable)")
+
+
+@main.command(name="check")
+@click.argument("campaign_file", type=click.Path(path_type=Path))
+@click.option("-i", "--inventory", help="Any Ansible inventory (file, directory, host list).")
+@OUT_OPTION
+@click.option(
+    "--baseline",
+    "baseline",
+    metavar="last|RUN_DIR",
+    help="Compare with the last run, or a run directory (default: the pinned baseline, "
+    "else the last run).",
+)
+@click.option("--junit", type=click.Path(path_type=Path, dir_okay=False), help="JUnit XML.")
+@click.option(
+    "--prometheus",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Prometheus text file (node_exporter textfile collector).",
+)
+@click.option("--markdown", type=click.Path(path_type=Path, dir_okay=False), help="Markdown.")
+@click.option("-f", "--forks", type=click.IntRange(1, 1000), help="Parallel connections.")
+def check_command(
+    campaign_file: Path,
+    inventory: str | None,
+    out_root: Path,
+    baseline: str | None,
+    junit: Path | None,
+    prometheus: Path | None,
+    markdown: Path | None,
+    forks: int | None,
+) -> None:
+    """Run CAMPAIGN_FILE and judge every host against its peers and its own baseline.
+
+    Exit 0: pass; 1: findings; 2: bad input; 3: hosts failed or missing, nothing else."""
+    try:
+        campaign = load_campaign(campaign_file)
+    except CampaignError as err:
+        _fail(str(err))
+    for path, option in (
+        (junit, "--junit"),
+        (prometheus, "--prometheus"),
+        (markdown, "--markdown"),
+    ):
+        _writable(path, option)
+    console = _console()
+
+    def run_one(chosen: Campaign, limit: str | None, kind: str) -> RunOutcome:
+        return execute(chosen, inventory, limit, out_root, forks, kind=kind)
+
+    try:
+        result = run_check(
+            campaign,
+            out_root,
+            run_one,
+            baseline=baseline,
+            exports=Exports(junit, prometheus, markdown),
+            note=lambda text: console.print(f"[cyan]check:[/] {escape(text)}", highlight=False),
+        )
+    except (BaselineError, StoreError) as err:
+        _fail(str(err))
+    render_check(result.report, console)
+    for text in result.notes:
+        console.print(f"[cyan]check:[/] {escape(text)}", highlight=False)
+    sys.exit(result.exit_code)
+
+
+@main.group(name="baseline")
+def baseline_group() -> None:
+    """The baseline each host is compared with by `fleetprof check`."""
+
+
+@baseline_group.command(name="set")
+@click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
+def baseline_set(run_dir: Path) -> None:
+    """Pin RUN_DIR as its campaign's baseline (in the history of the output root above it)."""
+    out_root = run_dir.resolve().parent.parent
+    try:
+        with HistoryStore.open(out_root) as store:
+            campaign, run_id = pin_baseline(store, run_dir)
+    except (BaselineError, StoreError) as err:
+        _fail(str(err))
+    _console().print(
+        f"baseline of [bold]{escape(campaign)}[/]: {escape(run_id)} "
+        f"(history: {escape(str(out_root / 'history.sqlite'))})",
+        highlight=False,
+    )
+
+
+@main.command(name="history")
+@OUT_OPTION
+@click.option("--campaign", help="Only this campaign.")
+@click.option("--host", help="Only this host.")
+@click.option("--metric", help="Only this metric.")
+@click.option("-n", "--runs", "limit", type=click.IntRange(1, 1000), default=30, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def history_command(
+    out_root: Path,
+    campaign: str | None,
+    host: str | None,
+    metric: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """Each host x metric over the last runs, with a sparkline."""
+    if not (out_root / "history.sqlite").is_file():
+        _fail(f"{out_root}: no history here yet (history.sqlite appears with the first run)")
+    try:
+        with HistoryStore.open(out_root) as store:
+            points = store.series(campaign=campaign, host=host, metric=metric, limit_runs=limit)
+    except StoreError as err:
+        _fail(str(err))
+    if as_json:
+        click.echo(json.dumps([dataclasses.asdict(p) for p in points], indent=2))
+        return
+    console = _console()
+    if not points:
+        console.print("no recorded values match")
+        return
+    console.print(history_table(points, title=f"history: {out_root / 'history.sqlite'}"))
 
 
 @main.command(name="inspect")

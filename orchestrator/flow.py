@@ -7,6 +7,7 @@ Errors are values on the way: a host that fails a stage gets its status and reas
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from orchestrator import profilers, toolcache
 from orchestrator.analysis.fleet import build_report
 from orchestrator.ansible import HostOutcome, ProgressFn, StageResult, run_stage
 from orchestrator.campaign import Campaign
+from orchestrator.check import CHECK_FILE
 from orchestrator.inventory import FACT_KEYS, Inventory, group_values, host_var_values
 from orchestrator.models import ClockOffset, HostFacts, HostStatus
 from orchestrator.parse import parse_host
@@ -29,6 +31,7 @@ from orchestrator.report.html import render_html
 from orchestrator.report.markdown import render_markdown
 from orchestrator.runs import RunDir, read_json, write_json, write_text
 from orchestrator.safetar import UnsafeArchive
+from orchestrator.store import RUN_KINDS, HistoryStore, StoreError
 
 
 class Ui(Protocol):
@@ -85,12 +88,28 @@ def facts_from(
     return HostFacts.from_dict(
         {
             **raw,
+            "fingerprint": _fingerprint(raw.get("fingerprint")),
             "tools": tools,
             "host": host,
             "clock": clock.__dict__,
             "ready_s": round(ready, 3) if ready is not None and ready >= 0 else None,
         }
     )
+
+
+def _fingerprint(raw: Any) -> dict[str, str | float | None]:
+    """The device's fingerprint facts, kept only as short strings and finite numbers."""
+    kept: dict[str, str | float | None] = {}
+    for key, value in raw.items() if isinstance(raw, dict) else ():
+        if not isinstance(key, str) or len(key) > 64:
+            continue
+        if isinstance(value, str):
+            kept[key] = value[:200]
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            kept[key] = float(value) if math.isfinite(value) else None
+        else:
+            kept[key] = None
+    return kept
 
 
 class CampaignRun:
@@ -104,7 +123,9 @@ class CampaignRun:
         ui: Ui,
         cancel: threading.Event,
         tool_log: Callable[[str], None] | None = None,
+        kind: str = "run",
     ) -> None:
+        self.kind = kind  # run | check | confirm (a check's re-measure): for the history
         self.campaign = campaign
         self.inventory = inventory
         self.forks = forks
@@ -229,6 +250,7 @@ class CampaignRun:
             {
                 "campaign": self.campaign.name,
                 "run_id": self.run.run_id,
+                "kind": self.kind,
                 "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "duration_s": self.campaign.duration_s,
                 "mode": self.campaign.target.mode,
@@ -270,11 +292,15 @@ class CampaignRun:
                     host, "interrupted", HostStatus.FAILED, "interrupted by the operator"
                 )
         report = build_outputs(self.run, self.campaign)
+        problem = record_history(self.run, report)
+        if problem:
+            self.ui.note(problem)
         return RunOutcome(run=self.run, report=report, interrupted=interrupted)
 
 
 def build_outputs(run: RunDir, campaign: Campaign) -> dict[str, Any]:
-    """Stages 7-9 from the run directory alone: report.json first, then what renders it."""
+    """Stages 7-9 from the run directory alone: report.json first, then what renders it.
+    A check's judgement (check.json) joins the report."""
     meta = read_json(run.path / "run.json")
     models = meta.get("hw_models") or {}
     parsed = [
@@ -290,11 +316,27 @@ def build_outputs(run: RunDir, campaign: Campaign) -> dict[str, Any]:
         threshold=campaign.compare.threshold,
         group_values=_recorded_group_values(meta, group_by, [p.view.name for p in parsed]),
     )
+    judgement = run.path / CHECK_FILE
+    if judgement.is_file():
+        report.update(read_json(judgement))
     write_json(run.path / "report.json", report)
     write_text(run.path / "report.html", render_html(report))
     write_text(run.path / "summary.md", render_markdown(report))
     write_exports(run, {p.view.name: p.profile for p in parsed})
     return report
+
+
+def record_history(run: RunDir, report: dict[str, Any]) -> str | None:
+    """The history store (``OUT/history.sqlite``, two levels above the run) gets the run;
+    a store that cannot take it costs the history, not the report: the reason is returned."""
+    try:
+        meta = read_json(run.path / "run.json")
+        kind = meta.get("kind") if meta.get("kind") in RUN_KINDS else "run"
+        with HistoryStore.open(run.path.parent.parent) as store:
+            store.record_run(report, run.path, kind=str(kind))
+    except (StoreError, OSError, ValueError) as err:
+        return f"the run was not recorded in the history: {err}"
+    return None
 
 
 def _recorded_group_values(meta: dict[str, Any], group_by: str, hosts: list[str]) -> dict[str, str]:

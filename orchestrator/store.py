@@ -92,6 +92,10 @@ MIGRATIONS: list[tuple[str, ...]] = [
 ]
 
 _RUN_COLUMNS = "run_id, campaign, started_at, path, kind, hosts_total, hosts_ok, verdict"
+_HOST_COLUMNS = ("run_id", "host", "hw_model", "grp", "status", "reason")
+_METRIC_COLUMNS = ("run_id", "host", "metric", "value")
+_SAMPLE_COLUMNS = ("run_id", "host", "metric", "seq", "value")
+_FINDING_COLUMNS = ("run_id", "host", "kind", "metric", "confirmed", "message")
 # Runs ordered in time; seq (the order of first recording) breaks ties inside a second.
 _POSITION = "(started_at < ? OR (started_at = ? AND seq {op} ?))"
 
@@ -176,14 +180,11 @@ class HistoryStore:
             self._upsert_run(row)
             for table in ("hosts", "metrics", "samples", "findings"):
                 self._conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
-            self._insert("hosts", 6, _host_rows(run_id, hosts))
-            self._insert("metrics", 4, _metric_rows(run_id, hosts))
-            self._insert("samples", 5, _sample_rows(run_id, hosts))
-            self._conn.executemany(
-                "INSERT INTO findings (run_id, host, kind, metric, confirmed, message)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                _finding_rows(run_id, _mapping(report.get("check"))),
-            )
+            self._insert("hosts", _HOST_COLUMNS, _host_rows(run_id, hosts))
+            self._insert("metrics", _METRIC_COLUMNS, _metric_rows(run_id, hosts))
+            self._insert("samples", _SAMPLE_COLUMNS, _sample_rows(run_id, hosts))
+            findings = _finding_rows(run_id, _mapping(report.get("check")))
+            self._insert("findings", _FINDING_COLUMNS, findings)
 
     def set_baseline(self, campaign: str, run_id: str) -> None:
         """Pin a recorded run of ``campaign`` as the campaign's baseline."""
@@ -257,8 +258,7 @@ class HistoryStore:
     def samples(self, run_id: str, host: str, metric: str) -> list[float]:
         """The repetitions behind one host's metric in one run, in their order."""
         rows = self._query(
-            "SELECT value FROM samples WHERE run_id = ? AND host = ? AND metric = ?"
-            " ORDER BY seq",
+            "SELECT value FROM samples WHERE run_id = ? AND host = ? AND metric = ? ORDER BY seq",
             (run_id, host, metric),
         )
         return [float(row[0]) for row in rows]
@@ -401,10 +401,12 @@ class HistoryStore:
             row,
         )
 
-    def _insert(self, table: str, columns: int, rows: Iterable[tuple[Any, ...]]) -> None:
+    def _insert(self, table: str, columns: Sequence[str], rows: Iterable[tuple[Any, ...]]) -> None:
         # OR REPLACE: a report listing a host (or a truncated name) twice keeps the last.
-        marks = ", ".join("?" * columns)
-        self._conn.executemany(f"INSERT OR REPLACE INTO {table} VALUES ({marks})", rows)
+        self._conn.executemany(
+            f"INSERT OR REPLACE INTO {table} ({', '.join(columns)}) VALUES ({_marks(columns)})",
+            rows,
+        )
 
     def _before(self, run_id: str | None, *, inclusive: bool) -> tuple[str, tuple[Any, ...]]:
         """A WHERE clause for the runs before ``run_id`` in time order (and it, when

@@ -172,3 +172,59 @@ def render_inspection(data: Mapping[str, Any], console: Console) -> None:
         console.print(device_text(f"note: {note}", "yellow"))
     if not metrics and not functions:
         console.print("nothing recognisable in this file")
+
+
+VERDICT_STYLES = {"pass": "bold green", "findings": "bold red", "incomplete": "bold yellow"}
+
+
+def _findings_table(title: str, findings: Sequence[Mapping[str, Any]]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in ("kind", "host", "metric", "what"):
+        table.add_column(column)
+    for f in findings:
+        table.add_row(
+            device_text(f.get("kind")),
+            device_text(f.get("host")),
+            device_text(f.get("metric") or MISSING),
+            device_text(f.get("message")),
+        )
+    return table
+
+
+def render_check(report: Mapping[str, Any], console: Console) -> None:
+    """The run's summary, then the check's verdict, findings and what differs on each
+    regressed host (report.json ``check{}`` and ``regressions[]``)."""
+    render_terminal(report, console)
+    check = report.get("check")
+    if not isinstance(check, Mapping):
+        return
+    verdict = str(check.get("verdict"))
+    baseline = check.get("baseline") or {}
+    findings = check.get("findings") or []
+    unconfirmed = check.get("unconfirmed") or []
+    line = Text("check: ")
+    line.append(verdict.upper(), style=VERDICT_STYLES.get(verdict, "bold"))
+    line.append(
+        f"  {len(findings)} finding(s), {len(unconfirmed)} unconfirmed; "
+        f"{check.get('tests', 0)} host x metric test(s) against baseline "
+    )
+    line.append(device_text(baseline.get("run_id") or "none"))
+    line.append(f" ({device_text(baseline.get('source'))})")
+    console.print(line)
+    if findings:
+        console.print(_findings_table("findings", findings))
+    if unconfirmed:
+        console.print(
+            _findings_table("unconfirmed (not reproduced by the re-measure)", unconfirmed)
+        )
+    for r in report.get("regressions") or []:
+        if not r.get("fingerprint"):
+            continue
+        diffs = "; ".join(
+            f"{device_text(d.get('key'))}: {device_text(d.get('value'))} "
+            f"(peers: {device_text(d.get('peers'))})"
+            for d in r["fingerprint"]
+        )
+        console.print(
+            Text(f"{device_text(r.get('host'))} differs from its peers: {diffs}", style="dim")
+        )

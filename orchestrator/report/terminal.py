@@ -217,14 +217,19 @@ def render_check(report: Mapping[str, Any], console: Console) -> None:
         console.print(
             _findings_table("unconfirmed (not reproduced by the re-measure)", unconfirmed)
         )
+    described: set[str] = set()
     for r in report.get("regressions") or []:
-        if not r.get("fingerprint"):
+        host = str(r.get("host"))
+        if not r.get("fingerprint") or host in described:
             continue
+        described.add(host)
         diffs = "; ".join(
-            f"{device_text(d.get('key'))}: {device_text(d.get('value'))} "
-            f"(peers: {device_text(d.get('peers'))})"
+            f"{_plain(d.get('key'))}: {_plain(d.get('value'))} (peers: {_plain(d.get('peers'))})"
             for d in r["fingerprint"]
         )
-        console.print(
-            Text(f"{device_text(r.get('host'))} differs from its peers: {diffs}", style="dim")
-        )
+        console.print(Text(f"{_plain(host)} differs from its peers: {diffs}", style="dim"))
+
+
+def _plain(value: Any) -> str:
+    """A fingerprint value as plain text; None (unknown, or no limit) as "none"."""
+    return "none" if value is None else device_text(value).plain

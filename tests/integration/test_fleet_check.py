@@ -54,7 +54,7 @@ def test_a_throttled_host_is_named_as_regressed_and_only_it(
     campaign = tmp_path / "nightly.yml"
     campaign.write_text(
         "name: nightly\nduration: 5s\nstart: {lead: 4s}\n"
-        "target: {probe: [cpu], repeats: 5}\n"
+        "target: {probe: [cpu], repeats: 10}\n"
         "check: {confirm: {duration: 4s}}\n"
     )
     out = tmp_path / "out"
@@ -123,6 +123,7 @@ def test_a_throttled_host_is_named_as_regressed_and_only_it(
             throttled,
             "--metric",
             "probe.cpu.single_ops_per_s",
+            "--json",
         ],
         capture_output=True,
         text=True,
@@ -131,4 +132,6 @@ def test_a_throttled_host_is_named_as_regressed_and_only_it(
         check=False,
     )
     assert history.returncode == 0, history.stderr
-    assert "probe.cpu.single_ops_per_s" in history.stdout
+    points = json.loads(history.stdout)
+    assert [p["host"] for p in points] == [throttled, throttled]  # two checks, not the confirm
+    assert points[1]["value"] < 0.7 * points[0]["value"]

@@ -186,7 +186,7 @@ def test_the_baseline_is_the_pinned_run_else_the_last_else_none(tmp_path: Path) 
         other = dict(BASE, campaign="other", run_id="x1")
         with pytest.raises(BaselineError, match="a run of campaign 'other'"):
             choose_baseline(store, "nightly", str(write_run(out, other)), "r3")
-        with pytest.raises(BaselineError, match="no report.json"):
+        with pytest.raises(BaselineError, match=r"no report\.json"):
             choose_baseline(store, "nightly", str(tmp_path), "r3")
 
 

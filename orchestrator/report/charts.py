@@ -120,6 +120,7 @@ class Line:
     xs: list[float | None]
     ys: list[float | None]
     width: float = 1.5
+    markers: bool = True  # categorical x only: a marker with a tooltip on every point
 
 
 @dataclass(frozen=True)
@@ -216,7 +217,8 @@ def line_chart(
 
     With ``categories`` the x axis is categorical instead: x = i is the i-th category,
     labelled (thinned to fit, the last one always) with ``categories[i]``, and every point
-    gets a marker with a tooltip naming its line, ``category_titles[i]`` and its value.
+    of a line with ``markers`` gets one with a tooltip naming the line,
+    ``category_titles[i]`` and the value.
     ``from_zero=False`` fits the y axis to the values (a trend of a few percent is then
     visible)."""
     drawn = [line for line in lines if any(y is not None for y in line.ys)]
@@ -278,15 +280,12 @@ def line_chart(
         parts.append(f'<g stroke="{line.colour}" fill="{line.colour}">')
         parts.append(f"<title>{escape(line.label)}</title>")
         for run in _runs(line.xs, line.ys):
-            if len(run) == 1 and categories is None:
-                x, y = run[0]
-                parts.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="2"/>')
-            elif len(run) > 1:
+            if len(run) > 1:
                 points = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in run)
                 parts.append(
                     f'<polyline fill="none" stroke-width="{line.width:.1f}" points="{points}"/>'
                 )
-            if categories is not None:
+            if categories is not None and line.markers:
                 for x, y in run:
                     index = int(x)
                     at = category_titles[index] if category_titles else categories[index]
@@ -295,6 +294,9 @@ def line_chart(
                         f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="2.5">'
                         f"<title>{escape(tip)}</title></circle>"
                     )
+            elif len(run) == 1:
+                x, y = run[0]
+                parts.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="2"/>')
         parts.append("</g>")
     parts.append("</svg>")
     # Every string above is escaped or one of our numbers and constant colours.
@@ -361,6 +363,7 @@ def group_charts(members: Sequence[tuple[str, Any]]) -> list[Chart]:
 # -- trends over runs (report.json's history{}) -----------------------------------------
 
 OTHER_HOSTS_COLOUR = "#b8bec6"
+MARKERS_UP_TO_RUNS = 60
 
 # A unit from a metric name's parts, last part first ("target.cpu_pct.mean": "%"). Only
 # for the axis label and scaling; a metric none of these fit is shown as is.
@@ -431,17 +434,21 @@ def trend_charts(history: Any, flagged: Mapping[str, Sequence[str]] | None = Non
         ]
         marked = set(flagged.get(metric, ()))
         colour_all = len(members) <= len(PALETTE)
-        lines: list[Line] = []
-        others = 0
-        for host, ys in members:
+        # Markers (with their tooltips) on every point would make a long history of a big
+        # fleet heavy: only coloured lines get them, and only over a short history.
+        markers = len(runs) <= MARKERS_UP_TO_RUNS
+        coloured: list[Line] = []
+        grey: list[Line] = []
+        for host, values in members:
             # A host's list is aligned with runs; a short one misses the latest runs.
-            ys = (ys + [None] * len(runs))[: len(runs)]
+            ys = (values + [None] * len(runs))[: len(runs)]
             if colour_all or host in marked:
-                colour = PALETTE[len(lines) % len(PALETTE)]
-                lines.append(Line(host, colour, xs, ys, 2.5 if host in marked else 1.5))
+                colour = PALETTE[len(coloured) % len(PALETTE)]
+                width = 2.5 if host in marked else 1.5
+                coloured.append(Line(host, colour, xs, ys, width, markers))
             else:
-                others += 1
-                lines.insert(0, Line(host, OTHER_HOSTS_COLOUR, xs, ys, 1.0))
+                grey.append(Line(host, OTHER_HOSTS_COLOUR, xs, ys, 1.0, False))
+        lines = grey + coloured  # the coloured ones drawn on top
         chart = line_chart(
             metric,
             metric_unit(metric),
@@ -453,9 +460,10 @@ def trend_charts(history: Any, flagged: Mapping[str, Sequence[str]] | None = Non
         )
         if chart is None:
             continue
-        if others:
+        if grey:
             legend = [item for item in chart.legend if item[1] != OTHER_HOSTS_COLOUR]
-            legend.append((f"{others} other host{'s' if others > 1 else ''}", OTHER_HOSTS_COLOUR))
+            others = f"{len(grey)} other host{'s' if len(grey) > 1 else ''}"
+            legend.append((others, OTHER_HOSTS_COLOUR))
             chart = replace(chart, legend=legend)
         charts.append(chart)
     return charts

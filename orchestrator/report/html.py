@@ -23,12 +23,25 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup, escape
 
-from orchestrator.report.charts import Chart, group_charts, host_charts
+from orchestrator.report.charts import Chart, group_charts, host_charts, trend_charts
 
 MISSING = "\u2013"  # an en dash stands for a value the report does not have
 
 STATUSES = ("ok", "partial", "failed", "unreachable", "skipped")
 """Known host statuses, in the order the page lists them; each has a CSS class."""
+
+VERDICTS = ("pass", "findings", "incomplete")
+"""The nightly check's verdicts (docs/check.md); each has a CSS class."""
+
+# regressions[] keys the Regressions table shows in its own columns (or in a tooltip);
+# any other key a later report adds gets a generic column after them.
+REGRESSION_KEYS = frozenset(
+    {
+        "host", "group", "hw_model", "metric", "baseline", "value", "change_pct",
+        "direction", "test", "p_value", "q_value", "n", "baseline_n", "baseline_run",
+        "confirmed", "confirm", "fingerprint", "stability",
+    }
+)  # fmt: skip
 
 # Hosts get their sections open by default only in a small fleet; in a big one the
 # fleet table is the overview and a section opens on demand.
@@ -84,6 +97,8 @@ def render_html(report: Mapping[str, Any]) -> str:
     summary = _mapping(report.get("summary"))
     compare = _mapping(report.get("compare"))
     template = _environment().get_template("report.html.j2")
+    regressions = _dicts(report.get("regressions"))
+    check = _check_view(report.get("check"))
     return template.render(
         report=report,
         hosts=hosts,
@@ -97,8 +112,10 @@ def render_html(report: Mapping[str, Any]) -> str:
         outliers=[_outlier_view(o) for o in _dicts(report.get("outliers"))],
         matrix=_matrix_view(report.get("function_matrix"), raw_hosts),
         comparisons=_comparisons(diffs.get("group_vs_group")),
-        regressions=_dicts(report.get("regressions")),
-        regression_columns=_columns(_dicts(report.get("regressions"))),
+        check=check,
+        regressions=[_regression_view(r) for r in regressions],
+        regression_columns=[c for c in _columns(regressions) if c not in REGRESSION_KEYS],
+        trends=trend_charts(report.get("history"), _flagged(report)),
         csp=Markup(CONTENT_SECURITY_POLICY),  # our constant; quotes must stay quotes
         script=Markup(_SCRIPT),
     )
@@ -117,6 +134,8 @@ def _environment() -> Environment:
     env.filters["duration"] = fmt_duration
     env.filters["status_class"] = status_class
     env.filters["signed"] = fmt_signed
+    env.filters["verdict_class"] = verdict_class
+    env.filters["sci"] = fmt_sci
     return env
 
 
@@ -153,6 +172,12 @@ def fmt_signed(value: Any, digits: int = 2) -> str:
     return MISSING if number is None else f"{number:+,.{digits}f}"
 
 
+def fmt_sci(value: Any) -> str:
+    """A p- or q-value: three significant digits, small ones in scientific notation."""
+    number = _number(value)
+    return MISSING if number is None else f"{number:.3g}"
+
+
 def fmt_duration(value: Any) -> str:
     seconds = _number(value)
     if seconds is None:
@@ -169,6 +194,11 @@ def fmt_duration(value: Any) -> str:
 def status_class(status: Any) -> str:
     """A CSS class for a status; unknown values get a neutral one, never their own text."""
     return f"st-{status}" if status in STATUSES else "st-unknown"
+
+
+def verdict_class(verdict: Any) -> str:
+    """A CSS class for a check verdict, like :func:`status_class`."""
+    return f"v-{verdict}" if verdict in VERDICTS else "st-unknown"
 
 
 # -- views: the report's values, defaulted and shaped for the template ------------------
@@ -287,6 +317,144 @@ def _outlier_view(outlier: Mapping[str, Any]) -> dict[str, Any]:
         "robust_z": outlier.get("robust_z"),
         "high": (_number(outlier.get("robust_z")) or 0.0) > 0,
     }
+
+
+def _finding_view(finding: Mapping[str, Any]) -> dict[str, str]:
+    return {
+        key: "" if finding.get(key) is None else str(finding.get(key))
+        for key in ("kind", "host", "metric", "message")
+    }
+
+
+def _check_view(check: Any) -> dict[str, Any] | None:
+    """The nightly check's verdict, settings and findings (docs/check.md), or None when
+    the report has no check."""
+    if not isinstance(check, Mapping):
+        return None
+    baseline = _mapping(check.get("baseline"))
+    confirm = _mapping(check.get("confirm"))
+    findings = [_finding_view(f) for f in _dicts(check.get("findings"))]
+    verdict = str(check.get("verdict") or "unknown")
+    return {
+        "verdict": verdict,
+        "exit_code": check.get("exit_code"),
+        "baseline": {
+            "run_id": _text(baseline.get("run_id")),
+            "source": _text(baseline.get("source")) or "none",
+            "path": _text(baseline.get("path")),
+        },
+        "alpha": check.get("alpha"),
+        "regression_pct": check.get("regression_pct"),
+        "tests": check.get("tests"),
+        "confirm": {
+            "enabled": confirm.get("enabled") is True,
+            "run_id": _text(confirm.get("run_id")),
+            "hosts": [str(h) for h in _list(confirm.get("hosts"))],
+        },
+        "findings": findings,
+        "unconfirmed": [_finding_view(f) for f in _dicts(check.get("unconfirmed"))],
+        "judged": len(_dicts(check.get("hosts"))),
+    }
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _peers(value: Any) -> str:
+    """A fingerprint's peer values as one string: a list joined, a mapping (value: how
+    many peers have it) as "value (count)"."""
+    if isinstance(value, Mapping):
+        return ", ".join(
+            f"{k} ({fmt_count(v)})" if _number(v) is not None else str(k) for k, v in value.items()
+        )
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value)
+    return "" if value is None else str(value)
+
+
+def fingerprint_text(item: Mapping[str, Any]) -> str:
+    """One fingerprint entry as "key: value (peers: ...)"."""
+    peers = _peers(item.get("peers"))
+    text = f"{_text(item.get('key')) or '?'}: {_text(item.get('value')) or MISSING}"
+    return f"{text} (peers: {peers})" if peers else text
+
+
+def confirmed_text(value: Any) -> str:
+    """A regression's ``confirmed``: yes, no, or a dash when confirmation was off (null)."""
+    if value is True:
+        return "yes"
+    if value is False:
+        return "no"
+    return MISSING if value is None else str(value)
+
+
+def stability_text(value: Any) -> str:
+    """A regression's ``stability`` as "flagged/checks" (in how many recent checks)."""
+    stability = _mapping(value)
+    flagged, checks = _number(stability.get("flagged")), _number(stability.get("checks"))
+    if flagged is None or checks is None:
+        return MISSING
+    return f"{round(flagged)}/{round(checks)}"
+
+
+def _regression_view(row: Mapping[str, Any]) -> dict[str, Any]:
+    confirm = _mapping(row.get("confirm"))
+    confirmed = row.get("confirmed")
+    details = [
+        None if row.get("test") is None else str(row["test"]),
+        f"p = {fmt_sci(row.get('p_value'))}" if row.get("p_value") is not None else None,
+        (
+            f"n = {fmt_count(row.get('n'))} (baseline {fmt_count(row.get('baseline_n'))})"
+            if row.get("n") is not None or row.get("baseline_n") is not None
+            else None
+        ),
+        None if row.get("baseline_run") is None else f"baseline run {row['baseline_run']}",
+        None if row.get("direction") is None else str(row["direction"]).replace("_", " "),
+    ]
+    remeasure = [
+        None if confirm.get("run_id") is None else f"re-measure {confirm['run_id']}",
+        f"value {fmt_num(confirm.get('value'), 2)}" if "value" in confirm else None,
+        f"change {fmt_signed(confirm.get('change_pct'), 1)} %" if "change_pct" in confirm else None,
+        f"p = {fmt_sci(confirm.get('p_value'))}" if "p_value" in confirm else None,
+    ]
+    return {
+        "host": str(row.get("host", "?")),
+        "group": _group_name(row),
+        "metric": "" if row.get("metric") is None else str(row.get("metric")),
+        "baseline": row.get("baseline"),
+        "value": row.get("value"),
+        "change_pct": row.get("change_pct"),
+        "q_value": row.get("q_value"),
+        "details": ", ".join(d for d in details if d),
+        "confirmed": confirmed_text(confirmed),
+        "confirmed_class": {True: "conf-yes", False: "conf-no"}.get(confirmed, "")
+        if isinstance(confirmed, bool)
+        else "",
+        "remeasure": ", ".join(r for r in remeasure if r),
+        "stability": stability_text(row.get("stability")),
+        "fingerprint": [fingerprint_text(f) for f in _dicts(row.get("fingerprint"))],
+        "extra": {str(k): v for k, v in row.items() if str(k) not in REGRESSION_KEYS},
+    }
+
+
+def _flagged(report: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Per metric, the hosts flagged on it (regressions and check findings, confirmed or
+    not): the trend charts bring them forward."""
+    flagged: dict[str, list[str]] = {}
+    check = _mapping(report.get("check"))
+    rows = [
+        *_dicts(report.get("regressions")),
+        *_dicts(check.get("findings")),
+        *_dicts(check.get("unconfirmed")),
+    ]
+    for row in rows:
+        metric, host = row.get("metric"), row.get("host")
+        if metric is not None and host is not None:
+            hosts = flagged.setdefault(str(metric), [])
+            if str(host) not in hosts:
+                hosts.append(str(host))
+    return flagged
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
 """``report.json`` -> ``summary.md``: a short Markdown summary for tickets and CI comments.
 
-GitHub-flavoured Markdown: the run, the status counts, a fleet table with a few key
-metrics, the outliers and the top functions per group. Every device string goes through
-:func:`md_text`, so a host or function name cannot open a link, an image, a code span,
-raw HTML or a heading, nor break a table row. Only layout happens here.
+GitHub-flavoured Markdown: the run, the status counts, the nightly check's verdict,
+findings and regressions (when the report has ``check{}``, docs/check.md), a fleet table
+with a few key metrics, the outliers and the top functions per group. Every device string
+goes through :func:`md_text`, so a host or function name cannot open a link, an image, a
+code span, raw HTML or a heading, nor break a table row. Only layout happens here.
 """
 
 from __future__ import annotations
@@ -12,6 +13,13 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from orchestrator.report.html import (
+    REGRESSION_KEYS,
+    confirmed_text,
+    fingerprint_text,
+    stability_text,
+)
 
 MISSING = "\u2013"
 STATUSES = ("ok", "partial", "failed", "unreachable", "skipped")
@@ -29,6 +37,7 @@ KEY_METRICS: tuple[tuple[str, tuple[str, ...], int], ...] = (
 MAX_ROWS = 100  # per table: a CI comment has a size limit; the HTML has everything
 TOP_FUNCTIONS = 5
 MAX_GROUP_HOSTS = 8  # host columns per group in the top-functions table
+MAX_LISTED_HOSTS = 10  # host names in one line of text (the re-measured hosts)
 
 # Backslash-escapable ASCII punctuation that means something inline in (GitHub) Markdown;
 # < > & become entities instead, so no raw HTML survives. Line-start syntax (lists, "1.")
@@ -99,13 +108,34 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]
 
 
 def render_markdown(report: Mapping[str, Any]) -> str:
-    """The whole summary.md for one parsed ``report.json`` (schema ``fleetprof.report/1``)."""
+    """The whole summary.md for one parsed ``report.json`` (schema ``fleetprof.report/1``).
+
+    A report with ``check{}`` starts (after the run's header) with the check's section,
+    which holds the regressions; without it they come last."""
+    return _render(report, check_always=False)
+
+
+def check_markdown(report: Mapping[str, Any]) -> str:
+    """``fleetprof check --markdown FILE``: the check's verdict and findings, then the run's
+    summary. The same text as summary.md for a check's report; a report without
+    ``check{}`` still gets a Check section saying so."""
+    return _render(report, check_always=True)
+
+
+def _render(report: Mapping[str, Any], check_always: bool) -> str:
+    check = report.get("check")
+    regressions = _dicts(report.get("regressions"))
     out: list[str] = []
     out += _header(report)
+    if isinstance(check, Mapping):
+        out += _check(check, regressions)
+    elif check_always:
+        out += ["## Check", "", "This report has no check results.", ""]
     out += _fleet(_dicts(report.get("hosts")))
     out += _outliers(_dicts(report.get("outliers")))
     out += _group_functions(report)
-    out += _regressions(_dicts(report.get("regressions")))
+    if not isinstance(check, Mapping):
+        out += _regressions(regressions)
     return "\n".join(out).rstrip("\n") + "\n"
 
 
@@ -241,14 +271,125 @@ def _group_functions(report: Mapping[str, Any]) -> list[str]:
     return ["## Top functions per group", "", *out] if out else []
 
 
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def _verdict(check: Mapping[str, Any]) -> str:
+    verdict = check.get("verdict")
+    findings = len(_dicts(check.get("findings")))
+    if verdict == "pass":
+        text = "pass"
+    elif verdict == "findings":
+        text = _plural(findings, "finding")
+    elif verdict == "incomplete":
+        text = "incomplete" + (f" · {_plural(findings, 'finding')}" if findings else "")
+    else:
+        text = md_text(verdict) or MISSING
+    code = _number(check.get("exit_code"))
+    return f"**verdict: {text}**" + ("" if code is None else f" (exit code {round(code)})")
+
+
+def _check(check: Mapping[str, Any], regressions: list[Mapping[str, Any]]) -> list[str]:
+    baseline = _mapping(check.get("baseline"))
+    confirm = _mapping(check.get("confirm"))
+    if baseline.get("run_id") is not None:
+        used = f"{md_text(baseline.get('run_id'))} ({md_text(baseline.get('source'))})"
+        if baseline.get("path") is not None:
+            used += f" · {md_text(baseline.get('path'))}"
+    else:
+        used = "none (nothing to compare with)"
+    if confirm.get("enabled") is True:
+        hosts = [md_text(h) for h in _list(confirm.get("hosts"))]
+        remeasure = f"{md_text(confirm.get('run_id'))} on {_plural(len(hosts), 'host')}"
+        if hosts:
+            more = len(hosts) - MAX_LISTED_HOSTS
+            remeasure += ": " + ", ".join(hosts[:MAX_LISTED_HOSTS])
+            remeasure += f" … and {more} more" if more > 0 else ""
+    else:
+        remeasure = "off"
+    judged = len(_dicts(check.get("hosts")))
+    alpha = _number(check.get("alpha"))
+    settings = [
+        f"**regression threshold** {_num(check.get('regression_pct'), 1)} %",
+        f"**alpha** {MISSING if alpha is None else f'{alpha:g}'}",
+        f"**tests** {_num(check.get('tests'), 0)}",
+        f"**re-measure** {remeasure}",
+    ]
+    out = [
+        "## Check",
+        "",
+        f"{_verdict(check)} · {_plural(judged, 'host')} judged",
+        "",
+        f"**baseline** {used}",
+        "",
+        " · ".join(settings),
+        "",
+    ]
+    findings = _dicts(check.get("findings"))
+    out += ["### Findings", ""]
+    out += _findings(findings) if findings else ["No confirmed findings.", ""]
+    unconfirmed = _dicts(check.get("unconfirmed"))
+    if unconfirmed:
+        out += [
+            "### Unconfirmed",
+            "",
+            "Flagged, but the re-measure did not reproduce them: they do not fail the check.",
+            "",
+            *_findings(unconfirmed),
+        ]
+    if regressions:
+        out += ["### Regressions", "", *_regression_table(regressions), ""]
+    return out
+
+
+def _findings(findings: list[Mapping[str, Any]]) -> list[str]:
+    rows = [
+        [md_text(f.get(key)) for key in ("kind", "host", "metric", "message")] for f in findings
+    ]
+    return [*_table(["kind", "host", "metric", "message"], rows, set()), ""]
+
+
+def _confirmed(row: Mapping[str, Any]) -> str:
+    text = confirmed_text(row.get("confirmed"))
+    change = _number(_mapping(row.get("confirm")).get("change_pct"))
+    return md_text(text) + ("" if change is None else f" (re-measure {change:+.1f} %)")
+
+
+def _regression_table(regressions: list[Mapping[str, Any]]) -> list[str]:
+    extra: dict[str, None] = {}
+    for row in regressions:
+        extra.update(dict.fromkeys(str(k) for k in row if str(k) not in REGRESSION_KEYS))
+    rows = []
+    for r in regressions:
+        change = _number(r.get("change_pct"))
+        q = _number(r.get("q_value"))
+        fingerprint = "; ".join(fingerprint_text(f) for f in _dicts(r.get("fingerprint")))
+        rows.append(
+            [
+                md_text(r.get("host")),
+                md_text(r.get("metric")),
+                _num(r.get("baseline"), 2),
+                _num(r.get("value"), 2),
+                MISSING if change is None else f"{change:+.1f}",
+                MISSING if q is None else f"{q:.3g}",
+                _confirmed(r),
+                stability_text(r.get("stability")),
+                md_text(fingerprint),
+                *(
+                    _num(r.get(c), 2) if _number(r.get(c)) is not None else md_text(r.get(c))
+                    for c in extra
+                ),
+            ]
+        )
+    header = [
+        "host", "metric", "baseline", "value", "change %", "q", "confirmed", "stability",
+        "fingerprint", *(md_text(c) for c in extra),
+    ]  # fmt: skip
+    return _table(header, rows, {2, 3, 4, 5, 7})
+
+
 def _regressions(regressions: list[Mapping[str, Any]]) -> list[str]:
     if not regressions:
         return []
-    columns: dict[str, None] = {}
-    for row in regressions:
-        columns.update(dict.fromkeys(str(k) for k in row))
-    rows = [
-        [_num(r.get(c), 2) if _number(r.get(c)) is not None else md_text(r.get(c)) for c in columns]
-        for r in regressions
-    ]
-    return ["## Regressions", "", *_table([md_text(c) for c in columns], rows, set()), ""]
+    return ["## Regressions", "", *_regression_table(regressions), ""]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -163,6 +164,10 @@ def test_medians_and_coefficients_of_variation(tmp_path: Path) -> None:
     assert metrics["probe.disk.write_mb_per_s"] == 2.0
     assert "probe.disk.write_mb_per_s_cv" not in metrics  # one repetition
     assert metrics["probe.disk.read_mb_per_s"] == 4.0
+    # The repetitions behind each figure, for the nightly check's tests.
+    assert result.samples["probe.disk.read_mb_per_s"] == [4.0, 4.0]
+    assert result.samples["probe.disk.write_mb_per_s"] == [2.0]
+    assert statistics.median(result.samples["probe.cpu.single_ops_per_s"]) == 100.0
     notes = " | ".join(result.data_quality)
     assert "probe disk: ran 0.50 s instead of 2 s" in notes
     assert "page cache could not be dropped" in notes
@@ -214,8 +219,8 @@ def test_a_missing_or_huge_file_is_a_note(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- runner
 
 
-def probe_target(kinds: list[str], seconds: float | None) -> dict[str, Any]:
-    return {"mode": "probe", "probe": kinds, "probe_seconds": seconds}
+def probe_target(kinds: list[str], seconds: float | None, repeats: int = 3) -> dict[str, Any]:
+    return {"mode": "probe", "probe": kinds, "probe_seconds": seconds, "probe_repeats": repeats}
 
 
 def unpack(run: Any, tmp_path: Path) -> Path:
@@ -238,6 +243,7 @@ def test_the_runner_runs_a_real_short_probe(tmp_path: Path) -> None:
     assert sorted(run.members()) == ["manifest.json", "probe.json", "runner.log"]
     doc = json.loads(run.read("probe.json"))
     results = doc["results"]
+    assert doc["reps"] == 3  # the plan's probe_repeats
     assert [len(results["cpu"][part]["reps"]) for part in ("single", "all")] == [3, 3]
     assert len(results["cpu"]["all"]["reps"][0]["workers"]) == doc["cpu_count"]
     assert len(results["memory"]["copy"]["reps"]) == 3

@@ -1,0 +1,101 @@
+"""Faults on the real SSH test fleet (tests/fleet): devices that hang or die in the middle
+of the window never sink the others, never hold the campaign past a bounded grace, and
+leave no profiler or runner behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fleet import Fleet
+from tests.fleet.fixtures import requires_fleet
+from tests.integration.conftest import FLEETPROF, REPO
+from tests.integration.test_fleet import PYTHON, deploy
+
+pytestmark = [pytest.mark.integration, requires_fleet]
+
+WINDOW_S = 30.0
+GRACE_S = 90.0  # the issue's bound on what comes after the window
+
+
+def wait_for_t0(out: Path, name: str, proc: subprocess.Popen[str], timeout: float = 120) -> float:
+    """The common start (controller clock) once the session's plans are rescheduled."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"fleetprof ended before the window: {proc.communicate()[0]}")
+        for path in out.glob(f"{name}/*/hosts/*/plan.json"):
+            plan = json.loads(path.read_text())
+            t0 = plan["t0_device"] - plan["clock_offset_s"]
+            # The first plan is written at planning time; the session's has a T0 in the
+            # near future and the session stage has begun.
+            if (path.parents[2] / "ansible/artifacts/session").exists():
+                return float(t0)
+        time.sleep(0.2)
+    pytest.fail("the session never started")
+
+
+def leftovers(fleet: Fleet, host: str) -> list[str]:
+    """Runner or profiler processes still alive on a host."""
+    names = ("fleetprof_session", "AnsiballZ", "py-spy", "video_pipeline")
+    return [p.args for p in fleet.processes(host) if any(n in p.args for n in names)]
+
+
+def test_a_frozen_and_a_dead_host_mid_window_do_not_sink_the_others(
+    fleet_factory: Any, tmp_path: Path
+) -> None:
+    fleet = fleet_factory({"edge": 6})
+    pipeline = deploy(fleet, REPO / "examples/workloads/video_pipeline.py", "video_pipeline.py")
+    frozen, dead = fleet.hosts[1].name, fleet.hosts[4].name
+    campaign = tmp_path / "faults.yml"
+    campaign.write_text(
+        f"name: faults\nduration: {WINDOW_S:g}s\nstart: {{lead: 4s}}\n"
+        f"target:\n  launch:\n    command: ['{PYTHON}', '{pipeline}', '--scale', '0.1']\n"
+        "profilers:\n  py-spy: {rate: 19}\n"
+    )
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [*FLEETPROF, "run", str(campaign), "-i", str(fleet.inventory), "-o", str(out)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    try:
+        t0 = wait_for_t0(out, "faults", proc)
+        time.sleep(max(0.0, t0 + 10.0 - time.time()))
+        fleet.freeze(frozen)
+        fleet.kill(dead)
+        output, _ = proc.communicate(timeout=WINDOW_S + GRACE_S + 60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    ended = time.time()
+    assert ended - t0 <= WINDOW_S + GRACE_S, (ended - t0, output)
+    assert proc.returncode == 3, output
+    assert "Traceback" not in output
+    (report_file,) = out.glob("faults/*/report.json")
+    report = json.loads(report_file.read_text())
+    hosts = {h["name"]: h for h in report["hosts"]}
+    for name, host in hosts.items():
+        if name in (frozen, dead):
+            assert host["status"] in ("failed", "unreachable"), host
+            assert host["reason"], host
+        else:
+            assert host["status"] == "ok", (name, host["reason"])
+            assert host["metrics"].get("pyspy.samples", 0) > 0, host["metrics"]
+    fleet.thaw(frozen)
+    # The frozen host's runner wakes up past its deadline and stops everything at once.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(leftovers(fleet, h.name) for h in fleet.hosts):
+        time.sleep(0.5)
+    assert {h.name: leftovers(fleet, h.name) for h in fleet.hosts if h.name != dead} == {
+        h.name: [] for h in fleet.hosts if h.name != dead
+    }

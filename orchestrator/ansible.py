@@ -55,6 +55,7 @@ class StageResult:
     cancelled: bool
     hosts: dict[str, HostOutcome]
     launched_at: float | None = None  # controller clock, just before the play was started
+    kept: list[str] = field(default_factory=list)  # hosts the stage left ok (flow sets it)
 
     def outcome(self, host: str) -> HostOutcome:
         return self.hosts.get(host) or HostOutcome(

@@ -35,7 +35,13 @@ from orchestrator.compare import (
     top_changes,
 )
 from orchestrator.console import ConsoleUi
-from orchestrator.flow import CampaignRun, RunOutcome, build_outputs, record_history
+from orchestrator.flow import (
+    CampaignRun,
+    RunOutcome,
+    build_outputs,
+    record_history,
+    resume_collect,
+)
 from orchestrator.inspect import InspectError, inspect_file
 from orchestrator.inventory import DEFAULT_INVENTORY, InventoryError, load_inventory
 from orchestrator.report.exports import host_profile
@@ -476,6 +482,47 @@ def schedule_remove(name: str, user: bool, unit_dir: Path | None, cron_file: Pat
         _fail(str(err))
     for path in removed:
         _console().print(f"removed {escape(name)} from {escape(str(path))}", highlight=False)
+
+
+@main.command(name="collect")
+@click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.option("-i", "--inventory", help="The inventory (default: the one the run used).")
+@click.option("-f", "--forks", type=click.IntRange(1, 1000), help="Parallel connections.")
+def collect_command(run_dir: Path, inventory: str | None, forks: int | None) -> None:
+    """Fetch what the devices finished for RUN_DIR (its controller was lost) and build
+    the report. Hosts already collected keep what they had."""
+    if not (run_dir / "run.json").is_file():
+        _fail(f"{run_dir}: not a fleetprof run directory (no run.json)")
+    try:
+        campaign = load_campaign(run_dir / "campaign.yml")
+        meta = read_json(run_dir / "run.json")
+    except CampaignError as err:
+        _fail(str(err))
+    except (OSError, ValueError) as err:
+        _fail(f"{run_dir}/run.json: unreadable: {err}")
+    source = inventory or meta.get("inventory")
+    try:
+        loaded = load_inventory(source, campaign.hosts)
+    except InventoryError as err:
+        _fail(str(err))
+    console = _console()
+    cancel = threading.Event()
+    _install_interrupt(cancel, console)
+    with ConsoleUi(console) as ui:
+        flow = CampaignRun(
+            campaign,
+            loaded,
+            run_dir.parent.parent,
+            forks=forks,
+            ui=ui,
+            cancel=cancel,
+            kind=str(meta.get("kind") or "run"),
+            run=RunDir(run_dir),
+        )
+        outcome = resume_collect(flow)
+    render_check(outcome.report, console)
+    console.print(f"report: {escape(str(run_dir / 'report.html'))}", highlight=False)
+    sys.exit(outcome.exit_code)
 
 
 @main.command(name="inspect")

@@ -124,6 +124,7 @@ class CampaignRun:
         cancel: threading.Event,
         tool_log: Callable[[str], None] | None = None,
         kind: str = "run",
+        run: RunDir | None = None,
     ) -> None:
         self.kind = kind  # run | check | confirm (a check's re-measure): for the history
         self.campaign = campaign
@@ -132,29 +133,39 @@ class CampaignRun:
         self.ui = ui
         self.cancel = cancel
         self.tool_log = tool_log
-        self.run = RunDir.create(out_root, campaign.name)
+        self.run = run or RunDir.create(out_root, campaign.name)
         self.active: list[str] = list(inventory.hosts)
         self.facts: dict[str, HostFacts] = {}
 
     # -- helpers -------------------------------------------------------------------
     def _stage(
-        self, name: str, extravars: dict[str, Any] | None = None, capture: tuple[str, ...] = ()
+        self,
+        name: str,
+        extravars: dict[str, Any] | None = None,
+        capture: tuple[str, ...] = (),
+        *,
+        hosts: list[str] | None = None,
+        cancel: threading.Event | None = None,
     ) -> StageResult:
-        self.ui.stage(name, len(self.active))
+        """Run one stage's play on ``hosts`` (default: the active hosts, which the stage
+        then narrows to those it left ok) and write every failed host's status."""
+        targets = list(self.active) if hosts is None else hosts
+        stop = self.cancel if cancel is None else cancel
+        self.ui.stage(name, len(targets))
         progress: ProgressFn = self.ui.host
         result = run_stage(
             name,
             run_dir=self.run.path,
             inventory=self.inventory.source,
-            hosts=list(self.active),
+            hosts=targets,
             extravars=extravars,
             forks=self.forks,
             capture=capture,
             progress=progress,
-            cancel=self.cancel,
+            cancel=stop,
         )
         kept = []
-        for host in self.active:
+        for host in targets:
             outcome = result.outcome(host)
             if outcome.unreachable:
                 self.run.write_status(host, name, HostStatus.UNREACHABLE, outcome.message)
@@ -164,7 +175,9 @@ class CampaignRun:
                 self.run.write_status(host, name, HostStatus.FAILED, f"{name}: interrupted")
             else:
                 kept.append(host)
-        self.active = kept
+        if hosts is None:
+            self.active = kept
+        result.kept = kept
         return result
 
     def _drop(self, host: str, stage: str, status: str, reason: str) -> None:
@@ -232,9 +245,11 @@ class CampaignRun:
             self.run.write_plan(reschedule(plan, t0))
         return t0, t0 + self.campaign.duration_s
 
-    def collect(self) -> None:
-        self._stage("collect")
-        for host in self.active:
+    def collect(
+        self, hosts: list[str] | None = None, cancel: threading.Event | None = None
+    ) -> None:
+        result = self._stage("collect", hosts=hosts, cancel=cancel)
+        for host in result.kept:
             try:
                 extracted = self.run.unpack(host)
             except UnsafeArchive as err:
@@ -242,6 +257,21 @@ class CampaignRun:
                 continue
             reason = "; ".join(extracted.rejected)[:1000] if extracted.rejected else None
             self.run.write_status(host, "collect", "collected", reason)
+
+    def stop_sessions(self, hosts: list[str]) -> None:
+        """After an interrupt during the session: the cleanup play tells every device's
+        runner to stop now (it packs what it measured), then collect fetches that. Not
+        cancellable by the first interrupt; a second one exits the controller at once."""
+        if not hosts:
+            return
+        self.ui.note(
+            "interrupted: stopping the device sessions and collecting what they measured "
+            "(Ctrl-C again to quit at once)"
+        )
+        calm = threading.Event()
+        stopped = self._stage("cleanup", hosts=hosts, cancel=calm)
+        self.collect(stopped.kept, cancel=calm)
+        self.active = []
 
     def execute(self) -> RunOutcome:
         self.run.path.joinpath("campaign.yml").write_bytes(self.campaign.source.read_bytes())
@@ -278,7 +308,10 @@ class CampaignRun:
         def do_session() -> None:
             t0, deadline = self.schedule()
             self.ui.window(t0, deadline)
+            running = list(self.active)
             self._stage("session")
+            if self.cancel.is_set():
+                self.stop_sessions(running)
 
         steps = [do_preflight, do_plan, do_provision, do_session, self.collect]
         for step in steps:
@@ -296,6 +329,52 @@ class CampaignRun:
         if problem:
             self.ui.note(problem)
         return RunOutcome(run=self.run, report=report, interrupted=interrupted)
+
+
+# Where a host's status says its session may have run and not been collected yet.
+RESUMABLE_STAGES = ("plan", "session", "cleanup", "collect", "interrupted")
+
+
+def uncollected(run: RunDir) -> list[str]:
+    """Hosts that got a runnable plan, may have run their session, and have no collected
+    session yet: what `fleetprof collect` fetches after a controller was lost."""
+    found = []
+    for host in run.hosts():
+        plan = run.read_plan(host)
+        status = run.read_status(host)
+        if plan is None or not plan.runnable or run.read_manifest(host) is not None:
+            continue
+        if status.get("stage") in RESUMABLE_STAGES:
+            found.append(host)
+    return found
+
+
+def sessions_end(run: RunDir, hosts: list[str]) -> float:
+    """When the last of these hosts' sessions is over at the latest (controller clock)."""
+    ends = [0.0]
+    for host in hosts:
+        plan = run.read_plan(host)
+        if plan is not None:
+            ends.append(plan.deadline_device - plan.clock_offset_s + plan.grace_s)
+    return max(ends)
+
+
+def resume_collect(flow: CampaignRun) -> RunOutcome:
+    """Collect what the devices finished for a run whose controller was lost, then build
+    every output: the hosts already collected keep what they had."""
+    hosts = uncollected(flow.run)
+    wait = sessions_end(flow.run, hosts) - time.time()
+    if hosts and wait > 0 and not flow.cancel.is_set():
+        flow.ui.note(f"the sessions may run {wait:.0f} s more; waiting for their deadline")
+        flow.cancel.wait(wait)
+    interrupted = flow.cancel.is_set()
+    if hosts and not interrupted:
+        flow.collect(hosts)
+    report = build_outputs(flow.run, flow.campaign)
+    problem = record_history(flow.run, report)
+    if problem:
+        flow.ui.note(problem)
+    return RunOutcome(run=flow.run, report=report, interrupted=interrupted)
 
 
 def build_outputs(run: RunDir, campaign: Campaign) -> dict[str, Any]:

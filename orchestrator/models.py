@@ -21,6 +21,8 @@ class HostStatus(StrEnum):
     FAILED = "failed"
     UNREACHABLE = "unreachable"
     SKIPPED = "skipped"
+    # Another fleetprof session held the device (or the target process): nothing was run.
+    BUSY = "busy"
 
 
 @dataclass(frozen=True)

@@ -126,5 +126,7 @@ def parse_host(
 
 
 def _manifest_status(value: Any) -> str:
-    allowed = {HostStatus.OK.value, HostStatus.PARTIAL.value, HostStatus.FAILED.value}
+    allowed = {
+        s.value for s in (HostStatus.OK, HostStatus.PARTIAL, HostStatus.FAILED, HostStatus.BUSY)
+    }
     return str(value) if value in allowed else HostStatus.FAILED.value

@@ -27,7 +27,7 @@ from orchestrator.report.charts import Chart, group_charts, host_charts, trend_c
 
 MISSING = "\u2013"  # an en dash stands for a value the report does not have
 
-STATUSES = ("ok", "partial", "failed", "unreachable", "skipped")
+STATUSES = ("ok", "partial", "failed", "unreachable", "skipped", "busy")
 """Known host statuses, in the order the page lists them; each has a CSS class."""
 
 VERDICTS = ("pass", "findings", "incomplete")
@@ -104,7 +104,7 @@ def render_html(report: Mapping[str, Any]) -> str:
         hosts=hosts,
         anchors=anchors,
         open_sections=len(hosts) <= OPEN_SECTIONS_UP_TO,
-        counts=[(s, summary.get(s, 0)) for s in STATUSES],
+        counts=[(s, summary.get(s, 0)) for s in STATUSES if s != "busy" or summary.get(s)],
         host_count=summary.get("hosts", len(hosts)),
         group_by=str(compare.get("group_by") or "hw_model"),
         threshold=compare.get("threshold"),

@@ -22,7 +22,7 @@ from orchestrator.report.html import (
 )
 
 MISSING = "\u2013"
-STATUSES = ("ok", "partial", "failed", "unreachable", "skipped")
+STATUSES = ("ok", "partial", "failed", "unreachable", "skipped", "busy")
 
 # The fleet table's metric columns, each shown only when some host has it: the first
 # key a host has wins (the memory profiler's peak before the system sampler's).
@@ -153,7 +153,9 @@ def _header(report: Mapping[str, Any]) -> list[str]:
     if compare.get("group_by") is not None:
         facts.append(f"**grouped by** {md_text(compare.get('group_by'))}")
     total = summary.get("hosts", len(hosts))
-    counts = " · ".join(f"{_num(summary.get(s, 0), 0)} {s}" for s in STATUSES)
+    counts = " · ".join(
+        f"{_num(summary.get(s, 0), 0)} {s}" for s in STATUSES if s != "busy" or summary.get(s)
+    )
     return [
         f"# fleetprof: {md_text(report.get('campaign'))}",
         "",

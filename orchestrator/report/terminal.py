@@ -25,6 +25,7 @@ STATUS_STYLES: dict[str, str] = {
     "failed": "bold red",
     "unreachable": "bold magenta",
     "skipped": "dim",
+    "busy": "bold yellow",
 }
 
 # C0 controls (tab and newline included: a table cell is one line), DEL and C1 controls.
@@ -116,7 +117,8 @@ def render_terminal(report: Mapping[str, Any], console: Console) -> None:
 
     summary = _mapping(report.get("summary"))
     line = Text(f"{_num(summary.get('hosts', len(_dicts(report.get('hosts')))))} hosts: ")
-    for i, status in enumerate(STATUS_STYLES):
+    shown = [s for s in STATUS_STYLES if s != "busy" or summary.get(s)]  # busy: only when some
+    for i, status in enumerate(shown):
         if i:
             line.append(", ")
         count = summary.get(status, 0)

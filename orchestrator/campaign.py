@@ -38,6 +38,7 @@ __all__ = [
     "CompareSpec",
     "IotopSpec",
     "LaunchSpec",
+    "LimitsSpec",
     "MemorySpec",
     "NcuSpec",
     "NsysSpec",
@@ -66,6 +67,8 @@ DEFAULT_INTERVAL_S = 1.0
 DEFAULT_LEAK_MB_PER_MIN = 1.0
 # Campaign files are a screenful of YAML; anything this big is the wrong file.
 MAX_FILE_BYTES = 1024 * 1024
+# The device-side runner keeps at least this much free (MiB) on its workdir's filesystem.
+DEFAULT_MIN_FREE_MB = 200.0
 
 _NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -251,6 +254,9 @@ def _check_regex(value: object) -> str:
         re.compile(value)
     except re.error as err:
         raise _fail(f"expected a valid Python regular expression, got {value!r}: {err}") from None
+    except (OverflowError, RecursionError) as err:  # a{4294967296}; ((((...)))) too deep
+        reason = "nested too deeply" if isinstance(err, RecursionError) else str(err)
+        raise _fail(f"expected a regular expression Python can compile, got one {reason}") from None
     return value
 
 
@@ -661,6 +667,27 @@ class CheckSpec(_Spec):
     )
 
 
+def _check_mib(value: object) -> float:
+    expected = "a number of MiB, 0 or more"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _fail(f"expected {expected}, got {_describe(value)}")
+    if not math.isfinite(value) or value < 0:
+        raise _fail(f"expected {expected}, got {value}")
+    return float(value)
+
+
+class LimitsSpec(_Spec):
+    """What a session may take from a device.
+
+    ``min_free_mb``: the disk floor, in MiB free on the filesystem of the session's work
+    directory. Below it the runner starts nothing (the host fails, saying free vs floor);
+    falling below it during the window, it stops every profiler early and the host is
+    partial. 0 turns the floor off.
+    """
+
+    min_free_mb: Annotated[float, PlainValidator(_check_mib)] = DEFAULT_MIN_FREE_MB
+
+
 class Campaign(_Spec):
     """One profiling campaign, as validated from its YAML file."""
 
@@ -672,6 +699,7 @@ class Campaign(_Spec):
     profilers: ProfilersSpec = Field(default_factory=_default_profilers)
     compare: CompareSpec = Field(default_factory=CompareSpec)
     check: CheckSpec = Field(default_factory=CheckSpec)
+    limits: LimitsSpec = Field(default_factory=LimitsSpec)
 
     _source: Path = PrivateAttr(default=Path("<mapping>"))
 
@@ -733,7 +761,7 @@ class _Marks:
 
     keys: dict[KeyPath, tuple[int, int]] = field(default_factory=dict)
     values: dict[KeyPath, tuple[int, int]] = field(default_factory=dict)
-    duplicates: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
     empty: bool = False
 
     def find(self, loc: KeyPath, *, on_key: bool) -> tuple[int, int] | None:
@@ -775,9 +803,12 @@ def _read_yaml(path: Path, shown: str) -> tuple[Any, _Marks]:
         marks = _Marks(empty=node is None)
         if node is not None:
             _record_marks(node, (), marks, set())
-        if marks.duplicates:
-            raise CampaignError([f"{shown}:{d}" for d in marks.duplicates])
+            marks.problems += _scalar_problems(node)
+        if marks.problems:
+            raise CampaignError([f"{shown}:{d}" for d in marks.problems])
         data = loader.construct_document(node) if node is not None else None
+    except _CONSTRUCT_ERRORS as err:  # what _scalar_problems did not foresee
+        raise CampaignError(f"{shown}: invalid YAML: a value cannot be read ({err})") from None
     except yaml.MarkedYAMLError as err:
         raise CampaignError(_yaml_problem(err, shown)) from None
     except yaml.reader.ReaderError as err:  # control characters and the like
@@ -814,10 +845,12 @@ def _pos(mark: yaml.Mark) -> tuple[int, int]:
     return mark.line + 1, mark.column + 1
 
 
-def _record_marks(node: yaml.Node, path: KeyPath, marks: _Marks, active: set[int]) -> None:
-    if id(node) in active:  # a recursive alias; the validator will say what is wrong
+def _record_marks(node: yaml.Node, path: KeyPath, marks: _Marks, walked: set[int]) -> None:
+    # Each node once, under the first path that reaches it: a recursive alias would never
+    # end, and aliases of aliases (billion laughs) would reach a node 9**9 times.
+    if id(node) in walked:
         return
-    active.add(id(node))
+    walked.add(id(node))
     if isinstance(node, yaml.MappingNode):
         seen: dict[str, tuple[int, int]] = {}
         for key_node, value_node in node.value:
@@ -827,19 +860,69 @@ def _record_marks(node: yaml.Node, path: KeyPath, marks: _Marks, active: set[int
             child = (*path, key)
             if key in seen:
                 line, column = _pos(key_node.start_mark)
-                marks.duplicates.append(
+                marks.problems.append(
                     f"{line}:{column}: {_show_path(child)}: duplicate key "
                     f"(first given at line {seen[key][0]})"
                 )
             seen.setdefault(key, _pos(key_node.start_mark))
             marks.keys[child] = _pos(key_node.start_mark)
             marks.values[child] = _pos(value_node.start_mark)
-            _record_marks(value_node, child, marks, active)
+            _record_marks(value_node, child, marks, walked)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             marks.keys[(*path, index)] = marks.values[(*path, index)] = _pos(item.start_mark)
-            _record_marks(item, (*path, index), marks, active)
-    active.discard(id(node))
+            _record_marks(item, (*path, index), marks, walked)
+
+
+_YAML_TAG = "tag:yaml.org,2002:"
+_SCALAR_TAGS = {f"{_YAML_TAG}{kind}": kind for kind in ("int", "float", "bool", "timestamp")}
+# Longer numbers are no setting, and PyYAML's int() of a long one is slow (1:2:3:...
+# in base 60) or refused (more than 4300 digits).
+_MAX_NUMBER_CHARS = 100
+_SURROGATE_RE = re.compile(r"[\ud800-\udfff]")
+# What PyYAML's constructors raise, besides YAMLError, for scalars they cannot build:
+# `!!int x`, `!!bool x`, `!!timestamp x`, 2001-13-45, sexagesimal floats beyond a double.
+_CONSTRUCT_ERRORS = (ValueError, KeyError, AttributeError, TypeError, OverflowError)
+
+
+def _scalar_problems(root: yaml.Node) -> list[str]:
+    """'line:col: problem' for each scalar that is no text (a lone surrogate from a \\u
+    escape) or that PyYAML could not build, in file order. Each node once (aliases)."""
+    found: list[tuple[tuple[int, int], str]] = []
+    constructor = yaml.constructor.SafeConstructor()
+    stack, walked = [root], set()
+    while stack:
+        node = stack.pop()
+        if id(node) in walked:
+            continue
+        walked.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            stack.extend(part for pair in node.value for part in pair)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+        elif isinstance(node, yaml.ScalarNode):
+            problem = _scalar_problem(node, constructor)
+            if problem:
+                line, column = _pos(node.start_mark)
+                found.append(((line, column), f"{line}:{column}: invalid YAML: {problem}"))
+    return [text for _, text in sorted(found)]
+
+
+def _scalar_problem(node: yaml.ScalarNode, constructor: yaml.constructor.SafeConstructor) -> str:
+    value = str(node.value)
+    if _SURROGATE_RE.search(value):
+        return "a \\u escape for a lone surrogate (U+D800 to U+DFFF) is not a character"
+    kind = _SCALAR_TAGS.get(node.tag)
+    if kind is None:
+        return ""
+    if kind in ("int", "float") and len(value) > _MAX_NUMBER_CHARS:
+        return f"a number of {len(value)} characters is too long to be a setting"
+    try:
+        constructor.construct_object(node)
+    except (*_CONSTRUCT_ERRORS, yaml.YAMLError):
+        shown = value if len(value) <= 60 else value[:57] + "..."
+        return f"{shown!r} is not a valid {kind}; quote it if it is meant as text"
+    return ""
 
 
 # --- validation and its messages ---------------------------------------------------------
@@ -893,6 +976,8 @@ def _problems(err: ValidationError, shown: str, marks: _Marks | None) -> list[st
         elif kind in ("extra_forbidden", "invalid_key"):
             on_key = True
             message = _unknown_key(loc, value if kind == "invalid_key" else None)
+            if loc and not isinstance(loc[-1], str):  # `1: x`: a key, not a list index
+                loc = (*loc[:-1], str(loc[-1]))
         elif kind == "missing":
             hint = _MISSING_HINTS.get(loc)
             message = "required key is missing" + (f": {hint}" if hint else "")
@@ -905,6 +990,8 @@ def _problems(err: ValidationError, shown: str, marks: _Marks | None) -> list[st
                     "expected a mapping of campaign keys (name, duration, target, ...) "
                     f"at the top level, got {_describe(value)}"
                 )
+        elif kind == "literal_error":
+            message = f"expected one of {ctx.get('expected', '...')}, got {_describe(value)}"
         else:  # not expected to happen; still no pydantic wording
             message = f"invalid value: {_describe(value)}"
 
@@ -912,7 +999,8 @@ def _problems(err: ValidationError, shown: str, marks: _Marks | None) -> list[st
         if marks is not None:
             position = marks.find(loc[:-1] if kind == "missing" else loc, on_key=on_key)
         where = f":{position[0]}:{position[1]}" if position else ""
-        path = _show_path(loc)
+        path = _clip(_show_path(loc), 200)
+        message = _clip(message, 400)
         found.append(
             (position or (0, 0), f"{shown}{where}: {path + ': ' if path else ''}{message}")
         )
@@ -966,5 +1054,16 @@ def _is_number(value: object) -> bool:
 def _show_path(loc: KeyPath) -> str:
     text = ""
     for part in loc:
+        # Keys with control, bidi or surrogate characters are shown escaped, as values are.
+        part = part if isinstance(part, int) or part.isprintable() else repr(part)
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text
+
+
+def _clip(text: str, limit: int) -> str:
+    """``text`` at most ``limit`` characters, cut in the middle: a 100 kB value in a
+    message helps nobody, while its start and the hint at its end do."""
+    if len(text) <= limit:
+        return text
+    keep = (limit - 5) // 2
+    return f"{text[:keep]} ... {text[-keep:]}"

@@ -120,6 +120,9 @@ class ProfilerPlan:
     # Commands the runner runs after the profiler stopped, before packing (argv lists, cwd
     # = workdir), e.g. `nsys stats` turning a report into CSV on the device.
     post_argv: list[list[str]] = field(default_factory=list)
+    # sha256 of argv[0] when it is a tool provision pushed (py-spy): the runner checks the
+    # binary against it just before starting it, and does not run one that differs.
+    tool_sha256: str | None = None
 
     @classmethod
     def skipped(
@@ -168,6 +171,10 @@ class SessionPlan:
     profilers: list[ProfilerPlan]
     # What provision pushes first: tool name -> {"src": controller path, "sha256", "dest"}.
     tools: dict[str, dict[str, str]] = field(default_factory=dict)
+    # The disk floor (campaign limits.min_free_mb): the runner does not start below this many
+    # MiB free on the workdir's filesystem, and stops every profiler when it falls below it.
+    # None (plans written before the floor existed): no floor.
+    min_free_mb: float | None = None
     schema: str = PLAN_SCHEMA
 
     @property

@@ -75,10 +75,11 @@ def make_plan(
             continue
         tool = tools.get(profiler.TOOL) if profiler.TOOL else None
         planned = profiler.plan(campaign, facts, tool)
-        plans.append(planned)
         push = profiler.tool_push(facts, tool) if planned.status == "planned" else None
         if profiler.TOOL and push:
             pushes[profiler.TOOL] = push
+            planned = _pin_tool(planned, push)
+        plans.append(planned)
     launcher_planned = any(
         p.status == "planned" and getattr(profilers.get(p.name), "LAUNCH_ONLY", False)
         for p in plans
@@ -97,7 +98,18 @@ def make_plan(
         target=_target(campaign, facts, launcher_planned),
         profilers=plans,
         tools=pushes,
+        min_free_mb=campaign.limits.min_free_mb,
     )
+
+
+def _pin_tool(planned: ProfilerPlan, push: Mapping[str, str]) -> ProfilerPlan:
+    """The pushed tool's sha256 on the profiler that runs it, for the runner to check the
+    binary before it starts it (provision checked it once; a binary can change after)."""
+    dest, digest = push.get("dest"), push.get("sha256")
+    programs = [argv[0] for argv in (planned.argv, planned.launch_argv) if argv]
+    if dest and digest and dest in programs:
+        return dataclasses.replace(planned, tool_sha256=digest.lower())
+    return planned
 
 
 def _unavailable(name: str) -> ProfilerPlan:

@@ -278,7 +278,8 @@ BAD_FILES: list[tuple[str, str, str, str]] = [
         "unknown top-level key",
         MINIMAL + "hots: all\n",
         "6:1: hots",
-        "unknown key (allowed: name, hosts, duration, start, target, profilers, compare, check)",
+        "unknown key (allowed: name, hosts, duration, start, target, profilers, compare, check, "
+        "limits)",
     ),
     (
         "unknown key in start",

@@ -26,6 +26,18 @@ Errors are values: a session that ran and found, say, no matching process is not
 failure; it is ``status: failed`` with a reason in the manifest, and the archive is still
 written. ``failed: true`` is reserved for a broken invocation (bad arguments, a plan of
 another schema, a workdir or archive that cannot be written).
+
+Guards against other sessions and the device's own trouble (docs/security.md):
+- locks: before anything else, an exclusive flock on ``<fleetprof home>/session.lock`` (one
+  session per user and host), and in attach mode, once the target is resolved, one on a
+  lock file named from the target's pid and start time in /run/lock or /tmp (one ptrace
+  sampler per process, whoever runs it). Either held by someone else: ``status: busy``,
+  nothing is started, and the archive holds the manifest and runner.log only. The kernel
+  drops a flock when its process dies: a crashed session never blocks the next.
+- the disk floor (``min_free_mb``): below it at the start nothing runs (``failed``); falling
+  below it in the window every profiler is stopped early (``partial``).
+- ``tool_sha256``: a pushed tool whose binary differs from the plan's sha256 is not run.
+- every directory it creates (fleetprof home, runs, workdir) is mode 0700.
 """
 
 from __future__ import annotations
@@ -44,6 +56,13 @@ description:
     C(manifest.json) first, written under a temporary name and renamed).
   - Meant to run with C(async) and C(poll=0); it needs nothing from the controller once started.
   - A session that ran but produced nothing usable is not a module failure; see RV(status).
+  - Takes an exclusive lock per user and host (C(<fleetprof home>/session.lock)) before anything
+    else, and in attach mode one per target process (in C(/run/lock) or C(/tmp), shared by all
+    users). When another session holds either, nothing is started and the status is C(busy).
+  - With the plan's C(min_free_mb) (MiB), starts nothing when the workdir's filesystem has less
+    free, and stops every profiler early when it falls below that during the window.
+  - A profiler with C(tool_sha256) is started only when its argv[0] has that sha256.
+  - Creates its directories (fleetprof home, runs, workdir) with mode 0700.
 version_added: "0.1.0"
 options:
   plan:
@@ -88,7 +107,11 @@ archive:
   type: str
   sample: /root/.fleetprof/runs/demo/20261125-111500-ab12.tar.gz
 status:
-  description: The session's outcome, C(ok), C(partial) or C(failed).
+  description:
+    - The session's outcome, C(ok), C(partial) or C(failed); C(busy) when another fleetprof
+      session held the host lock or the target's lock (nothing was started).
+    - When the busy session is this very plan's (the same plan applied twice at once), its
+      workdir and archive are left to it, and RV(archive) and RV(manifest) are null.
   returned: always
   type: str
   sample: ok
@@ -108,7 +131,11 @@ msg:
 """
 
 import contextlib
+import errno
+import fcntl
+import hashlib
 import json
+import math
 import os
 import platform
 import re
@@ -140,10 +167,26 @@ TRUNCATE_LOOKBACK = 64 * 1024  # cut a too-large output at a line end found this
 
 RESERVED_FILES = ("manifest.json", "runner.log", "target.stdout", "target.stderr",
                   "probe.json", ".probe-disk.tmp")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z")  # \Z: no trailing newline
 BEHIND_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ns|\xb5s|us|ms|s) behind in sampling")
 SAMPLES_RE = re.compile(r"Samples: ([0-9]+) Errors: ([0-9]+)")
 LAG_UNITS = {"ns": 1e-9, "\xb5s": 1e-6, "us": 1e-6, "ms": 1e-3, "s": 1.0}
+SHA256_RE = re.compile(r"^[0-9A-Fa-f]{64}\Z")
+HASH_CHUNK = 1 << 20
+
+# Locks (see SessionLock): one per user and host in the fleetprof home, one per target
+# process in a directory every user shares, so two users' campaigns on one process collide.
+HOST_LOCK_FILE = "session.lock"
+SHARED_LOCK_DIRS = ("/run/lock", "/tmp")  # the first that is world-writable and sticky
+TARGET_LOCK_NAME = "fleetprof-target-%d-%d.lock"  # pid, start time (clock ticks after boot)
+LOCK_RETRIES = 5
+HOLDER_READ_BYTES = 4096
+HOLDER_KEYS = ("campaign", "run_id", "host", "pid", "uid", "since", "t0_device",
+               "deadline_device", "grace_s", "workdir", "archive")
+
+# The disk floor: free space of the workdir's filesystem is checked this often in the window.
+DISK_CHECK_S = 1.0
+MIB = 1 << 20
 
 
 class InvocationError(Exception):
@@ -152,6 +195,16 @@ class InvocationError(Exception):
 
 class TargetError(Exception):
     """The target could not be found or started; the message is the session's reason."""
+
+
+class BusyError(Exception):
+    """Another fleetprof session holds a lock this one needs; the message is the reason."""
+
+    def __init__(self, reason: str, path: str, holder: Optional[Dict[str, Any]]) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.path = path
+        self.holder = holder
 
 
 # =========================================================================== arguments
@@ -223,6 +276,9 @@ def validate_plan(plan: Dict[str, Any]) -> None:
             errors.append("grace_s must not be negative")
         if os.path.normpath(plan["archive"]) == os.path.normpath(plan["workdir"]):
             errors.append("archive must not be the workdir")
+    floor = plan.get("min_free_mb")
+    if floor is not None and not (_is_number(floor) and math.isfinite(floor) and floor >= 0):
+        errors.append("min_free_mb must be a number of MiB, 0 or more (or null: no floor)")
     errors.extend(_target_errors(plan.get("target")))
     errors.extend(_profilers_errors(plan.get("profilers")))
     if errors:
@@ -325,6 +381,9 @@ def _profiler_errors(prof: Dict[str, Any]) -> List[str]:
             errors.append("output %r collides with the runner's own files" % output)
     if not _is_positive_int(prof.get("max_bytes")):
         errors.append("max_bytes must be a positive integer")
+    digest = prof.get("tool_sha256")
+    if digest is not None and not (isinstance(digest, str) and SHA256_RE.match(digest)):
+        errors.append("tool_sha256 must be a sha256 in hex, 64 digits (or null)")
     return errors
 
 
@@ -516,6 +575,363 @@ def kill_quietly(pid: int, sig: int, group: bool = False) -> None:
             os.killpg(pid, sig)
         else:
             os.kill(pid, sig)
+
+
+# =========================================================================== locks
+#
+# Two campaigns on one host at once: the second gets ``busy`` and starts nothing, and the
+# first is undisturbed. flock(2) locks belong to the open file description, so the kernel
+# drops them when the runner dies, however it dies: a crashed session never blocks the next.
+
+
+def iso_utc(when: Any) -> str:
+    if not _is_number(when):
+        return "an unknown time"
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
+
+
+def lock_holder(plan: Dict[str, Any], private: bool) -> Dict[str, Any]:
+    """What a lock file says about its holder. A shared lock file (the target's) is readable
+    by every user: it names the campaign and run, never paths in the holder's home."""
+    holder = {
+        "campaign": plan["campaign"], "run_id": plan["run_id"], "host": plan["host"],
+        "pid": os.getpid(), "uid": os.geteuid(), "since": round(time.time(), 3),
+        "t0_device": plan["t0_device"], "deadline_device": plan["deadline_device"],
+        "grace_s": plan["grace_s"],
+    }  # type: Dict[str, Any]
+    if private:
+        holder["workdir"] = plan["workdir"]
+        holder["archive"] = plan["archive"]
+    return holder
+
+
+def busy_reason(what: str, holder: Optional[Dict[str, Any]]) -> str:
+    if holder is None:
+        return "busy: another fleetprof session holds %s (who holds it could not be read)" % what
+    return "busy: another fleetprof session holds %s (campaign %s, run %s, pid %s, until %s)" % (
+        what, holder.get("campaign"), holder.get("run_id"), holder.get("pid"),
+        iso_utc(holder.get("deadline_device")))
+
+
+class SessionLock:
+    """An exclusive, non-blocking flock on one lock file, held until release() or death.
+
+    The file is opened with O_NOFOLLOW (a symlink planted at its name is refused) and
+    O_NONBLOCK (a FIFO planted there cannot hang the runner), and must be a regular file
+    with one link; only a file of this user's is ever written.
+    Its holder writes a short JSON description into it; whoever finds it locked reads that
+    back for its ``busy`` reason. ``shared``: a lock file in a directory every user may
+    write (the target's lock), readable by all so another user's session can lock it too.
+    """
+
+    def __init__(self, path: str, fd: int, shared: bool) -> None:
+        self.path = path
+        self.fd = fd
+        self.shared = shared
+
+    @classmethod
+    def acquire(cls, path: str, what: str, holder: Dict[str, Any],
+                shared: bool) -> "SessionLock":
+        """The lock, or BusyError (someone holds it) or OSError (it cannot be taken)."""
+        for _ in range(LOCK_RETRIES):
+            fd, writable = cls._open(path, shared)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                held = exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
+                other = cls._read_holder(fd) if held else None
+                os.close(fd)
+                if held:
+                    raise BusyError(busy_reason(what, other), path, other) from None
+                raise
+            # Its last holder may have unlinked the file between our open and our flock:
+            # a lock on a file no longer at the path excludes nobody. Lock the one there.
+            try:
+                mine, there = os.fstat(fd), os.lstat(path)
+                same = (mine.st_dev, mine.st_ino) == (there.st_dev, there.st_ino)
+            except OSError:
+                same = False
+            if same:
+                lock = cls(path, fd, shared)
+                if writable:
+                    lock._describe(holder)
+                return lock
+            os.close(fd)
+        raise OSError(errno.EAGAIN, "the lock file kept being replaced", path)
+
+    @staticmethod
+    def _open(path: str, shared: bool) -> Tuple[int, bool]:
+        """(fd, whether it may be written)."""
+        flags = os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd, writable = os.open(path, flags | os.O_RDWR | os.O_CREAT, 0o600), True
+        except OSError as exc:
+            if not (shared and exc.errno in (errno.EACCES, errno.EPERM)):
+                raise
+            # Another user's lock file in a sticky directory: protected_regular refuses
+            # O_CREAT on it, and it is not ours to write. A read-only descriptor locks too.
+            fd, writable = os.open(path, flags | os.O_RDONLY), False
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise OSError(errno.EINVAL, "not a regular file", path)
+            if info.st_nlink != 1:
+                # A hard link planted at the lock's name would have the runner truncate and
+                # write whatever file it points to (where protected_hardlinks is off).
+                raise OSError(errno.EMLINK, "the lock file has %d links" % info.st_nlink, path)
+            # Only a file of our own is ever written; anyone else's is only locked and read.
+            writable = writable and info.st_uid == os.geteuid()
+            if writable:
+                # Readable by all in the shared directory (another user's session must be
+                # able to open it to lock it); private (0600) in the fleetprof home.
+                os.fchmod(fd, 0o644 if shared else 0o600)
+        except OSError:
+            os.close(fd)
+            raise
+        return fd, writable
+
+    @staticmethod
+    def _read_holder(fd: int) -> Optional[Dict[str, Any]]:
+        """The holder's description, when it names a process that is still running (a
+        description left by an earlier holder, which a new one could not overwrite, does
+        not)."""
+        try:
+            holder = json.loads(os.pread(fd, HOLDER_READ_BYTES, 0).decode("utf-8", "replace"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(holder, dict) or not _is_positive_int(holder.get("pid")):
+            return None
+        info = read_stat(int(holder["pid"]))
+        if info is None or is_gone(info[0]):
+            return None
+        # Another user may have written this file: keep only the known keys, as plain values.
+        return dict((key, shorten(value, 200) if isinstance(value, str) else value)
+                    for key, value in holder.items()
+                    if key in HOLDER_KEYS and (isinstance(value, str) or _is_number(value)))
+
+    def _describe(self, holder: Dict[str, Any]) -> None:
+        data = (json.dumps(holder, sort_keys=True) + "\n").encode("utf-8")
+        with contextlib.suppress(OSError):  # the description is a courtesy, the lock is not
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, data, 0)
+
+    def release(self, unlink: bool = False) -> None:
+        """Give the lock up; ``unlink``: remove our own lock file first, while still holding
+        it (whoever opened it meanwhile sees it gone after its flock, and retries)."""
+        if self.fd < 0:
+            return
+        if unlink:
+            with contextlib.suppress(OSError):
+                mine, there = os.fstat(self.fd), os.lstat(self.path)
+                if ((mine.st_dev, mine.st_ino) == (there.st_dev, there.st_ino)
+                        and mine.st_uid == os.geteuid()):
+                    os.unlink(self.path)
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+        self.fd = -1
+
+
+def shared_lock_dir() -> str:
+    """The directory for locks every user must see: chosen from what it is, not from who
+    asks (/run/lock when it is world-writable and sticky, else /tmp), so that two users'
+    sessions pick the same one."""
+    for directory in SHARED_LOCK_DIRS:
+        try:
+            info = os.stat(directory)
+        except OSError:
+            continue
+        if stat.S_ISDIR(info.st_mode) and info.st_mode & 0o1777 == 0o1777:
+            return directory
+    return "/tmp"
+
+
+def target_lock_path(pid: int, starttime: int) -> str:
+    """The target's lock: named from its pid and start time, so a reused pid is another."""
+    return os.path.join(shared_lock_dir(), TARGET_LOCK_NAME % (pid, starttime))
+
+
+# =========================================================================== directories
+
+
+def fleetprof_home(workdir: str) -> Tuple[str, List[str]]:
+    """The fleetprof home the workdir lives under, and fleetprof's own directories above it.
+
+    plan.py lays sessions out as <home>/runs/<campaign>/<run id> (home: ~/.fleetprof); then
+    home, runs and the campaign's directory are fleetprof's own, and the host lock lives in
+    home. In any other layout the lock lives next to the workdir, and no directory above the
+    workdir is taken for fleetprof's own.
+    """
+    workdir = os.path.normpath(workdir)
+    campaign_dir = os.path.dirname(workdir)
+    runs = os.path.dirname(campaign_dir)
+    home = os.path.dirname(runs)
+    if os.path.basename(runs) == "runs" and home != "/":
+        return home, [home, runs, campaign_dir]
+    return campaign_dir, []
+
+
+def make_private_dir(path: str, tighten: bool) -> None:
+    """Create ``path`` and whatever is missing above it, each mode 0700 whatever the umask.
+    An existing ``path`` with a looser mode is tightened to 0700 when ``tighten`` and it
+    belongs to this user."""
+    missing = []  # type: List[str]
+    current = os.path.normpath(path)
+    while not os.path.lexists(current):
+        missing.append(current)
+        parent = os.path.dirname(current)
+        if parent == current:
+            break
+        current = parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, 0o700)
+        except FileExistsError:
+            continue  # made meanwhile by someone else: not ours to chmod
+        os.chmod(directory, 0o700)
+    if tighten and not missing:
+        info = os.stat(path)
+        if (stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid()
+                and stat.S_IMODE(info.st_mode) & 0o077):
+            os.chmod(path, 0o700)
+
+
+def prepare_home(plan: Dict[str, Any]) -> str:
+    """Create the directories above the workdir (0700); -> the host lock's path."""
+    home, own = fleetprof_home(plan["workdir"])
+    try:
+        make_private_dir(home, tighten=os.path.basename(home) == ".fleetprof")
+        for directory in own[1:]:
+            make_private_dir(directory, tighten=True)
+        if not os.path.isdir(home):
+            raise OSError(errno.ENOTDIR, "not a directory", home)
+    except OSError as exc:
+        raise InvocationError("cannot prepare workdir %s: %s"
+                              % (plan["workdir"], os_error_text(exc))) from None
+    return os.path.join(home, HOST_LOCK_FILE)
+
+
+# =========================================================================== disk floor
+
+
+def mount_point(path: str) -> str:
+    """The mount point of the filesystem holding ``path`` (what a reason calls it)."""
+    current = os.path.realpath(path)
+    try:
+        device = os.stat(current).st_dev
+        while current != "/":
+            parent = os.path.dirname(current)
+            if os.stat(parent).st_dev != device:
+                break
+            current = parent
+    except OSError:
+        pass
+    return current
+
+
+class DiskFloor:
+    """The plan's min_free_mb for the workdir's filesystem: None means no floor."""
+
+    def __init__(self, path: str, floor_mb: Any) -> None:
+        self.path = path
+        self.floor_mb = float(floor_mb) if floor_mb is not None else None  # type: Optional[float]
+        self.fs = None  # type: Optional[str]
+        self.free_at_start = None  # type: Optional[float]
+        self.lowest = None  # type: Optional[float]
+        self.fell_below_at = None  # type: Optional[float]
+
+    def free_mb(self) -> Optional[float]:
+        """Free space for this user (f_bavail: what root keeps back does not count), MiB."""
+        try:
+            info = os.statvfs(self.path)
+        except OSError:
+            return None
+        free = info.f_bavail * info.f_frsize / float(MIB)
+        if self.free_at_start is None:
+            self.free_at_start = free
+        self.lowest = free if self.lowest is None else min(self.lowest, free)
+        return free
+
+    def below(self) -> Optional[float]:
+        """The free space when it is below the floor, else None (also with no floor)."""
+        free = self.free_mb()
+        if self.floor_mb is None or free is None or free >= self.floor_mb:
+            return None
+        if self.fs is None:
+            self.fs = mount_point(self.path)
+        return free
+
+    def _floor(self) -> str:
+        floor = float(self.floor_mb or 0.0)
+        return "%d" % floor if floor.is_integer() else "%.1f" % floor
+
+    def too_little(self, free: float) -> str:
+        return "free space on %s is %d MiB, below the floor of %s MiB" % (
+            self.fs, int(free), self._floor())
+
+    def fell(self, free: float) -> str:
+        return "free space on %s fell below the floor of %s MiB (%d MiB left)" % (
+            self.fs, self._floor(), int(free))
+
+    def entry(self, clock: "Clock") -> Dict[str, Any]:
+        def mb(value: Optional[float]) -> Optional[float]:
+            return None if value is None else round(value, 1)
+
+        return {"fs": self.fs or mount_point(self.path), "min_free_mb": self.floor_mb,
+                "free_mb_at_start": mb(self.free_at_start), "free_mb_lowest": mb(self.lowest),
+                "fell_below_at_device": self.fell_below_at,
+                "fell_below_at_controller": clock.controller(self.fell_below_at)}
+
+
+# =========================================================================== tool checksums
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(HASH_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class ToolHashes:
+    """sha256 of the tools the plan pinned, hashed before T0 and trusted at spawn time only
+    while the file is unchanged (same inode, size, mtime and ctime): so the check is made
+    just before the spawn without a large binary's hashing delaying the start at T0."""
+
+    def __init__(self) -> None:
+        self.known = {}  # type: Dict[str, Tuple[Tuple[int, ...], str]]
+
+    @staticmethod
+    def _resolve(program: str) -> str:
+        if "/" in program:
+            return program
+        import shutil  # only for a bare program name, which a pinned tool never is
+
+        return shutil.which(program) or program
+
+    def digest(self, program: str) -> Tuple[str, str]:
+        """(path, sha256 of the file it names now); OSError when it cannot be read."""
+        path = self._resolve(program)
+        info = os.stat(path)
+        key = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+        known = self.known.get(path)
+        if known is not None and known[0] == key:
+            return path, known[1]
+        value = file_sha256(path)
+        self.known[path] = (key, value)
+        return path, value
+
+    def problem(self, program: str, expected: str) -> Tuple[Optional[str], Optional[str]]:
+        """(why it must not run, or None; the sha256 found)."""
+        try:
+            path, found = self.digest(program)
+        except OSError as exc:
+            return ("tool %s cannot be read to check its sha256 (%s): not run"
+                    % (program, os_error_text(exc))), None
+        if found != expected.lower():
+            return ("tool %s sha256 %s does not match the plan's %s: not run"
+                    % (path, found, expected.lower())), found
+        return None, found
 
 
 # =========================================================================== children
@@ -833,8 +1249,10 @@ class Probe:
     go to probe.json, written whatever happens. Nothing here outlives the deadline.
     """
 
-    def __init__(self, spec: Dict[str, Any], workdir: str, log: RunnerLog) -> None:
+    def __init__(self, spec: Dict[str, Any], workdir: str, log: RunnerLog,
+                 floor_mb: Optional[float] = None) -> None:
         self.kinds = list(spec.get("probe") or [])  # type: List[str]
+        self.floor_mb = floor_mb  # the disk benchmark's file never takes free space below it
         self.nominal = float(spec.get("probe_seconds") or PROBE_DEFAULT_S)
         self.reps = int(spec.get("probe_repeats") or PROBE_REPS)
         self.workdir = workdir
@@ -981,10 +1399,15 @@ class Probe:
         each read its pages are dropped from the page cache (POSIX_FADV_DONTNEED after the
         fsync), so the read comes from the device, not from memory."""
         fs = os.statvfs(self.workdir)
-        size = min(PROBE_DISK_BYTES, fs.f_bavail * fs.f_frsize // 10)
+        free = fs.f_bavail * fs.f_frsize
+        size = min(PROBE_DISK_BYTES, free // 10)
+        if self.floor_mb is not None:
+            size = min(size, free - int(self.floor_mb * MIB))
         size -= size % PROBE_DISK_BLOCK
         if size < PROBE_DISK_BLOCK:
-            raise ProbeError("less than 10 MiB free in %s" % self.workdir)
+            raise ProbeError("less than 10 MiB free in %s%s" % (
+                self.workdir, "" if self.floor_mb is None
+                else " above the floor of %g MiB" % self.floor_mb))
         path = os.path.join(self.workdir, PROBE_DISK_FILE)
         block = os.urandom(PROBE_DISK_BLOCK)  # incompressible
         writes, reads = [], []  # type: List[Dict[str, Any]], List[Dict[str, Any]]
@@ -1074,6 +1497,8 @@ class ProfilerRun:
         self.sampler = None  # type: Optional[Sampler]
         self.post = []  # type: List[Dict[str, Any]]  # its post_argv steps, as they ran
         self.discarded = []  # type: List[str]
+        self.tool_check = None  # type: Optional[Dict[str, Any]]  # the plan's tool_sha256
+        self.cut_short = None  # type: Optional[str]  # stopped early by the runner: why
 
     @property
     def planned(self) -> bool:
@@ -1105,9 +1530,27 @@ class ProfilerRun:
         log("%s: sampling every %g s%s" % (self.name, interval,
                                             " (target pid %d)" % pid if pid else ""))
 
+    def check_tool(self, hashes: ToolHashes, log: RunnerLog) -> bool:
+        """Whether argv[0] may run: the plan pins the sha256 of a tool it pushed (py-spy);
+        a binary that differs (damaged, replaced) is not run."""
+        expected = self.spec.get("tool_sha256")
+        if not expected or not self.argv:
+            return True
+        problem, found = hashes.problem(self.argv[0], expected)
+        self.tool_check = {"path": self.argv[0], "expected": expected.lower(),
+                           "sha256": found, "ok": problem is None}
+        if problem is not None:
+            self.error = problem
+            log("%s: not started: %s" % (self.name, problem))
+            return False
+        return True
+
     def start(self, spawn: Callable[..., Child], workdir: str, pid: Optional[int],
-              log: RunnerLog) -> None:
-        """Start it with ``{pid}`` argv elements replaced; nothing else is substituted."""
+              log: RunnerLog, hashes: Optional[ToolHashes] = None) -> None:
+        """Start it with ``{pid}`` argv elements replaced; nothing else is substituted.
+        A tool whose sha256 the plan pins is checked just before (see check_tool)."""
+        if not self.check_tool(hashes or ToolHashes(), log):
+            return
         if "{pid}" in self.argv:
             if pid is None:
                 self.error = "its argv needs {pid} but the target's pid is unknown"
@@ -1123,11 +1566,13 @@ class ProfilerRun:
         log("%s: started pid %d: %s" % (self.name, self.child.pid, " ".join(self.argv)))
 
     def run_post(self, spawn: Callable[..., Child], workdir: str, kill_at: float,
-                 stopping: Callable[[], bool], log: RunnerLog) -> None:
+                 stopping: Callable[[], bool], log: RunnerLog,
+                 blocked: Callable[[], Optional[str]] = lambda: None) -> None:
         """Its post_argv, in order, once it has stopped: each a process of its own (cwd
         workdir, output to <name>.post<i>.stdout/.stderr), killed at ``kill_at``. A step in
         options.post_fallback runs only when the step before it failed (another version of
-        the tool, say); it is ``not-needed`` otherwise. Nothing is substituted in argv."""
+        the tool, say); it is ``not-needed`` otherwise. Nothing is substituted in argv.
+        ``blocked`` says why no further step may start (free space below the floor)."""
         fallback = set((self.spec.get("options") or {}).get("post_fallback") or [])
         for index, argv in enumerate(self.spec.get("post_argv") or []):
             step = {"argv": list(argv), "status": "not-needed", "reason": None,
@@ -1143,6 +1588,11 @@ class ProfilerRun:
                 continue
             if time.time() >= kill_at:
                 step.update(status="failed", reason="not run: past deadline + grace")
+                continue
+            why_not = blocked()
+            if why_not:
+                step.update(status="failed", reason="not run: " + why_not)
+                log("%s: post step %d: %s" % (self.name, index, step["reason"]))
                 continue
             try:
                 child = spawn(label, list(argv), workdir)
@@ -1192,8 +1642,10 @@ class ProfilerRun:
                     log("%s: discarded %s" % (self.name, name))
 
     def entry(self, workdir: str, clock: Clock, session_failure: Optional[str],
-              watchdog_fired: bool, log: RunnerLog) -> Dict[str, Any]:
-        """The manifest's view of this profiler (caps its outputs and logs on the way)."""
+              watchdog_fired: bool, log: RunnerLog, busy: Optional[str] = None
+              ) -> Dict[str, Any]:
+        """The manifest's view of this profiler (caps its outputs and logs on the way).
+        ``busy``: another session held a lock this one needed; nothing was started."""
         entry = {
             "status": "skipped", "reason": self.spec.get("reason"), "argv": self.argv,
             "exit_code": None, "started_at_device": None, "stopped_at_device": None,
@@ -1202,6 +1654,11 @@ class ProfilerRun:
         }  # type: Dict[str, Any]
         if not self.planned:
             return entry
+        if busy is not None:
+            entry["reason"] = "not started: " + busy
+            return entry
+        if self.tool_check is not None:
+            entry["tool_check"] = self.tool_check
         if self.builtin is not None:
             return self._sampler_entry(entry, workdir, clock, session_failure, log)
         child = self.child
@@ -1226,6 +1683,8 @@ class ProfilerRun:
                 log("%s: kept the last %d bytes of %s"
                     % (self.name, LOG_CAP_BYTES, os.path.basename(path)))
         problems = self._collect_outputs(workdir, entry["outputs"], log)
+        if self.cut_short:
+            problems.append(self.cut_short)
         ending = self._ending(entry["signals_sent"])
         if ending:
             problems.append(ending)
@@ -1267,6 +1726,8 @@ class ProfilerRun:
                             % (int(self.spec["max_bytes"]), sampler.dropped))
         if sampler.error:
             problems.append(sampler.error)
+        if self.cut_short:
+            problems.append(self.cut_short)
         if sampler.alive():
             problems.append("the sampler did not stop")
         if sampler.samples == 0:
@@ -1556,6 +2017,7 @@ class Sampler:
         self.unreadable = []  # type: List[str]
         self.pid = None  # type: Optional[int]
         self.stop_event = threading.Event()
+        self.final_sample = True  # stop() takes one last sample, unless told not to write
         self.thread = None  # type: Optional[threading.Thread]
         self.target = None  # type: Optional[TargetFiles]
         self.prev_cpu = {}  # type: Dict[str, Tuple[int, int]]
@@ -1578,8 +2040,11 @@ class Sampler:
     def alive(self) -> bool:
         return self.thread is not None and self.thread.is_alive()
 
-    def stop(self) -> None:
-        """Take one last sample now (unless one was just taken) and end the thread."""
+    def stop(self, final_sample: bool = True) -> None:
+        """Take one last sample now (unless one was just taken, or ``final_sample`` is
+        false: the disk is past its floor) and end the thread."""
+        if not final_sample:
+            self.final_sample = False
         self.stop_event.set()
         if self.thread is not None:
             self.thread.join(SAMPLER_JOIN_S)
@@ -1627,7 +2092,8 @@ class Sampler:
         while True:
             now = time.time()
             final = self.stop_event.is_set() or now >= self.deadline
-            if final and last is not None and now - last < min(0.05, self.interval / 4.0):
+            if final and last is not None and (
+                    now - last < min(0.05, self.interval / 4.0) or not self.final_sample):
                 self.ended = "deadline" if now >= self.deadline else "stopped"
                 return
             record = self._sample(now)
@@ -1798,7 +2264,8 @@ class Session:
         self.workdir = plan["workdir"]  # type: str
         self.clock = Clock(plan)
         self.target = Target(plan["target"], log)
-        self.probe = (Probe(plan["target"], self.workdir, log)
+        self.disk = DiskFloor(self.workdir, plan.get("min_free_mb"))
+        self.probe = (Probe(plan["target"], self.workdir, log, self.disk.floor_mb)
                       if self.target.mode == "probe" else None)  # type: Optional[Probe]
         self.profilers = [ProfilerRun(p) for p in plan["profilers"]]
         self.children = []  # type: List[Child]  # everything started, for the watchdog
@@ -1810,6 +2277,12 @@ class Session:
         self.started_at = None  # type: Optional[float]
         self.stopped_at = None  # type: Optional[float]
         self.stopped = False
+        self.busy = None  # type: Optional[BusyError]  # another session holds a lock
+        self.host_lock = None  # type: Optional[str]  # its path; main() holds it
+        self.target_lock = None  # type: Optional[SessionLock]
+        self.target_lock_path = None  # type: Optional[str]
+        self.disk_stop = None  # type: Optional[Tuple[str, float]]  # (reason, when)
+        self.hashes = ToolHashes()
         launchers = [p for p in self.profilers if p.planned and p.spec.get("launch_argv")]
         if self.target.via_profiler and not launchers and any(
                 p.planned and p.builtin for p in self.profilers):
@@ -1845,7 +2318,7 @@ class Session:
     def stop_samplers(self) -> None:
         for prof in self.profilers:
             if prof.sampler is not None:
-                prof.sampler.stop()
+                prof.sampler.stop(final_sample=self.disk_stop is None)
 
     def kill_everything(self) -> None:
         for child in tuple(self.children):
@@ -1877,11 +2350,13 @@ class Session:
                 continue
             if prof.spec.get("post_argv"):
                 prof.run_post(self._spawn, self.workdir, kill_at,
-                              lambda: self.abort is not None, self.log)
+                              lambda: self.abort is not None, self.log, self._disk_full)
             prof.discard_files(self.workdir, self.log)
 
     def _run_steps(self) -> None:
         clock, target = self.clock, self.target
+        if self.busy is not None:
+            return
         if self.probe is None and not any(p.planned for p in self.profilers):
             self._fail("no profiler was planned (%s)" % "; ".join(
                 "%s: %s" % (p.name, p.spec.get("reason")) for p in self.profilers))
@@ -1890,16 +2365,21 @@ class Session:
             self._fail("the session window had closed when the runner started "
                        "(deadline passed %.1f s ago)" % (time.time() - clock.deadline))
             return
+        if not self._enough_disk():
+            return
         if not self._wait_until(clock.t0 - WARMUP_S):
             return
         try:
             if target.mode == "attach":
                 target.resolve()
+                if not self._lock_target():
+                    return
             elif target.mode == "launch" and not target.via_profiler:
                 target.launch(self._spawn, self.workdir)
         except TargetError as exc:
             self._fail(str(exc))
             return
+        self._hash_tools()
         if not self._wait_until(clock.t0):
             return
         self.late_by_s = round(max(0.0, time.time() - clock.t0), 3)
@@ -1909,6 +2389,8 @@ class Session:
             code = target.exit_code
             self._fail("target pid %s exited before T0%s"
                        % (target.pid, " with code %d" % code if code is not None else ""))
+            return
+        if not self._enough_disk():
             return
         self._start_profilers()
         if self.probe is not None and self.failure is None:
@@ -1925,6 +2407,73 @@ class Session:
     def _fail(self, reason: str) -> None:
         self.failure = reason
         self.log("failed: " + reason)
+
+    def set_busy(self, busy: BusyError) -> None:
+        self.busy = busy
+        self.log(busy.reason + ": nothing was started")
+
+    def _lock_target(self) -> bool:
+        """One ptrace sampler per process: lock the resolved target for this session, in
+        the directory every user shares; False (busy or failed) when it cannot be had."""
+        ref = self.target.ref
+        assert ref is not None
+        path = target_lock_path(ref.pid, ref.starttime)
+        self.target_lock_path = path
+        what = "target pid %d (lock %s)" % (ref.pid, path)
+        try:
+            self.target_lock = SessionLock.acquire(
+                path, what, lock_holder(self.plan, private=False), shared=True)
+        except BusyError as exc:
+            self.set_busy(exc)
+            return False
+        except OSError as exc:
+            self._fail("cannot lock target pid %d (%s): %s"
+                       % (ref.pid, path, os_error_text(exc)))
+            return False
+        self.log("lock: holding %s" % path)
+        return True
+
+    def release_target(self) -> None:
+        if self.target_lock is not None:
+            self.target_lock.release(unlink=True)
+            self.target_lock = None
+
+    def _hash_tools(self) -> None:
+        """Hash the pinned tools now, before T0, so checking them at spawn time is quick."""
+        for prof in self.profilers:
+            if prof.planned and prof.spec.get("tool_sha256"):
+                for argv in (prof.spec.get("argv"), prof.spec.get("launch_argv")):
+                    if argv:
+                        with contextlib.suppress(OSError):
+                            self.hashes.digest(argv[0])
+
+    def _enough_disk(self) -> bool:
+        """False (the session failed, nothing more starts) when free space is below the floor."""
+        free = self.disk.below()
+        if free is None:
+            return True
+        self._fail(self.disk.too_little(free) + ": nothing was started")
+        return False
+
+    def _disk_full(self) -> Optional[str]:
+        free = self.disk.below()
+        return None if free is None else self.disk.too_little(free)
+
+    def _check_disk_in_window(self) -> bool:
+        """True when free space fell below the floor: every profiler is to stop now."""
+        free = self.disk.below()
+        if free is None:
+            return False
+        now = time.time()
+        reason = self.disk.fell(free)
+        self.disk.fell_below_at = now
+        self.disk_stop = (reason, now)
+        for prof in self.profilers:
+            if prof.active():
+                prof.cut_short = "stopped at %s: free space below the floor" % (
+                    self.clock.since_t0(now))
+        self.log("disk: %s: stopping every profiler" % reason)
+        return True
 
     def _wait_until(self, when: float) -> bool:
         """Sleep until ``when`` on the device clock; False when told to stop meanwhile."""
@@ -1948,13 +2497,13 @@ class Session:
                 self._fail("via_profiler is set but no planned profiler has a launch_argv")
                 return
             launcher.argv = list(launcher.spec["launch_argv"])
-            launcher.start(self._spawn, self.workdir, None, self.log)
+            launcher.start(self._spawn, self.workdir, None, self.log, self.hashes)
             if launcher.child is not None:
                 self.target.adopt_child_of(launcher.child, launcher.name)
             planned.remove(launcher)
         for prof in planned:
             if prof.builtin is None:
-                prof.start(self._spawn, self.workdir, self.target.pid, self.log)
+                prof.start(self._spawn, self.workdir, self.target.pid, self.log, self.hashes)
         # Threads only now: every process of the session has been spawned.
         for prof in planned:
             if prof.builtin is not None:
@@ -1962,10 +2511,15 @@ class Session:
 
     def _watch_window(self) -> None:
         self.log("window: profiling until the deadline")
+        disk_at = time.time() + DISK_CHECK_S
         while self.abort is None:
             now = time.time()
             if now >= self.clock.deadline:
                 break
+            if now >= disk_at:
+                disk_at = now + DISK_CHECK_S
+                if self._check_disk_in_window():
+                    break
             self.target.check()
             if not any(p.active() for p in self.profilers):
                 self.log("window: every profiler stopped before the deadline")
@@ -1979,7 +2533,8 @@ class Session:
         Profilers get until deadline + 2 s to stop by themselves (py-spy has --duration),
         then SIGINT (py-spy writes its output on SIGINT), then SIGKILL to their process
         group at deadline + grace. A launched target gets SIGTERM now, SIGKILL 3 s later.
-        Told to stop (SIGTERM to the runner), all of it happens at once, within 3 s.
+        Told to stop (SIGTERM to the runner), or free space below the floor, all of it
+        happens at once, within 3 s.
         """
         if self.stopped:
             return
@@ -1993,9 +2548,10 @@ class Session:
         while True:
             now = time.time()
             kill_at = clock.hard_deadline
-            if self.abort is not None:
-                sigint_at = min(sigint_at, self.abort[1])
-                kill_at = min(kill_at, self.abort[1] + ABORT_WAIT_S)
+            for early in (self.abort, self.disk_stop):
+                if early is not None:
+                    sigint_at = min(sigint_at, early[1])
+                    kill_at = min(kill_at, early[1] + ABORT_WAIT_S)
             self.target.check()
             busy = self.target.stop_step(now, stop_from, kill_at)
             for prof in self.profilers:
@@ -2023,10 +2579,14 @@ class Session:
 
     def outcome(self, profilers: Dict[str, Dict[str, Any]]) -> Tuple[str, Optional[str]]:
         """The session's status and one-line reason, from everything that happened."""
+        if self.busy is not None:
+            return "busy", self.busy.reason
         if self.failure:
             return "failed", self.failure
         planned = [(name, e) for name, e in profilers.items() if e["status"] != "skipped"]
-        reasons = [self.runner_error] if self.runner_error else []  # type: List[str]
+        reasons = [self.disk_stop[0]] if self.disk_stop else []  # type: List[str]
+        if self.runner_error:
+            reasons.append(self.runner_error)
         if self.probe is not None:
             # A probe session is ok when its benchmarks ran; profilers are extras.
             if not self.probe.ran():
@@ -2053,8 +2613,9 @@ class Session:
     def manifest(self) -> Dict[str, Any]:
         """The manifest (fleetprof.manifest/1). Call once: it caps outputs and logs."""
         clock = self.clock
+        busy = self.busy.reason if self.busy is not None else None
         profilers = dict((p.name, p.entry(self.workdir, clock, self.failure,
-                                          self.watchdog_fired_at is not None, self.log))
+                                          self.watchdog_fired_at is not None, self.log, busy))
                          for p in self.profilers)
         if self.target.child is not None:
             for name in ("target.stdout", "target.stderr"):
@@ -2075,6 +2636,10 @@ class Session:
             "late_by_s": self.late_by_s,
             "target": self.target.entry(clock, self.workdir),
             "profilers": profilers,
+            "locks": {"host": self.host_lock, "target": self.target_lock_path},
+            "busy": None if self.busy is None else {
+                "lock": self.busy.path, "holder": self.busy.holder},
+            "disk": self.disk.entry(clock),
             "runner": {
                 "python": platform.python_version(), "pid": os.getpid(),
                 "version": RUNNER_VERSION,
@@ -2217,7 +2782,7 @@ def prepare_workdir(plan: Dict[str, Any]) -> None:
         for index in range(len(prof.get("post_argv") or [])):
             names += ["%s.post%d.%s" % (prof["name"], index, ext) for ext in ("stdout", "stderr")]
     try:
-        os.makedirs(workdir, mode=0o700, exist_ok=True)
+        make_private_dir(workdir, tighten=True)
         os.chmod(workdir, 0o700)
         for name in names:
             path = os.path.join(workdir, name)
@@ -2243,7 +2808,7 @@ def write_json(path: str, data: Dict[str, Any]) -> None:
 def pack_archive(workdir: str, archive: str) -> List[str]:
     """Regular files of workdir -> archive (tar.gz, flat, manifest.json first), atomically."""
     parent = os.path.dirname(archive)
-    os.makedirs(parent, mode=0o700, exist_ok=True)
+    make_private_dir(parent, tighten=False)
     temp = "%s.tmp-%d" % (archive, os.getpid())
     inside = os.path.normpath(parent) == os.path.normpath(workdir)
     skip = (os.path.basename(archive), os.path.basename(temp)) if inside else ()
@@ -2274,14 +2839,32 @@ def pack_archive(workdir: str, archive: str) -> List[str]:
 # =========================================================================== main
 
 
-def run_session(plan: Dict[str, Any]) -> Dict[str, Any]:
-    """Run the plan's session; the module result (failed only when nothing could be packed)."""
+def run_session(plan: Dict[str, Any], host_lock: str,
+                busy: Optional[BusyError] = None) -> Dict[str, Any]:
+    """Run the plan's session; the module result (failed only when nothing could be packed).
+
+    ``host_lock``: the path of the host lock main() holds. ``busy``: main() could not have
+    it; then nothing is started and the archive holds only the manifest and runner.log.
+    """
     workdir, archive = plan["workdir"], plan["archive"]
     log = RunnerLog(os.path.join(workdir, "runner.log"), float(plan["t0_device"]))
     log("runner %s (python %s, pid %d): %s/%s on %s"
         % (RUNNER_VERSION, platform.python_version(), os.getpid(), plan["campaign"],
            plan["run_id"], plan["host"]))
     session = Session(plan, log)
+    session.host_lock = host_lock
+    try:
+        if busy is not None:
+            session.set_busy(busy)
+        else:
+            log("lock: holding %s" % host_lock)
+            _run_guarded(session, log)
+        return _finish(session, log, workdir, archive)
+    finally:
+        session.release_target()  # after packing: the target is free for the next session
+
+
+def _run_guarded(session: Session, log: RunnerLog) -> None:
     session.install_guards()
     try:
         session.run()
@@ -2291,6 +2874,10 @@ def run_session(plan: Dict[str, Any]) -> Dict[str, Any]:
         session.kill_everything()  # run() tried to stop things gently; this cannot fail
     finally:
         session.disarm_watchdog()
+
+
+def _finish(session: Session, log: RunnerLog, workdir: str, archive: str) -> Dict[str, Any]:
+    """Write the manifest, pack the archive -> the module result."""
     manifest = session.manifest()
     summary = "session %s%s" % (manifest["status"],
                                 ": " + manifest["reason"] if manifest["reason"] else "")
@@ -2336,6 +2923,18 @@ def finished_session(plan: Dict[str, Any]) -> Optional[Dict[str, Any]]:
                    % (archive, manifest.get("status"))}
 
 
+def same_session(plan: Dict[str, Any], holder: Optional[Dict[str, Any]]) -> bool:
+    """Whether the lock's holder runs this very plan's workdir or archive (the same plan
+    applied twice at once): then the busy runner must not touch either."""
+    if holder is None:
+        # Who holds it is unknown: only the workdir's own manifest could tell, so stay off
+        # a workdir that exists (a different run's workdir is new: another run id).
+        return os.path.lexists(plan["workdir"])
+    return any(isinstance(holder.get(key), str)
+               and os.path.normpath(holder[key]) == os.path.normpath(plan[key])
+               for key in ("workdir", "archive"))
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the module; returns the exit code (no sys.exit, so linters may import and call it)."""
     argv = sys.argv[1:] if argv is None else argv
@@ -2349,8 +2948,23 @@ def main(argv: Optional[List[str]] = None) -> int:
         done = finished_session(plan)
         if done is not None:
             return emit(done)
+        lock_path = prepare_home(plan)
+        try:
+            # Held until the runner exits: the kernel releases it however that happens.
+            host_lock = SessionLock.acquire(lock_path, "the host lock %s" % lock_path,
+                                            lock_holder(plan, private=True), shared=False)
+        except BusyError as busy:
+            if same_session(plan, busy.holder):
+                return emit(dict(nothing, status="busy", reason=busy.reason, msg=(
+                    "%s: this very plan's session is running; its workdir and archive are "
+                    "left to it" % busy.reason)))
+            prepare_workdir(plan)
+            return emit(run_session(plan, lock_path, busy))
+        except OSError as exc:
+            raise InvocationError("cannot take the host lock %s: %s"
+                                  % (lock_path, os_error_text(exc))) from None
         prepare_workdir(plan)
-        result = run_session(plan)
+        result = run_session(plan, host_lock.path)
     except InvocationError as exc:
         return emit(dict(nothing, failed=True, status="failed", reason=str(exc), msg=str(exc)))
     except Exception as exc:  # never end without one JSON object on stdout

@@ -258,9 +258,12 @@ def test_the_runner_runs_a_real_short_probe(tmp_path: Path) -> None:
     for metric in ALL_METRICS:
         assert parsed.metrics[metric] > 0, metric
         assert parsed.metrics[f"{metric}_cv"] >= 0, metric
-    assert parsed.metrics["probe.cpu.all_ops_per_s"] > parsed.metrics[
-        "probe.cpu.single_ops_per_s"
-    ] * (0.6 if doc["cpu_count"] == 1 else 1.0)
+    # All cores together do at least most of what one does, even with 50 ms repetitions on
+    # a loaded machine (on a quiet one: about cpu_count times as much).
+    assert (
+        parsed.metrics["probe.cpu.all_ops_per_s"]
+        > parsed.metrics["probe.cpu.single_ops_per_s"] * 0.6
+    )
 
 
 def test_the_probe_stops_by_the_deadline_when_the_window_is_short(tmp_path: Path) -> None:

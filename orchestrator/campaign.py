@@ -676,6 +676,10 @@ def _check_mib(value: object) -> float:
     return float(value)
 
 
+DEFAULT_GRACE_S = 10.0
+MAX_GRACE_S = 60.0
+
+
 class LimitsSpec(_Spec):
     """What a session may take from a device.
 
@@ -683,9 +687,16 @@ class LimitsSpec(_Spec):
     directory. Below it the runner starts nothing (the host fails, saying free vs floor);
     falling below it during the window, it stops every profiler early and the host is
     partial. 0 turns the floor off.
+
+    ``grace``: after the deadline, how long profilers get to stop and flush before the
+    runner kills whatever is left (the device's own bound; a hung device holds the
+    controller about 30 s more, see docs/faults.md).
     """
 
     min_free_mb: Annotated[float, PlainValidator(_check_mib)] = DEFAULT_MIN_FREE_MB
+    grace_s: Annotated[float, _duration_check(0.0, MAX_GRACE_S, zero_ok=False)] = Field(
+        default=DEFAULT_GRACE_S, validation_alias="grace", serialization_alias="grace"
+    )
 
 
 class Campaign(_Spec):

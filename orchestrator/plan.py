@@ -16,7 +16,6 @@ from orchestrator.models import HostFacts, ProfilerPlan, SessionPlan, TargetPlan
 from orchestrator.probe import seconds_per_kind
 from orchestrator.profilers.base import ToolChoice
 
-DEFAULT_GRACE_S = 10.0
 # Starting the session takes one play launch plus the async start, which Ansible cannot
 # pipeline: a temporary directory, the module and its wrapper put, modes set, the wrapper
 # run: about five remote operations where preflight's pipelined module took one round
@@ -59,7 +58,7 @@ def make_plan(
     run_id: str,
     tools: Mapping[str, ToolChoice],
     t0: float,
-    grace_s: float = DEFAULT_GRACE_S,
+    grace_s: float | None = None,
 ) -> SessionPlan:
     """One host's session: where its files go, when it starts, what it runs.
 
@@ -93,7 +92,7 @@ def make_plan(
         archive=f"{base}/{run_id}.tar.gz",
         t0_device=t0_device,
         deadline_device=t0_device + campaign.duration_s,
-        grace_s=grace_s,
+        grace_s=campaign.limits.grace_s if grace_s is None else grace_s,
         clock_offset_s=facts.clock.correction_s,
         target=_target(campaign, facts, launcher_planned),
         profilers=plans,

@@ -185,3 +185,16 @@ def test_every_campaign_profiler_key_has_a_profiler_module() -> None:
 
     keys = {field.validation_alias or name for name, field in ProfilersSpec.model_fields.items()}
     assert keys == set(profilers.REGISTRY)
+
+
+def test_the_campaign_sets_the_device_grace() -> None:
+    quick = Campaign.from_mapping(
+        {
+            "name": "g",
+            "duration": "5s",
+            "limits": {"grace": "3s"},
+            "target": {"attach": {"pid": 42}},
+        }
+    )
+    assert make_plan(quick, facts(), "run1", TOOL, t0=1000.0).grace_s == 3.0
+    assert make_plan(campaign(), facts(), "run1", TOOL, t0=1000.0).grace_s == 10.0

@@ -892,8 +892,8 @@ _SCALAR_TAGS = {f"{_YAML_TAG}{kind}": kind for kind in ("int", "float", "bool", 
 _MAX_NUMBER_CHARS = 100
 _SURROGATE_RE = re.compile(r"[\ud800-\udfff]")
 # What PyYAML's constructors raise, besides YAMLError, for scalars they cannot build:
-# `!!int x`, `!!bool x`, `!!timestamp x`, 2001-13-45, sexagesimal floats beyond a double.
-_CONSTRUCT_ERRORS = (ValueError, KeyError, AttributeError, TypeError, OverflowError)
+# `!!int x`, `!!bool x`, an empty `!!float`, `!!timestamp x`, 2001-13-45, 1:2:...:1.5 (overflow).
+_CONSTRUCT_ERRORS = (ValueError, LookupError, AttributeError, TypeError, OverflowError)
 
 
 def _scalar_problems(root: yaml.Node) -> list[str]:

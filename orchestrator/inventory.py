@@ -83,9 +83,10 @@ def load_inventory(
     display.error_as_warning = keep
     try:
         manager = InventoryManager(loader=DataLoader(), sources=[resolved])
-        if limit:
-            manager.subset(limit)
-        selected = manager.get_hosts(pattern=pattern)
+        # What Ansible said while reading the source (a group it skipped, say): why a
+        # pattern may match nothing.
+        parse_warnings = list(warnings)
+        selected = _select(manager, shown, pattern, limit)
         hosts = [host.name for host in selected]
         hw_models = _var_values(manager, selected, HW_MODEL_VAR)
         grouped = group_by if group_by and group_by not in FACT_KEYS else None
@@ -96,7 +97,8 @@ def load_inventory(
         display.warning, display.error_as_warning = originals
     if not hosts:
         what = f"hosts pattern {pattern!r}" + (f" with limit {limit!r}" if limit else "")
-        raise InventoryError(f"{shown}: {what} matches no hosts")
+        why = f" (Ansible: {parse_warnings[0].splitlines()[0]})" if parse_warnings else ""
+        raise InventoryError(f"{shown}: {what} matches no hosts{why}")
     return Inventory(
         source=resolved,
         hosts=hosts,
@@ -104,6 +106,28 @@ def load_inventory(
         group_by=grouped,
         group_values=group_values,
     )
+
+
+def _select(manager: Any, shown: str, pattern: str, limit: str | None) -> list[Any]:
+    """The hosts ``pattern`` and ``limit`` select. A pattern Ansible cannot read is bad
+    input and said so; Ansible raises AnsibleError (``~(``, ``all[99]``) or, for an
+    operator with nothing after it (``web:&``, ``!``), IndexError."""
+    from ansible.errors import AnsibleError
+
+    what, value = "limit", limit
+    try:
+        if limit:
+            manager.subset(limit)
+            manager.get_hosts()  # Ansible reads a limit when it first applies it
+        what, value = "hosts pattern", pattern
+        return list(manager.get_hosts(pattern=pattern))
+    except (AnsibleError, IndexError) as err:
+        reason = (str(err).splitlines() or [""])[0]
+        if isinstance(err, IndexError) or not reason:
+            reason = "a ':', '&' or '!' with no group or host after it"
+        raise InventoryError(
+            f"{shown}: {what} {value!r} is not a valid Ansible host pattern: {reason}"
+        ) from None
 
 
 def group_values(inventory: Inventory, group_by: str) -> dict[str, str]:

@@ -15,7 +15,7 @@ demo: venv
 	$(BIN)/fleetprof demo
 
 test: venv system-deps lint
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=20 tests
 
 unit: venv
 	$(BIN)/python -m pytest -q tests/unit

@@ -478,6 +478,17 @@ class Fleet:
         """CPU seconds every process of the host used so far (None: not accounted here)."""
         return self.host(host).cgroup.cpu_usage_s()
 
+    def seed_file(self, source: Path, device_path: str, mode: int = 0o755) -> None:
+        """Put a file on every host as if an earlier campaign had pushed it there; the
+        directories on the way are created 0700, as the tools role does."""
+        for host in self.hosts:
+            target = host.private_path(device_path)
+            for parent in reversed(target.parents):
+                if not parent.exists():
+                    parent.mkdir(mode=0o700)
+            shutil.copyfile(source, target)
+            target.chmod(mode)
+
     # -- emulating trouble -------------------------------------------------------------
 
     def freeze(self, host: str | FleetHost) -> None:

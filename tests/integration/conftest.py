@@ -90,6 +90,6 @@ def workload(tmp_path: Path) -> Iterator[Any]:
 
 
 # The real test fleet (tests/fleet): SSH hosts in their own namespaces and cgroups.
-from tests.fleet.fixtures import fleet_factory  # noqa: E402
+from tests.fleet.fixtures import fleet_factory, module_fleet_factory  # noqa: E402
 
-__all__ = ["fleet_factory"]
+__all__ = ["fleet_factory", "module_fleet_factory"]

@@ -40,7 +40,11 @@ def deploy(fleet: Fleet, source: Path | str, name: str) -> str:
 def test_one_campaign_profiles_six_hosts_in_one_window_each_its_own_process(
     fleet_factory: Any, fleetprof: Any, tmp_path: Path
 ) -> None:
-    fleet = fleet_factory({"edge-x86": 3, "edge-slow": {"count": 3, "cpu": 0.3}})
+    # Quotas on both models keep six CPU-bound workloads from starving the controller's
+    # Ansible on the 2-core CI machine (it ran 64 s without them).
+    fleet = fleet_factory(
+        {"edge-x86": {"count": 3, "cpu": 0.5}, "edge-slow": {"count": 3, "cpu": 0.3}}
+    )
     script = deploy(fleet, SPLIT_WORKLOAD, "split_workload.py")
     for host in fleet.hosts:
         # Each device runs its own copy, tagged with its name: a host that could see
@@ -74,7 +78,9 @@ def test_one_campaign_profiles_six_hosts_in_one_window_each_its_own_process(
 def test_a_throttled_model_shows_a_lower_frame_rate_in_launch_mode(
     fleet_factory: Any, fleetprof: Any, tmp_path: Path
 ) -> None:
-    fleet = fleet_factory({"fast-board": 3, "slow-board": {"count": 3, "cpu": 0.1}})
+    fleet = fleet_factory(
+        {"fast-board": {"count": 3, "cpu": 0.5}, "slow-board": {"count": 3, "cpu": 0.1}}
+    )
     pipeline = deploy(fleet, REPO / "examples/workloads/video_pipeline.py", "video_pipeline.py")
     campaign = tmp_path / "fleet-launch.yml"
     campaign.write_text(

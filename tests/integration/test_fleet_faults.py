@@ -50,7 +50,7 @@ def leftovers(fleet: Fleet, host: str) -> list[str]:
 def test_a_frozen_and_a_dead_host_mid_window_do_not_sink_the_others(
     fleet_factory: Any, tmp_path: Path
 ) -> None:
-    fleet = fleet_factory({"edge": 6})
+    fleet = fleet_factory({"edge": {"count": 6, "cpu": 0.25}})
     pipeline = deploy(fleet, REPO / "examples/workloads/video_pipeline.py", "video_pipeline.py")
     frozen, dead = fleet.hosts[1].name, fleet.hosts[4].name
     campaign = tmp_path / "faults.yml"

@@ -1,0 +1,120 @@
+"""Device-side faults on the real SSH test fleet (tests/fleet): a second campaign on busy
+hosts, a target that exits mid-window, a device short of disk. One small fleet serves
+the module."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fleet import Fleet
+from tests.fleet.fixtures import requires_fleet
+from tests.integration.conftest import FLEETPROF, REPO
+from tests.integration.test_fleet import PYTHON, deploy
+from tests.integration.test_localhost import SPLIT_WORKLOAD
+
+pytestmark = [pytest.mark.integration, requires_fleet]
+
+
+@pytest.fixture(scope="module")
+def fleet(module_fleet_factory: Any) -> Iterator[Fleet]:
+    fleet = module_fleet_factory({"board": 2})
+    yield fleet
+
+
+def run(campaign: Path, fleet: Fleet, out: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*FLEETPROF, "run", str(campaign), "-i", str(fleet.inventory), "-o", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "NO_COLOR": "1"},
+        check=False,
+    )
+
+
+def report_of(out: Path, name: str) -> dict[str, Any]:
+    (path,) = out.glob(f"{name}/*/report.json")
+    return dict(json.loads(path.read_text()))
+
+
+def test_a_second_campaign_on_busy_hosts_gets_busy_and_the_first_is_undisturbed(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    script = deploy(fleet, SPLIT_WORKLOAD, "split_workload.py")
+    for host in fleet.hosts:
+        fleet.start_background(host.name, [PYTHON, script, f"--device={host.name}"])
+    time.sleep(0.5)
+    attach = "target:\n  attach:\n    process: 'split_workload.py --device='\n"
+    first = tmp_path / "first.yml"
+    first.write_text(f"name: first\nduration: 20s\nstart: {{lead: 3s}}\n{attach}")
+    second = tmp_path / "second.yml"
+    second.write_text(f"name: second\nduration: 3s\nstart: {{lead: 3s}}\n{attach}")
+    out = tmp_path / "out"
+    long_run = subprocess.Popen(
+        [*FLEETPROF, "run", str(first), "-i", str(fleet.inventory), "-o", str(out)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        # Start the second as soon as the first's session play begins: its runners reach
+        # the devices well inside the first's 20 s window.
+        deadline = time.monotonic() + 90
+        while not list(out.glob("first/*/ansible/artifacts/session")):
+            if time.monotonic() > deadline or long_run.poll() is not None:
+                pytest.fail("the first campaign never reached its session")
+            time.sleep(0.2)
+        clash = run(second, fleet, out)
+        output, _ = long_run.communicate(timeout=120)
+    finally:
+        if long_run.poll() is None:
+            long_run.kill()
+    assert clash.returncode == 3, clash.stdout + clash.stderr
+    for host in report_of(out, "second")["hosts"]:
+        assert host["status"] == "busy", host
+        assert "busy: another fleetprof session holds" in host["reason"]
+    assert long_run.returncode == 0, output
+    for host in report_of(out, "first")["hosts"]:
+        assert host["status"] == "ok", host
+        assert host["metrics"]["pyspy.samples"] > 0
+
+
+def test_a_target_exiting_mid_window_leaves_a_partial_profile(fleet: Fleet, tmp_path: Path) -> None:
+    # The pipeline runs about 2 s of a 6 s window, then exits on its own.
+    pipeline = deploy(fleet, REPO / "examples/workloads/video_pipeline.py", "video_pipeline.py")
+    campaign = tmp_path / "short-lived.yml"
+    campaign.write_text(
+        "name: short-lived\nduration: 6s\nstart: {lead: 3s}\n"
+        f"target:\n  launch:\n    command: ['{PYTHON}', '{pipeline}', '--duration', '2']\n"
+    )
+    out = tmp_path / "out"
+    result = run(campaign, fleet, out)
+    assert result.returncode == 3, result.stdout + result.stderr
+    for host in report_of(out, "short-lived")["hosts"]:
+        assert host["status"] == "partial", host
+        assert "exited" in host["reason"], host
+        assert host["metrics"]["pyspy.samples"] > 0  # the profile up to that moment
+
+
+def test_a_device_short_of_disk_starts_nothing_and_says_so(fleet: Fleet, tmp_path: Path) -> None:
+    campaign = tmp_path / "full-disk.yml"
+    campaign.write_text(
+        "name: full-disk\nduration: 3s\nstart: {lead: 3s}\ntarget: {probe: [cpu]}\n"
+        "limits: {min_free_mb: 100000000}\n"
+    )
+    out = tmp_path / "out"
+    result = run(campaign, fleet, out)
+    assert result.returncode == 3, result.stdout + result.stderr
+    for host in report_of(out, "full-disk")["hosts"]:
+        assert host["status"] == "failed", host
+        assert "below the floor of 100000000 MiB" in host["reason"], host

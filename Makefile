@@ -9,7 +9,7 @@ export ANSIBLE_NOCOLOR ?= 1
 # The venv's tools (ansible-playbook, ansible-lint's helpers) come first.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: demo test lint unit integration system-deps venv tools clean bench molecule
+.PHONY: demo test lint unit integration system-deps venv tools clean bench bench-smoke molecule
 
 demo: venv
 	$(BIN)/fleetprof demo
@@ -24,10 +24,18 @@ integration: venv
 	$(BIN)/python -m pytest -q tests/integration
 
 lint: venv
-	$(BIN)/ruff check orchestrator tests examples
-	$(BIN)/ruff format --check orchestrator tests examples
+	$(BIN)/ruff check orchestrator tests examples benchmarks
+	$(BIN)/ruff format --check orchestrator tests examples benchmarks
 	$(BIN)/mypy
 	$(BIN)/ansible-lint --profile production playbooks roles
+
+# Benchmarks (benchmarks/README.md; figures in docs/performance.md): every one at full size,
+# results in benchmarks/results/; bench-smoke runs each at a tiny size (seconds), as CI does.
+bench: venv
+	$(BIN)/python -m benchmarks run
+
+bench-smoke: venv
+	$(BIN)/python -m benchmarks run --smoke
 
 # The roles' molecule scenarios on the test fleet (needs root; see tests/fleet/README.md).
 # `make test` runs them too, through tests/integration/test_molecule.py.

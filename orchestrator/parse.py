@@ -13,7 +13,7 @@ from typing import Any
 
 from orchestrator import profilers
 from orchestrator.analysis.fleet import HostView
-from orchestrator.analysis.stacks import StackProfile
+from orchestrator.analysis.stacks import StackProfile, gc_paused
 from orchestrator.campaign import Campaign
 from orchestrator.models import HostStatus
 from orchestrator.probe import parse_probe
@@ -61,6 +61,14 @@ class ParsedHost:
 
 def parse_host(
     run: RunDir, host: str, campaign: Campaign, inventory_model: str | None = None
+) -> ParsedHost:
+    # One pause for the whole host, so the call trees its summaries need die unscanned.
+    with gc_paused():
+        return _parse_host(run, host, campaign, inventory_model)
+
+
+def _parse_host(
+    run: RunDir, host: str, campaign: Campaign, inventory_model: str | None
 ) -> ParsedHost:
     facts = run.read_facts(host)
     plan = run.read_plan(host)

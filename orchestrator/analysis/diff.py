@@ -15,69 +15,27 @@ in a small group does not pull the reference towards itself.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
-from orchestrator.analysis.stacks import StackProfile
+from orchestrator.analysis.stacks import DEFAULT_MAX_DEPTH as DEFAULT_MAX_DEPTH
+from orchestrator.analysis.stacks import CallTree as CallTree
+from orchestrator.analysis.stacks import LazyTree, StackProfile, Tree, gc_paused
 
 DEFAULT_MIN_FRACTION = 0.005
-DEFAULT_MAX_DEPTH = 64
 
 Key = tuple[str, str | None]
 
 
-class CallTree:
-    """Sample counts per call path, merged by ``(function, file)``; addable."""
-
-    __slots__ = ("children", "value")
-
-    def __init__(self) -> None:
-        self.value = 0
-        self.children: dict[Key, CallTree] = {}
-
-    @classmethod
-    def of(cls, profile: StackProfile, max_depth: int = DEFAULT_MAX_DEPTH) -> CallTree:
-        root = cls()
-        root.value = profile.total_samples
-        for frames, count in profile.stacks.items():
-            node = root
-            for frame in frames[: max(max_depth, 0)]:
-                child = node.children.get(frame.key)
-                if child is None:
-                    child = node.children[frame.key] = cls()
-                child.value += count
-                node = child
-        return root
-
-    @classmethod
-    def sum(cls, trees: Iterable[CallTree]) -> CallTree:
-        total = cls()
-        for tree in trees:
-            total.add(tree)
-        return total
-
-    def add(self, other: CallTree) -> None:
-        pending = [(self, other)]
-        while pending:
-            into, source = pending.pop()
-            into.value += source.value
-            for key, child in source.children.items():
-                target = into.children.get(key)
-                if target is None:
-                    target = into.children[key] = CallTree()
-                pending.append((target, child))
-
-
 def diff_tree(
-    a: CallTree,
-    b: CallTree,
+    a: Tree,
+    b: Tree,
     *,
-    subtract: CallTree | None = None,
+    subtract: Tree | None = None,
     min_fraction: float = DEFAULT_MIN_FRACTION,
 ) -> dict[str, Any]:
     """``a`` against ``b`` (less ``subtract``, a part of ``b``: the host inside its group)."""
 
-    def b_value(node: CallTree | None, minus: CallTree | None) -> int:
+    def b_value(node: Tree | None, minus: Tree | None) -> int:
         return (node.value if node else 0) - (minus.value if minus else 0)
 
     a_total = a.value
@@ -95,41 +53,42 @@ def diff_tree(
     }
     a_cut = min_fraction * a_total
     b_cut = min_fraction * b_total
-    Side = CallTree | None
+    Side = Tree | None
     pending: list[tuple[Side, Side, Side, list[dict[str, Any]]]] = [
         (a, b, subtract, out["children"])
     ]
-    while pending:
-        a_node, b_node, minus, into = pending.pop()
-        keys = set(a_node.children if a_node else ()) | set(b_node.children if b_node else ())
-        kept = []
-        for key in keys:
-            a_child = a_node.children.get(key) if a_node else None
-            b_child = b_node.children.get(key) if b_node else None
-            m_child = minus.children.get(key) if minus else None
-            a_val = a_child.value if a_child else 0
-            b_val = b_value(b_child, m_child)
-            if (a_total and a_val >= a_cut and a_val > 0) or (
-                b_total and b_val >= b_cut and b_val > 0
-            ):
-                kept.append((key, a_child, b_child, m_child, a_val, b_val))
-        kept.sort(
-            key=lambda k: (
-                -(k[4] / a_total if a_total else 0) - (k[5] / b_total if b_total else 0),
-                k[0][0],
-                k[0][1] or "",
+    with gc_paused():
+        while pending:
+            a_node, b_node, minus, into = pending.pop()
+            keys = set(a_node.children if a_node else ()) | set(b_node.children if b_node else ())
+            kept = []
+            for key in keys:
+                a_child = a_node.children.get(key) if a_node else None
+                b_child = b_node.children.get(key) if b_node else None
+                m_child = minus.children.get(key) if minus else None
+                a_val = a_child.value if a_child else 0
+                b_val = b_value(b_child, m_child)
+                if (a_total and a_val >= a_cut and a_val > 0) or (
+                    b_total and b_val >= b_cut and b_val > 0
+                ):
+                    kept.append((key, a_child, b_child, m_child, a_val, b_val))
+            kept.sort(
+                key=lambda k: (
+                    -(k[4] / a_total if a_total else 0) - (k[5] / b_total if b_total else 0),
+                    k[0][0],
+                    k[0][1] or "",
+                )
             )
-        )
-        for (function, file), a_child, b_child, m_child, a_val, b_val in kept:
-            entry: dict[str, Any] = {
-                "name": function,
-                "file": file,
-                "a": frac(a_val, a_total),
-                "b": frac(b_val, b_total),
-                "children": [],
-            }
-            into.append(entry)
-            pending.append((a_child, b_child, m_child, entry["children"]))
+            for (function, file), a_child, b_child, m_child, a_val, b_val in kept:
+                entry: dict[str, Any] = {
+                    "name": function,
+                    "file": file,
+                    "a": frac(a_val, a_total),
+                    "b": frac(b_val, b_total),
+                    "children": [],
+                }
+                into.append(entry)
+                pending.append((a_child, b_child, m_child, entry["children"]))
     return out
 
 
@@ -137,4 +96,4 @@ def profile_diff(
     a: StackProfile, b: StackProfile, min_fraction: float = DEFAULT_MIN_FRACTION
 ) -> dict[str, Any]:
     """Convenience: two profiles' diff tree."""
-    return diff_tree(CallTree.of(a), CallTree.of(b), min_fraction=min_fraction)
+    return diff_tree(LazyTree.of(a), LazyTree.of(b), min_fraction=min_fraction)

@@ -16,14 +16,20 @@ from dataclasses import dataclass, field
 from itertools import combinations, pairwise
 from typing import Any
 
-from orchestrator.analysis.diff import CallTree, diff_tree
+from orchestrator.analysis.diff import diff_tree
 from orchestrator.analysis.outliers import (
     Outlier,
     function_share_outliers,
     metric_outliers,
     severity,
 )
-from orchestrator.analysis.stacks import StackProfile, flame_tree, merge_profiles
+from orchestrator.analysis.stacks import (
+    LazyTree,
+    StackProfile,
+    flame_of_tree,
+    gc_paused,
+    merge_profiles,
+)
 from orchestrator.models import REPORT_SCHEMA, HostStatus
 
 STATUSES = [s.value for s in HostStatus]
@@ -104,12 +110,34 @@ def _by_group(hosts: Sequence[HostView]) -> dict[str, list[HostView]]:
     return dict(sorted(groups.items()))
 
 
+def group_trees(
+    hosts: Sequence[HostView], profiles: Mapping[str, StackProfile]
+) -> dict[str, LazyTree]:
+    """Per group, the call tree of its hosts' profiles merged (groups with samples only).
+
+    Made once from the group's distinct stacks (hosts of one model mostly share their
+    stacks), for the group's flame graph and every diff that involves the group, and only
+    as far as those read it."""
+    trees: dict[str, LazyTree] = {}
+    for key, members in _by_group(hosts).items():
+        merged = [profiles[h.name] for h in members if h.name in profiles]
+        if merged:
+            profile = merge_profiles(merged)
+            if profile.total_samples > 0:
+                trees[key] = LazyTree.of(profile)
+    return trees
+
+
 def group_stats(
-    hosts: Sequence[HostView], profiles: Mapping[str, StackProfile] | None = None
+    hosts: Sequence[HostView],
+    profiles: Mapping[str, StackProfile] | None = None,
+    trees: Mapping[str, LazyTree] | None = None,
 ) -> list[dict[str, Any]]:
     """Per group (``host.group``, else the hardware model): median, MAD and n of every
-    metric over the hosts that produced data, and the group's merged py-spy profile."""
-    profiles = profiles or {}
+    metric over the hosts that produced data, and the group's merged py-spy profile
+    (``trees``: the groups' call trees when already built, see :func:`group_trees`)."""
+    if trees is None:
+        trees = group_trees(hosts, profiles or {})
     groups = []
     for key, members in _by_group(hosts).items():
         values: dict[str, list[float]] = defaultdict(list)
@@ -123,14 +151,13 @@ def group_stats(
             median = statistics.median(series)
             mad = statistics.median(abs(v - median) for v in series)
             metrics[name] = {"median": round(median, 4), "mad": round(mad, 4), "n": len(series)}
-        merged = [profiles[h.name] for h in members if h.name in profiles]
-        profile = merge_profiles(merged) if merged else None
+        tree = trees.get(key)
         groups.append(
             {
                 "hw_model": key,
                 "hosts": [h.name for h in members],
                 "metrics": metrics,
-                "flamegraph": flame_tree(profile) if profile and profile.total_samples else None,
+                "flamegraph": flame_of_tree(tree) if tree is not None else None,
             }
         )
     return groups
@@ -138,12 +165,7 @@ def group_stats(
 
 def self_counts(profile: StackProfile) -> dict[FunctionKey, int]:
     """Samples per function as the leaf (its self time)."""
-    counts: dict[FunctionKey, int] = {}
-    for frames, count in profile.stacks.items():
-        if frames:
-            key = frames[-1].key
-            counts[key] = counts.get(key, 0) + count
-    return counts
+    return profile.self_counts
 
 
 def _shares(counts: Mapping[FunctionKey, int], total: int) -> dict[FunctionKey, float]:
@@ -211,6 +233,7 @@ def fleet_diffs(
     profiles: Mapping[str, StackProfile],
     outliers: Sequence[Outlier] = (),
     max_hosts: int = MAX_HOST_DIFFS,
+    trees: Mapping[str, LazyTree] | None = None,
 ) -> dict[str, Any]:
     """Differential trees: each host against the rest of its group, each pair of groups.
 
@@ -218,22 +241,26 @@ def fleet_diffs(
     are no more): the outliers first (worst robust z first), then the hosts whose
     self-time distribution is furthest from the rest of their group's (total variation
     distance), so a 500-host fleet's report stays small and shows what differs.
+    ``trees``: the groups' call trees when already built (:func:`group_trees`); a host's
+    own tree is built only when it gets a diff.
     """
-    trees = {name: CallTree.of(p) for name, p in profiles.items() if p.total_samples > 0}
-    counts = {name: self_counts(profiles[name]) for name in trees}
-    group_trees: dict[str, CallTree] = {}
+    usable = {name: p for name, p in profiles.items() if p.total_samples > 0}
+    if trees is None:
+        trees = group_trees(hosts, usable)
+    counts = {name: self_counts(p) for name, p in usable.items()}
     group_counts: dict[str, dict[FunctionKey, int]] = {}
+    group_totals: dict[str, int] = {}
     candidates: list[tuple[str, str]] = []
     for key, members in _by_group(hosts).items():
-        names = [h.name for h in members if h.name in trees]
+        names = [h.name for h in members if h.name in usable]
         if not names:
             continue
-        group_trees[key] = CallTree.sum(trees[n] for n in names)
         summed: dict[FunctionKey, int] = defaultdict(int)
         for n in names:
             for fkey, c in counts[n].items():
                 summed[fkey] += c
         group_counts[key] = summed
+        group_totals[key] = sum(usable[n].total_samples for n in names)
         if len(names) >= 2:
             candidates.extend((n, key) for n in names)
 
@@ -241,8 +268,8 @@ def fleet_diffs(
 
     def distance(host: str, key: str) -> float:
         own, group = counts[host], group_counts[key]
-        own_total = trees[host].value
-        rest_total = group_trees[key].value - own_total
+        own_total = usable[host].total_samples
+        rest_total = group_totals[key] - own_total
         if own_total <= 0 or rest_total <= 0:
             return 0.0
         return 0.5 * sum(
@@ -253,13 +280,13 @@ def fleet_diffs(
         ranked = sorted(candidates, key=lambda c: (-worst.get(c[0], 0.0), -distance(*c), c[0]))
         chosen = set(ranked[: max(max_hosts, 0)])
         candidates = [c for c in candidates if c in chosen]
-    host_vs_group = {
-        host: diff_tree(trees[host], group_trees[key], subtract=trees[host])
-        for host, key in candidates
-    }
+    host_vs_group = {}
+    for host, key in candidates:
+        own = LazyTree.of(usable[host])
+        host_vs_group[host] = diff_tree(own, trees[key], subtract=own)
     group_vs_group = [
-        {"a": a, "b": b, "tree": diff_tree(group_trees[a], group_trees[b])}
-        for a, b in _group_pairs(list(group_trees))
+        {"a": a, "b": b, "tree": diff_tree(trees[a], trees[b])}
+        for a, b in _group_pairs(list(trees))
     ]
     return {"host_vs_group": host_vs_group, "group_vs_group": group_vs_group}
 
@@ -276,15 +303,29 @@ def build_report(
     """``meta``: campaign, run_id, started_at, duration_s, mode (from run.json);
     ``profiles``: each host's py-spy profile; ``group_values``: each host's value of the
     inventory variable ``group_by`` (unused for hw_model and arch)."""
+    with gc_paused():
+        return _build_report(meta, hosts, profiles or {}, group_by, threshold, group_values)
+
+
+def _build_report(
+    meta: dict[str, Any],
+    hosts: list[HostView],
+    profiles: Mapping[str, StackProfile],
+    group_by: str,
+    threshold: float,
+    group_values: Mapping[str, str] | None,
+) -> dict[str, Any]:
     for host in hosts:
         host.group = group_key(host, group_by, group_values)
+    with_data = {h.name for h in hosts if _has_data(h)}
     usable = {
         name: profile
-        for name, profile in (profiles or {}).items()
-        if profile.total_samples > 0 and any(h.name == name and _has_data(h) for h in hosts)
+        for name, profile in profiles.items()
+        if profile.total_samples > 0 and name in with_data
     }
     shares = {name: _shares(self_counts(p), p.total_samples) for name, p in usable.items()}
     outliers = find_outliers(hosts, shares, threshold)
+    trees = group_trees(hosts, usable)
     counts = dict.fromkeys(STATUSES, 0)
     for host in hosts:
         counts[str(host.status)] = counts.get(str(host.status), 0) + 1
@@ -300,8 +341,8 @@ def build_report(
         "start_skew_ms": round(max(offsets) - min(offsets), 1) if offsets else None,
         "compare": {"group_by": group_by, "threshold": threshold},
         "hosts": [h.to_dict() for h in sorted(hosts, key=lambda h: (_group_of(h), h.name))],
-        "groups": group_stats(hosts, usable),
+        "groups": group_stats(hosts, usable, trees),
         "outliers": [o.to_dict() for o in outliers],
         "function_matrix": function_matrix(hosts, shares, outliers),
-        "diffs": fleet_diffs(hosts, usable, outliers),
+        "diffs": fleet_diffs(hosts, usable, outliers, trees=trees),
     }

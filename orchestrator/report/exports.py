@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import __version__
-from orchestrator.analysis.stacks import Frame, StackProfile, read_folded
+from orchestrator.analysis.stacks import Frame, StackProfile, gc_paused, read_folded
 from orchestrator.profilers import pyspy
 from orchestrator.runs import RunDir, write_text
 
@@ -45,58 +45,82 @@ def frame_text(frame: Frame) -> str:
     return f"{frame.function} ({frame.file}:{frame.line})"
 
 
-def _ordered(profile: StackProfile) -> list[tuple[tuple[Frame, ...], int]]:
-    # Deterministic output: the same run always exports the same bytes.
-    return sorted(
-        profile.stacks.items(),
-        key=lambda item: (-item[1], [frame_text(f) for f in item[0]]),
-    )
+class _Texts(dict[Frame, str]):
+    """Frame -> its text, made on first sight: a profile repeats a few thousand frames
+    hundreds of thousands of times."""
+
+    def __missing__(self, frame: Frame) -> str:
+        text = self[frame] = frame_text(frame)
+        return text
 
 
-def folded_text(profile: StackProfile) -> str:
+class _Index(dict[Frame, int]):
+    """Frame -> its index in speedscope's shared frames, appended on first sight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frames: list[dict[str, Any]] = []
+
+    def __missing__(self, frame: Frame) -> int:
+        at = self[frame] = len(self.frames)
+        entry: dict[str, Any] = {"name": frame.function}
+        # The schema types file and line as string and number: absent, not null.
+        if frame.file is not None:
+            entry["file"] = frame.file
+        if frame.line is not None:
+            entry["line"] = frame.line
+        self.frames.append(entry)
+        return at
+
+
+def _ordered(
+    profile: StackProfile, texts: _Texts | None = None
+) -> list[tuple[tuple[Frame, ...], int, tuple[str, ...]]]:
+    """The stacks with their frames' texts, largest first, then by those texts.
+
+    Deterministic output: the same run always exports the same bytes."""
+    text_of = (texts if texts is not None else _Texts()).__getitem__
+    with gc_paused():
+        rows = [
+            (stack, count, tuple(map(text_of, stack))) for stack, count in profile.stacks.items()
+        ]
+        rows.sort(key=lambda row: (-row[1], row[2]))
+    return rows
+
+
+def folded_text(
+    profile: StackProfile,
+    ordered: list[tuple[tuple[Frame, ...], int, tuple[str, ...]]] | None = None,
+) -> str:
     """Normalized folded stacks. Samples with no Python frame at all have no stack to
     write (py-spy writes them as a line with an empty stack, which most tools reject), so
     they are left out here; the speedscope export keeps them as empty samples."""
-    lines = [
-        f"{';'.join(frame_text(f) for f in frames)} {count}"
-        for frames, count in _ordered(profile)
-        if frames and count > 0
-    ]
-    return "".join(line + "\n" for line in lines)
+    rows = ordered if ordered is not None else _ordered(profile)
+    return "".join(
+        f"{';'.join(texts)} {count}\n" for stack, count, texts in rows if stack and count > 0
+    )
 
 
-def speedscope(profile: StackProfile, name: str) -> dict[str, Any]:
+def speedscope(
+    profile: StackProfile,
+    name: str,
+    ordered: list[tuple[tuple[Frame, ...], int, tuple[str, ...]]] | None = None,
+) -> dict[str, Any]:
     """The profile as a speedscope file with one sampled profile; weights are sample counts
     (unit "none"), so they sum to ``profile.total_samples``."""
-    index: dict[Frame, int] = {}
-    frames: list[dict[str, Any]] = []
-    samples: list[list[int]] = []
-    weights: list[int] = []
-    for stack, count in _ordered(profile):
-        if count <= 0:
-            continue
-        row: list[int] = []
-        for frame in stack:
-            at = index.get(frame)
-            if at is None:
-                at = index[frame] = len(frames)
-                entry: dict[str, Any] = {"name": frame.function}
-                # The schema types file and line as string and number: absent, not null.
-                if frame.file is not None:
-                    entry["file"] = frame.file
-                if frame.line is not None:
-                    entry["line"] = frame.line
-                frames.append(entry)
-            row.append(at)
-        samples.append(row)
-        weights.append(count)
+    rows = ordered if ordered is not None else _ordered(profile)
+    index = _Index()
+    position = index.__getitem__
+    with gc_paused():
+        samples = [list(map(position, stack)) for stack, count, _ in rows if count > 0]
+    weights = [count for _, count, _ in rows if count > 0]
     total = sum(weights)
     return {
         "$schema": SPEEDSCOPE_SCHEMA,
         "name": name,
         "exporter": f"fleetprof@{__version__}",
         "activeProfileIndex": 0,
-        "shared": {"frames": frames},
+        "shared": {"frames": index.frames},
         "profiles": [
             {
                 "type": "sampled",
@@ -118,7 +142,13 @@ def write_exports(
 
     ``profiles``: the stacks already parsed, by host (read from the run when absent).
     A host without stacks gets no files (and loses stale ones from an earlier build)."""
+    with gc_paused():
+        return _write_exports(run, profiles)
+
+
+def _write_exports(run: RunDir, profiles: Mapping[str, StackProfile | None] | None) -> list[Path]:
     written: list[Path] = []
+    texts = _Texts()  # shared by the hosts: a fleet runs the same code
     for host in run.hosts():
         host_dir = run.host_dir(host)
         profile = profiles.get(host) if profiles is not None else host_profile(run, host)
@@ -129,8 +159,10 @@ def write_exports(
                     stale.unlink()
             continue
         name = f"{host} ({run.path.parent.name} {run.run_id})"
-        document = json.dumps(speedscope(profile, name), separators=(",", ":"))
+        ordered = _ordered(profile, texts)
+        document = json.dumps(speedscope(profile, name, ordered), separators=(",", ":"))
         write_text(targets[0], document + "\n")
-        write_text(targets[1], folded_text(profile))
+        write_text(targets[1], folded_text(profile, ordered))
+        del ordered, document
         written.extend(targets)
     return written

@@ -23,6 +23,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup, escape
 
+from orchestrator.analysis.stacks import gc_paused
 from orchestrator.report.charts import Chart, group_charts, host_charts, trend_charts
 
 MISSING = "\u2013"  # an en dash stands for a value the report does not have
@@ -46,6 +47,13 @@ REGRESSION_KEYS = frozenset(
 # Hosts get their sections open by default only in a small fleet; in a big one the
 # fleet table is the overview and a section opens on demand.
 OPEN_SECTIONS_UP_TO = 4
+
+# Every host's section has its charts and flame graph up to this many hosts (the analysis
+# diffs at most this many hosts against their group, too). In a bigger fleet only the
+# hosts it diffs (the outliers first) have them drawn, the others their tables: a flame
+# graph is about 200 KB of SVG and a host's charts 50 KB, and 500 hosts made a page of
+# 220 MB that browsers would not open. report.json keeps every host's series and tree.
+DRAWN_UP_TO = 50
 
 # Flame graph geometry, in SVG user units (the SVG scales to the page width).
 FLAME_WIDTH = 1200.0
@@ -89,10 +97,19 @@ CONTENT_SECURITY_POLICY = (
 
 def render_html(report: Mapping[str, Any]) -> str:
     """The whole page for one parsed ``report.json`` (schema ``fleetprof.report/1``)."""
+    with gc_paused():
+        return _render_html(report)
+
+
+def _render_html(report: Mapping[str, Any]) -> str:
     diffs = _mapping(report.get("diffs"))
     host_diffs = _mapping(diffs.get("host_vs_group"))
     raw_hosts = _dicts(report.get("hosts"))
-    hosts = [_host_view(i, h, host_diffs) for i, h in enumerate(raw_hosts, start=1)]
+    draw_all = len(raw_hosts) <= DRAWN_UP_TO
+    hosts = [
+        _host_view(i, h, host_diffs, draw_all or str(h.get("name", "?")) in host_diffs)
+        for i, h in enumerate(raw_hosts, start=1)
+    ]
     anchors = {h.name: h.index for h in reversed(hosts)}  # a repeated name: its first
     summary = _mapping(report.get("summary"))
     compare = _mapping(report.get("compare"))
@@ -224,6 +241,7 @@ class HostView:
     group: str
     charts: list[Chart]
     diff_svg: Markup | None
+    undrawn: bool = False  # the host has charts or a flame graph the page leaves out
 
 
 def _group_name(item: Mapping[str, Any]) -> str:
@@ -235,7 +253,10 @@ def _group_name(item: Mapping[str, Any]) -> str:
 
 
 def _host_view(
-    index: int, host: Mapping[str, Any], host_diffs: Mapping[str, Any] | None = None
+    index: int,
+    host: Mapping[str, Any],
+    host_diffs: Mapping[str, Any] | None = None,
+    drawn: bool = True,
 ) -> HostView:
     metrics = _mapping(host.get("metrics"))
     profilers = [
@@ -273,12 +294,17 @@ def _host_view(
         profilers=profilers,
         metrics=sorted((str(k), v) for k, v in metrics.items()),
         top_functions=tops,
-        flame_svg=flame_svg(flame) if isinstance(flame, Mapping) else None,
+        flame_svg=flame_svg(flame) if drawn and isinstance(flame, Mapping) else None,
         data_quality=[str(w) for w in _list(host.get("data_quality"))],
         group=group,
-        charts=host_charts(host.get("series")),
+        charts=host_charts(host.get("series")) if drawn else [],
         diff_svg=(
             diff_flame_svg(diff, name, f"group {group}") if isinstance(diff, Mapping) else None
+        ),
+        undrawn=not drawn
+        and (
+            (isinstance(flame, Mapping) and bool(flame.get("value")))
+            or bool(_mapping(host.get("series")))
         ),
     )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import itertools
 import json
 import os
@@ -86,6 +87,7 @@ def bench_fleet(count: int, *, seeded: bool, cpu: float | None = None) -> Iterat
         fleet.down()
 
 
+@functools.cache
 def pyspy_device_path() -> str:
     """Where fleetprof puts py-spy on a fleet host (root's home), as ``seed_pyspy`` does."""
     from orchestrator import toolcache
@@ -296,7 +298,9 @@ class FleetprofRun:
     @property
     def late_hosts(self) -> int:
         """Hosts whose runner started more than 50 ms after T0 (the report's own metric)."""
-        return sum(1 for h in self.hosts if (h["metrics"].get("session.late_by_ms") or 0) > 50)
+        return sum(
+            1 for h in self.hosts if ((h.get("metrics") or {}).get("session.late_by_ms") or 0) > 50
+        )
 
     def figures(self, prefix: str) -> dict[str, Any]:
         """The figures a table shows, keys prefixed (``fleetprof_wall_s``, ...)."""

@@ -604,8 +604,12 @@ def run(
             )
         for hosts in sorted(sizes):
             run_dir = link_run(pool_dir, base / f"out-{hosts}", hosts, shape)
+            load_before = os.getloadavg()[0]
             figures = measure(run_dir)
-            row = {"hosts": hosts, "stacks_per_host": stacks, **figures}
+            # The machine's load around the measurement: on 2 cores, anything else running
+            # shows in the seconds (the figure is 1.0 for this benchmark alone).
+            load = (round(load_before, 2), round(os.getloadavg()[0], 2))
+            row = {"hosts": hosts, "stacks_per_host": stacks, **figures, "load_1m": load}
             rows.append(row)
             if not quiet:
                 print(

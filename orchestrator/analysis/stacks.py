@@ -13,14 +13,19 @@ Everything here is pure except :func:`read_folded`. Device output is untrusted: 
 in it can make the parser raise; a line that cannot be read is counted in
 ``malformed_lines`` and skipped.
 
-A fleet's report holds every host's profile at once (docs/performance.md): 500 hosts of
-20,000 stacks of 10 to 40 frames. Three things keep that affordable. The profiles parsed
-while any of them is alive share one ``Frame`` per frame text and one tuple per distinct
-stack (a fleet runs one software, so most stacks of one host are stacks of its peers).
-Nothing built here is cyclic, so the cyclic garbage collector is paused while the big
-structures are built (:func:`gc_paused`): otherwise it rescans every object alive, all
-the hosts' profiles, again and again, and took 70% of a report's time. And frames are
-tuples, whose hashing is done in C.
+A fleet's report holds every host's profile at once (docs/performance.md: 500 hosts of
+20,000 stacks of 10 to 40 frames). What keeps that affordable:
+
+- The profiles parsed while any of them is alive share one ``Frame`` per frame text, one
+  tuple per distinct stack and one key per function: a fleet runs one software, so most
+  stacks of one host are stacks of its peers. A profile keeps its stacks and counts in
+  two arrays (:class:`StackCounts`), half a dict's size.
+- Frames are named tuples: hashing a 30-frame stack is done in C.
+- Flame graphs and diffs read a tree only down to a small share of the samples, so it is
+  made only that far (:class:`LazyTree`): most of a profile's call tree is never built.
+- Nothing built here is cyclic, so the cyclic garbage collector is paused while the big
+  structures are built (:func:`gc_paused`): otherwise it rescans every object alive, all
+  the hosts' profiles, again and again; it took 70% of a report's time.
 """
 
 from __future__ import annotations
@@ -108,17 +113,19 @@ class StackCounts(Mapping[Stack, int]):
 
     __slots__ = ("_counts", "_index", "_stacks")
 
-    def __init__(self, stacks: Mapping[Stack, int]) -> None:
-        self._stacks = list(stacks)
-        self._counts = array("q", stacks.values())
+    def __init__(self, stacks: list[Stack], counts: list[int]) -> None:
+        """``stacks``: distinct; ``counts``: theirs, each within 64 bits (see :meth:`of`)."""
+        self._stacks = stacks
+        self._counts = array("q", counts)
         self._index: dict[Stack, int] | None = None
 
     @classmethod
-    def of(cls, stacks: dict[Stack, int]) -> Mapping[Stack, int]:
-        """``stacks`` compacted, or as it is when a count does not fit 64 bits."""
-        if any(count > _MAX_COUNT or count < -_MAX_COUNT for count in stacks.values()):
-            return stacks
-        return cls(stacks)
+    def of(cls, stacks: list[Stack], counts: list[int]) -> Mapping[Stack, int]:
+        """The distinct ``stacks`` and their ``counts`` compacted, or as a dict when a count
+        does not fit 64 bits (device output is untrusted)."""
+        if any(count > _MAX_COUNT or count < -_MAX_COUNT for count in counts):
+            return dict(zip(stacks, counts, strict=True))
+        return cls(stacks, counts)
 
     def __getitem__(self, stack: Stack) -> int:
         if self._index is None:
@@ -266,6 +273,12 @@ class _Shared:
 _current: weakref.ref[_Shared] | None = None
 
 
+def _keys_for(profile: StackProfile) -> _Keys:
+    """The frame -> key table the profile shares with its peers, or a new one."""
+    shared = profile._shared
+    return shared.keys if isinstance(shared, _Shared) else _Keys()
+
+
 def _shared() -> _Shared:
     global _current
     shared = _current() if _current is not None else None
@@ -304,7 +317,11 @@ def read_folded(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> StackProfile:
 class _Builder:
     def __init__(self) -> None:
         self.shared = _shared()
-        self.stacks: dict[tuple[Frame, ...], int] = {}
+        # The distinct stacks in order of first sight, and their counts. A stack is the
+        # shared (interned) tuple, so its id finds it again without hashing 30 frames.
+        self.stacks: list[Stack] = []
+        self.counts: list[int] = []
+        self.position: dict[int, int] = {}
         self.total = 0
         self.malformed = 0
         self.threads: dict[str, None] = {}  # an ordered set: first seen first
@@ -313,7 +330,7 @@ class _Builder:
     def feed_lines(self, lines: Iterable[str]) -> _Builder:
         frame_of = self.shared.frames.__getitem__
         intern = self.shared.stacks.setdefault
-        stacks = self.stacks
+        stacks, counts, position = self.stacks, self.counts, self.position
         for raw in lines:
             if not raw or raw.isspace():
                 continue
@@ -346,10 +363,13 @@ class _Builder:
                 parsed = tuple(map(frame_of, parts))
                 frames = intern(parsed, parsed)
             if count:
-                known = len(stacks)
-                before = stacks.setdefault(frames, count)
-                if len(stacks) == known:  # seen before (another thread, say): add
-                    stacks[frames] = before + count
+                at = position.get(id(frames))
+                if at is None:
+                    position[id(frames)] = len(stacks)
+                    stacks.append(frames)
+                    counts.append(count)
+                else:  # seen before (another thread, say): add
+                    counts[at] += count
                 self.total += count
         return self
 
@@ -370,7 +390,7 @@ class _Builder:
 
     def build(self, truncated: bool = False) -> StackProfile:
         return StackProfile(
-            stacks=StackCounts.of(self.stacks),
+            stacks=StackCounts.of(self.stacks, self.counts),
             total_samples=self.total,
             malformed_lines=self.malformed,
             threads=list(self.threads),
@@ -402,8 +422,9 @@ def top_functions(profile: StackProfile, limit: int = 25) -> list[FunctionStat]:
                 else:
                     bucket.append(frames)
         total_counts: dict[FunctionKey, int] = {}
+        key_of = _keys_for(profile).__getitem__
         for count, stacks in buckets.items():
-            seen = Counter(chain.from_iterable(set(map(_KEY, frames)) for frames in stacks))
+            seen = Counter(chain.from_iterable(set(map(key_of, frames)) for frames in stacks))
             for key, stacks_with_it in seen.items():
                 total_counts[key] = total_counts.get(key, 0) + stacks_with_it * count
 
@@ -466,8 +487,7 @@ class CallTree:
         root = cls()
         root.value = profile.total_samples
         depth = max(max_depth, 0)
-        shared = profile._shared
-        key_of = (shared.keys if isinstance(shared, _Shared) else _Keys()).__getitem__
+        key_of = _keys_for(profile).__getitem__
         with gc_paused():
             for frames, count in profile.stacks.items():
                 node = root
@@ -550,9 +570,7 @@ class LazyTree:
             if stack:
                 stacks.append(stack)
                 counts.append(count)
-        shared = profile._shared
-        keys = shared.keys if isinstance(shared, _Shared) else _Keys()
-        return cls(stacks, counts, profile.total_samples, 0, max(max_depth, 0), keys)
+        return cls(stacks, counts, profile.total_samples, 0, max(max_depth, 0), _keys_for(profile))
 
     @property
     def children(self) -> dict[FunctionKey, LazyTree]:

@@ -4,13 +4,16 @@ CI keeps them working. Nothing here is timed: the figures are only checked to be
 
 from __future__ import annotations
 
+import gc
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,10 +26,26 @@ from benchmarks import (
     report_scale,
 )
 from benchmarks.__main__ import load
-from orchestrator.analysis.stacks import read_folded
+from orchestrator.analysis.diff import diff_tree, profile_diff
+from orchestrator.analysis.stacks import (
+    CallTree,
+    Frame,
+    LazyTree,
+    StackCounts,
+    StackProfile,
+    flame_of_tree,
+    flame_tree,
+    gc_paused,
+    merge_profiles,
+    parse_folded,
+    read_folded,
+    top_functions,
+)
 from orchestrator.campaign import load_campaign
 from orchestrator.models import REPORT_SCHEMA
 from orchestrator.plan import make_plan
+from orchestrator.report.exports import folded_text
+from orchestrator.report.html import DRAWN_UP_TO, render_html
 from tests.unit.factories import host_facts
 
 
@@ -176,3 +195,126 @@ def test_the_workload_rate_counts_only_samples_inside_the_window() -> None:
     ]
     assert profiling_overhead.window_fps(samples, 10.0, 12.5) == pytest.approx(38 / 1.9)
     assert profiling_overhead.window_fps(samples, 10.0, 10.5) is None  # one sample: no rate
+
+
+# What the numbers led to (docs/performance.md) must not change a report: the fast paths
+# against the plain ones, on stacks the way the benchmark generates them.
+
+
+def _generated_profiles(tmp_path: Path, hosts: int = 6, stacks: int = 400) -> list[StackProfile]:
+    shape = report_scale.Shape(hosts=hosts, stacks=stacks)
+    report_scale.generate(tmp_path / "run", shape)
+    return [
+        read_folded(folded)
+        for folded in sorted((tmp_path / "run" / "hosts").glob("*/session/py-spy.folded"))
+    ]
+
+
+def test_lazy_trees_give_the_full_trees_flame_graphs_and_diffs(tmp_path: Path) -> None:
+    profiles = _generated_profiles(tmp_path)
+    group = merge_profiles(profiles)
+    for profile in [*profiles, group]:
+        for fraction in (0.0, 0.002, 0.05):
+            lazy = flame_of_tree(LazyTree.of(profile), fraction)
+            assert lazy == flame_of_tree(CallTree.of(profile), fraction)
+        assert flame_of_tree(LazyTree.of(profile, max_depth=7)) == flame_of_tree(
+            CallTree.of(profile, max_depth=7)
+        )
+    one, other = profiles[0], merge_profiles(profiles[1:])
+    assert diff_tree(LazyTree.of(one), LazyTree.of(other)) == diff_tree(
+        CallTree.of(one), CallTree.of(other)
+    )
+    full_host, lazy_host = CallTree.of(one), LazyTree.of(one)
+    assert diff_tree(lazy_host, LazyTree.of(group), subtract=lazy_host) == diff_tree(
+        full_host, CallTree.of(group), subtract=full_host
+    )
+
+
+def test_profiles_that_share_nothing_merge_and_count_as_those_parsed_together(
+    tmp_path: Path,
+) -> None:
+    profiles = _generated_profiles(tmp_path, hosts=3)
+    # The same stacks as plain dicts of new tuples of new frames: equal, but not the
+    # objects the parser shares between profiles.
+    plain = [
+        StackProfile(
+            {tuple(Frame(*f) for f in stack): n for stack, n in p.stacks.items()},
+            p.total_samples,
+            0,
+            [],
+        )
+        for p in profiles
+    ]
+    merged, again = merge_profiles(profiles), merge_profiles(plain)
+    assert dict(merged.stacks.items()) == dict(again.stacks.items())
+    assert merged.total_samples == again.total_samples
+    assert merge_profiles([profiles[0], plain[0]]).stacks == {
+        stack: 2 * n for stack, n in profiles[0].stacks.items()
+    }
+    for fast, slow in zip(profiles, plain, strict=True):
+        assert top_functions(fast, limit=1000) == top_functions(slow, limit=1000)
+        assert fast.self_counts == slow.self_counts
+        assert folded_text(fast) == folded_text(slow)
+
+
+def test_compact_stacks_behave_as_a_mapping_and_keep_any_count() -> None:
+    profile = parse_folded("main (a.py:1);work (a.py:5) 4\nmain (a.py:1) 10\n")
+    stacks = profile.stacks
+    assert isinstance(stacks, StackCounts)
+    work = (Frame("main", "a.py", 1), Frame("work", "a.py", 5))
+    assert stacks[work] == 4 and work in stacks and len(stacks) == 2
+    assert dict(stacks.items()) == {work: 4, work[:1]: 10} == stacks
+    assert sorted(stacks.values()) == [4, 10]
+    # Counts beyond 64 bits (ten threads of one stack at 10**18 - 1) stay exact.
+    huge = "".join(f"thread ({i});main (a.py:1) {'9' * 18}\n" for i in range(10))
+    assert parse_folded(huge).stacks == {work[:1]: 10 * (10**18 - 1)}
+
+
+def test_gc_paused_restores_the_collector() -> None:
+    assert gc.isenabled()
+    with gc_paused():
+        assert not gc.isenabled()
+        with gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+
+
+def _big_fleet_report(hosts: int) -> dict[str, Any]:
+    profile = parse_folded("main (app.py:1);decode (app.py:5) 60\nmain (app.py:1) 40\n")
+    rows = [
+        {
+            "name": f"edge-{i:03d}",
+            "hw_model": "pi",
+            "status": "ok",
+            "metrics": {"pyspy.samples": 100.0},
+            "flamegraph": flame_tree(profile),
+            "series": {"system.t": [0.0, 1.0], "system.cpu_pct": [10.0, 20.0]},
+        }
+        for i in range(hosts)
+    ]
+    diff = profile_diff(profile, profile)
+    return {
+        "schema": REPORT_SCHEMA,
+        "campaign": "c",
+        "run_id": "r",
+        "summary": {"hosts": hosts, "ok": hosts},
+        "hosts": rows,
+        "diffs": {"host_vs_group": {"edge-007": diff}, "group_vs_group": []},
+    }
+
+
+def test_a_big_fleets_page_draws_only_the_hosts_it_compares() -> None:
+    def sections(page: str) -> dict[str, str]:
+        parts = page.split('<details class="host"')[1:]
+        return {re.search(r'class="hn">([^<]+)<', p)[1]: p for p in parts}  # type: ignore[index]
+
+    small = sections(render_html(_big_fleet_report(DRAWN_UP_TO)))
+    assert all('class="flame"' in s for s in small.values())
+    big = sections(render_html(_big_fleet_report(DRAWN_UP_TO + 1)))
+    assert len(big) == DRAWN_UP_TO + 1
+    assert 'class="flame"' in big["edge-007"] and "<polyline" in big["edge-007"]
+    undrawn = big["edge-008"]
+    assert 'class="flame"' not in undrawn and "<polyline" not in undrawn
+    assert "report.json has every host" in undrawn
+    assert "hosts/edge-008/profile.speedscope.json" in undrawn

@@ -30,8 +30,11 @@ PEER_CPU = 0.25
 def test_the_one_cpu_starved_host_of_a_model_is_the_only_outlier(
     fleet_factory: Any, fleetprof: Any, tmp_path: Path
 ) -> None:
+    # One edge-b host is enough for the model-vs-model diff; fewer hosts leave the 2-core
+    # CI machine room for the controller, so each peer gets its whole quota and only the
+    # starved host stands out (with seven hosts a loaded run blurred the peers' fps).
     fleet = fleet_factory(
-        {"edge-a": {"count": 4, "cpu": PEER_CPU}, "edge-b": {"count": 3, "cpu": PEER_CPU}}
+        {"edge-a": {"count": 4, "cpu": PEER_CPU}, "edge-b": {"count": 1, "cpu": PEER_CPU}}
     )
     fleet.set_cpu(STARVED, 0.1)
     pipeline = deploy(fleet, REPO / "examples/workloads/video_pipeline.py", "video_pipeline.py")
@@ -65,5 +68,6 @@ def test_the_one_cpu_starved_host_of_a_model_is_the_only_outlier(
     matrix = report["function_matrix"]
     assert matrix["hosts"][:4] == [f"edge-a-{i}" for i in range(1, 5)]
     assert "decode_frame" in [f["function"] for f in matrix["functions"]]
-    assert set(report["diffs"]["host_vs_group"]) == {h["name"] for h in report["hosts"]}
+    # Every host with peers in its group has its diff (edge-b-1 alone has none).
+    assert set(report["diffs"]["host_vs_group"]) == {f"edge-a-{i}" for i in range(1, 5)}
     assert [(d["a"], d["b"]) for d in report["diffs"]["group_vs_group"]] == [("edge-a", "edge-b")]

@@ -110,6 +110,14 @@ for _prefix, _factor in (("", 1.0), ("K", 1e3), ("M", 1e6), ("G", 1e9), ("T", 1e
 for _unit, _factor in (("cycle/nsecond", 1e9), ("cycle/usecond", 1e6), ("cycle/msecond", 1e3)):
     _UNITS[_unit] = ("hz", _factor)
 _UNITS["cycle/second"] = ("hz", 1.0)
+# Newer Nsight Compute releases (and its UI's exports) print short units: ns, us, ms,
+# B, KB, MB, GB, GB/s. Lookups fall back to lower case, so these cover Ghz/GHz too.
+for _unit, _factor in (("ns", 1.0), ("us", 1e3), ("ms", 1e6), ("s", 1e9)):
+    _UNITS[_unit] = ("ns", _factor)
+for _prefix, _factor in (("", 1.0), ("k", 1e3), ("m", 1e6), ("g", 1e9), ("t", 1e12)):
+    _UNITS[f"{_prefix}b"] = ("byte", _factor)
+    _UNITS[f"{_prefix}b/s"] = ("byte/s", _factor)
+    _UNITS[f"{_prefix}byte/s"] = ("byte/s", _factor)
 
 
 def normalize(value: float, unit: str) -> tuple[float, str]:

@@ -202,3 +202,31 @@ def test_a_cut_log_and_short_rows_are_noted(tmp_path: Path) -> None:
 
 def test_no_output_file_gives_nothing(tmp_path: Path) -> None:
     assert ncu.parse(tmp_path, {}, campaign()).metrics == {}
+
+
+def test_short_unit_spellings_convert_like_the_long_ones() -> None:
+    """Newer ncu releases print `ns`/`us`/`ms`, `KB`/`MB`, `GB/s`, `Ghz`: one launch in
+    `us` and another in `ms` must still average in one unit, not be left out as mixed."""
+    log = "\n".join(
+        [
+            HEADER,
+            row(0, "k(float *)", "Cmd", "gpu__time_duration.sum", "us", "2.00"),
+            row(0, "k(float *)", "Cmd", "dram__bytes.sum", "KB", "4.00"),
+            row(0, "k(float *)", "Cmd", "dram__throughput.sum", "GB/s", "1.50"),
+            row(0, "k(float *)", "Cmd", "gpc__cycles_elapsed.avg.per_second", "Ghz", "1.41"),
+            row(1, "k(float *)", "Cmd", "gpu__time_duration.sum", "ms", "0.004"),
+            row(1, "k(float *)", "Cmd", "dram__bytes.sum", "MB", "0.002"),
+            row(1, "k(float *)", "Cmd", "dram__throughput.sum", "Gbyte/second", "0.50"),
+            row(1, "k(float *)", "Cmd", "gpc__cycles_elapsed.avg.per_second", "cycle/nsecond",
+                "1.39"),
+        ]
+    )  # fmt: skip
+    output = ncu.parse_text(log + "\n")
+    units = {unit for launch in output.launches for _value, unit in launch.values.values()}
+    assert units == {"ns", "byte", "byte/s", "hz"}
+    first, second = (launch.values for launch in output.launches)
+    assert first[("Cmd", "gpu__time_duration.sum")][0] == 2000.0
+    assert second[("Cmd", "gpu__time_duration.sum")][0] == 4000.0
+    assert first[("Cmd", "dram__bytes.sum")][0] == 4000.0
+    assert second[("Cmd", "dram__throughput.sum")][0] == 0.5e9
+    assert first[("Cmd", "gpc__cycles_elapsed.avg.per_second")][0] == 1.41e9

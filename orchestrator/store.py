@@ -13,7 +13,6 @@ stored as bounded text and numbers only when they are finite.
 
 from __future__ import annotations
 
-import math
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
@@ -23,6 +22,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
+
+from orchestrator.values import dicts as _dicts
+from orchestrator.values import mapping as _mapping
+from orchestrator.values import number as _number
 
 FILENAME = "history.sqlite"
 BUSY_TIMEOUT_S = 30.0
@@ -575,16 +578,6 @@ def _text(value: Any) -> str | None:
     return str(value)[:MAX_TEXT]
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None
-
-
 def _count(value: Any, default: int) -> int:
     number = _number(value)
     return int(number) if number is not None else default
@@ -605,16 +598,6 @@ def _utc_iso(value: Any) -> str | None:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _dicts(value: Any) -> list[Mapping[str, Any]]:
-    if not isinstance(value, list):
-        return []
-    return [item for item in value if isinstance(item, Mapping)]
 
 
 def _marks(values: Sized) -> str:

@@ -23,6 +23,8 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
+from orchestrator.values import number as _number
+
 # Geometry in SVG user units; the SVG scales to its box's width.
 WIDTH = 440.0
 HEIGHT = 190.0
@@ -128,13 +130,6 @@ class Chart:
     title: str
     svg: Markup
     legend: list[tuple[str, str]]  # (label, colour); labels are escaped by the template
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
 
 
 def _numbers(value: Any) -> list[float | None] | None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
-import math
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +24,9 @@ from markupsafe import Markup, escape
 
 from orchestrator.analysis.stacks import gc_paused
 from orchestrator.report.charts import Chart, group_charts, host_charts, trend_charts
+from orchestrator.values import dicts as _dicts
+from orchestrator.values import mapping as _mapping
+from orchestrator.values import number as _number
 
 MISSING = "\u2013"  # an en dash stands for a value the report does not have
 
@@ -157,14 +159,6 @@ def _environment() -> Environment:
 
 
 # -- formatting helpers (also used as template filters) ---------------------------------
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return float(value)
 
 
 def fmt_num(value: Any, digits: int = 1) -> str:
@@ -557,16 +551,6 @@ def _bar(pct: Any) -> float:
 
 def _list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, list | tuple) else []
-
-
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _dicts(value: Any) -> list[Mapping[str, Any]]:
-    if not isinstance(value, Sequence) or isinstance(value, str):
-        return []
-    return [item for item in value if isinstance(item, Mapping)]
 
 
 def _columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:

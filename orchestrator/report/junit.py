@@ -16,15 +16,18 @@ judges anything: every failure is a finding the report already holds.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from junitparser import Failure, JUnitXml, TestCase, TestSuite
+
+from orchestrator.values import dicts as _dicts
+from orchestrator.values import mapping as _mapping
+from orchestrator.values import number as _number
 
 # The three cases per host and the finding kinds that fail each.
 CASES: tuple[tuple[str, frozenset[str]], ...] = (
@@ -42,23 +45,6 @@ def xml_text(value: Any) -> str:
     """A string XML 1.0 can hold: illegal characters as visible ``\\xNN`` escapes."""
     text = "" if value is None else str(value)
     return _XML_ILLEGAL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
-
-
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _dicts(value: Any) -> list[Mapping[str, Any]]:
-    if not isinstance(value, Sequence) or isinstance(value, str):
-        return []
-    return [item for item in value if isinstance(item, Mapping)]
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
 
 
 def _host_name(value: Any) -> str:

@@ -9,7 +9,6 @@ code span, raw HTML or a heading, nor break a table row. Only layout happens her
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -20,6 +19,9 @@ from orchestrator.report.html import (
     fingerprint_text,
     stability_text,
 )
+from orchestrator.values import dicts as _dicts
+from orchestrator.values import mapping as _mapping
+from orchestrator.values import number as _number
 
 MISSING = "\u2013"
 STATUSES = ("ok", "partial", "failed", "unreachable", "skipped", "busy")
@@ -54,13 +56,6 @@ def md_text(value: Any) -> str:
     return _SPECIAL.sub(r"\\\1", text)
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
-
-
 def _num(value: Any, digits: int = 1) -> str:
     number = _number(value)
     if number is None:
@@ -73,16 +68,6 @@ def _num(value: Any, digits: int = 1) -> str:
 def _signed(value: Any) -> str:
     number = _number(value)
     return MISSING if number is None else f"{number:+.2f}"
-
-
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _dicts(value: Any) -> list[Mapping[str, Any]]:
-    if not isinstance(value, Sequence) or isinstance(value, str):
-        return []
-    return [item for item in value if isinstance(item, Mapping)]
 
 
 def _list(value: Any) -> list[Any]:

@@ -17,13 +17,16 @@ encode at all (lone surrogates) is replaced here, so the file is always written.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+
+from orchestrator.values import dicts as _dicts
+from orchestrator.values import mapping as _mapping
+from orchestrator.values import number as _number
 
 KINDS = ("outlier", "regression", "failed", "missing")
 """Finding kinds (docs/check.md); a kind a later check adds gets its own series too."""
@@ -33,23 +36,6 @@ def label(value: Any) -> str:
     """A label value prometheus_client can write: any string, lone surrogates replaced."""
     text = "" if value is None else str(value)
     return text.encode("utf-8", errors="replace").decode("utf-8")
-
-
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _dicts(value: Any) -> list[Mapping[str, Any]]:
-    if not isinstance(value, Sequence) or isinstance(value, str):
-        return []
-    return [item for item in value if isinstance(item, Mapping)]
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
 
 
 def timestamp(value: Any) -> float | None:

@@ -24,6 +24,7 @@ import ansible_runner
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PLAYBOOKS_DIR = REPO_ROOT / "playbooks"
 ANSIBLE_CFG = REPO_ROOT / "ansible.cfg"
+WATCHDOG_DIR = Path(__file__).resolve().parent / "ansible_plugins" / "callback"
 
 
 @dataclass
@@ -142,6 +143,31 @@ class _Collector:
                 self._tell(host, "failed")
 
 
+def stage_env() -> dict[str, str]:
+    """The environment of every ansible-playbook fleetprof starts (through ansible-runner)."""
+    envvars: dict[str, str] = {
+        "ANSIBLE_CONFIG": str(ANSIBLE_CFG),
+        "ANSIBLE_ROLES_PATH": str(REPO_ROOT / "roles"),
+        # runner turns host key checking off unless told: fleetprof never does.
+        "ANSIBLE_HOST_KEY_CHECKING": "True",
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_LOCALHOST_WARNING": "False",
+        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "False",
+        "ANSIBLE_DEPRECATION_WARNINGS": "False",
+        # Ends the playbook if this process dies without stopping it (SIGKILL).
+        "ANSIBLE_CALLBACK_PLUGINS": str(WATCHDOG_DIR),
+        "ANSIBLE_CALLBACKS_ENABLED": "fleetprof_watchdog",
+    }
+    for passthrough in ("SSH_AUTH_SOCK", "HOME"):
+        if passthrough in os.environ:
+            envvars[passthrough] = os.environ[passthrough]
+    # ansible-playbook is installed beside the Python running fleetprof (the venv).
+    envvars["PATH"] = os.pathsep.join(
+        [str(Path(sys.executable).parent), os.environ.get("PATH", "")]
+    )
+    return envvars
+
+
 def run_stage(
     stage: str,
     *,
@@ -162,23 +188,7 @@ def run_stage(
     collector = _Collector(stage, capture, progress)
     cancel = cancel or threading.Event()
     variables = {"fleetprof_run_dir": str(run_dir.resolve()), **(extravars or {})}
-    envvars = {
-        "ANSIBLE_CONFIG": str(ANSIBLE_CFG),
-        "ANSIBLE_ROLES_PATH": str(REPO_ROOT / "roles"),
-        # runner turns host key checking off unless told: fleetprof never does.
-        "ANSIBLE_HOST_KEY_CHECKING": "True",
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_LOCALHOST_WARNING": "False",
-        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "False",
-        "ANSIBLE_DEPRECATION_WARNINGS": "False",
-    }
-    for passthrough in ("SSH_AUTH_SOCK", "HOME"):
-        if passthrough in os.environ:
-            envvars[passthrough] = os.environ[passthrough]
-    # ansible-playbook is installed beside the Python running fleetprof (the venv).
-    envvars["PATH"] = os.pathsep.join(
-        [str(Path(sys.executable).parent), os.environ.get("PATH", "")]
-    )
+    envvars = stage_env()
     launched_at = time.time()
     runner = ansible_runner.run(
         private_data_dir=str(private),

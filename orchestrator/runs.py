@@ -29,12 +29,18 @@ def new_run_id(now: datetime | None = None) -> str:
     return f"{moment:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
-def write_json(path: Path, data: Any) -> None:
+def write_json(path: Path, data: Any, *, compact: bool = False) -> None:
+    """``data`` as JSON, atomically (a reader never sees half a file). Indented for people
+    to read, or ``compact``: one line, written by the C encoder (Python's own only serves
+    an indented dump), for documents as large as a fleet's report.json."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, sort_keys=False, default=str)
+            if compact:
+                json.dump(data, handle, separators=(",", ":"), default=str)
+            else:
+                json.dump(data, handle, indent=2, default=str)
             handle.write("\n")
         os.replace(tmp, path)
     except BaseException:

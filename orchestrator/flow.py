@@ -22,9 +22,10 @@ from orchestrator.ansible import HostOutcome, ProgressFn, StageResult, run_stage
 from orchestrator.campaign import Campaign
 from orchestrator.check import CHECK_FILE
 from orchestrator.inventory import FACT_KEYS, Inventory, group_values, host_var_values
-from orchestrator.models import ClockOffset, HostFacts, HostStatus
+from orchestrator.models import ClockOffset, HostFacts, HostStatus, SessionPlan
 from orchestrator.parse import parse_host
-from orchestrator.plan import effective_lead, make_plan, reschedule
+from orchestrator.plan import effective_lead, make_plan, provision_needed, reschedule
+from orchestrator.profilers import pyspy
 from orchestrator.profilers.base import ToolChoice
 from orchestrator.report.exports import write_exports
 from orchestrator.report.html import render_html
@@ -136,6 +137,7 @@ class CampaignRun:
         self.run = run or RunDir.create(out_root, campaign.name)
         self.active: list[str] = list(inventory.hosts)
         self.facts: dict[str, HostFacts] = {}
+        self.plans: dict[str, SessionPlan] = {}
 
     # -- helpers -------------------------------------------------------------------
     def _stage(
@@ -186,7 +188,14 @@ class CampaignRun:
 
     # -- stages --------------------------------------------------------------------
     def preflight(self) -> dict[str, HostFacts]:
-        result = self._stage("preflight", capture=("fleetprof_facts",))
+        # The tools provision would push are hashed where they would land, so a device
+        # that has them already is not provisioned again.
+        hashed = (
+            [pyspy.home_path(toolcache.PYSPY_VERSION)] if "py-spy" in self._tools_needed() else []
+        )
+        result = self._stage(
+            "preflight", {"fleetprof_hash_files": hashed}, capture=("fleetprof_facts",)
+        )
         facts: dict[str, HostFacts] = {}
         for host in list(self.active):
             found = facts_from(host, result.outcome(host), result.launched_at)
@@ -198,13 +207,16 @@ class CampaignRun:
             facts[host] = found
         return facts
 
-    def tools(self, facts: dict[str, HostFacts]) -> dict[str, dict[str, ToolChoice]]:
-        """The tool cache's answer per architecture, for the tools the campaign needs."""
-        needed = {
+    def _tools_needed(self) -> set[str]:
+        return {
             p.TOOL
             for name in self.campaign.profilers.enabled
             if (p := profilers.REGISTRY[name]).TOOL
         }
+
+    def tools(self, facts: dict[str, HostFacts]) -> dict[str, dict[str, ToolChoice]]:
+        """The tool cache's answer per architecture, for the tools the campaign needs."""
+        needed = self._tools_needed()
         choices: dict[str, dict[str, ToolChoice]] = {}
         for arch in sorted({f.arch for f in facts.values()}):
             choices[arch] = {}
@@ -224,10 +236,26 @@ class CampaignRun:
                 self.campaign, facts[host], self.run.run_id, tools[facts[host].arch], t0
             )
             self.run.write_plan(plan)
+            self.plans[host] = plan
             if not plan.runnable:
                 self._drop(host, "plan", HostStatus.SKIPPED, plan.skip_reason or "nothing to run")
             else:
                 self.run.write_status(host, "plan", "planned", None)
+
+    def provision(self) -> None:
+        """The provision play, on the hosts that lack a tool or a package; the others have
+        the exact copies already (preflight hashed them) and skip a play's round trips."""
+        needed = [
+            host
+            for host in self.active
+            if host not in self.plans or provision_needed(self.plans[host], self.facts[host])
+        ]
+        if not needed:
+            self.ui.note("provision: every host has its tools already")
+            return
+        result = self._stage("provision", hosts=needed)
+        dropped = set(needed) - set(result.kept)
+        self.active = [host for host in self.active if host not in dropped]
 
     def schedule(self) -> tuple[float, float]:
         """A fresh common start for every remaining host, just before the session."""
@@ -303,7 +331,7 @@ class CampaignRun:
             self.plan(self.facts, self.tools(self.facts))
 
         def do_provision() -> None:
-            self._stage("provision")
+            self.provision()
 
         def do_session() -> None:
             t0, deadline = self.schedule()

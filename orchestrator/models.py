@@ -74,6 +74,9 @@ class HostFacts:
     # firmware, cpu_governor, cpu_max_mhz, cpu_scaling_max_mhz, cpu_quota_cores (None:
     # unknown): what the nightly check shows when a host differs from its peers.
     fingerprint: dict[str, str | float | None] = field(default_factory=dict)
+    # sha256 of the files preflight was asked to hash (the tools fleetprof would push), by
+    # absolute path: provision runs only where a device lacks the exact copy.
+    file_sha256: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -86,6 +89,11 @@ class HostFacts:
         values["tools"] = dict(data.get("tools") or {})
         values["gpu"] = dict(data.get("gpu") or {})
         values["fingerprint"] = dict(data.get("fingerprint") or {})
+        hashes = data.get("file_sha256")
+        values["file_sha256"] = {
+            str(path): str(digest).lower()
+            for path, digest in (hashes.items() if isinstance(hashes, dict) else ())
+        }
         return cls(**values)
 
 

@@ -111,6 +111,17 @@ def _pin_tool(planned: ProfilerPlan, push: Mapping[str, str]) -> ProfilerPlan:
     return planned
 
 
+def provision_needed(plan: SessionPlan, facts: HostFacts) -> bool:
+    """Whether provision has work on this host: a tool whose exact copy (same sha256 at the
+    same path, as preflight hashed it) the device lacks, or a package to install. A host
+    with nothing to do skips the play (the runner still checks each tool before use)."""
+    for push in plan.tools.values():
+        digest = str(push.get("sha256") or "").lower()
+        if not digest or facts.file_sha256.get(str(push.get("dest"))) != digest:
+            return True
+    return any("install_package" in p.options for p in plan.profilers)
+
+
 def _unavailable(name: str) -> ProfilerPlan:
     return ProfilerPlan.skipped(name, f"this fleetprof has no {name} profiler yet", [])
 

@@ -23,8 +23,13 @@ MAX_BYTES = 64 * 1024 * 1024
 MIN_RATE_FRACTION = 0.8
 
 
+def home_path(version: str) -> str:
+    """Where py-spy lives on a device, under the connecting user's home (``~/``)."""
+    return f"~/.fleetprof/tools/py-spy/{version}/py-spy"
+
+
 def device_path(facts: HostFacts, version: str) -> str:
-    return f"{facts.home.rstrip('/')}/.fleetprof/tools/py-spy/{version}/py-spy"
+    return facts.home.rstrip("/") + home_path(version)[1:]
 
 
 def skip_reason(campaign: Campaign, facts: HostFacts, tool_problem: str | None) -> str | None:

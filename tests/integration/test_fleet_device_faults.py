@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -118,3 +119,42 @@ def test_a_device_short_of_disk_starts_nothing_and_says_so(fleet: Fleet, tmp_pat
     for host in report_of(out, "full-disk")["hosts"]:
         assert host["status"] == "failed", host
         assert "below the floor of 100000000 MiB" in host["reason"], host
+
+
+def provisioned_hosts(run_dir: Path) -> set[str]:
+    """The hosts the provision play ran a task on (the play's own output: ``ok: [host]``,
+    ``changed: [host]``)."""
+    stdout = (run_dir / "ansible/artifacts/provision/stdout").read_text()
+    return set(re.findall(r"^(?:ok|changed): \[([^\]]+)\]", stdout, re.MULTILINE))
+
+
+def test_only_a_host_that_lacks_its_tool_is_provisioned(fleet: Fleet, tmp_path: Path) -> None:
+    # Both boards have py-spy (seeded); one loses it. Preflight hashes the tool where it
+    # would land: the play that pushes it runs on that board alone, and it profiles.
+    import platform
+
+    from orchestrator import toolcache
+    from orchestrator.profilers.pyspy import device_path
+    from tests.unit.factories import host_facts
+
+    tool = toolcache.ensure_pyspy(platform.machine())
+    dest = device_path(host_facts(home=str(Path.home())), tool.version)
+    keeps, lacks = fleet.hosts
+    lacks.private_path(dest).unlink()
+    pipeline = deploy(fleet, REPO / "examples/workloads/video_pipeline.py", "video_pipeline.py")
+    campaign = tmp_path / "provision.yml"
+    campaign.write_text(
+        "name: provision\nduration: 3s\nstart: {lead: 2s}\n"
+        f"target:\n  launch:\n    command: ['{PYTHON}', '{pipeline}', '--duration', '30']\n"
+    )
+    out = tmp_path / "out"
+    result = run(campaign, fleet, out)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for host in report_of(out, "provision")["hosts"]:
+        assert host["status"] == "ok", host
+        assert host["metrics"]["pyspy.samples"] > 0
+    (run_dir,) = (out / "provision").iterdir()
+    assert provisioned_hosts(run_dir) == {lacks.name}
+    assert lacks.private_path(dest).read_bytes() == Path(tool.path).read_bytes()
+    facts = json.loads((run_dir / f"hosts/{keeps.name}/facts.json").read_text())
+    assert facts["file_sha256"] == {dest: tool.sha256}

@@ -115,3 +115,21 @@ def test_the_fingerprint_names_what_it_could_not_read_as_none() -> None:
         "cpu_quota_cores",
     }
     assert all(v is None or isinstance(v, str | float) for v in fingerprint.values())
+
+
+def test_files_are_hashed_where_asked_and_anything_but_a_regular_file_is_left_out(
+    tmp_path: Path,
+) -> None:
+    facts = load()
+    home = tmp_path / "home"
+    (home / "tools").mkdir(parents=True)
+    (home / "tools/py-spy").write_bytes(b"binary")
+    (home / "tools/link").symlink_to(home / "tools/py-spy")
+    asked = ["~/tools/py-spy", "~/tools/link", "~/tools/missing", str(home / "tools"), 7]
+    found = facts.file_sha256(asked, str(home))
+    assert found == {
+        str(
+            home / "tools/py-spy"
+        ): "9a3a45d01531a20e89ac6ae10b0b0beb0492acd7216a368aa062d1a5fecaf9cd"
+    }
+    assert facts.file_sha256(None, str(home)) == {}

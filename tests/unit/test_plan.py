@@ -10,7 +10,7 @@ import pytest
 from orchestrator.campaign import Campaign
 from orchestrator.flow import clock_offset
 from orchestrator.models import ClockOffset, HostFacts, SessionPlan
-from orchestrator.plan import effective_lead, make_plan, reschedule
+from orchestrator.plan import effective_lead, make_plan, provision_needed, reschedule
 from orchestrator.profilers.base import ToolChoice
 from tests.unit.factories import host_facts
 
@@ -198,3 +198,22 @@ def test_the_campaign_sets_the_device_grace() -> None:
     )
     assert make_plan(quick, facts(), "run1", TOOL, t0=1000.0).grace_s == 3.0
     assert make_plan(campaign(), facts(), "run1", TOOL, t0=1000.0).grace_s == 10.0
+
+
+def test_provision_is_needed_only_where_the_device_lacks_the_exact_tool() -> None:
+    plain = facts()
+    plan = make_plan(campaign(), plain, "r1", TOOL, t0=1000.0)
+    dest = plan.tools["py-spy"]["dest"]
+    assert provision_needed(plan, plain)  # not hashed: not there
+    assert provision_needed(plan, facts(file_sha256={dest: "cd" * 32}))  # another build
+    assert not provision_needed(plan, facts(file_sha256={dest: "ab" * 32}))
+    # A profiler that asks for a package to be installed needs the play all the same.
+    iotop = make_plan(
+        campaign(profilers={"py-spy": {}, "iotop": {}}),
+        facts(file_sha256={dest: "ab" * 32}, is_root=True),
+        "r1",
+        TOOL,
+        t0=1000.0,
+    )
+    assert any("install_package" in p.options for p in iotop.profilers)
+    assert provision_needed(iotop, facts(file_sha256={dest: "ab" * 32}))

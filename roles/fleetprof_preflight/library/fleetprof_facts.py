@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # WANT_JSON
 """Collect what fleetprof's plan needs to know about a device, in one cheap module run.
 
@@ -28,6 +27,14 @@ options:
     description: Absolute paths of tools to look for on the device, by name.
     type: dict
     default: {}
+  hash_files:
+    description:
+      - Files whose sha256 to report (C(~/) is the connecting user's home), so the
+        controller pushes a tool only where the device lacks the exact copy. A file that
+        is missing, not a regular file, or over 256 MiB is left out.
+    type: list
+    elements: str
+    default: []
 author: fleetprof
 """
 
@@ -52,6 +59,7 @@ import sys
 import time
 
 CAP_SYS_PTRACE = 19
+MAX_HASH_BYTES = 256 * 1024 * 1024
 
 
 def read_text(path, limit=65536):
@@ -253,6 +261,31 @@ def attach_permission(scope, is_root, has_cap):
     return False, "kernel.yama.ptrace_scope=%d: attaching needs CAP_SYS_PTRACE" % scope
 
 
+
+def file_sha256(paths, home):
+    """sha256 of each regular file asked for (``~/`` expanded to ``home``), by its path."""
+    import hashlib
+    import stat
+
+    found = {}
+    for given in paths if isinstance(paths, list) else ():
+        if not isinstance(given, str) or not given:
+            continue
+        path = home.rstrip("/") + given[1:] if given.startswith("~/") else given
+        try:
+            info = os.lstat(path)
+            if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_HASH_BYTES:
+                continue
+            digest = hashlib.sha256()
+            with open(path, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+        except OSError:
+            continue
+        found[path] = digest.hexdigest()
+    return found
+
+
 def main():
     args = {}
     if len(sys.argv) > 1:
@@ -296,6 +329,7 @@ def main():
         ),
         "gpu": gpu_facts(),
         "fingerprint": fingerprint(),
+        "file_sha256": file_sha256(args.get("hash_files"), home),
     }
     print(json.dumps({"changed": False, "facts": facts, "device_time": time.time()}))
 

@@ -9,7 +9,7 @@ export ANSIBLE_NOCOLOR ?= 1
 # The venv's tools (ansible-playbook, ansible-lint's helpers) come first.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: demo test lint unit integration system-deps venv tools clean bench bench-smoke molecule
+.PHONY: demo test lint unit integration system-deps venv tools clean bench bench-smoke molecule collection
 
 demo: venv
 	$(BIN)/fleetprof demo
@@ -43,6 +43,11 @@ molecule: venv
 	set -e; for role in fleetprof_preflight fleetprof_tools fleetprof_session; do \
 		(cd roles/$$role && molecule test); \
 	done
+
+# The Ansible collection fleetprof.fleet, built from roles/ and playbooks/ as they are
+# (orchestrator/collection.py; docs/awx.md): dist/fleetprof-fleet-<version>.tar.gz.
+collection: venv
+	$(BIN)/python -m orchestrator.collection --output dist
 
 venv: $(STAMP)
 

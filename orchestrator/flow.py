@@ -301,7 +301,9 @@ class CampaignRun:
         self.collect(stopped.kept, cancel=calm)
         self.active = []
 
-    def execute(self) -> RunOutcome:
+    def begin(self) -> None:
+        """campaign.yml, run.json and every host's first status: what a run directory
+        holds before any stage runs (`fleetprof run`, `fleetprof stages prepare`)."""
         self.run.path.joinpath("campaign.yml").write_bytes(self.campaign.source.read_bytes())
         write_json(
             self.run.path / "run.json",
@@ -323,6 +325,9 @@ class CampaignRun:
         )
         for host in self.inventory.hosts:
             self.run.write_status(host, "load", "pending", None)
+
+    def execute(self) -> RunOutcome:
+        self.begin()
 
         def do_preflight() -> None:
             self.facts.update(self.preflight())

@@ -1,0 +1,179 @@
+"""`fleetprof stages prepare|ingest`: the controller's side of a campaign whose device-side
+stages run in ansible-playbook or AWX (playbooks/site.yml; docs/awx.md). Commands only:
+parse arguments, call orchestrator.stages, print. Exit codes as every command's: 0 every
+host ok; 2 bad input, nothing run; 3 some hosts not ok (or none planned); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import NoReturn
+
+import click
+from rich.console import Console
+from rich.markup import escape
+
+from orchestrator.campaign import CampaignError, load_campaign
+from orchestrator.console import ConsoleUi, make_console
+from orchestrator.flow import CampaignRun
+from orchestrator.inventory import InventoryError, load_inventory
+from orchestrator.report.terminal import render_check
+from orchestrator.runs import RunDir
+from orchestrator.stages import EXTRAVARS_FILE, StagesError, ingest, prepare, resolve_run_dir
+
+BAD_INPUT = 2
+SOME_NOT_OK = 3
+
+
+def _fail(message: str) -> NoReturn:
+    make_console(stderr=True).print(
+        f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True
+    )
+    sys.exit(BAD_INPUT)
+
+
+def _interruptible(console: Console) -> threading.Event:
+    """First Ctrl-C: the stage in flight is cancelled and prepare stops; second: now."""
+    cancel = threading.Event()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if cancel.is_set():
+            sys.exit(130)
+        cancel.set()
+        console.print("[yellow]interrupted: stopping (Ctrl-C again to exit at once)[/]")
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return cancel
+
+
+@click.group(name="stages", context_settings={"help_option_names": ["-h", "--help"]})
+def stages() -> None:
+    """Run a campaign's device-side stages with ansible-playbook or AWX (docs/awx.md):
+    `prepare` here, then playbooks/site.yml there, then `ingest` here."""
+
+
+@stages.command(name="prepare")
+@click.argument("campaign_file", type=click.Path(path_type=Path))
+@click.option("-i", "--inventory", help="Any Ansible inventory (file, directory, host list).")
+@click.option("-l", "--limit", help="Further limit the hosts (Ansible pattern).")
+@click.option(
+    "-o",
+    "--out",
+    "out_root",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("reports"),
+    show_default=True,
+    help="Output root; the run goes to OUT/<campaign>/<run id>/.",
+)
+@click.option("-f", "--forks", type=click.IntRange(1, 1000), help="Parallel connections.")
+@click.option(
+    "--vars-out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help=f"Also write the extra variables here (always in RUN_DIR/{EXTRAVARS_FILE}).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+def prepare_command(
+    campaign_file: Path,
+    inventory: str | None,
+    limit: str | None,
+    out_root: Path,
+    forks: int | None,
+    vars_out: Path | None,
+    as_json: bool,
+) -> None:
+    """Load CAMPAIGN_FILE, preflight the hosts and plan their sessions; write the run
+    directory and the extra variables for playbooks/site.yml. Nothing is pushed or run."""
+    try:
+        campaign = load_campaign(campaign_file)
+    except CampaignError as err:
+        _fail(str(err))
+    try:
+        loaded = load_inventory(inventory, campaign.hosts, limit)
+    except InventoryError as err:
+        _fail(str(err))
+    if vars_out is not None and not vars_out.parent.is_dir():
+        _fail(f"--vars-out {vars_out}: its folder does not exist")
+    console = make_console(stderr=as_json)
+    cancel = _interruptible(console)
+    with ConsoleUi(console) as ui:
+        flow = CampaignRun(
+            campaign,
+            loaded,
+            out_root,
+            forks=forks,
+            ui=ui,
+            cancel=cancel,
+            tool_log=lambda text: ui.note(escape(text)),
+        )
+        prepared = prepare(flow, vars_out)
+    if cancel.is_set():
+        sys.exit(130)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "run_dir": str(prepared.run.path),
+                    "extravars_file": str(prepared.extravars_file),
+                    "extravars": prepared.extravars,
+                    "planned": prepared.planned,
+                    "dropped": {h: prepared.run.read_status(h) for h in prepared.dropped},
+                },
+                indent=2,
+            )
+        )
+    else:
+        for host in prepared.dropped:
+            status = prepared.run.read_status(host)
+            console.print(
+                f"[yellow]{escape(host)}[/]: {escape(str(status.get('status')))} at "
+                f"{escape(str(status.get('stage')))}: {escape(str(status.get('reason') or ''))}",
+                highlight=False,
+            )
+        shown = shlex.quote(str(prepared.extravars_file))
+        console.print(
+            f"planned {len(prepared.planned)} of {len(prepared.planned) + len(prepared.dropped)}"
+            f" host(s); lead {prepared.lead_s:.1f}s\n"
+            f"run: {escape(str(prepared.run.path))}\n"
+            f"next: ansible-playbook -i INVENTORY playbooks/site.yml -e @{escape(shown)}\n"
+            f"then: fleetprof stages ingest {escape(shlex.quote(str(prepared.run.path)))}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    sys.exit(0 if prepared.planned and not prepared.dropped else SOME_NOT_OK)
+
+
+@stages.command(name="ingest")
+@click.argument("run", type=click.Path(path_type=Path))
+def ingest_command(run: Path) -> None:
+    """Bring RUN (a run directory, or the extra-variables file `prepare` wrote) back
+    after playbooks/site.yml: unpack what its collect play fetched, then build the
+    report and record the run in the history, as `fleetprof run` ends."""
+    try:
+        run_dir = resolve_run_dir(run)
+    except StagesError as err:
+        _fail(str(err))
+    if not (run_dir / "run.json").is_file():
+        _fail(f"{run_dir}: not a fleetprof run directory (no run.json)")
+    try:
+        campaign = load_campaign(run_dir / "campaign.yml")
+    except CampaignError as err:
+        _fail(str(err))
+    report, problem = ingest(RunDir(run_dir), campaign)
+    console = make_console()
+    if problem:
+        console.print(f"[yellow]warning:[/] {escape(problem)}", highlight=False)
+    render_check(report, console)
+    console.print(f"report: {escape(str(run_dir / 'report.html'))}", highlight=False)
+    summary = report["summary"]
+    sys.exit(0 if summary["hosts"] > 0 and summary["ok"] == summary["hosts"] else SOME_NOT_OK)
+
+
+if __name__ == "__main__":
+    stages(prog_name="fleetprof stages")

@@ -151,6 +151,8 @@ def stage_env() -> dict[str, str]:
         # runner turns host key checking off unless told: fleetprof never does.
         "ANSIBLE_HOST_KEY_CHECKING": "True",
         "ANSIBLE_NOCOLOR": "1",
+        # FORCE_COLOR wins over NOCOLOR in Ansible, and runner copies the user's environment.
+        "ANSIBLE_FORCE_COLOR": "False",
         "ANSIBLE_LOCALHOST_WARNING": "False",
         "ANSIBLE_INVENTORY_UNPARSED_WARNING": "False",
         "ANSIBLE_DEPRECATION_WARNINGS": "False",

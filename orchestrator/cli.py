@@ -1,6 +1,10 @@
 """Commands only: parse arguments, call one function, print. Exit codes (DESIGN.md):
 0 every host ok; 2 bad input, nothing run; 3 the run finished but some hosts are not ok;
 130 interrupted by the operator (a partial report is still written).
+
+With ``--json`` stdout carries exactly one JSON document (shapes: docs/commands.md and
+orchestrator/report/result.py) and everything else goes to stderr; on bad input (exit 2)
+stdout stays empty and the message goes to stderr, as without ``--json``.
 """
 
 from __future__ import annotations
@@ -17,15 +21,17 @@ from types import FrameType
 from typing import Any, NoReturn
 
 import click
+from click.shell_completion import get_completion_class
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from orchestrator import __version__
+from orchestrator import __version__, toolcache
 from orchestrator.analysis.stacks import StackProfile
 from orchestrator.ansible import REPO_ROOT
 from orchestrator.campaign import Campaign, CampaignError, load_campaign
 from orchestrator.checkrun import BaselineError, Exports, pin_baseline, run_check
+from orchestrator.cli_stages import stages
 from orchestrator.compare import (
     DEFAULT_ALPHA,
     CompareError,
@@ -34,7 +40,7 @@ from orchestrator.compare import (
     compare_runs,
     top_changes,
 )
-from orchestrator.console import ConsoleUi
+from orchestrator.console import ConsoleUi, make_console
 from orchestrator.flow import (
     CampaignRun,
     RunOutcome,
@@ -46,6 +52,7 @@ from orchestrator.inspect import InspectError, inspect_file
 from orchestrator.inventory import DEFAULT_INVENTORY, InventoryError, load_inventory
 from orchestrator.report.exports import host_profile
 from orchestrator.report.history import history_table
+from orchestrator.report.result import baseline_document, result_document, schedule_document
 from orchestrator.report.terminal import render_check, render_inspection, render_terminal
 from orchestrator.runs import RunDir, read_json
 from orchestrator.schedule import (
@@ -60,10 +67,23 @@ from orchestrator.store import HistoryStore, StoreError
 
 DEMO_CAMPAIGN = REPO_ROOT / "campaigns" / "demo.yml"
 BAD_INPUT = 2
+PROG_NAME = "fleetprof"
+COMPLETION_SHELLS = ("bash", "zsh", "fish")
+
+JSON_OPTION = click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON document on stdout (see docs/commands.md); messages go to stderr.",
+)
 
 
 def _console(stderr: bool = False) -> Console:
-    return Console(stderr=stderr, no_color=bool(os.environ.get("NO_COLOR")) or None)
+    return make_console(stderr=stderr)
+
+
+def _print_json(document: Any) -> None:
+    click.echo(json.dumps(document, indent=2))
 
 
 def _fail(message: str) -> NoReturn:
@@ -96,12 +116,19 @@ def execute(
     out_root: Path,
     forks: int | None,
     kind: str = "run",
+    as_json: bool = False,
 ) -> RunOutcome:
+    """Run one campaign with live progress; with ``as_json`` every word goes to stderr,
+    keeping stdout for the caller's JSON document."""
     try:
         inventory = load_inventory(inventory_source, campaign.hosts, limit)
     except InventoryError as err:
         _fail(str(err))
-    console = _console()
+    try:
+        run_dir = RunDir.create(out_root, campaign.name)
+    except OSError as err:
+        _fail(f"-o {out_root}: cannot create the run directory there: {err.strerror or err}")
+    console = _console(stderr=as_json)
     cancel = threading.Event()
     _install_interrupt(cancel, console)
     console.print(
@@ -118,15 +145,18 @@ def execute(
             cancel=cancel,
             tool_log=lambda text: ui.note(escape(text)),
             kind=kind,
+            run=run_dir,
         )
         outcome = flow.execute()
     render_terminal(outcome.report, console)
-    console.print(f"report: {escape(str(outcome.run.path / 'report.html'))}", highlight=False)
+    console.print(
+        f"report: {escape(str(outcome.run.path / 'report.html'))}", highlight=False, soft_wrap=True
+    )
     return outcome
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="fleetprof")
+@click.version_option(__version__, prog_name=PROG_NAME, message="%(prog)s %(version)s")
 def main() -> None:
     """Profile a fleet of devices at once, through Ansible, and compare them."""
 
@@ -145,15 +175,32 @@ def main() -> None:
     help="Output root; the run goes to OUT/<campaign>/<run id>/.",
 )
 @click.option("-f", "--forks", type=click.IntRange(1, 1000), help="Parallel connections.")
+@JSON_OPTION
 def run(
-    campaign_file: Path, inventory: str | None, limit: str | None, out_root: Path, forks: int | None
+    campaign_file: Path,
+    inventory: str | None,
+    limit: str | None,
+    out_root: Path,
+    forks: int | None,
+    as_json: bool,
 ) -> None:
     """Run CAMPAIGN_FILE on the inventory's hosts and write a report."""
     try:
         campaign = load_campaign(campaign_file)
     except CampaignError as err:
         _fail(str(err))
-    sys.exit(execute(campaign, inventory, limit, out_root, forks).exit_code)
+    outcome = execute(campaign, inventory, limit, out_root, forks, as_json=as_json)
+    _finish(outcome, "run", as_json)
+
+
+def _finish(outcome: RunOutcome, command: str, as_json: bool) -> NoReturn:
+    if as_json:
+        _print_json(
+            result_document(
+                outcome.report, outcome.run.path, command=command, interrupted=outcome.interrupted
+            )
+        )
+    sys.exit(outcome.exit_code)
 
 
 def demo_campaign() -> Campaign:
@@ -180,18 +227,21 @@ def demo_campaign() -> Campaign:
     show_default=True,
     help="Output root.",
 )
-def demo(out_root: Path) -> None:
+@JSON_OPTION
+def demo(out_root: Path, as_json: bool) -> None:
     """Profile the sample video pipeline on this machine (campaigns/demo.yml)."""
     try:
         campaign = demo_campaign()
     except CampaignError as err:
         _fail(str(err))
-    sys.exit(execute(campaign, str(DEFAULT_INVENTORY), None, out_root, None).exit_code)
+    outcome = execute(campaign, str(DEFAULT_INVENTORY), None, out_root, None, as_json=as_json)
+    _finish(outcome, "demo", as_json)
 
 
 @main.command()
 @click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
-def report(run_dir: Path) -> None:
+@JSON_OPTION
+def report(run_dir: Path, as_json: bool) -> None:
     """Rebuild report.json, report.html, summary.md and the exports from RUN_DIR alone."""
     if not (run_dir / "run.json").is_file():
         _fail(f"{run_dir}: not a fleetprof run directory (no run.json)")
@@ -200,12 +250,16 @@ def report(run_dir: Path) -> None:
     except CampaignError as err:
         _fail(str(err))
     result = build_outputs(RunDir(run_dir), campaign)
-    console = _console()
+    console = _console(stderr=as_json)
     problem = record_history(RunDir(run_dir), result)
     if problem:
         console.print(f"[yellow]warning:[/] {escape(problem)}", highlight=False)
     render_check(result, console)
-    console.print(f"report: {escape(str(run_dir / 'report.html'))}", highlight=False)
+    console.print(
+        f"report: {escape(str(run_dir / 'report.html'))}", highlight=False, soft_wrap=True
+    )
+    if as_json:
+        _print_json(result_document(result, run_dir, command="report"))
 
 
 OUT_OPTION = click.option(
@@ -247,6 +301,7 @@ def _writable(path: Path | None, option: str) -> None:
 )
 @click.option("--markdown", type=click.Path(path_type=Path, dir_okay=False), help="Markdown.")
 @click.option("-f", "--forks", type=click.IntRange(1, 1000), help="Parallel connections.")
+@JSON_OPTION
 def check_command(
     campaign_file: Path,
     inventory: str | None,
@@ -256,6 +311,7 @@ def check_command(
     prometheus: Path | None,
     markdown: Path | None,
     forks: int | None,
+    as_json: bool,
 ) -> None:
     """Run CAMPAIGN_FILE and judge every host against its peers and its own baseline.
 
@@ -270,10 +326,10 @@ def check_command(
         (markdown, "--markdown"),
     ):
         _writable(path, option)
-    console = _console()
+    console = _console(stderr=as_json)
 
     def run_one(chosen: Campaign, limit: str | None, kind: str) -> RunOutcome:
-        return execute(chosen, inventory, limit, out_root, forks, kind=kind)
+        return execute(chosen, inventory, limit, out_root, forks, kind=kind, as_json=as_json)
 
     try:
         result = run_check(
@@ -289,6 +345,16 @@ def check_command(
     render_check(result.report, console)
     for text in result.notes:
         console.print(f"[cyan]check:[/] {escape(text)}", highlight=False)
+    if as_json:
+        _print_json(
+            result_document(
+                result.report,
+                result.run.run.path,
+                command="check",
+                interrupted=result.run.interrupted,
+                notes=result.notes,
+            )
+        )
     sys.exit(result.exit_code)
 
 
@@ -299,7 +365,8 @@ def baseline_group() -> None:
 
 @baseline_group.command(name="set")
 @click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
-def baseline_set(run_dir: Path) -> None:
+@JSON_OPTION
+def baseline_set(run_dir: Path, as_json: bool) -> None:
     """Pin RUN_DIR as its campaign's baseline (in the history of the output root above it)."""
     out_root = run_dir.resolve().parent.parent
     try:
@@ -307,11 +374,13 @@ def baseline_set(run_dir: Path) -> None:
             campaign, run_id = pin_baseline(store, run_dir)
     except (BaselineError, StoreError) as err:
         _fail(str(err))
-    _console().print(
+    _console(stderr=as_json).print(
         f"baseline of [bold]{escape(campaign)}[/]: {escape(run_id)} "
         f"(history: {escape(str(out_root / 'history.sqlite'))})",
         highlight=False,
     )
+    if as_json:
+        _print_json(baseline_document(campaign, run_id, run_dir, out_root / "history.sqlite"))
 
 
 @main.command(name="history")
@@ -384,6 +453,7 @@ def _fleetprof_script() -> Path:
 @USER_OPTION
 @UNIT_DIR_OPTION
 @CRON_FILE_OPTION
+@JSON_OPTION
 def schedule_install(
     campaign_file: Path,
     at: str,
@@ -396,6 +466,7 @@ def schedule_install(
     user: bool,
     unit_dir: Path | None,
     cron_file: Path | None,
+    as_json: bool,
 ) -> None:
     """Run `fleetprof check CAMPAIGN_FILE` every day at --at."""
     try:
@@ -424,13 +495,26 @@ def schedule_install(
         result = install(spec, argv, unit_dir=unit_dir, cron_file=cron_file)
     except ScheduleError as err:
         _fail(str(err))
-    console = _console()
+    console = _console(stderr=as_json)
     state = "active" if result.activated else "written, not active yet"
     console.print(f"{escape(spec.name)}: {result.kind} schedule at {spec.at} ({state})")
     for path in result.paths:
         console.print(f"  {escape(str(path))}", highlight=False)
     for hint in result.hints:
         console.print(f"  [yellow]next:[/] {escape(hint)}", highlight=False)
+    if as_json:
+        _print_json(
+            schedule_document(
+                "installed",
+                spec.name,
+                paths=result.paths,
+                kind=result.kind,
+                at=spec.at,
+                activated=result.activated,
+                command=argv,
+                hints=result.hints,
+            )
+        )
 
 
 @schedule_group.command(name="list")
@@ -474,21 +558,28 @@ def schedule_list(user: bool, unit_dir: Path | None, cron_file: Path | None, as_
 @USER_OPTION
 @UNIT_DIR_OPTION
 @CRON_FILE_OPTION
-def schedule_remove(name: str, user: bool, unit_dir: Path | None, cron_file: Path | None) -> None:
+@JSON_OPTION
+def schedule_remove(
+    name: str, user: bool, unit_dir: Path | None, cron_file: Path | None, as_json: bool
+) -> None:
     """Remove the schedule NAME (its timer and service, or its crontab line)."""
     try:
         removed = remove(name, unit_dir=unit_dir, user=user, cron_file=cron_file)
     except ScheduleError as err:
         _fail(str(err))
+    console = _console(stderr=as_json)
     for path in removed:
-        _console().print(f"removed {escape(name)} from {escape(str(path))}", highlight=False)
+        console.print(f"removed {escape(name)} from {escape(str(path))}", highlight=False)
+    if as_json:
+        _print_json(schedule_document("removed", name, paths=removed))
 
 
 @main.command(name="collect")
 @click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
 @click.option("-i", "--inventory", help="The inventory (default: the one the run used).")
 @click.option("-f", "--forks", type=click.IntRange(1, 1000), help="Parallel connections.")
-def collect_command(run_dir: Path, inventory: str | None, forks: int | None) -> None:
+@JSON_OPTION
+def collect_command(run_dir: Path, inventory: str | None, forks: int | None, as_json: bool) -> None:
     """Fetch what the devices finished for RUN_DIR (its controller was lost) and build
     the report. Hosts already collected keep what they had."""
     if not (run_dir / "run.json").is_file():
@@ -505,7 +596,7 @@ def collect_command(run_dir: Path, inventory: str | None, forks: int | None) -> 
         loaded = load_inventory(source, campaign.hosts)
     except InventoryError as err:
         _fail(str(err))
-    console = _console()
+    console = _console(stderr=as_json)
     cancel = threading.Event()
     _install_interrupt(cancel, console)
     with ConsoleUi(console) as ui:
@@ -521,8 +612,10 @@ def collect_command(run_dir: Path, inventory: str | None, forks: int | None) -> 
         )
         outcome = resume_collect(flow)
     render_check(outcome.report, console)
-    console.print(f"report: {escape(str(run_dir / 'report.html'))}", highlight=False)
-    sys.exit(outcome.exit_code)
+    console.print(
+        f"report: {escape(str(run_dir / 'report.html'))}", highlight=False, soft_wrap=True
+    )
+    _finish(outcome, "collect", as_json)
 
 
 @main.command(name="inspect")
@@ -673,6 +766,81 @@ def compare_command(run_a: Path, run_b: Path, as_json: bool, alpha: float, top: 
         click.echo(json.dumps(result.to_dict(), indent=2))
         return
     _render_comparison(result, _console(), top)
+
+
+@main.command(name="completion")
+@click.argument("shell", type=click.Choice(COMPLETION_SHELLS))
+def completion_command(shell: str) -> None:
+    """Print the shell completion script for SHELL.
+
+    docs/commands.md says where each shell wants it; the script asks fleetprof itself
+    what to complete."""
+    complete = get_completion_class(shell)
+    assert complete is not None  # click ships all three
+    complete_var = f"_{PROG_NAME}_COMPLETE".upper()
+    click.echo(complete(main, {}, PROG_NAME, complete_var).source())
+
+
+@main.group(name="tools")
+def tools_group() -> None:
+    """The controller's tool cache: the py-spy builds fleetprof pushes to devices."""
+
+
+@tools_group.command(name="fetch")
+@click.option(
+    "--arch",
+    "arches",
+    multiple=True,
+    metavar="ARCH",
+    help="An architecture (uname -m spelling; repeat). Default: every one py-spy publishes.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def tools_fetch(arches: tuple[str, ...], as_json: bool) -> None:
+    """Fill the tool cache from the package index and verify every binary, so that a
+    controller without internet can use a copy of it (FLEETPROF_CACHE_DIR).
+
+    Exit 0: every architecture cached or without a build; 1: the index could not be
+    reached or a file did not verify (the message says what to do); 2: bad input.
+    """
+    wanted = [toolcache.normalize_arch(arch) for arch in arches] or list(toolcache.SUPPORTED_ARCHES)
+    unknown = [arch for arch in wanted if arch not in toolcache.SUPPORTED_ARCHES]
+    if unknown:
+        _fail(
+            f"--arch {', '.join(unknown)}: not an architecture py-spy is built for "
+            f"(one of {', '.join(toolcache.SUPPORTED_ARCHES)})"
+        )
+    err = _console(stderr=True)
+    try:
+        results = toolcache.fill_pyspy_cache(wanted, log=lambda line: err.print(escape(line)))
+    except toolcache.ToolCacheError as exc:
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    rows: list[dict[str, Any]] = [
+        {"arch": arch, "cached": False, "reason": str(found)}
+        if isinstance(found, toolcache.ToolUnavailable)
+        else {
+            "arch": arch,
+            "cached": True,
+            "version": found.version,
+            "path": str(found.path),
+            "sha256": found.sha256,
+        }
+        for arch, found in results.items()
+    ]
+    if as_json:
+        click.echo(json.dumps({"cache": str(toolcache.cache_dir()), "tools": rows}, indent=2))
+        return
+    table = Table(title=f"py-spy in {escape(str(toolcache.cache_dir()))}")
+    table.add_column("arch")
+    table.add_column("version")
+    table.add_column("sha256 / reason", overflow="fold")
+    for row in rows:
+        detail = row["sha256"] if row["cached"] else row["reason"]
+        table.add_row(str(row["arch"]), str(row.get("version", "-")), escape(str(detail)))
+    _console().print(table)
+
+
+main.add_command(stages)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,13 @@
-"""The terminal edge: live progress of a campaign with rich (phase, hosts done / failed)."""
+"""The terminal edge: the consoles every command prints with, and the live progress of a
+campaign (phase, hosts done / failed)."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import Counter
+from collections.abc import Mapping
 
 from rich.console import Console
 from rich.markup import escape
@@ -16,6 +19,29 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+
+
+def no_color(environ: Mapping[str, str] | None = None) -> bool:
+    """https://no-color.org: ``NO_COLOR`` set to anything but the empty string."""
+    return bool((os.environ if environ is None else environ).get("NO_COLOR"))
+
+
+def make_console(*, stderr: bool = False, environ: Mapping[str, str] | None = None) -> Console:
+    """The one way a command gets a console (stdout, or stderr for messages).
+
+    With ``NO_COLOR`` no escape sequence at all is written, even on a terminal: rich's own
+    ``no_color`` drops colours but keeps bold and underline, and a live progress display
+    moves the cursor, so the console is told it writes to a plain file instead (it still
+    takes its width from the terminal)."""
+    if no_color(environ):
+        return Console(
+            stderr=stderr,
+            no_color=True,
+            color_system=None,
+            force_terminal=False,
+            force_interactive=False,
+        )
+    return Console(stderr=stderr)
 
 
 class ConsoleUi:
@@ -46,6 +72,10 @@ class ConsoleUi:
         self.progress.stop()
 
     def stage(self, name: str, hosts: int) -> None:
+        if not self.console.is_interactive:
+            # No live display (a file, a pipe, NO_COLOR): one line per stage as it starts,
+            # so a log shows how far a long campaign got; the table comes at the end.
+            self.console.print(f"{name}: {hosts} host(s)", highlight=False)
         with self.lock:
             self.tasks[name] = self.progress.add_task(f"{name:<10}", total=hosts, detail="")
             self.counts[name] = Counter()
@@ -64,6 +94,11 @@ class ConsoleUi:
 
     def window(self, t0: float, deadline: float) -> None:
         total = max(deadline - time.time(), 1.0)
+        if not self.console.is_interactive:
+            self.console.print(
+                f"window: starts in {max(t0 - time.time(), 0):.0f}s, closes in {total:.0f}s",
+                highlight=False,
+            )
         task = self.progress.add_task("window    ", total=round(total, 1), detail="starting")
         stop = self.stop_ticker
 

@@ -12,6 +12,9 @@ command -v ssh-keygen >/dev/null 2>&1 || needed+=(openssh-client)
 command -v pgrep >/dev/null 2>&1 || needed+=(procps)
 command -v iotop >/dev/null 2>&1 || [ -x /usr/sbin/iotop ] || needed+=(iotop)
 command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || needed+=(chromium)
+# The shell-completion tests drive real zsh and fish.
+command -v zsh >/dev/null 2>&1 || needed+=(zsh)
+command -v fish >/dev/null 2>&1 || needed+=(fish)
 [ ${#needed[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
     echo "not root or no apt-get: tests needing ${needed[*]} will be skipped" >&2

@@ -118,6 +118,7 @@ def _parse_host(
         }
         result = profiler.parse(session_dir, entry, campaign)
         view.metrics.update(result.metrics)
+        view.metrics.update(profiler_cost(name, entry))
         view.top_functions = view.top_functions or result.top_functions
         view.flamegraph = view.flamegraph or result.flamegraph
         view.series.update(result.series)
@@ -131,6 +132,19 @@ def _parse_host(
         view.samples.update(probed.samples)
         view.data_quality.extend(probed.data_quality)
     return ParsedHost(view, stacks)
+
+
+def profiler_cost(name: str, entry: dict[str, Any]) -> dict[str, float]:
+    """What a profiler cost the device, from the runner's manifest: its own CPU time
+    (``cpu_s``: utime + stime of its process, or of the runner's sampler thread) as a share
+    of one core over the time it ran, ``overhead.<profiler>.cpu_pct``."""
+    cpu_s = _number(entry.get("cpu_s"))
+    started = _number(entry.get("started_at_device"))
+    stopped = _number(entry.get("stopped_at_device"))
+    if cpu_s is None or started is None or stopped is None or stopped - started <= 0.5:
+        return {}
+    key = name.replace("-", "_")
+    return {f"overhead.{key}.cpu_pct": round(100.0 * cpu_s / (stopped - started), 2)}
 
 
 def _manifest_status(value: Any) -> str:

@@ -70,6 +70,9 @@ RULES: tuple[Rule, ...] = (
     Rule("cpufreq.capped_time_pct", LOWER, floor=5.0),
     Rule("memory.rss_slope_mb_per_min", LOWER, floor=1.0),
     Rule("memory.leak_suspected", LOWER),
+    # What a profiler cost the device (% of one core): a board where it costs far more
+    # than on its peers is one where profiling disturbs the workload.
+    Rule("overhead.*.cpu_pct", LOWER, floor=2.0),
     Rule("*swap*", LOWER, floor=16.0),
     # Load descriptions: either side is unusual. Percentages move by a point or two
     # from one window to the next.

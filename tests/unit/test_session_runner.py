@@ -1161,3 +1161,32 @@ def test_a_sampler_whose_output_is_its_own_stdout_is_captured(tmp_path: Path) ->
     assert entry["status"] == "ok", entry
     assert entry["outputs"]["printer.stdout"]["bytes"] > 0
     assert run.read("printer.stdout") == "sample 1\nsample 2\n"
+
+
+def test_each_profiler_reports_its_own_cpu_time(tmp_path, fleet):
+    """The manifest's ``cpu_s`` is the profiler process's own CPU time: a busy one shows
+    what it burned, an idle one next to nothing (the report's overhead.<name>.cpu_pct)."""
+    from orchestrator.parse import profiler_cost
+
+    fleet.start()
+    burns = "import time\nwhile time.process_time() < 0.8: pass\nopen('b.txt', 'w').write('x')"
+    idles = "import time; time.sleep(0.5); open('i.txt', 'w').write('x')"
+    plan = make_plan(
+        tmp_path,
+        {"process": fleet.regex},
+        [
+            python_profiler("burner", burns, outputs=["b.txt"]),
+            python_profiler("idler", idles, outputs=["i.txt"]),
+        ],
+        window=3.0,
+    )
+
+    run = run_module(tmp_path, plan)
+
+    burner, idler = (run.manifest["profilers"][name] for name in ("burner", "idler"))
+    assert burner["status"] == "ok", burner
+    assert 0.8 <= burner["cpu_s"] < 2.5
+    assert idler["cpu_s"] < 0.3
+    cost = profiler_cost("burner", burner)
+    ran = burner["stopped_at_device"] - burner["started_at_device"]
+    assert cost == {"overhead.burner.cpu_pct": round(100.0 * burner["cpu_s"] / ran, 2)}

@@ -983,6 +983,9 @@ class Child:
         self.started_at = time.time()
         self.stopped_at = None  # type: Optional[float]
         self.sent = {}  # type: Dict[str, float]  # "SIGINT", "SIGKILL(group)" -> when
+        # Its own CPU time (utime + stime, ticks) as last read from /proc while it ran or
+        # lay unreaped: what the process cost the device (its reaped children excluded).
+        self.cpu_ticks = None  # type: Optional[int]
 
     @property
     def exit_code(self) -> Optional[int]:
@@ -991,9 +994,26 @@ class Child:
 
     def exited(self) -> bool:
         """True once the leader has exited (reaps it and notes when it was seen gone)."""
-        if self.stopped_at is None and self.popen.poll() is not None:
-            self.stopped_at = time.time()
+        if self.stopped_at is None:
+            self._read_cpu()
+            if self.popen.poll() is not None:
+                self.stopped_at = time.time()
         return self.stopped_at is not None
+
+    def _read_cpu(self) -> None:
+        # A zombie's stat still holds its final times: read before reaping, the last
+        # reading is exact.
+        try:
+            with open("/proc/%d/stat" % self.pid) as handle:
+                found = read_target_stat(handle.read())
+        except (OSError, ValueError):
+            return
+        if found is not None:
+            self.cpu_ticks = found[1]
+
+    @property
+    def cpu_s(self) -> Optional[float]:
+        return None if self.cpu_ticks is None else round(self.cpu_ticks / float(CLK_TCK), 3)
 
     def group_alive(self) -> bool:
         """Whether any live (non-zombie) process is left in the child's process group."""
@@ -1677,6 +1697,7 @@ class ProfilerRun:
             stderr_tail=file_tail(stderr), stdout_tail=file_tail(stdout),
             signals_sent=self._signals_sent(watchdog_fired),
             data_quality=sampling_quality([stdout, stderr], self.argv, ran_s),
+            cpu_s=child.cpu_s,
         )
         for path in (stdout, stderr):
             if keep_tail(path):
@@ -1715,7 +1736,7 @@ class ProfilerRun:
             started_at_device=sampler.started_at, stopped_at_device=sampler.stopped_at,
             started_at_controller=clock.controller(sampler.started_at),
             stopped_at_controller=clock.controller(sampler.stopped_at),
-            data_quality=sampler.quality(),
+            data_quality=sampler.quality(), cpu_s=sampler.cpu_s,
         )
         problems = self._collect_outputs(workdir, entry["outputs"], log)
         if sampler.dropped:

@@ -1185,7 +1185,9 @@ def test_each_profiler_reports_its_own_cpu_time(tmp_path, fleet):
 
     burner, idler = (run.manifest["profilers"][name] for name in ("burner", "idler"))
     assert burner["status"] == "ok", burner
-    assert 0.8 <= burner["cpu_s"] < 2.5
+    # As the runner last read it before the process was reaped: up to one poll interval
+    # (0.1 s) of a busy process's last CPU can be missing.
+    assert 0.6 <= burner["cpu_s"] < 2.5
     assert idler["cpu_s"] < 0.3
     cost = profiler_cost("burner", burner)
     ran = burner["stopped_at_device"] - burner["started_at_device"]

@@ -40,7 +40,7 @@ from orchestrator.compare import (
     compare_runs,
     top_changes,
 )
-from orchestrator.console import ConsoleUi, make_console
+from orchestrator.console import ConsoleUi, fail, make_console
 from orchestrator.flow import (
     CampaignRun,
     RunOutcome,
@@ -66,7 +66,6 @@ from orchestrator.schedule import (
 from orchestrator.store import HistoryStore, StoreError
 
 DEMO_CAMPAIGN = REPO_ROOT / "campaigns" / "demo.yml"
-BAD_INPUT = 2
 PROG_NAME = "fleetprof"
 COMPLETION_SHELLS = ("bash", "zsh", "fish")
 
@@ -84,13 +83,6 @@ def _console(stderr: bool = False) -> Console:
 
 def _print_json(document: Any) -> None:
     click.echo(json.dumps(document, indent=2))
-
-
-def _fail(message: str) -> NoReturn:
-    _console(stderr=True).print(
-        f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True
-    )
-    sys.exit(BAD_INPUT)
 
 
 def _install_interrupt(cancel: threading.Event, console: Console) -> None:
@@ -123,11 +115,11 @@ def execute(
     try:
         inventory = load_inventory(inventory_source, campaign.hosts, limit)
     except InventoryError as err:
-        _fail(str(err))
+        fail(str(err))
     try:
         run_dir = RunDir.create(out_root, campaign.name)
     except OSError as err:
-        _fail(f"-o {out_root}: cannot create the run directory there: {err.strerror or err}")
+        fail(f"-o {out_root}: cannot create the run directory there: {err.strerror or err}")
     console = _console(stderr=as_json)
     cancel = threading.Event()
     _install_interrupt(cancel, console)
@@ -188,7 +180,7 @@ def run(
     try:
         campaign = load_campaign(campaign_file)
     except CampaignError as err:
-        _fail(str(err))
+        fail(str(err))
     outcome = execute(campaign, inventory, limit, out_root, forks, as_json=as_json)
     _finish(outcome, "run", as_json)
 
@@ -233,7 +225,7 @@ def demo(out_root: Path, as_json: bool) -> None:
     try:
         campaign = demo_campaign()
     except CampaignError as err:
-        _fail(str(err))
+        fail(str(err))
     outcome = execute(campaign, str(DEFAULT_INVENTORY), None, out_root, None, as_json=as_json)
     _finish(outcome, "demo", as_json)
 
@@ -244,11 +236,11 @@ def demo(out_root: Path, as_json: bool) -> None:
 def report(run_dir: Path, as_json: bool) -> None:
     """Rebuild report.json, report.html, summary.md and the exports from RUN_DIR alone."""
     if not (run_dir / "run.json").is_file():
-        _fail(f"{run_dir}: not a fleetprof run directory (no run.json)")
+        fail(f"{run_dir}: not a fleetprof run directory (no run.json)")
     try:
         campaign = load_campaign(run_dir / "campaign.yml")
     except CampaignError as err:
-        _fail(str(err))
+        fail(str(err))
     result = build_outputs(RunDir(run_dir), campaign)
     console = _console(stderr=as_json)
     problem = record_history(RunDir(run_dir), result)
@@ -279,7 +271,7 @@ def _writable(path: Path | None, option: str) -> None:
         return
     parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir() or not parent.is_dir() or not os.access(parent, os.W_OK):
-        _fail(f"{option} {path}: cannot write there (the folder must exist and be writable)")
+        fail(f"{option} {path}: cannot write there (the folder must exist and be writable)")
 
 
 @main.command(name="check")
@@ -319,7 +311,7 @@ def check_command(
     try:
         campaign = load_campaign(campaign_file)
     except CampaignError as err:
-        _fail(str(err))
+        fail(str(err))
     for path, option in (
         (junit, "--junit"),
         (prometheus, "--prometheus"),
@@ -341,7 +333,7 @@ def check_command(
             note=lambda text: console.print(f"[cyan]check:[/] {escape(text)}", highlight=False),
         )
     except (BaselineError, StoreError) as err:
-        _fail(str(err))
+        fail(str(err))
     render_check(result.report, console)
     for text in result.notes:
         console.print(f"[cyan]check:[/] {escape(text)}", highlight=False)
@@ -373,7 +365,7 @@ def baseline_set(run_dir: Path, as_json: bool) -> None:
         with HistoryStore.open(out_root) as store:
             campaign, run_id = pin_baseline(store, run_dir)
     except (BaselineError, StoreError) as err:
-        _fail(str(err))
+        fail(str(err))
     _console(stderr=as_json).print(
         f"baseline of [bold]{escape(campaign)}[/]: {escape(run_id)} "
         f"(history: {escape(str(out_root / 'history.sqlite'))})",
@@ -400,12 +392,12 @@ def history_command(
 ) -> None:
     """Each host x metric over the last runs, with a sparkline."""
     if not (out_root / "history.sqlite").is_file():
-        _fail(f"{out_root}: no history here yet (history.sqlite appears with the first run)")
+        fail(f"{out_root}: no history here yet (history.sqlite appears with the first run)")
     try:
         with HistoryStore.open(out_root) as store:
             points = store.series(campaign=campaign, host=host, metric=metric, limit_runs=limit)
     except StoreError as err:
-        _fail(str(err))
+        fail(str(err))
     if as_json:
         click.echo(json.dumps([dataclasses.asdict(p) for p in points], indent=2))
         return
@@ -472,7 +464,7 @@ def schedule_install(
     try:
         load_campaign(campaign_file)
     except CampaignError as err:
-        _fail(str(err))
+        fail(str(err))
     extra: list[str] = []
     for option, path in (
         ("--junit", junit),
@@ -494,7 +486,7 @@ def schedule_install(
         argv = check_argv(spec, _fleetprof_script())
         result = install(spec, argv, unit_dir=unit_dir, cron_file=cron_file)
     except ScheduleError as err:
-        _fail(str(err))
+        fail(str(err))
     console = _console(stderr=as_json)
     state = "active" if result.activated else "written, not active yet"
     console.print(f"{escape(spec.name)}: {result.kind} schedule at {spec.at} ({state})")
@@ -527,7 +519,7 @@ def schedule_list(user: bool, unit_dir: Path | None, cron_file: Path | None, as_
     try:
         found = list_schedules(unit_dir=unit_dir, user=user, cron_file=cron_file)
     except ScheduleError as err:
-        _fail(str(err))
+        fail(str(err))
     if as_json:
         rows = [
             {
@@ -566,7 +558,7 @@ def schedule_remove(
     try:
         removed = remove(name, unit_dir=unit_dir, user=user, cron_file=cron_file)
     except ScheduleError as err:
-        _fail(str(err))
+        fail(str(err))
     console = _console(stderr=as_json)
     for path in removed:
         console.print(f"removed {escape(name)} from {escape(str(path))}", highlight=False)
@@ -583,19 +575,19 @@ def collect_command(run_dir: Path, inventory: str | None, forks: int | None, as_
     """Fetch what the devices finished for RUN_DIR (its controller was lost) and build
     the report. Hosts already collected keep what they had."""
     if not (run_dir / "run.json").is_file():
-        _fail(f"{run_dir}: not a fleetprof run directory (no run.json)")
+        fail(f"{run_dir}: not a fleetprof run directory (no run.json)")
     try:
         campaign = load_campaign(run_dir / "campaign.yml")
         meta = read_json(run_dir / "run.json")
     except CampaignError as err:
-        _fail(str(err))
+        fail(str(err))
     except (OSError, ValueError) as err:
-        _fail(f"{run_dir}/run.json: unreadable: {err}")
+        fail(f"{run_dir}/run.json: unreadable: {err}")
     source = inventory or meta.get("inventory")
     try:
         loaded = load_inventory(source, campaign.hosts)
     except InventoryError as err:
-        _fail(str(err))
+        fail(str(err))
     console = _console(stderr=as_json)
     cancel = threading.Event()
     _install_interrupt(cancel, console)
@@ -627,7 +619,7 @@ def inspect_command(profiler: str, file: Path, as_json: bool) -> None:
     try:
         data = inspect_file(profiler, file)
     except InspectError as err:
-        _fail(str(err))
+        fail(str(err))
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
@@ -639,11 +631,11 @@ def _load_run(path: Path, label: str) -> tuple[dict[str, Any], dict[str, StackPr
     """A run's report.json and its hosts' stacks; bad input ends the command (exit 2)."""
     report_path = path / "report.json"
     if not (path / "run.json").is_file() or not report_path.is_file():
-        _fail(f"{label} {path}: not a fleetprof run directory (no run.json or report.json)")
+        fail(f"{label} {path}: not a fleetprof run directory (no run.json or report.json)")
     try:
         report = read_json(report_path)
     except (OSError, ValueError) as err:
-        _fail(f"{label} {path}: cannot read report.json: {err}")
+        fail(f"{label} {path}: cannot read report.json: {err}")
     run = RunDir(path)
     profiles: dict[str, StackProfile] = {}
     hosts = report.get("hosts") if isinstance(report, dict) else None
@@ -758,7 +750,7 @@ def compare_command(run_a: Path, run_b: Path, as_json: bool, alpha: float, top: 
     try:
         result = compare_runs(report_a, report_b, profiles_a, profiles_b, alpha=alpha)
     except CompareError as err:
-        _fail(str(err))
+        fail(str(err))
     errors = _console(stderr=True)
     for warning in result.warnings:
         errors.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
@@ -805,7 +797,7 @@ def tools_fetch(arches: tuple[str, ...], as_json: bool) -> None:
     wanted = [toolcache.normalize_arch(arch) for arch in arches] or list(toolcache.SUPPORTED_ARCHES)
     unknown = [arch for arch in wanted if arch not in toolcache.SUPPORTED_ARCHES]
     if unknown:
-        _fail(
+        fail(
             f"--arch {', '.join(unknown)}: not an architecture py-spy is built for "
             f"(one of {', '.join(toolcache.SUPPORTED_ARCHES)})"
         )

@@ -13,29 +13,20 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import NoReturn
 
 import click
 from rich.console import Console
 from rich.markup import escape
 
 from orchestrator.campaign import CampaignError, load_campaign
-from orchestrator.console import ConsoleUi, make_console
+from orchestrator.console import ConsoleUi, fail, make_console
 from orchestrator.flow import CampaignRun
 from orchestrator.inventory import InventoryError, load_inventory
 from orchestrator.report.terminal import render_check
 from orchestrator.runs import RunDir
 from orchestrator.stages import EXTRAVARS_FILE, StagesError, ingest, prepare, resolve_run_dir
 
-BAD_INPUT = 2
 SOME_NOT_OK = 3
-
-
-def _fail(message: str) -> NoReturn:
-    make_console(stderr=True).print(
-        f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True
-    )
-    sys.exit(BAD_INPUT)
 
 
 def _interruptible(console: Console) -> threading.Event:
@@ -93,13 +84,13 @@ def prepare_command(
     try:
         campaign = load_campaign(campaign_file)
     except CampaignError as err:
-        _fail(str(err))
+        fail(str(err))
     try:
         loaded = load_inventory(inventory, campaign.hosts, limit)
     except InventoryError as err:
-        _fail(str(err))
+        fail(str(err))
     if vars_out is not None and not vars_out.parent.is_dir():
-        _fail(f"--vars-out {vars_out}: its folder does not exist")
+        fail(f"--vars-out {vars_out}: its folder does not exist")
     console = make_console(stderr=as_json)
     cancel = _interruptible(console)
     with ConsoleUi(console) as ui:
@@ -158,13 +149,13 @@ def ingest_command(run: Path) -> None:
     try:
         run_dir = resolve_run_dir(run)
     except StagesError as err:
-        _fail(str(err))
+        fail(str(err))
     if not (run_dir / "run.json").is_file():
-        _fail(f"{run_dir}: not a fleetprof run directory (no run.json)")
+        fail(f"{run_dir}: not a fleetprof run directory (no run.json)")
     try:
         campaign = load_campaign(run_dir / "campaign.yml")
     except CampaignError as err:
-        _fail(str(err))
+        fail(str(err))
     report, problem = ingest(RunDir(run_dir), campaign)
     console = make_console()
     if problem:

@@ -4,10 +4,12 @@ campaign (phase, hosts done / failed)."""
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Mapping
+from typing import NoReturn
 
 from rich.console import Console
 from rich.markup import escape
@@ -42,6 +44,17 @@ def make_console(*, stderr: bool = False, environ: Mapping[str, str] | None = No
             force_interactive=False,
         )
     return Console(stderr=stderr)
+
+
+BAD_INPUT = 2  # the exit code of bad input (DESIGN.md): nothing was run
+
+
+def fail(message: str) -> NoReturn:
+    """A command's bad-input exit: ``error: message`` on stderr, exit 2, no traceback."""
+    make_console(stderr=True).print(
+        f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True
+    )
+    sys.exit(BAD_INPUT)
 
 
 class ConsoleUi:

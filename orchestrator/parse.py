@@ -18,15 +18,10 @@ from orchestrator.campaign import Campaign
 from orchestrator.models import HostStatus
 from orchestrator.probe import parse_probe
 from orchestrator.runs import RunDir
+from orchestrator.values import number as _number
 
 WORKLOAD_FILE = "fps.json"
 LATE_WARNING_S = 0.05
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
 
 
 def _workload_metrics(session_dir: Path) -> dict[str, float]:

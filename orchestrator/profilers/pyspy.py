@@ -14,6 +14,7 @@ from orchestrator.analysis.stacks import flame_tree, read_folded, top_functions
 from orchestrator.campaign import Campaign, PySpySpec
 from orchestrator.models import HostFacts, ProfilerPlan
 from orchestrator.profilers.base import ProfileResult, ToolChoice
+from orchestrator.values import number as _number
 
 NAME = "py-spy"
 TOOL = "py-spy"  # from the controller's tool cache
@@ -154,12 +155,6 @@ def parse(session_dir: Path, entry: dict[str, Any], campaign: Campaign) -> Profi
     if truncated or profile.truncated:
         result.data_quality.append(f"py-spy output was cut at {MAX_BYTES} bytes")
     return result
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
 
 
 def _window_s(entry: dict[str, Any]) -> float | None:

@@ -8,6 +8,7 @@ child's resident high-water mark comes from ``wait4``'s resource usage of that o
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -16,7 +17,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -187,3 +188,28 @@ def linear_fit(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float, 
 def python() -> str:
     """The interpreter the children run with: the one running the benchmark (the venv's)."""
     return sys.executable
+
+
+def add_run_options(parser: argparse.ArgumentParser, smoke_help: str, what: str = "runs") -> None:
+    """The options every benchmark's command line has: --smoke, --workdir, --keep."""
+    parser.add_argument("--smoke", action="store_true", help=smoke_help)
+    parser.add_argument("--workdir", type=Path, help=f"where the {what} go (default: $TMPDIR)")
+    parser.add_argument("--keep", action="store_true", help=f"keep the {what}")
+
+
+def publish(
+    name: str,
+    data: dict[str, Any],
+    render: Callable[[dict[str, Any]], str],
+    *,
+    results: bool,
+    quiet: bool,
+) -> dict[str, Any]:
+    """A finished benchmark: its figures saved (full runs), its tables printed."""
+    if results:
+        path = write_results(name, data)
+        if not quiet:
+            print(f"results: {path}", file=sys.stderr)
+    if not quiet:
+        print(render(data))
+    return data

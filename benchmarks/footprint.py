@@ -36,7 +36,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from benchmarks.common import ROOT, python, table, write_results
+from benchmarks.common import ROOT, add_run_options, publish, python, table
 from benchmarks.fleetbench import (
     RUNNER_MODULE,
     STAGES,
@@ -249,13 +249,7 @@ def run(
         if not keep:
             shutil.rmtree(base, ignore_errors=True)
     data = summarise(runs, hosts, window_s, cpu)
-    if results:
-        path = write_results(NAME, data)
-        if not quiet:
-            print(f"results: {path}", file=sys.stderr)
-    if not quiet:
-        print(render(data))
-    return data
+    return publish(NAME, data, render, results=results, quiet=quiet)
 
 
 def _median(rows: Sequence[Mapping[str, Any]], key: str) -> float | None:
@@ -365,9 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--hosts", type=int, default=FULL_HOSTS, help="fleet hosts")
     parser.add_argument("--window", type=float, default=FULL_WINDOW_S, help="seconds")
     parser.add_argument("--cpu", type=float, help="each host's CPU quota, cores (default: none)")
-    parser.add_argument("--smoke", action="store_true", help="1 host, a 2 s window")
-    parser.add_argument("--workdir", type=Path, help="where the runs go (default: $TMPDIR)")
-    parser.add_argument("--keep", action="store_true", help="keep the run directories")
+    add_run_options(parser, "1 host, a 2 s window", "run directories")
     args = parser.parse_args(argv)
     if args.smoke:
         run(SMOKE_HOSTS, SMOKE_WINDOW_S, workdir=args.workdir, keep=args.keep, results=False)

@@ -39,7 +39,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from benchmarks.common import ROOT, BenchmarkError, linear_fit, table, write_results
+from benchmarks.common import (
+    ROOT,
+    BenchmarkError,
+    add_run_options,
+    linear_fit,
+    publish,
+    table,
+)
 from benchmarks.fleetbench import (
     RUNNER_MODULE,
     SshHost,
@@ -327,13 +334,7 @@ def run(
         if not keep:
             shutil.rmtree(base, ignore_errors=True)
     data = summarise(rows, window_s, rate_hz, naive_lead_s)
-    if results:
-        path = write_results(NAME, data)
-        if not quiet:
-            print(f"results: {path}", file=sys.stderr)
-    if not quiet:
-        print(render(data))
-    return data
+    return publish(NAME, data, render, results=results, quiet=quiet)
 
 
 def summarise(
@@ -423,9 +424,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--window", type=float, default=FULL_WINDOW_S, help="seconds")
     parser.add_argument("--rate", type=int, default=RATE_HZ, help="py-spy Hz")
     parser.add_argument("--naive-lead", type=float, default=NAIVE_LEAD_S, help="seconds")
-    parser.add_argument("--smoke", action="store_true", help="1 host, a 2 s window")
-    parser.add_argument("--workdir", type=Path, help="where the runs go (default: $TMPDIR)")
-    parser.add_argument("--keep", action="store_true", help="keep the run directories")
+    add_run_options(parser, "1 host, a 2 s window", "run directories")
     args = parser.parse_args(argv)
     if args.smoke:
         run(SMOKE_SIZES, SMOKE_WINDOW_S, workdir=args.workdir, keep=args.keep, results=False)

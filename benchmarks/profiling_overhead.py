@@ -33,7 +33,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import ROOT, BenchmarkError, python, table, write_results
+from benchmarks.common import (
+    ROOT,
+    BenchmarkError,
+    add_run_options,
+    publish,
+    python,
+    table,
+)
 from benchmarks.fleetbench import run_fleetprof, write_campaign
 
 NAME = "profiling_overhead"
@@ -203,13 +210,7 @@ def run(
         if not keep:
             shutil.rmtree(base, ignore_errors=True)
     data = summarise(measured, rounds, window_s, scale)
-    if results:
-        path = write_results(NAME, data)
-        if not quiet:
-            print(f"results: {path}", file=sys.stderr)
-    if not quiet:
-        print(render(data))
-    return data
+    return publish(NAME, data, render, results=results, quiet=quiet)
 
 
 def _median(values: Sequence[float | None]) -> float | None:
@@ -291,9 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=FULL_ROUNDS, help="runs per config")
     parser.add_argument("--window", type=float, default=FULL_WINDOW_S, help="seconds")
     parser.add_argument("--scale", type=float, default=1.0, help="the workload's --scale")
-    parser.add_argument("--smoke", action="store_true", help="one round, a 3 s window")
-    parser.add_argument("--workdir", type=Path, help="where the runs go (default: $TMPDIR)")
-    parser.add_argument("--keep", action="store_true", help="keep the run directories")
+    add_run_options(parser, "one round, a 3 s window", "run directories")
     args = parser.parse_args(argv)
     if args.smoke:
         run(SMOKE_ROUNDS, SMOKE_WINDOW_S, workdir=args.workdir, keep=args.keep, results=False)

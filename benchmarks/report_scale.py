@@ -51,10 +51,10 @@ from benchmarks.common import (
     MIB,
     linear_fit,
     peak_rss_kib,
+    publish,
     python,
     run_measured,
     table,
-    write_results,
 )
 
 NAME = "report_scale"
@@ -623,13 +623,7 @@ def run(
         if not keep:
             shutil.rmtree(base, ignore_errors=True)
     data = summarise(shape, rows)
-    if results:
-        path = write_results(NAME, data)
-        if not quiet:
-            print(f"results: {path}", file=sys.stderr)
-    if not quiet:
-        print(render(data))
-    return data
+    return publish(NAME, data, render, results=results, quiet=quiet)
 
 
 def summarise(shape: Shape, rows: list[dict[str, Any]]) -> dict[str, Any]:

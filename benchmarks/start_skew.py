@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import linear_fit, table, write_results
+from benchmarks.common import add_run_options, linear_fit, publish, table
 from benchmarks.fleetbench import (
     FleetprofRun,
     bench_fleet,
@@ -119,13 +119,7 @@ def run(
         if not keep:
             shutil.rmtree(base, ignore_errors=True)
     data = summarise(rows, window_s)
-    if results:
-        path = write_results(NAME, data)
-        if not quiet:
-            print(f"results: {path}", file=sys.stderr)
-    if not quiet:
-        print(render(data))
-    return data
+    return publish(NAME, data, render, results=results, quiet=quiet)
 
 
 def summarise(rows: list[dict[str, Any]], window_s: float) -> dict[str, Any]:
@@ -177,9 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--hosts", default=",".join(map(str, FULL_SIZES)), help="sizes, a,b,c")
     parser.add_argument("--repeats", type=int, default=FULL_REPEATS, help="runs per size")
     parser.add_argument("--window", type=float, default=WINDOW_S, help="seconds")
-    parser.add_argument("--smoke", action="store_true", help="1 and 2 hosts, one run each")
-    parser.add_argument("--workdir", type=Path, help="where the runs go (default: $TMPDIR)")
-    parser.add_argument("--keep", action="store_true", help="keep the run directories")
+    add_run_options(parser, "1 and 2 hosts, one run each", "run directories")
     args = parser.parse_args(argv)
     if args.smoke:
         run(SMOKE_SIZES, SMOKE_REPEATS, workdir=args.workdir, keep=args.keep, results=False)

@@ -283,7 +283,7 @@ class CampaignRun:
             except UnsafeArchive as err:
                 self.run.write_status(host, "collect", HostStatus.FAILED, f"unsafe archive: {err}")
                 continue
-            reason = "; ".join(extracted.rejected)[:1000] if extracted.rejected else None
+            reason = extracted.rejected_summary()
             self.run.write_status(host, "collect", "collected", reason)
 
     def stop_sessions(self, hosts: list[str]) -> None:

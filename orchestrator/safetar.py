@@ -36,6 +36,11 @@ DEFAULT_MAX_MEMBERS = 10_000
 _METADATA_ALLOWANCE = 256 * 1024
 _CHUNK = 64 * 1024
 _NAME_MAX = 255  # bytes in one path component (Linux and macOS)
+# A hostile archive may hold thousands of rejected members with 200 KB names: only the
+# first few reasons are kept, each cut, so memory stays small whatever the archive holds.
+MAX_REJECTED_KEPT = 20
+_REJECTED_NAME_CHARS = 120
+_REASON_CHARS = 1000
 _PATH_MAX = 4096
 _FILE_MODE = 0o644
 _DIR_MODE = 0o755
@@ -52,7 +57,25 @@ class ExtractResult:
     total_bytes: int
     """Bytes written to those files."""
     rejected: list[str]
-    """One human-readable reason per skipped member, e.g. ``"'x': symbolic link"``."""
+    """A human-readable reason for each of the first ``MAX_REJECTED_KEPT`` skipped members,
+    e.g. ``"'x': symbolic link"`` (names and link targets cut)."""
+    rejected_count: int = 0
+    """How many members were skipped in all."""
+
+    def rejected_summary(self) -> str | None:
+        """One line for a host's status: how many members were skipped and the first
+        reasons, at most ``_REASON_CHARS`` characters; None when nothing was skipped."""
+        if not self.rejected_count:
+            return None
+        head = "; ".join(self.rejected)
+        if self.rejected_count > len(self.rejected):
+            head = f"{self.rejected_count} members skipped, the first: {head}"
+        return head if len(head) <= _REASON_CHARS else head[: _REASON_CHARS - 1] + "…"
+
+
+def _cut(text: str, limit: int = _REJECTED_NAME_CHARS) -> str:
+    """``repr`` of at most ``limit`` characters of an untrusted name."""
+    return repr(text[:limit]) + ("…" if len(text) > limit else "")
 
 
 class _LimitExceeded(Exception):
@@ -137,6 +160,7 @@ def _extract_all(
 ) -> ExtractResult:
     files: list[str] = []
     rejected: list[str] = []
+    rejected_count = 0
     file_names: set[str] = set()
     dir_names: set[str] = set()
     written = 0
@@ -146,25 +170,34 @@ def _extract_all(
     def fail(reason: str) -> UnsafeArchive:
         return UnsafeArchive(f"{label}: {reason}")
 
+    def reject(member: tarfile.TarInfo, problem: str) -> None:
+        nonlocal rejected_count
+        rejected_count += 1
+        if len(rejected) < MAX_REJECTED_KEPT:
+            rejected.append(f"{_cut(member.name)}: {problem}")
+
     try:
         unzipped = gzip.GzipFile(fileobj=raw, mode="rb")
         reader = _BudgetReader(unzipped, _METADATA_ALLOWANCE)
         # Stream mode reads each member once, in order; the reader only needs read().
         with unzipped, tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]
             for member in tar:
+                # tarfile keeps every member it read (names, link targets) for later
+                # lookups we never make: drop them, or 2,000 long link targets stay in memory.
+                tar.members = []
                 members += 1
                 if members > max_members:
                     raise fail(f"more than {max_members} members (max_members)")
                 if member.size < 0:
-                    raise fail(f"member {member.name!r} has an invalid size {member.size}")
+                    raise fail(f"member {_cut(member.name)} has an invalid size {member.size}")
                 if member.size > max_member_bytes:
                     raise fail(
-                        f"member {member.name!r} declares {member.size} bytes, over "
+                        f"member {_cut(member.name)} declares {member.size} bytes, over "
                         f"max_member_bytes ({max_member_bytes})"
                     )
                 if written + skipped + member.size > max_total_bytes:
                     raise fail(
-                        f"member {member.name!r} would take the archive past "
+                        f"member {_cut(member.name)} would take the archive past "
                         f"max_total_bytes ({max_total_bytes})"
                     )
                 # Room for this member's data (rounded up to tar blocks) and the next headers.
@@ -177,7 +210,7 @@ def _extract_all(
                 if problem is None and parts:
                     problem = _check_place(parts, member.isdir(), file_names, dir_names)
                 if problem is not None:
-                    rejected.append(f"{member.name!r}: {problem}")
+                    reject(member, problem)
                     skipped += member.size
                     continue
                 if not parts:
@@ -196,17 +229,17 @@ def _extract_all(
                     )
                 except FileExistsError:
                     # Only on a case-insensitive file system (macOS): "A" after "a".
-                    rejected.append(f"{member.name!r}: collides with an earlier member")
+                    reject(member, "collides with an earlier member")
                     skipped += member.size
                     continue
                 if size > max_member_bytes:
                     raise fail(
-                        f"member {member.name!r} expands past max_member_bytes "
+                        f"member {_cut(member.name)} expands past max_member_bytes "
                         f"({max_member_bytes}); extraction aborted"
                     )
                 if written + skipped + size > max_total_bytes:
                     raise fail(
-                        f"member {member.name!r} expands past max_total_bytes "
+                        f"member {_cut(member.name)} expands past max_total_bytes "
                         f"({max_total_bytes}); extraction aborted"
                     )
                 written += size
@@ -231,15 +264,17 @@ def _extract_all(
         raise fail(f"corrupt compressed data: {error}") from None
     except tarfile.TarError as error:
         raise fail(f"not a valid tar archive: {error}") from None
-    return ExtractResult(files=files, total_bytes=written, rejected=rejected)
+    return ExtractResult(
+        files=files, total_bytes=written, rejected=rejected, rejected_count=rejected_count
+    )
 
 
 def _check_member(member: tarfile.TarInfo) -> tuple[str | None, list[str]]:
     """Why this member is skipped (None when it is fine), and its normalised name parts."""
     if member.issym():
-        return f"symbolic link to {member.linkname!r}", []
+        return f"symbolic link to {_cut(member.linkname)}", []
     if member.islnk():
-        return f"hard link to {member.linkname!r}", []
+        return f"hard link to {_cut(member.linkname)}", []
     if member.ischr() or member.isblk():
         return "device file", []
     if member.isfifo():

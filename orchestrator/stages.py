@@ -127,7 +127,7 @@ def ingest_archives(run: RunDir) -> dict[str, str]:
                 run.write_status(host, "collect", HostStatus.FAILED, f"unsafe archive: {err}")
                 outcome[host] = HostStatus.FAILED.value
                 continue
-            reason = "; ".join(extracted.rejected)[:1000] if extracted.rejected else None
+            reason = extracted.rejected_summary()
             run.write_status(host, "collect", "collected", reason)
             outcome[host] = "collected"
         elif run.read_status(host).get("stage") in ("plan", "session"):

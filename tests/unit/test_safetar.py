@@ -11,6 +11,8 @@ import gzip
 import io
 import os
 import stat
+import subprocess
+import sys
 import tarfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -196,7 +198,7 @@ def test_unsafe_names_are_skipped_and_the_good_files_kept(
     assert result.files == ["good.txt", "after.txt"]
     assert files_under(dest) == {"good.txt": b"good", "after.txt": b"after"}
     assert len(result.rejected) == 1
-    assert repr(name) in result.rejected[0]
+    assert repr(name[:120]) in result.rejected[0]  # names are shown cut to 120 characters
     assert reason in result.rejected[0]
     assert not (tmp_path / "escaped.txt").exists()
 
@@ -420,3 +422,53 @@ def test_the_error_names_the_archive_and_escapes_the_member(tmp_path: Path, dest
     assert message.startswith(f"{archive}: ")
     assert "'big\\x1b[31m.bin'" in message
     assert "\x1b" not in message
+
+
+def test_many_long_rejected_names_keep_memory_small(tmp_path: Path) -> None:
+    """2,000 symlinks with 100 KB targets (a 400 KB tarball) once made the controller hold
+    every target twice (tarfile's member list and the joined reasons): ~650 MiB. Now the
+    first few reasons are kept, cut, and the count; the honest file still comes through."""
+    script = tmp_path / "extract.py"
+    script.write_text(
+        "import io, resource, sys, tarfile\n"
+        "from pathlib import Path\n"
+        "from orchestrator.safetar import safe_extract\n"
+        "tmp = Path(sys.argv[1])\n"
+        "with tarfile.open(tmp / 'hostile.tar.gz', 'w:gz', format=tarfile.PAX_FORMAT) as tar:\n"
+        "    for i in range(2000):\n"
+        "        info = tarfile.TarInfo(f'l{i}')\n"
+        "        info.type = tarfile.SYMTYPE\n"
+        "        info.linkname = ('t%05d' % i) * 16_000\n"
+        "        tar.addfile(info)\n"
+        "    info = tarfile.TarInfo('manifest.json')\n"
+        "    info.size = 2\n"
+        "    tar.addfile(info, io.BytesIO(b'{}'))\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "result = safe_extract(tmp / 'hostile.tar.gz', tmp / 'out')\n"
+        "grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before\n"
+        "print(grown // 1024, result.rejected_count, len(result.rejected),\n"
+        "      len(result.rejected_summary() or ''), *result.files)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).parents[2],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+    )
+    grown_mib, count, kept, summary_chars, *files = done.stdout.split()
+    assert (int(count), int(kept), files) == (2000, 20, ["manifest.json"])
+    assert int(summary_chars) <= 1000
+    assert int(grown_mib) < 64, done.stdout
+
+
+def test_rejected_summary_counts_and_cuts() -> None:
+    result = ExtractResult(
+        files=[], total_bytes=0, rejected=["'a': symbolic link to 'b'"] * 20, rejected_count=25
+    )
+    summary = result.rejected_summary()
+    assert summary is not None
+    assert summary.startswith("25 members skipped, the first: 'a': symbolic link")
+    assert len(summary) <= 1000
+    assert ExtractResult(files=[], total_bytes=0, rejected=[]).rejected_summary() is None

@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from orchestrator import profilers, toolcache
-from orchestrator.analysis.fleet import build_report
+from orchestrator.analysis.fleet import HostView, build_report
 from orchestrator.ansible import HostOutcome, ProgressFn, StageResult, run_stage
 from orchestrator.campaign import Campaign
 from orchestrator.check import CHECK_FILE
 from orchestrator.inventory import FACT_KEYS, Inventory, group_values, host_var_values
 from orchestrator.models import ClockOffset, HostFacts, HostStatus, SessionPlan
-from orchestrator.parse import parse_host
+from orchestrator.parse import ParsedHost, parse_host
 from orchestrator.plan import effective_lead, make_plan, provision_needed, reschedule
 from orchestrator.profilers import pyspy
 from orchestrator.profilers.base import ToolChoice
@@ -416,7 +416,7 @@ def build_outputs(run: RunDir, campaign: Campaign) -> dict[str, Any]:
     meta = read_json(run.path / "run.json")
     models = meta.get("hw_models") or {}
     parsed = [
-        parse_host(run, host, campaign, models.get(host))
+        _parse_guarded(run, host, campaign, models.get(host))
         for host in meta.get("hosts") or run.hosts()
     ]
     group_by = campaign.compare.group_by
@@ -438,6 +438,23 @@ def build_outputs(run: RunDir, campaign: Campaign) -> dict[str, Any]:
     write_text(run.path / "summary.md", render_markdown(report))
     write_exports(run, {p.view.name: p.profile for p in parsed})
     return report
+
+
+def _parse_guarded(run: RunDir, host: str, campaign: Campaign, model: str | None) -> ParsedHost:
+    """One host's entry; a device file no parser foresaw fails that host, with the reason,
+    and never the report of the others (every reader of device data is bounded, this is
+    the last line behind them)."""
+    try:
+        return parse_host(run, host, campaign, model)
+    except Exception as err:  # untrusted device data: that host fails, not the run
+        view = HostView(
+            name=host,
+            hw_model=model or "unknown",
+            arch="unknown",
+            status=HostStatus.FAILED,
+            reason=f"its results could not be read: {type(err).__name__}: {str(err)[:300]}",
+        )
+        return ParsedHost(view, None)
 
 
 def record_history(run: RunDir, report: dict[str, Any]) -> str | None:

@@ -6,7 +6,6 @@ device brought back (manifest.json and the profiler outputs), all as untrusted d
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from orchestrator.campaign import Campaign
 from orchestrator.models import HostStatus
 from orchestrator.probe import parse_probe
 from orchestrator.runs import RunDir
+from orchestrator.values import load_json
 from orchestrator.values import number as _number
 
 WORKLOAD_FILE = "fps.json"
@@ -31,7 +31,7 @@ def _workload_metrics(session_dir: Path) -> dict[str, float]:
     try:
         if not path.is_file() or path.stat().st_size > 1024 * 1024:
             return {}
-        data = json.loads(path.read_text(encoding="utf-8", errors="replace"))
+        data = load_json(path.read_bytes())
     except (OSError, ValueError):
         return {}
     fps = _number(data.get("fps")) if isinstance(data, dict) else None
@@ -77,10 +77,11 @@ def _parse_host(
     )
     if plan is not None:
         view.profilers = {p.name: {"status": p.status, "reason": p.reason} for p in plan.profilers}
-    manifest = run.read_manifest(host)
+    manifest, unreadable = run.load_manifest(host)
     if manifest is None:
         if ctl_status in (None, "collected"):
-            view.status, view.reason = HostStatus.FAILED, ctl_reason or "no manifest came back"
+            view.status = HostStatus.FAILED
+            view.reason = unreadable or ctl_reason or "no manifest came back"
         return ParsedHost(view, None)
 
     session_dir = run.session_dir(host)

@@ -17,11 +17,15 @@ from typing import Any
 
 from orchestrator.models import HostFacts, SessionPlan
 from orchestrator.safetar import ExtractResult, UnsafeArchive, safe_extract
+from orchestrator.values import load_json
 
 ARCHIVE = "session.tar.gz"
 SESSION_DIR = "session"
 # What one host may bring back, unpacked.
 MAX_HOST_BYTES = 512 * 1024 * 1024
+# A runner's manifest is a few KiB; one larger than this is not read (it would cost the
+# controller many times its size in memory).
+MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -117,14 +121,24 @@ class RunDir:
         return self.host_dir(host) / SESSION_DIR
 
     def read_manifest(self, host: str) -> dict[str, Any] | None:
+        return self.load_manifest(host)[0]
+
+    def load_manifest(self, host: str) -> tuple[dict[str, Any] | None, str | None]:
+        """The device's manifest.json (untrusted), or None and why it could not be read
+        (None and no reason when the device sent none)."""
         path = self.session_dir(host) / "manifest.json"
         if not path.is_file():
-            return None
+            return None, None
         try:
-            data = read_json(path)
-        except (OSError, ValueError):
-            return None
-        return data if isinstance(data, dict) else None
+            size = path.stat().st_size
+            if size > MAX_MANIFEST_BYTES:
+                return None, f"manifest.json is {size} bytes, over {MAX_MANIFEST_BYTES}"
+            data = load_json(path.read_bytes())
+        except (OSError, ValueError) as err:
+            return None, f"manifest.json could not be read: {str(err)[:200]}"
+        if not isinstance(data, dict):
+            return None, "manifest.json is not a JSON object"
+        return data, None
 
     def unpack(self, host: str) -> ExtractResult:
         """Unpack the fetched tarball into hosts/<host>/session/, replacing an older one."""

@@ -7,9 +7,14 @@ too large for a float is missing, not an OverflowError).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+# Deeper than any file fleetprof or a workload writes (a manifest nests 4 levels); a
+# device's 100,000 nested arrays once stopped the report for every host (RecursionError).
+MAX_JSON_DEPTH = 64
 
 
 def mapping(value: Any) -> Mapping[str, Any]:
@@ -33,3 +38,33 @@ def number(value: Any) -> float | None:
     except OverflowError:
         return None
     return result if math.isfinite(result) else None
+
+
+def load_json(text: str | bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """Parse JSON a device or a workload wrote. Raises ``ValueError`` (never
+    ``RecursionError``) for malformed text or nesting deeper than ``max_depth``, so a
+    caller's ``except ValueError`` covers every way the file can be bad."""
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise ValueError(f"JSON nested deeper than {max_depth} levels") from None
+    if _nests_deeper(data, max_depth):
+        raise ValueError(f"JSON nested deeper than {max_depth} levels")
+    return data
+
+
+def _nests_deeper(data: Any, max_depth: int) -> bool:
+    """Whether ``data`` has containers nested more than ``max_depth`` deep (no recursion)."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children: Any = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > max_depth:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False

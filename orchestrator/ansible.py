@@ -9,7 +9,11 @@ file per event: at fleet scale per-event files dominate (AWX does the same).
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -170,6 +174,41 @@ def stage_env() -> dict[str, str]:
     return envvars
 
 
+def control_dir(run_dir: Path) -> Path:
+    """Where one run's SSH masters live (``ANSIBLE_SSH_CONTROL_PATH_DIR``).
+
+    Ansible's default directory is shared by every run, and a master still open from an
+    earlier run (``ControlPersist``) is reused without checking the host key again: a run
+    whose ``known_hosts`` no longer matched a device finished ``ok``. One directory per
+    run directory keeps the masters for the run's own stages only. Under ``~/.ansible/cp``
+    like Ansible's own, a short name: a socket path may not pass 108 bytes.
+    """
+    digest = hashlib.sha256(str(run_dir.resolve()).encode()).hexdigest()[:16]
+    return Path.home() / ".ansible" / "cp" / f"fleetprof-{digest}"
+
+
+def close_masters(run_dir: Path) -> None:
+    """End the SSH masters this run opened (each would linger ``ControlPersist``) and
+    remove its control directory; best effort, a few seconds at most."""
+    directory = control_dir(run_dir)
+    try:
+        sockets = [p for p in directory.iterdir() if p.is_socket()]
+    except OSError:
+        return
+    for socket in sockets:
+        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+            subprocess.run(
+                ["ssh", "-o", f"ControlPath={socket}", "-O", "exit", "fleetprof-master"],
+                capture_output=True,
+                timeout=5,
+                check=False,
+            )
+    with contextlib.suppress(OSError):
+        for leftover in directory.iterdir():
+            leftover.unlink(missing_ok=True)
+        directory.rmdir()
+
+
 def run_stage(
     stage: str,
     *,
@@ -191,22 +230,35 @@ def run_stage(
     cancel = cancel or threading.Event()
     variables = {"fleetprof_run_dir": str(run_dir.resolve()), **(extravars or {})}
     envvars = stage_env()
+    masters = control_dir(run_dir)
+    masters.mkdir(mode=0o700, parents=True, exist_ok=True)
+    envvars["ANSIBLE_SSH_CONTROL_PATH_DIR"] = str(masters)
+    command_file = private / "artifacts" / stage / "command"
+
+    def scrub_on_start(status: Mapping[str, Any], runner_config: Any) -> None:
+        if status.get("status") == "running":  # runner wrote the command file just before
+            scrub_command_artifact(command_file, envvars)
+
     launched_at = time.time()
-    runner = ansible_runner.run(
-        private_data_dir=str(private),
-        project_dir=str(PLAYBOOKS_DIR),
-        playbook=str(PLAYBOOKS_DIR / f"{stage}.yml"),
-        inventory=[inventory],
-        limit=",".join(hosts),
-        extravars=variables,
-        envvars=envvars,
-        forks=forks,
-        ident=stage,
-        event_handler=collector,
-        cancel_callback=cancel.is_set,
-        quiet=True,
-        suppress_env_files=True,
-    )
+    try:
+        runner = ansible_runner.run(
+            private_data_dir=str(private),
+            project_dir=str(PLAYBOOKS_DIR),
+            playbook=str(PLAYBOOKS_DIR / f"{stage}.yml"),
+            inventory=[inventory],
+            limit=",".join(hosts),
+            extravars=variables,
+            envvars=envvars,
+            forks=forks,
+            ident=stage,
+            event_handler=collector,
+            cancel_callback=cancel.is_set,
+            quiet=True,
+            suppress_env_files=True,
+            status_handler=scrub_on_start,
+        )
+    finally:
+        scrub_command_artifact(command_file, envvars)
     result = StageResult(
         stage=stage,
         rc=int(runner.rc if runner.rc is not None else -1),
@@ -226,6 +278,24 @@ def run_stage(
                 outcome.message = f"{stage} did not run (rc {result.rc}): {reason}"
     collector.finish(hosts)
     return result
+
+
+def scrub_command_artifact(path: Path, envvars: Mapping[str, str]) -> None:
+    """ansible-runner writes ``artifacts/<stage>/command`` with the controller's whole
+    environment (tokens, passwords): keep the command, and of the environment only what
+    fleetprof itself set. The run directory is what people archive and share."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if not isinstance(data, dict):
+        return
+    env = data.get("env")
+    data["env"] = {k: v for k, v in env.items() if k in envvars} if isinstance(env, dict) else {}
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data), encoding="utf-8")
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
 
 
 def _stdout_tail(path: Path, lines: int = 3) -> str:

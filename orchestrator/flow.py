@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from orchestrator import profilers, toolcache
 from orchestrator.analysis.fleet import HostView, build_report
-from orchestrator.ansible import HostOutcome, ProgressFn, StageResult, run_stage
+from orchestrator.ansible import HostOutcome, ProgressFn, StageResult, close_masters, run_stage
 from orchestrator.campaign import Campaign
 from orchestrator.check import CHECK_FILE
 from orchestrator.inventory import FACT_KEYS, Inventory, group_values, host_var_values
@@ -347,10 +347,13 @@ class CampaignRun:
                 self.stop_sessions(running)
 
         steps = [do_preflight, do_plan, do_provision, do_session, self.collect]
-        for step in steps:
-            if self.cancel.is_set() or not self.active:
-                break
-            step()
+        try:
+            for step in steps:
+                if self.cancel.is_set() or not self.active:
+                    break
+                step()
+        finally:
+            close_masters(self.run.path)
         interrupted = self.cancel.is_set()
         if interrupted:
             for host in self.active:
@@ -402,7 +405,10 @@ def resume_collect(flow: CampaignRun) -> RunOutcome:
         flow.cancel.wait(wait)
     interrupted = flow.cancel.is_set()
     if hosts and not interrupted:
-        flow.collect(hosts)
+        try:
+            flow.collect(hosts)
+        finally:
+            close_masters(flow.run.path)
     report = build_outputs(flow.run, flow.campaign)
     problem = record_history(flow.run, report)
     if problem:

@@ -33,6 +33,7 @@ from orchestrator.report.markdown import render_markdown
 from orchestrator.runs import RunDir, read_json, write_json, write_text
 from orchestrator.safetar import UnsafeArchive
 from orchestrator.store import RUN_KINDS, HistoryStore, StoreError
+from orchestrator.values import visible
 
 
 class Ui(Protocol):
@@ -440,8 +441,10 @@ def build_outputs(run: RunDir, campaign: Campaign) -> dict[str, Any]:
     # Compact: a fleet's flame graphs nest 40 levels deep, and indented it is 6.6 times
     # the size and 14 times slower to write (docs/performance.md, report scale).
     write_json(run.path / "report.json", report, compact=True)
-    write_text(run.path / "report.html", render_html(report))
-    write_text(run.path / "summary.md", render_markdown(report))
+    # Device text (function and file names, reasons) may carry ESC/BEL: made visible, so
+    # `cat report.html` cannot drive a terminal (report.json escapes them as JSON does).
+    write_text(run.path / "report.html", visible(render_html(report)))
+    write_text(run.path / "summary.md", visible(render_markdown(report)))
     write_exports(run, {p.view.name: p.profile for p in parsed})
     return report
 
@@ -451,7 +454,7 @@ def _parse_guarded(run: RunDir, host: str, campaign: Campaign, model: str | None
     and never the report of the others (every reader of device data is bounded, this is
     the last line behind them)."""
     try:
-        return parse_host(run, host, campaign, model)
+        return _with_visible_text(parse_host(run, host, campaign, model))
     except Exception as err:  # untrusted device data: that host fails, not the run
         view = HostView(
             name=host,
@@ -461,6 +464,18 @@ def _parse_guarded(run: RunDir, host: str, campaign: Campaign, model: str | None
             reason=f"its results could not be read: {type(err).__name__}: {str(err)[:300]}",
         )
         return ParsedHost(view, None)
+
+
+def _with_visible_text(parsed: ParsedHost) -> ParsedHost:
+    """The host's reasons and notes, which carry device text, with control characters made
+    visible (the page-level pass in build_outputs covers names inside the renderers)."""
+    view = parsed.view
+    view.reason = visible(view.reason) if view.reason else view.reason
+    view.data_quality = [visible(note) for note in view.data_quality]
+    for entry in view.profilers.values():
+        if isinstance(entry.get("reason"), str):
+            entry["reason"] = visible(entry["reason"])
+    return parsed
 
 
 def record_history(run: RunDir, report: dict[str, Any]) -> str | None:

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from orchestrator.ansible import REPO_ROOT
+from orchestrator.runs import host_name_problem
 
 DEFAULT_INVENTORY = REPO_ROOT / "inventory" / "localhost.yml"
 HW_MODEL_VAR = "fleetprof_hw_model"
@@ -95,6 +96,14 @@ def load_inventory(
         raise InventoryError(f"{shown}: {_parse_failure(resolved, warnings)}") from None
     finally:
         display.warning, display.error_as_warning = originals
+    for host in hosts:
+        problem = host_name_problem(host)
+        if problem is not None:
+            raise InventoryError(
+                f"{shown}: host {host!r} cannot be profiled under that name: {problem} "
+                "(each host's results go to a directory of that name; name the host "
+                "differently and give its address in ansible_host)"
+            )
     if not hosts:
         what = f"hosts pattern {pattern!r}" + (f" with limit {limit!r}" if limit else "")
         why = f" (Ansible: {parse_warnings[0].splitlines()[0]})" if parse_warnings else ""

@@ -17,7 +17,7 @@ from typing import Any
 
 from orchestrator.models import HostFacts, SessionPlan
 from orchestrator.safetar import ExtractResult, UnsafeArchive, safe_extract
-from orchestrator.values import load_json
+from orchestrator.values import has_control, load_json
 
 ARCHIVE = "session.tar.gz"
 SESSION_DIR = "session"
@@ -26,6 +26,20 @@ MAX_HOST_BYTES = 512 * 1024 * 1024
 # A runner's manifest is a few KiB; one larger than this is not read (it would cost the
 # controller many times its size in memory).
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+
+
+def host_name_problem(host: str) -> str | None:
+    """Why an inventory host name cannot name its directory under ``hosts/`` (None: it
+    can). The rule is checked when the inventory is loaded, before anything runs."""
+    if not host or host in (".", ".."):
+        return "it is empty, '.' or '..'"
+    if "/" in host:
+        return "it contains '/'"
+    if has_control(host):
+        return "it contains control characters"
+    if len(host.encode("utf-8", "surrogateescape")) > 200:
+        return "it is longer than 200 bytes"
+    return None
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -83,9 +97,11 @@ class RunDir:
         return self.path.name
 
     def host_dir(self, host: str) -> Path:
-        # Inventory names come from the operator, not the device; still keep them a name.
-        if not host or "/" in host or host in (".", ".."):
-            raise ValueError(f"host name {host!r} cannot name a directory")
+        # Inventory names come from the operator, not the device; still keep them a name
+        # (load_inventory refused such names already).
+        problem = host_name_problem(host)
+        if problem is not None:
+            raise ValueError(f"host name {host!r} cannot name a directory: {problem}")
         return self.path / "hosts" / host
 
     def hosts(self) -> list[str]:

@@ -68,3 +68,21 @@ def _nests_deeper(data: Any, max_depth: int) -> bool:
             return True
         stack.extend((child, depth + 1) for child in children)
     return False
+
+
+# C0 controls (but tab and newline), DEL and C1 controls -> a visible stand-in: the
+# Control Pictures block for C0 and DEL (ESC shows as "␛"), U+FFFD for C1. A device's
+# reason with ESC or BEL in it must not drive the terminal of whoever `cat`s a report.
+_VISIBLE = {code: 0x2400 + code for code in range(0x20) if code not in (0x09, 0x0A)}
+_VISIBLE[0x7F] = 0x2421
+_VISIBLE.update({code: 0xFFFD for code in range(0x80, 0xA0)})
+
+
+def visible(text: str) -> str:
+    """``text`` with every control character but tab and newline made visible."""
+    return text.translate(_VISIBLE)
+
+
+def has_control(text: str) -> bool:
+    """Whether ``text`` holds a character :func:`visible` would replace."""
+    return text != visible(text)

@@ -34,7 +34,7 @@ def tarball(path: Path, members: dict[str, bytes]) -> None:
 
 def test_nested_json_from_one_device_leaves_every_other_host_its_report(tmp_path: Path) -> None:
     campaign = load_campaign(CAMPAIGN)
-    hosts = ["honest", "deep-manifest", "deep-workload", "deep-probe"]
+    hosts = ["honest", "deep-manifest", "deep-workload", "deep-probe", "escapes"]
     run = RunDir.create(tmp_path / "reports", campaign.name, "20261207-030000-abcd")
     meta = {"campaign": campaign.name, "run_id": run.run_id, "hosts": hosts}
     write_json(run.path / "run.json", {**meta, "started_at": "x", "duration_s": 15.0})
@@ -46,6 +46,8 @@ def test_nested_json_from_one_device_leaves_every_other_host_its_report(tmp_path
     tarball(run.host_dir("deep-manifest") / ARCHIVE, {"manifest.json": DEEP})
     tarball(run.host_dir("deep-workload") / ARCHIVE, {"manifest.json": manifest, "fps.json": DEEP})
     tarball(run.host_dir("deep-probe") / ARCHIVE, {"manifest.json": manifest, "probe.json": DEEP})
+    rude = {"status": "partial", "reason": "clear\x1b[2J\x1b]0;owned\x07 bell\x9b", "profilers": {}}
+    tarball(run.host_dir("escapes") / ARCHIVE, {"manifest.json": json.dumps(rude).encode()})
 
     report, _ = ingest(run, campaign)
 
@@ -55,7 +57,11 @@ def test_nested_json_from_one_device_leaves_every_other_host_its_report(tmp_path
     assert "nested deeper than" in str(status["deep-manifest"][1])
     assert status["deep-workload"][0] == "ok"  # a workload's bad file costs its figure only
     assert status["deep-probe"][0] == "ok"
-    assert (run.path / "report.html").is_file()
+    # Control characters from a device reach no file raw (report.json escapes them).
+    assert status["escapes"] == ("partial", "clear␛[2J␛]0;owned␇ bell\ufffd")
+    for name in ("report.html", "summary.md", "report.json"):
+        text = (run.path / name).read_text(encoding="utf-8")
+        assert not any(ch in text for ch in "\x1b\x07\x9b"), name
     written = json.loads((run.path / "report.json").read_text())
     assert {h["name"] for h in written["hosts"]} == set(hosts)
 

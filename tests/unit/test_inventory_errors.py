@@ -48,6 +48,8 @@ def inventories(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "a-list.yml").write_text("- h1\n- h2\n")
     (tmp_path / "not-inventory.yml").write_text("name: pipeline\nduration: 30s\n")
     (tmp_path / "bad.ini").write_text("[edge\nh1 = = =\n")
+    (tmp_path / "slash.yml").write_text("all:\n  hosts:\n    edge/1:\n    h2:\n")
+    (tmp_path / "escape.yml").write_text('all:\n  hosts:\n    "cam\\eXred\\a":\n')
     (tmp_path / "empty-dir").mkdir()
     (tmp_path / "docs-dir").mkdir()
     (tmp_path / "docs-dir" / "README.md").write_text("# not an inventory\n")
@@ -137,6 +139,23 @@ def test_a_pattern_with_shell_syntax_is_only_a_pattern(
     assert list(inventories.rglob("*PWNED*")) == []
 
 
+@pytest.mark.parametrize(
+    ("names", "problem"),
+    [
+        ("a/b,", "contains '/'"),
+        ("..,", "'.' or '..'"),
+        ("cam\x1b[31m,", "control characters"),
+        ("bell\x07,", "control characters"),
+        ("x" * 201 + ",", "longer than 200 bytes"),
+    ],
+)
+def test_a_host_name_that_cannot_be_a_directory_is_refused(names: str, problem: str) -> None:
+    with pytest.raises(InventoryError, match="cannot be profiled under that name") as err:
+        load_inventory(names, "all")
+    assert problem in str(err.value)
+    assert "ansible_host" in str(err.value)
+
+
 def test_host_names_in_a_host_list_are_taken_literally(inventories: Path) -> None:
     names = ["$(touch PWNED)", "`touch PWNED2`", "h;touch PWNED3"]
     inventory = load_inventory(",".join(names) + ",", "all")
@@ -163,6 +182,10 @@ def test_the_command_line_exits_2_naming_the_inventory_or_pattern(inventories: P
         ("'all; touch PWNED #'", ["-i", good], "hosts pattern 'all; touch PWNED #' matches no"),
         ("'$(touch PWNED)'", ["-i", good], "hosts pattern '$(touch PWNED)' matches no hosts"),
         ("'`touch PWNED`'", ["-i", good], "hosts pattern '`touch PWNED`' matches no hosts"),
+        # Host names become directory names: refused before anything runs (a '/' once
+        # crashed `run` with a traceback and left an empty run directory).
+        ("all", ["-i", str(inventories / "slash.yml")], "host 'edge/1' cannot be profiled"),
+        ("all", ["-i", str(inventories / "escape.yml")], "contains control characters"),
     ]
     runs = []
     for index, (hosts, arguments, _) in enumerate(cases):

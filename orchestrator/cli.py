@@ -54,7 +54,7 @@ from orchestrator.report.exports import host_profile
 from orchestrator.report.history import history_table
 from orchestrator.report.result import baseline_document, result_document, schedule_document
 from orchestrator.report.terminal import render_check, render_inspection, render_terminal
-from orchestrator.runs import RunDir, read_json
+from orchestrator.runs import UMASK, RunDir, read_json
 from orchestrator.schedule import (
     ScheduleError,
     ScheduleSpec,
@@ -151,6 +151,9 @@ def execute(
 @click.version_option(__version__, prog_name=PROG_NAME, message="%(prog)s %(version)s")
 def main() -> None:
     """Profile a fleet of devices at once, through Ansible, and compare them."""
+    # Everything a command writes (run directories, what Ansible fetches, the history
+    # store, the tool cache) is owner-only unless written with an explicit mode.
+    os.umask(UMASK)
 
 
 @main.command()

@@ -305,7 +305,7 @@ class CampaignRun:
     def begin(self) -> None:
         """campaign.yml, run.json and every host's first status: what a run directory
         holds before any stage runs (`fleetprof run`, `fleetprof stages prepare`)."""
-        self.run.path.joinpath("campaign.yml").write_bytes(self.campaign.source.read_bytes())
+        write_text(self.run.path / "campaign.yml", self.campaign.source.read_bytes())
         write_json(
             self.run.path / "run.json",
             {

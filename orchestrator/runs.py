@@ -28,6 +28,12 @@ MAX_HOST_BYTES = 512 * 1024 * 1024
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 
 
+# Files and directories fleetprof writes: owner only (docs/security.md, file modes). The
+# command line also sets the umask to 077, so what Ansible and SQLite create follows.
+RUN_DIR_MODE = 0o700
+UMASK = 0o077
+
+
 def host_name_problem(host: str) -> str | None:
     """Why an inventory host name cannot name its directory under ``hosts/`` (None: it
     can). The rule is checked when the inventory is loaded, before anything runs."""
@@ -66,12 +72,13 @@ def write_json(path: Path, data: Any, *, compact: bool = False) -> None:
         raise
 
 
-def write_text(path: Path, text: str) -> None:
+def write_text(path: Path, text: str | bytes) -> None:
+    """``text`` (or bytes as they are), atomically, owner-only like every temp file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(text.encode("utf-8") if isinstance(text, str) else text)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -89,7 +96,11 @@ class RunDir:
     @classmethod
     def create(cls, out_root: Path, campaign: str, run_id: str | None = None) -> RunDir:
         path = out_root / campaign / (run_id or new_run_id())
-        (path / "hosts").mkdir(parents=True, exist_ok=False)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Owner only (docs/security.md): campaign.yml and plan.json hold launch.env, and
+        # what devices sent is theirs to share, not every local user's.
+        path.mkdir(mode=RUN_DIR_MODE)
+        (path / "hosts").mkdir(mode=RUN_DIR_MODE)
         return cls(path)
 
     @property

@@ -42,8 +42,9 @@ MAX_REJECTED_KEPT = 20
 _REJECTED_NAME_CHARS = 120
 _REASON_CHARS = 1000
 _PATH_MAX = 4096
-_FILE_MODE = 0o644
-_DIR_MODE = 0o755
+# The run directory's policy (docs/security.md): owner only.
+_FILE_MODE = 0o600
+_DIR_MODE = 0o700
 
 
 class UnsafeArchive(Exception):
@@ -357,7 +358,7 @@ def _copy_capped(source: _Readable, target: Path, member_cap: int, total_room: i
     size = 0
     try:
         with os.fdopen(fd, "wb") as out:
-            os.fchmod(out.fileno(), _FILE_MODE)  # exactly 0644, whatever the umask
+            os.fchmod(out.fileno(), _FILE_MODE)  # exactly, whatever the umask
             while chunk := source.read(_CHUNK):
                 size += len(chunk)
                 if size > cap:

@@ -5,6 +5,7 @@ next run even while an SSH master from the run before could still be open."""
 from __future__ import annotations
 
 import json
+import stat
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,16 @@ def test_no_environment_secret_reaches_the_run_directory(
     assert leaked == []
     # The run's SSH masters were closed and their directory removed.
     assert not control_dir(run_dir).exists()
+    # One file-mode policy (docs/security.md): the run directory and all in it owner-only,
+    # the history store too.
+    wrong = {
+        str(p.relative_to(run_dir)): oct(stat.S_IMODE(p.lstat().st_mode))
+        for p in [run_dir, *run_dir.rglob("*")]
+        if stat.S_IMODE(p.lstat().st_mode) != (0o700 if p.is_dir() else 0o600)
+    }
+    assert wrong == {}
+    history = result.out_root / "history.sqlite"
+    assert stat.S_IMODE(history.stat().st_mode) == 0o600
 
 
 def test_a_changed_host_key_is_refused_on_the_next_run(

@@ -132,11 +132,12 @@ def test_a_good_archive_extracts_exactly(tmp_path: Path, dest: Path) -> None:
         "iotop/iotop.txt": b"x" * 100_000,
         "empty.txt": b"",
     }
-    # Modes come from us, never from the archive (no setuid, no world-writable dirs).
+    # Modes come from us, never from the archive (no setuid, no world-writable dirs), and
+    # are the run directory's: owner only (docs/security.md, file modes).
     for path in dest.rglob("*"):
-        expected = 0o755 if path.is_dir() else 0o644
+        expected = 0o700 if path.is_dir() else 0o600
         assert stat.S_IMODE(path.lstat().st_mode) == expected, path
-    assert stat.S_IMODE(dest.stat().st_mode) == 0o755
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o700
 
 
 def test_an_archive_packed_from_a_directory_round_trips(tmp_path: Path, dest: Path) -> None:

@@ -28,7 +28,7 @@ from rich.table import Table
 
 from orchestrator import __version__, toolcache
 from orchestrator.analysis.stacks import StackProfile
-from orchestrator.ansible import REPO_ROOT
+from orchestrator.ansible import REPO_ROOT, kill_playbooks
 from orchestrator.campaign import Campaign, CampaignError, load_campaign
 from orchestrator.checkrun import BaselineError, Exports, pin_baseline, run_check
 from orchestrator.cli_stages import stages
@@ -90,6 +90,7 @@ def _install_interrupt(cancel: threading.Event, console: Console) -> None:
 
     def handler(signum: int, frame: FrameType | None) -> None:
         if cancel.is_set():
+            kill_playbooks()
             os._exit(130)
         cancel.set()
         console.print(

@@ -130,3 +130,46 @@ def test_a_controller_killed_outright_is_recovered_by_fleetprof_collect(
         check=False,
     )
     assert again.returncode == 0, again.stderr  # nothing left to fetch: the report stands
+
+
+def test_a_second_ctrl_c_exits_at_once_and_leaves_no_playbook(
+    workload: Any, tmp_path: Path
+) -> None:
+    """The second Ctrl-C ends ansible-playbook too, within a second (the watchdog alone
+    took up to 8 s: SIGTERM, then SIGKILL after its grace). The device session still ends
+    by itself at its deadline, as docs/faults.md says."""
+    token = uuid.uuid4().hex
+    target = workload(SPLIT_WORKLOAD, f"--token={token}")
+    campaign = tmp_path / "long.yml"
+    campaign.write_text(
+        f"name: long\nduration: 30s\nstart: {{lead: 1s}}\n"
+        f"target:\n  attach:\n    process: '--token={token}'\n"
+    )
+    out = tmp_path / "reports"
+    proc = subprocess.Popen(
+        [*FLEETPROF, "run", str(campaign), "-o", str(out)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if list(out.glob("long/*/hosts/localhost/plan.json")) and running(f"--pid {target.pid} "):
+            break
+        time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("the session never started")
+    [run_dir] = list((out / "long").iterdir())
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.5)  # the first one starts the cleanup play
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=10)
+    exited = time.monotonic()
+    assert proc.returncode == 130, output
+    while running(f"ansible-playbook.*{run_dir}") and time.monotonic() - exited < 5:
+        time.sleep(0.1)
+    assert time.monotonic() - exited < 1.0, "ansible-playbook outlived the second Ctrl-C"
+    subprocess.run(["pkill", "-f", "--", f"--pid {target.pid} "], check=False)

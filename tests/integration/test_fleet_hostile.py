@@ -4,9 +4,13 @@ next run even while an SSH master from the run before could still be open."""
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import shutil
 import stat
 import subprocess
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +18,7 @@ import pytest
 
 from orchestrator.ansible import control_dir
 from tests.fleet.fixtures import requires_fleet
+from tests.integration.conftest import FLEETPROF, REPO
 
 pytestmark = [pytest.mark.integration, requires_fleet]
 
@@ -82,3 +87,94 @@ def test_a_changed_host_key_is_refused_on_the_next_run(
     hosts = {h["name"]: h for h in json.loads((latest / "report.json").read_text())["hosts"]}
     assert hosts[impostor.name]["status"] == "unreachable", hosts[impostor.name]
     assert hosts[fleet.hosts[1].name]["status"] == "ok"
+
+
+def hostile_tarball(path: Path, payload: str) -> None:
+    """What a broken or compromised device may send back instead of its session."""
+    ok = json.dumps({"status": "ok", "profilers": {}}).encode()
+    deep = b"[" * 100_000 + b"]" * 100_000
+    members: list[tuple[tarfile.TarInfo, bytes | None]] = []
+
+    def add(name: str, data: bytes) -> None:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        members.append((info, data))
+
+    if payload == "deep-manifest":
+        add("manifest.json", deep)
+    elif payload == "deep-workload":
+        add("manifest.json", ok)
+        add("fps.json", deep)
+    elif payload == "huge-manifest":
+        add("manifest.json", b" " * (17 * 1024 * 1024) + ok)
+    elif payload == "escapes":
+        rude = {"status": "partial", "reason": "\x1b[2J\x1b]0;owned\x07", "profilers": {}}
+        add("manifest.json", json.dumps(rude).encode())
+    elif payload == "link-flood":
+        for index in range(2000):
+            info = tarfile.TarInfo(f"l{index}")
+            info.type = tarfile.SYMTYPE
+            info.linkname = "t" * 100_000
+            members.append((info, None))
+        add("manifest.json", ok)
+    with tarfile.open(path, "w:gz", format=tarfile.PAX_FORMAT) as tar:
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+
+
+# A light session (the machine's two cores are shared by the whole fleet): the runner's
+# own sampler on a launched sleep.
+LIGHT = (
+    "name: hostile\nduration: 2s\nstart: {lead: 15s}\n"
+    "target: {launch: {command: [sleep, '30']}}\nprofilers: {system: {}}\n"
+)
+PAYLOADS = ["deep-manifest", "deep-workload", "huge-manifest", "escapes", "link-flood"]
+
+
+def test_hostile_payloads_through_real_collect_leave_the_honest_host_its_report(
+    fleet_factory: Any, fleetprof: Any, tmp_path: Path
+) -> None:
+    """Each payload replaces one device's session archive and goes through `fleetprof
+    collect` over real SSH (fetch, safe unpack, parse, report): the honest host always has
+    its report, the hostile one a status with a reason, and the command never crashes."""
+    fleet = fleet_factory({"board": 2})
+    honest, hostile = fleet.hosts[0].name, fleet.hosts[1]
+    campaign = tmp_path / "hostile.yml"
+    campaign.write_text(LIGHT)
+    first = fleetprof("run", str(campaign), "-i", str(fleet.inventory))
+    assert first.returncode == 0, first.stdout + first.stderr
+    run_dir = first.run_dir("hostile")
+    plan = json.loads((run_dir / "hosts" / hostile.name / "plan.json").read_text())
+    on_device = hostile.private_path(plan["archive"])
+    for payload in PAYLOADS:
+        hostile_tarball(on_device, payload)
+        # The run's controller "lost" this host after its session: collect fetches it again.
+        host_dir = run_dir / "hosts" / hostile.name
+        shutil.rmtree(host_dir / "session", ignore_errors=True)
+        (host_dir / "session.tar.gz").unlink(missing_ok=True)
+        status = {"host": hostile.name, "stage": "session", "status": "running", "reason": None}
+        (host_dir / "status.json").write_text(json.dumps(status))
+
+        done = subprocess.run(
+            [*FLEETPROF, "collect", str(run_dir)],
+            capture_output=True,
+            text=True,
+            timeout=240,
+            cwd=REPO,
+            env={**os.environ, "NO_COLOR": "1"},
+        )
+
+        shown = f"{payload}: {done.stdout}{done.stderr}"
+        assert done.returncode in (0, 3), shown
+        assert "Traceback" not in done.stderr, shown
+        hosts = {h["name"]: h for h in json.loads((run_dir / "report.json").read_text())["hosts"]}
+        assert hosts[honest]["status"] == "ok", shown
+        assert hosts[honest]["metrics"], shown
+        victim = hosts[hostile.name]
+        assert victim["status"] in ("ok", "partial", "failed"), shown
+        if payload in ("deep-manifest", "huge-manifest"):
+            assert victim["status"] == "failed" and "manifest.json" in victim["reason"], shown
+        if payload == "link-flood":
+            assert "2000 members skipped" in (victim["reason"] or ""), shown
+        for page in ("report.html", "summary.md"):
+            assert "\x1b" not in (run_dir / page).read_text(), (payload, page)

@@ -92,11 +92,27 @@ def _all_core_rate(rep: Any) -> float | None:
     return total / window
 
 
+def _missed(rep: Any) -> bool:
+    """A repetition the device did not time (``missed``: most of its window was gone
+    before it could start); an all-core one when any of its workers missed it."""
+    if not isinstance(rep, dict):
+        return False
+    workers = rep.get("workers")
+    parts = workers if isinstance(workers, list) else [rep]
+    return any(isinstance(part, dict) and part.get("missed") is True for part in parts)
+
+
 def _summarize(
     result: ProfileResult, metric: str, reps: list[Any], rate: Callable[[Any], float | None]
 ) -> None:
-    rates = [r for r in (rate(rep) for rep in reps) if r is not None]
-    bad = len(reps) - len(rates)
+    timed = [rep for rep in reps if not _missed(rep)]
+    rates = [r for r in (rate(rep) for rep in timed) if r is not None]
+    if len(timed) < len(reps):
+        result.data_quality.append(
+            f"{metric}: {len(reps) - len(timed)} of {len(reps)} repetitions missed their "
+            "window (the device did not get the CPU in time); not counted"
+        )
+    bad = len(timed) - len(rates)
     if bad:
         result.data_quality.append(f"{metric}: {bad} malformed repetitions skipped")
     if not rates:

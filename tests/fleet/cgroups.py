@@ -27,6 +27,14 @@ BASE_NAME = "fleetprof-fleets"
 # would delay a throttled host's wake-up at the common start by up to 70 ms).
 CPU_PERIOD_US = 20_000
 V1_ROLES = ("cpu", "cpuacct", "freezer")
+# CPU weights in v1 units (cpu.shares; v2's cpu.weight is scaled, 1024 -> 100). A quota
+# is a cap, not a guarantee: with the machine busy elsewhere (other test runs, what a
+# test left behind) every host falls to the same crumbs and a 0.4-core board is no faster
+# than a 0.1-core one. A fleet started with cpu_priority outweighs other work 16 to 1, so
+# each host gets its quota; only hosts with a quota may have it (an unlimited host would
+# take the machine from the controller).
+DEFAULT_WEIGHT = 1024
+PRIORITY_WEIGHT = 16 * 1024
 
 
 class CgroupError(RuntimeError):
@@ -132,6 +140,16 @@ class Cgroup:
                     return
                 raise CgroupError(f"{cpu_max} is missing: the cpu controller is not enabled")
             _write(cpu_max, f"{'max' if quota is None else quota} {CPU_PERIOD_US}")
+
+    def set_weight(self, weight: int) -> None:
+        """The cgroup's CPU weight against its siblings (v1 ``cpu.shares`` units)."""
+        if self.version == 1:
+            _write(self.paths["cpu"] / "cpu.shares", str(weight))
+            return
+        cpu_weight = self.paths["unified"] / "cpu.weight"
+        if not cpu_weight.exists():
+            raise CgroupError(f"{cpu_weight} is missing: the cpu controller is not enabled")
+        _write(cpu_weight, str(max(1, min(10_000, round(weight * 100 / DEFAULT_WEIGHT)))))
 
     def cpu_usage_s(self) -> float | None:
         """CPU time used by everything that ran in the cgroup, in seconds (None: unknown)."""

@@ -30,7 +30,15 @@ import paramiko
 import yaml
 
 from tests.fleet import registry
-from tests.fleet.cgroups import CgroupError, CgroupTree, detect, tree_from_json, wait_until
+from tests.fleet.cgroups import (
+    DEFAULT_WEIGHT,
+    PRIORITY_WEIGHT,
+    CgroupError,
+    CgroupTree,
+    detect,
+    tree_from_json,
+    wait_until,
+)
 from tests.fleet.errors import FleetError, FleetUnavailable, HostTimeout
 from tests.fleet.hosts import (
     USER,
@@ -127,8 +135,10 @@ class Fleet:
         python: str = DEVICE_PYTHON,
         owner: dict[str, int] | None = None,
         status: str = "starting",
+        cpu_priority: bool = False,
     ) -> None:
         self.id = fleet_id
+        self.cpu_priority = cpu_priority
         self.directory = directory
         self.hosts = hosts
         self.tree = tree
@@ -183,6 +193,7 @@ class Fleet:
         extra_sshd_config: Sequence[str] = (),
         cgroups: CgroupTree | None = None,
         detach: bool = False,
+        cpu_priority: bool = False,
     ) -> Fleet:
         """Bring up one host per ``count`` of every model; return once all accept SSH logins.
 
@@ -190,10 +201,19 @@ class Fleet:
         or a count. Hosts are named ``<model>-<n>``. Unless ``detach``, the fleet is torn
         down at interpreter exit at the latest (and reaped by the next ``Fleet.up`` when
         this process died without); a detached fleet stays until ``down``.
+
+        ``cpu_priority``: each host gets its CPU quota even while the machine is busy
+        with other work (see ``tests.fleet.cgroups.PRIORITY_WEIGHT``); every model needs
+        a ``cpu`` quota then.
         """
         specs = {name: ModelSpec.of(spec) for name, spec in models.items()}
         if not specs:
             raise ValueError("a fleet needs at least one model")
+        if cpu_priority and any(s.cpu is None for s in specs.values()):
+            raise ValueError(
+                "cpu_priority needs a cpu quota on every model: an unlimited host with "
+                "priority would take the machine from the controller"
+            )
         for name in specs:
             if not MODEL_NAME.match(name):
                 raise ValueError(f"bad model name {name!r}: letters, digits, '.', '_', '-'")
@@ -233,6 +253,7 @@ class Fleet:
             python=python,
             # Owned while starting even when detached: a start killed half-way gets reaped.
             owner=registry.owner(),
+            cpu_priority=cpu_priority,
         )
         if not detach:
             atexit.register(fleet._down_at_exit)
@@ -244,6 +265,8 @@ class Fleet:
                     fleet._new_host(model, name, cpu, address, port)
                     for (model, name, cpu), address in zip(plan, addresses, strict=True)
                 ]
+                if cpu_priority:
+                    fleet._raise_priority()
                 registry.register(fleet_id, directory)
                 fleet.save()
             fleet._write_keys()
@@ -271,6 +294,23 @@ class Fleet:
         private = {target: fs / target.strip("/").replace("/", "_") for target in private_targets()}
         cgroup = self.tree.create([self.id, name], cpu)
         return FleetHost(name, model, address, port, cpu, host_dir, cgroup, private)
+
+    def _raise_priority(self) -> None:
+        """Weight the base, this fleet's and each host's cgroup (hold the fleet lock)."""
+        for host in self.hosts:
+            host.cgroup.set_weight(PRIORITY_WEIGHT)
+        self.tree.group([self.id]).set_weight(PRIORITY_WEIGHT)
+        self.tree.group([]).set_weight(PRIORITY_WEIGHT)
+
+    def _lower_priority(self) -> None:
+        """The base back to the default weight once no other priority fleet is registered
+        (hold the fleet lock); the base may already be gone with the last fleet."""
+        for fleet_id, directory in registry.registered().items():
+            state = registry.read_state(directory)
+            if fleet_id != self.id and state is not None and state.get("cpu_priority"):
+                return
+        with contextlib.suppress(CgroupError, OSError):
+            self.tree.group([]).set_weight(DEFAULT_WEIGHT)
 
     def _write_keys(self) -> None:
         jobs: list[tuple[Path, str]] = [(self.client_key, f"fleetprof-fleet-{self.id}")]
@@ -539,6 +579,8 @@ class Fleet:
 
     def set_cpu(self, host: str | FleetHost, cpu: float | None) -> None:
         """Change the host's CPU quota (cores; None: unlimited) while it runs."""
+        if cpu is None and self.cpu_priority:
+            raise ValueError("a host of a cpu_priority fleet keeps a quota (see Fleet.up)")
         target = self.host(host)
         target.cgroup.set_cpu(cpu)
         target.cpu = cpu
@@ -559,6 +601,7 @@ class Fleet:
             "client_key": str(self.client_key),
             "cgroups": self.tree.to_json(),
             "hosts": [h.to_json() for h in self.hosts],
+            "cpu_priority": self.cpu_priority,
         }
 
     def save(self) -> None:
@@ -580,6 +623,7 @@ class Fleet:
             python=state.get("python", DEVICE_PYTHON),
             owner=state.get("owner"),
             status=state.get("status", "unknown"),
+            cpu_priority=bool(state.get("cpu_priority")),
         )
 
     @staticmethod
@@ -614,6 +658,8 @@ class Fleet:
                     problems.append(f"{host.name}: {exc}")
             with contextlib.suppress(CgroupError):
                 self.tree.remove_empty([self.id])
+            if self.cpu_priority:
+                self._lower_priority()
             if problems:
                 self.status = "broken"
                 self.save()

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from tests.fleet import Fleet, FleetError, HostTimeout, HostUnreachable, registry
-from tests.fleet.cgroups import CgroupV2
+from tests.fleet.cgroups import DEFAULT_WEIGHT, PRIORITY_WEIGHT, Cgroup, CgroupV2
 from tests.fleet.fixtures import FleetFactory, requires_fleet
 
 pytestmark = [pytest.mark.fleet, requires_fleet]
@@ -175,6 +175,56 @@ def test_a_host_with_a_cpu_quota_is_slower(fleet: Fleet) -> None:
     before, after = cpu_before[slow.name], fleet.cpu_time(slow)
     if before is not None and after is not None:
         assert after - before <= 0.2 * wall + 0.15, (after - before, wall)
+
+
+def weight(cgroup: Cgroup) -> int | None:
+    """A cgroup's CPU weight in v1 units; None when the cgroup is gone."""
+    if cgroup.version == 1:
+        shares = cgroup.paths["cpu"] / "cpu.shares"
+        return int(shares.read_text()) if shares.exists() else None
+    cpu_weight = cgroup.paths["unified"] / "cpu.weight"
+    return round(int(cpu_weight.read_text()) * 1024 / 100) if cpu_weight.exists() else None
+
+
+def test_a_priority_fleet_gets_its_quota_while_the_machine_is_busy(
+    fleet_factory: FleetFactory,
+) -> None:
+    """Two busy loops per core outside the fleet: a 0.4-core host of a cpu_priority fleet
+    still gets about its 0.4 of a core (without priority it got far less, and a varying
+    share). Down gives the base its default weight back."""
+    with pytest.raises(ValueError, match="cpu_priority needs a cpu quota on every model"):
+        Fleet.up({"free": 1}, cpu_priority=True)
+    burners = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        for _ in range(2 * (os.cpu_count() or 1))
+    ]
+    try:
+        fleet = fleet_factory({"held": {"count": 1, "cpu": 0.4}}, cpu_priority=True)
+        host = fleet.hosts[0]
+        for cgroup in (host.cgroup, fleet.tree.group([fleet.id]), fleet.tree.group([])):
+            assert weight(cgroup) == PRIORITY_WEIGHT, cgroup
+        with pytest.raises(ValueError, match="keeps a quota"):
+            fleet.set_cpu(host, None)
+        before = fleet.cpu_time(host)
+        started = time.monotonic()
+        fleet.run(host.name, [fleet.python, "-c", BUSY_LOOP], timeout=20, check=True)
+        wall = time.monotonic() - started
+        used = fleet.cpu_time(host)
+        assert before is not None and used is not None
+        assert 0.3 * wall <= used - before <= 0.4 * wall + 0.15, (used - before, wall)
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+    base = fleet.tree.group([])
+    fleet.down()
+    others = [
+        state
+        for state in (registry.read_state(d) for d in registry.registered().values())
+        if state is not None and state.get("cpu_priority")
+    ]
+    if not others:  # another test run's priority fleet keeps the base weighted
+        assert weight(base) in (None, DEFAULT_WEIGHT)
 
 
 def test_a_frozen_host_times_out_and_recovers_when_thawed(fleet: Fleet) -> None:

@@ -14,7 +14,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Mapping
-from typing import Any, NoReturn
+from typing import IO, Any, NoReturn
 
 from rich.cells import cell_len
 from rich.console import Console, RenderableType
@@ -98,9 +98,10 @@ class PlainConsole(Console):
     """Plain output (see the module docstring): no escape sequences, lines never wrapped
     or cut, tables printed by :func:`plain_table`."""
 
-    def __init__(self, *, stderr: bool = False) -> None:
+    def __init__(self, *, stderr: bool = False, file: IO[str] | None = None) -> None:
         super().__init__(
             stderr=stderr,
+            file=file,
             no_color=True,
             color_system=None,
             force_terminal=False,

@@ -31,8 +31,9 @@ import yaml
 
 from tests.fleet import registry
 from tests.fleet.cgroups import (
-    DEFAULT_WEIGHT,
+    PRIORITY_BASE_NAME,
     PRIORITY_WEIGHT,
+    Cgroup,
     CgroupError,
     CgroupTree,
     detect,
@@ -56,6 +57,7 @@ from tests.fleet.ssh import connect, execute, load_key
 STATE_SCHEMA = "fleetprof.test-fleet/1"
 ENTER_HOST = Path(__file__).with_name("enter_host.sh")
 DEFAULT_PORT = 2222
+CONTROLLER = "controller"  # the controller's cgroup in the fleet's (host names end in -<n>)
 SSHD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")
 
@@ -233,6 +235,8 @@ class Fleet:
                 raise FleetUnavailable(problem)
         if not os.access(python, os.X_OK):
             raise FleetUnavailable(f"{python} (the hosts' Python) is missing")
+        if cpu_priority:
+            cgroups = cgroups.with_base(PRIORITY_BASE_NAME)
 
         reap_orphans()
         fleet_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
@@ -296,21 +300,24 @@ class Fleet:
         return FleetHost(name, model, address, port, cpu, host_dir, cgroup, private)
 
     def _raise_priority(self) -> None:
-        """Weight the base, this fleet's and each host's cgroup (hold the fleet lock)."""
+        """Weight the priority base, this fleet's and each host's cgroup (under the lock:
+        the base is shared with other priority fleets)."""
         for host in self.hosts:
             host.cgroup.set_weight(PRIORITY_WEIGHT)
         self.tree.group([self.id]).set_weight(PRIORITY_WEIGHT)
         self.tree.group([]).set_weight(PRIORITY_WEIGHT)
 
-    def _lower_priority(self) -> None:
-        """The base back to the default weight once no other priority fleet is registered
-        (hold the fleet lock); the base may already be gone with the last fleet."""
-        for fleet_id, directory in registry.registered().items():
-            state = registry.read_state(directory)
-            if fleet_id != self.id and state is not None and state.get("cpu_priority"):
-                return
-        with contextlib.suppress(CgroupError, OSError):
-            self.tree.group([]).set_weight(DEFAULT_WEIGHT)
+    def controller_cgroup(self) -> Cgroup:
+        """A cgroup for the test's own controller commands (``fleetprof``, Ansible and
+        their ssh), beside the hosts: ``preexec_fn=fleet.controller_cgroup().attach_self``.
+        In a cpu_priority fleet it has the hosts' weight (and no quota): on a busy machine
+        the controller then still starts each session in its lead, as the hosts still get
+        their quota. Whatever is left in it (ssh masters) is killed by ``down``."""
+        with registry.locked():
+            cgroup = self.tree.create([self.id, CONTROLLER], None)
+            if self.cpu_priority:
+                cgroup.set_weight(PRIORITY_WEIGHT)
+        return cgroup
 
     def _write_keys(self) -> None:
         jobs: list[tuple[Path, str]] = [(self.client_key, f"fleetprof-fleet-{self.id}")]
@@ -650,16 +657,21 @@ class Fleet:
                 self._stop(host)
             except (CgroupError, OSError) as exc:
                 problems.append(f"{host.name}: {exc}")
+        controller = self.tree.group([self.id, CONTROLLER])
+        try:
+            controller.kill()
+        except (CgroupError, OSError) as exc:
+            problems.append(f"{CONTROLLER}: {exc}")
         with registry.locked():
-            for host in self.hosts:
+            for cgroup, name in [(h.cgroup, h.name) for h in self.hosts] + [
+                (controller, CONTROLLER)
+            ]:
                 try:
-                    host.cgroup.remove()
+                    cgroup.remove()
                 except CgroupError as exc:
-                    problems.append(f"{host.name}: {exc}")
+                    problems.append(f"{name}: {exc}")
             with contextlib.suppress(CgroupError):
                 self.tree.remove_empty([self.id])
-            if self.cpu_priority:
-                self._lower_priority()
             if problems:
                 self.status = "broken"
                 self.save()

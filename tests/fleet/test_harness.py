@@ -17,7 +17,14 @@ import pytest
 import yaml
 
 from tests.fleet import Fleet, FleetError, HostTimeout, HostUnreachable, registry
-from tests.fleet.cgroups import DEFAULT_WEIGHT, PRIORITY_WEIGHT, Cgroup, CgroupV2
+from tests.fleet.cgroups import (
+    BASE_NAME,
+    PRIORITY_BASE_NAME,
+    PRIORITY_WEIGHT,
+    Cgroup,
+    CgroupV2,
+    detect,
+)
 from tests.fleet.fixtures import FleetFactory, requires_fleet
 
 pytestmark = [pytest.mark.fleet, requires_fleet]
@@ -191,7 +198,7 @@ def test_a_priority_fleet_gets_its_quota_while_the_machine_is_busy(
 ) -> None:
     """Two busy loops per core outside the fleet: a 0.4-core host of a cpu_priority fleet
     still gets about its 0.4 of a core (without priority it got far less, and a varying
-    share). Down gives the base its default weight back."""
+    share). Its cgroups live under their own base: other fleets keep their weight."""
     with pytest.raises(ValueError, match="cpu_priority needs a cpu quota on every model"):
         Fleet.up({"free": 1}, cpu_priority=True)
     burners = [
@@ -201,8 +208,13 @@ def test_a_priority_fleet_gets_its_quota_while_the_machine_is_busy(
     try:
         fleet = fleet_factory({"held": {"count": 1, "cpu": 0.4}}, cpu_priority=True)
         host = fleet.hosts[0]
+        assert all(PRIORITY_BASE_NAME in path.parts for path in host.cgroup.paths.values())
         for cgroup in (host.cgroup, fleet.tree.group([fleet.id]), fleet.tree.group([])):
             assert weight(cgroup) == PRIORITY_WEIGHT, cgroup
+        assert Fleet.load(fleet.directory).tree.base == PRIORITY_BASE_NAME
+        ordinary = detect()
+        assert ordinary is not None and ordinary.base == BASE_NAME
+        assert weight(ordinary.group([])) in (None, 1024)
         with pytest.raises(ValueError, match="keeps a quota"):
             fleet.set_cpu(host, None)
         before = fleet.cpu_time(host)
@@ -216,15 +228,15 @@ def test_a_priority_fleet_gets_its_quota_while_the_machine_is_busy(
         for burner in burners:
             burner.kill()
             burner.wait()
-    base = fleet.tree.group([])
+    # The test's controller commands: the same weight, no quota; what they leave behind
+    # (an ssh master) goes with the fleet.
+    controller = fleet.controller_cgroup()
+    assert weight(controller) == PRIORITY_WEIGHT
+    leftover = subprocess.Popen(["sleep", "60"], preexec_fn=controller.attach_self)
+    assert leftover.pid in controller.pids()
     fleet.down()
-    others = [
-        state
-        for state in (registry.read_state(d) for d in registry.registered().values())
-        if state is not None and state.get("cpu_priority")
-    ]
-    if not others:  # another test run's priority fleet keeps the base weighted
-        assert weight(base) in (None, DEFAULT_WEIGHT)
+    assert leftover.wait(timeout=10) == -9
+    assert not controller.exists() and not fleet.tree.group([fleet.id]).exists()
 
 
 def test_a_frozen_host_times_out_and_recovers_when_thawed(fleet: Fleet) -> None:

@@ -1204,7 +1204,8 @@ PROBE_REPS = 5  # each measurement runs as this many short repetitions: a spread
 PROBE_MAX_REPS = 50
 PROBE_RESERVE_S = 0.2  # kept free before the deadline: stopping workers, writing probe.json
 PROBE_MIN_S = 0.05  # a benchmark with less time than this left does not start
-PROBE_READY_SHARE = 0.5  # all-core: at most this share of its time waiting for the workers
+PROBE_READY_SHARE = 0.5  # all-core: at most this share of its time waiting for the workers,
+PROBE_READY_MIN_S = 0.5  # ... or this long (past its end where the deadline leaves room)
 PROBE_GO_MARGIN_S = 0.02  # all-core: the first window opens this long after the start file
 PROBE_GO_FILE = ".probe-cpu-go"  # all-core: the windows; its appearance starts the workers
 PROBE_WORKER_WAIT_S = 2.0  # all-core workers still running this long after their end: killed
@@ -1361,9 +1362,11 @@ class Probe:
              deadline: float) -> None:
         """Single-thread ops/s in this process, then all-core: os.cpu_count() interpreters
         running the same loop in the same windows (their rates add up). The all-core
-        windows are set once every worker is up (or PROBE_READY_SHARE of the time is
-        gone): an interpreter starts slowly on a throttled or busy device, and windows
-        fixed before it started would be missed, not measured."""
+        windows are set once every worker is up (or PROBE_READY_SHARE of the time, at
+        least PROBE_READY_MIN_S, is gone): an interpreter starts slowly on a throttled or
+        busy device, and windows fixed before it started would be missed, not measured.
+        A slow start may push the windows past ``end`` (never past the deadline's
+        reserve); the benchmarks after this one get what is left."""
         start = time.time()
         middle = start + (end - start) / 2.0
         result["single"] = {"reps": probe_cpu(_windows(start, middle, self.reps))}
@@ -1374,8 +1377,7 @@ class Probe:
         go = os.path.join(self.workdir, PROBE_GO_FILE)
         with contextlib.suppress(OSError):
             os.unlink(go)
-        give_up = min(end + PROBE_WORKER_WAIT_S, deadline)
-        argv = [sys.executable, "-c", PROBE_CPU_SOURCE + PROBE_CPU_MAIN, go, repr(give_up)]
+        argv = [sys.executable, "-c", PROBE_CPU_SOURCE + PROBE_CPU_MAIN, go, repr(deadline)]
         labels = ["probe-cpu-%d" % i for i in range(processes)]
         workers = []  # type: List[Child]
         windows = []  # type: List[List[float]]
@@ -1384,14 +1386,19 @@ class Probe:
             for label in labels:
                 workers.append(spawn(label, argv, self.workdir))
                 self.children.append(workers[-1])
-            ready_by = spawned + max(0.0, end - spawned) * PROBE_READY_SHARE
+            measure = max(end - spawned, PROBE_MIN_S) * (1.0 - PROBE_READY_SHARE)
+            latest = deadline - PROBE_RESERVE_S - PROBE_GO_MARGIN_S - measure
+            ready_by = min(max(end - measure, spawned + PROBE_READY_MIN_S), latest)
             outs = [os.path.join(self.workdir, label + ".stdout") for label in labels]
             while time.time() < ready_by and not all(
                     _started(out) or w.exited() for out, w in zip(outs, workers)):
                 time.sleep(0.005)
             result["all"]["ready_s"] = round(time.time() - spawned, 3)
             result["all"]["ready"] = sum(1 for out in outs if _started(out))
-            windows = _windows(time.time() + PROBE_GO_MARGIN_S, end, self.reps)
+            first = time.time() + PROBE_GO_MARGIN_S
+            stop = max(end, min(first + measure, deadline - PROBE_RESERVE_S))
+            windows = _windows(first, stop, self.reps)
+            give_up = min(windows[-1][1] + PROBE_WORKER_WAIT_S, deadline)
             with open(go + ".tmp", "w") as handle:
                 json.dump(windows, handle)
             os.replace(go + ".tmp", go)  # atomic: a worker never reads half of it

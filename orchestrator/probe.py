@@ -75,31 +75,34 @@ def _rate(rep: Any, amount_key: str, scale: float = 1.0) -> float | None:
 
 def _all_core_rate(rep: Any) -> float | None:
     """One all-core repetition: every worker's iterations over the common window, from
-    its start to the last worker's stop. A worker that began late (still starting up)
-    adds what it did, over the whole window: it was not working before."""
+    its start to the last worker's stop. A worker that began late (still starting up, or
+    not given the CPU) adds what it did, over the whole window: it was not working
+    before; one that missed its window (``missed``) adds nothing. Leaving such
+    repetitions out would flatter a throttled device, whose workers miss the most."""
     workers = rep.get("workers") if isinstance(rep, dict) else None
     if not isinstance(workers, list) or not workers:
         return None
     total, window = 0.0, 0.0
     for worker in workers[:MAX_WORKERS]:
-        if _rate(worker, "iterations") is None:
+        missed = isinstance(worker, dict) and worker.get("missed") is True
+        if not missed and _rate(worker, "iterations") is None:
             return None
         late = _finite(worker.get("late_s", 0.0))
         if late is None or late < 0:
             return None
+        if missed:
+            window = max(window, late)
+            continue
         total += float(worker["iterations"])
         window = max(window, late + float(worker["seconds"]))
-    return total / window
+    return total / window if window > 0 else None
 
 
 def _missed(rep: Any) -> bool:
-    """A repetition the device did not time (``missed``: most of its window was gone
-    before it could start); an all-core one when any of its workers missed it."""
-    if not isinstance(rep, dict):
-        return False
-    workers = rep.get("workers")
-    parts = workers if isinstance(workers, list) else [rep]
-    return any(isinstance(part, dict) and part.get("missed") is True for part in parts)
+    """A single-thread repetition the device did not time (``missed``: most of its window
+    was gone before it could start, the repetition before had overrun and is counted
+    with its stall). All-core repetitions are never left out (see _all_core_rate)."""
+    return isinstance(rep, dict) and rep.get("missed") is True
 
 
 def _summarize(

@@ -1327,7 +1327,11 @@ class Probe:
                 started = time.time()
                 try:
                     if kind == "cpu":
-                        self._cpu(result, spawn, started + budget, deadline)
+                        # A slow all-core start may run past the budget, not into the
+                        # budgets the benchmarks after it would get.
+                        rest = (len(self.kinds) - index - 1) * budget
+                        self._cpu(result, spawn, started + budget, deadline,
+                                  deadline - PROBE_RESERVE_S - rest)
                     elif kind == "memory":
                         self._memory(result, started + budget)
                     else:
@@ -1359,14 +1363,14 @@ class Probe:
     # ------------------------------------------------------------------ benchmarks
 
     def _cpu(self, result: Dict[str, Any], spawn: Callable[..., Child], end: float,
-             deadline: float) -> None:
+             deadline: float, latest_end: Optional[float] = None) -> None:
         """Single-thread ops/s in this process, then all-core: os.cpu_count() interpreters
         running the same loop in the same windows (their rates add up). The all-core
         windows are set once every worker is up (or PROBE_READY_SHARE of the time, at
         least PROBE_READY_MIN_S, is gone): an interpreter starts slowly on a throttled or
         busy device, and windows fixed before it started would be missed, not measured.
-        A slow start may push the windows past ``end`` (never past the deadline's
-        reserve); the benchmarks after this one get what is left."""
+        A slow start may push the windows past ``end``, up to ``latest_end`` (by default
+        the deadline's reserve)."""
         start = time.time()
         middle = start + (end - start) / 2.0
         result["single"] = {"reps": probe_cpu(_windows(start, middle, self.reps))}
@@ -1387,7 +1391,10 @@ class Probe:
                 workers.append(spawn(label, argv, self.workdir))
                 self.children.append(workers[-1])
             measure = max(end - spawned, PROBE_MIN_S) * (1.0 - PROBE_READY_SHARE)
-            latest = deadline - PROBE_RESERVE_S - PROBE_GO_MARGIN_S - measure
+            if latest_end is None:
+                latest_end = deadline - PROBE_RESERVE_S
+            latest_end = max(latest_end, end)
+            latest = latest_end - PROBE_GO_MARGIN_S - measure
             ready_by = min(max(end - measure, spawned + PROBE_READY_MIN_S), latest)
             outs = [os.path.join(self.workdir, label + ".stdout") for label in labels]
             while time.time() < ready_by and not all(
@@ -1396,7 +1403,7 @@ class Probe:
             result["all"]["ready_s"] = round(time.time() - spawned, 3)
             result["all"]["ready"] = sum(1 for out in outs if _started(out))
             first = time.time() + PROBE_GO_MARGIN_S
-            stop = max(end, min(first + measure, deadline - PROBE_RESERVE_S))
+            stop = max(end, min(first + measure, latest_end))
             windows = _windows(first, stop, self.reps)
             give_up = min(windows[-1][1] + PROBE_WORKER_WAIT_S, deadline)
             with open(go + ".tmp", "w") as handle:

@@ -17,6 +17,7 @@ from orchestrator.check import (
     check_document,
     confirm_findings,
     describe,
+    host_samples,
     judge_run,
     judged_metrics,
 )
@@ -122,6 +123,37 @@ def _facts(run: RunDir, report: dict[str, Any]) -> dict[str, dict[str, Any] | No
     return found
 
 
+def unmeasured(report: dict[str, Any], hosts: list[str]) -> list[str]:
+    """The hosts a run brought no repetitions back from (failed, late, unreachable)."""
+    measured = host_samples(report)
+    return [host for host in hosts if not measured.get(host)]
+
+
+def remeasure(
+    campaign: Campaign, hosts: list[str], execute: Execute, note: Callable[[str], None]
+) -> RunOutcome:
+    """The flagged hosts measured again, alone, in the confirm window. When that run
+    brings nothing back from some of them (on a busy controller their session started
+    after its window had closed), it runs once more with twice the lead: a finding is
+    then judged on a re-measure, not cleared by one that never measured."""
+    spec = campaign.check.confirm
+    short = campaign.model_copy(update={"duration_s": spec.duration_s or campaign.duration_s})
+    again = execute(short, ",".join(hosts), "confirm")
+    missing = [] if again.interrupted else unmeasured(again.report, hosts)
+    if not missing:
+        return again
+    lead = short.start.lead_s * 2
+    note(
+        f"the re-measure brought nothing back from {', '.join(missing)}: "
+        f"once more, with a {lead:g}s lead"
+    )
+    longer = short.model_copy(update={"start": short.start.model_copy(update={"lead_s": lead})})
+    retry = execute(longer, ",".join(hosts), "confirm")
+    if retry.interrupted or len(unmeasured(retry.report, hosts)) < len(missing):
+        return retry
+    return again
+
+
 def run_check(
     campaign: Campaign,
     out_root: Path,
@@ -147,10 +179,7 @@ def run_check(
         if spec.confirm.enabled and judgement.flagged_hosts:
             flagged = judgement.flagged_hosts
             note(f"re-measuring the flagged host(s) alone to confirm: {', '.join(flagged)}")
-            short = campaign.model_copy(
-                update={"duration_s": spec.confirm.duration_s or campaign.duration_s}
-            )
-            again = execute(short, ",".join(flagged), "confirm")
+            again = remeasure(campaign, flagged, execute, note)
             if again.interrupted:
                 return CheckOutcome(outcome, outcome.report, 130)
             confirm_run = again.run.run_id

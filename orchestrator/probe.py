@@ -75,28 +75,47 @@ def _rate(rep: Any, amount_key: str, scale: float = 1.0) -> float | None:
 
 def _all_core_rate(rep: Any) -> float | None:
     """One all-core repetition: every worker's iterations over the common window, from
-    its start to the last worker's stop. A worker that began late (still starting up)
-    adds what it did, over the whole window: it was not working before."""
+    its start to the last worker's stop. A worker that began late (still starting up, or
+    not given the CPU) adds what it did, over the whole window: it was not working
+    before; one that missed its window (``missed``) adds nothing. Leaving such
+    repetitions out would flatter a throttled device, whose workers miss the most."""
     workers = rep.get("workers") if isinstance(rep, dict) else None
     if not isinstance(workers, list) or not workers:
         return None
     total, window = 0.0, 0.0
     for worker in workers[:MAX_WORKERS]:
-        if _rate(worker, "iterations") is None:
+        missed = isinstance(worker, dict) and worker.get("missed") is True
+        if not missed and _rate(worker, "iterations") is None:
             return None
         late = _finite(worker.get("late_s", 0.0))
         if late is None or late < 0:
             return None
+        if missed:
+            window = max(window, late)
+            continue
         total += float(worker["iterations"])
         window = max(window, late + float(worker["seconds"]))
-    return total / window
+    return total / window if window > 0 else None
+
+
+def _missed(rep: Any) -> bool:
+    """A single-thread repetition the device did not time (``missed``: most of its window
+    was gone before it could start, the repetition before had overrun and is counted
+    with its stall). All-core repetitions are never left out (see _all_core_rate)."""
+    return isinstance(rep, dict) and rep.get("missed") is True
 
 
 def _summarize(
     result: ProfileResult, metric: str, reps: list[Any], rate: Callable[[Any], float | None]
 ) -> None:
-    rates = [r for r in (rate(rep) for rep in reps) if r is not None]
-    bad = len(reps) - len(rates)
+    timed = [rep for rep in reps if not _missed(rep)]
+    rates = [r for r in (rate(rep) for rep in timed) if r is not None]
+    if len(timed) < len(reps):
+        result.data_quality.append(
+            f"{metric}: {len(reps) - len(timed)} of {len(reps)} repetitions missed their "
+            "window (the device did not get the CPU in time); not counted"
+        )
+    bad = len(timed) - len(rates)
     if bad:
         result.data_quality.append(f"{metric}: {bad} malformed repetitions skipped")
     if not rates:

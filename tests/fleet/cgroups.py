@@ -12,6 +12,7 @@ cgroup whose every process was killed. Both cgroup versions are supported:
 from __future__ import annotations
 
 import contextlib
+import copy
 import errno
 import os
 import signal
@@ -22,11 +23,21 @@ from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 BASE_NAME = "fleetprof-fleets"
+PRIORITY_BASE_NAME = "fleetprof-fleets-priority"  # cpu_priority fleets, weighted (below)
 # A short CFS period: a slow board is slow all the time, not fast for 30 ms and then
 # stopped for 70 ms, which is what a 100 ms period at cpu 0.3 would emulate (and which
 # would delay a throttled host's wake-up at the common start by up to 70 ms).
 CPU_PERIOD_US = 20_000
 V1_ROLES = ("cpu", "cpuacct", "freezer")
+# CPU weights in v1 units (cpu.shares; v2's cpu.weight is scaled, 1024 -> 100). A quota
+# is a cap, not a guarantee: with the machine busy elsewhere (other test runs, what a
+# test left behind) every host falls to the same crumbs and a 0.4-core board is no faster
+# than a 0.1-core one. A fleet started with cpu_priority lives under its own base,
+# weighted 16 to 1 against other work, so each host gets its quota; only hosts with a
+# quota go there (an unlimited host would take the machine from the controller), and
+# the ordinary base, with every other fleet, keeps the default weight.
+DEFAULT_WEIGHT = 1024
+PRIORITY_WEIGHT = 16 * 1024
 
 
 class CgroupError(RuntimeError):
@@ -133,6 +144,16 @@ class Cgroup:
                 raise CgroupError(f"{cpu_max} is missing: the cpu controller is not enabled")
             _write(cpu_max, f"{'max' if quota is None else quota} {CPU_PERIOD_US}")
 
+    def set_weight(self, weight: int) -> None:
+        """The cgroup's CPU weight against its siblings (v1 ``cpu.shares`` units)."""
+        if self.version == 1:
+            _write(self.paths["cpu"] / "cpu.shares", str(weight))
+            return
+        cpu_weight = self.paths["unified"] / "cpu.weight"
+        if not cpu_weight.exists():
+            raise CgroupError(f"{cpu_weight} is missing: the cpu controller is not enabled")
+        _write(cpu_weight, str(max(1, min(10_000, round(weight * 100 / DEFAULT_WEIGHT)))))
+
     def cpu_usage_s(self) -> float | None:
         """CPU time used by everything that ran in the cgroup, in seconds (None: unknown)."""
         if self.version == 1:
@@ -221,9 +242,17 @@ def _rmdir(path: Path, *, only_if_empty: bool = False) -> None:
 
 
 class CgroupTree:
-    """Where the fleet's cgroups are made: ``<hierarchy>/fleetprof-fleets/<fleet>/<host>``."""
+    """Where the fleet's cgroups are made: ``<hierarchy>/<base>/<fleet>/<host>``, the base
+    ``fleetprof-fleets`` (``fleetprof-fleets-priority`` for cpu_priority fleets)."""
 
     version: int
+    base: str = BASE_NAME
+
+    def with_base(self, base: str) -> CgroupTree:
+        """The same hierarchies with the fleets' cgroups under ``base``."""
+        tree = copy.copy(self)
+        tree.base = base
+        return tree
 
     def problem(self, need_cpu: bool = True) -> str | None:
         """Why this tree cannot serve the fleet; None when it can."""
@@ -241,7 +270,7 @@ class CgroupTree:
         paths: dict[str, Path] = {}
         for role, mount in self._hierarchies().items():
             current = mount
-            for part in [BASE_NAME, *parts]:
+            for part in [self.base, *parts]:
                 self._prepare(current)
                 current = current / part
                 try:
@@ -258,7 +287,7 @@ class CgroupTree:
         return Cgroup(
             self.version,
             {
-                role: mount.joinpath(BASE_NAME, *parts)
+                role: mount.joinpath(self.base, *parts)
                 for role, mount in self._hierarchies().items()
             },
         )
@@ -298,7 +327,8 @@ class CgroupV1(CgroupTree):
         return None
 
     def to_json(self) -> dict[str, object]:
-        return {"version": 1, "mounts": {k: str(v) for k, v in self.mounts.items()}}
+        mounts = {k: str(v) for k, v in self.mounts.items()}
+        return {"version": 1, "mounts": mounts, "base": self.base}
 
 
 class CgroupV2(CgroupTree):
@@ -339,15 +369,18 @@ class CgroupV2(CgroupTree):
         return None
 
     def to_json(self) -> dict[str, object]:
-        return {"version": 2, "root": str(self.root)}
+        return {"version": 2, "root": str(self.root), "base": self.base}
 
 
 def tree_from_json(data: Mapping[str, object]) -> CgroupTree:
+    tree: CgroupTree
     if data["version"] == 1:
         mounts = data["mounts"]
         assert isinstance(mounts, dict)
-        return CgroupV1({str(k): Path(str(v)) for k, v in mounts.items()})
-    return CgroupV2(Path(str(data["root"])))
+        tree = CgroupV1({str(k): Path(str(v)) for k, v in mounts.items()})
+    else:
+        tree = CgroupV2(Path(str(data["root"])))
+    return tree.with_base(str(data.get("base") or BASE_NAME))
 
 
 def v1_mounts(mountinfo: str) -> dict[str, Path]:

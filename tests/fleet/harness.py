@@ -30,7 +30,16 @@ import paramiko
 import yaml
 
 from tests.fleet import registry
-from tests.fleet.cgroups import CgroupError, CgroupTree, detect, tree_from_json, wait_until
+from tests.fleet.cgroups import (
+    PRIORITY_BASE_NAME,
+    PRIORITY_WEIGHT,
+    Cgroup,
+    CgroupError,
+    CgroupTree,
+    detect,
+    tree_from_json,
+    wait_until,
+)
 from tests.fleet.errors import FleetError, FleetUnavailable, HostTimeout
 from tests.fleet.hosts import (
     USER,
@@ -48,6 +57,7 @@ from tests.fleet.ssh import connect, execute, load_key
 STATE_SCHEMA = "fleetprof.test-fleet/1"
 ENTER_HOST = Path(__file__).with_name("enter_host.sh")
 DEFAULT_PORT = 2222
+CONTROLLER = "controller"  # the controller's cgroup in the fleet's (host names end in -<n>)
 SSHD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")
 
@@ -127,8 +137,10 @@ class Fleet:
         python: str = DEVICE_PYTHON,
         owner: dict[str, int] | None = None,
         status: str = "starting",
+        cpu_priority: bool = False,
     ) -> None:
         self.id = fleet_id
+        self.cpu_priority = cpu_priority
         self.directory = directory
         self.hosts = hosts
         self.tree = tree
@@ -183,6 +195,7 @@ class Fleet:
         extra_sshd_config: Sequence[str] = (),
         cgroups: CgroupTree | None = None,
         detach: bool = False,
+        cpu_priority: bool = False,
     ) -> Fleet:
         """Bring up one host per ``count`` of every model; return once all accept SSH logins.
 
@@ -190,10 +203,19 @@ class Fleet:
         or a count. Hosts are named ``<model>-<n>``. Unless ``detach``, the fleet is torn
         down at interpreter exit at the latest (and reaped by the next ``Fleet.up`` when
         this process died without); a detached fleet stays until ``down``.
+
+        ``cpu_priority``: each host gets its CPU quota even while the machine is busy
+        with other work (see ``tests.fleet.cgroups.PRIORITY_WEIGHT``); every model needs
+        a ``cpu`` quota then.
         """
         specs = {name: ModelSpec.of(spec) for name, spec in models.items()}
         if not specs:
             raise ValueError("a fleet needs at least one model")
+        if cpu_priority and any(s.cpu is None for s in specs.values()):
+            raise ValueError(
+                "cpu_priority needs a cpu quota on every model: an unlimited host with "
+                "priority would take the machine from the controller"
+            )
         for name in specs:
             if not MODEL_NAME.match(name):
                 raise ValueError(f"bad model name {name!r}: letters, digits, '.', '_', '-'")
@@ -213,6 +235,8 @@ class Fleet:
                 raise FleetUnavailable(problem)
         if not os.access(python, os.X_OK):
             raise FleetUnavailable(f"{python} (the hosts' Python) is missing")
+        if cpu_priority:
+            cgroups = cgroups.with_base(PRIORITY_BASE_NAME)
 
         reap_orphans()
         fleet_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
@@ -233,6 +257,7 @@ class Fleet:
             python=python,
             # Owned while starting even when detached: a start killed half-way gets reaped.
             owner=registry.owner(),
+            cpu_priority=cpu_priority,
         )
         if not detach:
             atexit.register(fleet._down_at_exit)
@@ -244,6 +269,8 @@ class Fleet:
                     fleet._new_host(model, name, cpu, address, port)
                     for (model, name, cpu), address in zip(plan, addresses, strict=True)
                 ]
+                if cpu_priority:
+                    fleet._raise_priority()
                 registry.register(fleet_id, directory)
                 fleet.save()
             fleet._write_keys()
@@ -271,6 +298,26 @@ class Fleet:
         private = {target: fs / target.strip("/").replace("/", "_") for target in private_targets()}
         cgroup = self.tree.create([self.id, name], cpu)
         return FleetHost(name, model, address, port, cpu, host_dir, cgroup, private)
+
+    def _raise_priority(self) -> None:
+        """Weight the priority base, this fleet's and each host's cgroup (under the lock:
+        the base is shared with other priority fleets)."""
+        for host in self.hosts:
+            host.cgroup.set_weight(PRIORITY_WEIGHT)
+        self.tree.group([self.id]).set_weight(PRIORITY_WEIGHT)
+        self.tree.group([]).set_weight(PRIORITY_WEIGHT)
+
+    def controller_cgroup(self) -> Cgroup:
+        """A cgroup for the test's own controller commands (``fleetprof``, Ansible and
+        their ssh), beside the hosts: ``preexec_fn=fleet.controller_cgroup().attach_self``.
+        In a cpu_priority fleet it has the hosts' weight (and no quota): on a busy machine
+        the controller then still starts each session in its lead, as the hosts still get
+        their quota. Whatever is left in it (ssh masters) is killed by ``down``."""
+        with registry.locked():
+            cgroup = self.tree.create([self.id, CONTROLLER], None)
+            if self.cpu_priority:
+                cgroup.set_weight(PRIORITY_WEIGHT)
+        return cgroup
 
     def _write_keys(self) -> None:
         jobs: list[tuple[Path, str]] = [(self.client_key, f"fleetprof-fleet-{self.id}")]
@@ -539,6 +586,8 @@ class Fleet:
 
     def set_cpu(self, host: str | FleetHost, cpu: float | None) -> None:
         """Change the host's CPU quota (cores; None: unlimited) while it runs."""
+        if cpu is None and self.cpu_priority:
+            raise ValueError("a host of a cpu_priority fleet keeps a quota (see Fleet.up)")
         target = self.host(host)
         target.cgroup.set_cpu(cpu)
         target.cpu = cpu
@@ -559,6 +608,7 @@ class Fleet:
             "client_key": str(self.client_key),
             "cgroups": self.tree.to_json(),
             "hosts": [h.to_json() for h in self.hosts],
+            "cpu_priority": self.cpu_priority,
         }
 
     def save(self) -> None:
@@ -580,6 +630,7 @@ class Fleet:
             python=state.get("python", DEVICE_PYTHON),
             owner=state.get("owner"),
             status=state.get("status", "unknown"),
+            cpu_priority=bool(state.get("cpu_priority")),
         )
 
     @staticmethod
@@ -606,12 +657,19 @@ class Fleet:
                 self._stop(host)
             except (CgroupError, OSError) as exc:
                 problems.append(f"{host.name}: {exc}")
+        controller = self.tree.group([self.id, CONTROLLER])
+        try:
+            controller.kill()
+        except (CgroupError, OSError) as exc:
+            problems.append(f"{CONTROLLER}: {exc}")
         with registry.locked():
-            for host in self.hosts:
+            for cgroup, name in [(h.cgroup, h.name) for h in self.hosts] + [
+                (controller, CONTROLLER)
+            ]:
                 try:
-                    host.cgroup.remove()
+                    cgroup.remove()
                 except CgroupError as exc:
-                    problems.append(f"{host.name}: {exc}")
+                    problems.append(f"{name}: {exc}")
             with contextlib.suppress(CgroupError):
                 self.tree.remove_empty([self.id])
             if problems:

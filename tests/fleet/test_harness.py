@@ -17,7 +17,14 @@ import pytest
 import yaml
 
 from tests.fleet import Fleet, FleetError, HostTimeout, HostUnreachable, registry
-from tests.fleet.cgroups import CgroupV2
+from tests.fleet.cgroups import (
+    BASE_NAME,
+    PRIORITY_BASE_NAME,
+    PRIORITY_WEIGHT,
+    Cgroup,
+    CgroupV2,
+    detect,
+)
 from tests.fleet.fixtures import FleetFactory, requires_fleet
 
 pytestmark = [pytest.mark.fleet, requires_fleet]
@@ -175,6 +182,61 @@ def test_a_host_with_a_cpu_quota_is_slower(fleet: Fleet) -> None:
     before, after = cpu_before[slow.name], fleet.cpu_time(slow)
     if before is not None and after is not None:
         assert after - before <= 0.2 * wall + 0.15, (after - before, wall)
+
+
+def weight(cgroup: Cgroup) -> int | None:
+    """A cgroup's CPU weight in v1 units; None when the cgroup is gone."""
+    if cgroup.version == 1:
+        shares = cgroup.paths["cpu"] / "cpu.shares"
+        return int(shares.read_text()) if shares.exists() else None
+    cpu_weight = cgroup.paths["unified"] / "cpu.weight"
+    return round(int(cpu_weight.read_text()) * 1024 / 100) if cpu_weight.exists() else None
+
+
+def test_a_priority_fleet_gets_its_quota_while_the_machine_is_busy(
+    fleet_factory: FleetFactory,
+) -> None:
+    """Two busy loops per core outside the fleet: a 0.4-core host of a cpu_priority fleet
+    still gets about its 0.4 of a core (without priority it got far less, and a varying
+    share). Its cgroups live under their own base: other fleets keep their weight."""
+    with pytest.raises(ValueError, match="cpu_priority needs a cpu quota on every model"):
+        Fleet.up({"free": 1}, cpu_priority=True)
+    burners = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        for _ in range(2 * (os.cpu_count() or 1))
+    ]
+    try:
+        fleet = fleet_factory({"held": {"count": 1, "cpu": 0.4}}, cpu_priority=True)
+        host = fleet.hosts[0]
+        assert all(PRIORITY_BASE_NAME in path.parts for path in host.cgroup.paths.values())
+        for cgroup in (host.cgroup, fleet.tree.group([fleet.id]), fleet.tree.group([])):
+            assert weight(cgroup) == PRIORITY_WEIGHT, cgroup
+        assert Fleet.load(fleet.directory).tree.base == PRIORITY_BASE_NAME
+        ordinary = detect()
+        assert ordinary is not None and ordinary.base == BASE_NAME
+        assert weight(ordinary.group([])) in (None, 1024)
+        with pytest.raises(ValueError, match="keeps a quota"):
+            fleet.set_cpu(host, None)
+        before = fleet.cpu_time(host)
+        started = time.monotonic()
+        fleet.run(host.name, [fleet.python, "-c", BUSY_LOOP], timeout=20, check=True)
+        wall = time.monotonic() - started
+        used = fleet.cpu_time(host)
+        assert before is not None and used is not None
+        assert 0.3 * wall <= used - before <= 0.4 * wall + 0.15, (used - before, wall)
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+    # The test's controller commands: the same weight, no quota; what they leave behind
+    # (an ssh master) goes with the fleet.
+    controller = fleet.controller_cgroup()
+    assert weight(controller) == PRIORITY_WEIGHT
+    leftover = subprocess.Popen(["sleep", "60"], preexec_fn=controller.attach_self)
+    assert leftover.pid in controller.pids()
+    fleet.down()
+    assert leftover.wait(timeout=10) == -9
+    assert not controller.exists() and not fleet.tree.group([fleet.id]).exists()
 
 
 def test_a_frozen_host_times_out_and_recovers_when_thawed(fleet: Fleet) -> None:

@@ -21,8 +21,10 @@ def test_a_probe_campaign_ranks_a_cpu_throttled_host_below_its_unthrottled_peers
     # machine's cores (two, on the CI box) with each other and with the controller's
     # Ansible, and run their benchmarks at the same time: at a quarter of a CPU the
     # throttled host was not always below a peer that the controller's polling had
-    # starved for a repetition or two; a tenth leaves a clear margin.
-    fleet = fleet_factory({"board": 3})
+    # starved for a repetition or two; a tenth leaves a clear margin. The peers get half a
+    # core each, with priority (tests/fleet/README.md): unlimited, on a machine loaded by
+    # other work, they fell to the throttled host's speed.
+    fleet = fleet_factory({"board": {"count": 3, "cpu": 0.5}}, cpu_priority=True)
     throttled = fleet.hosts[-1].name
     fleet.set_cpu(throttled, 0.1)
     campaign = tmp_path / "fleet-probe.yml"

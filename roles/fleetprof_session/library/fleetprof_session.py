@@ -1204,7 +1204,10 @@ PROBE_REPS = 5  # each measurement runs as this many short repetitions: a spread
 PROBE_MAX_REPS = 50
 PROBE_RESERVE_S = 0.2  # kept free before the deadline: stopping workers, writing probe.json
 PROBE_MIN_S = 0.05  # a benchmark with less time than this left does not start
-PROBE_SPAWN_S = 0.25  # at most this long for the all-core workers to start before rep 1
+PROBE_READY_SHARE = 0.5  # all-core: at most this share of its time waiting for the workers,
+PROBE_READY_MIN_S = 0.5  # ... or this long (past its end where the deadline leaves room)
+PROBE_GO_MARGIN_S = 0.02  # all-core: the first window opens this long after the start file
+PROBE_GO_FILE = ".probe-cpu-go"  # all-core: the windows; its appearance starts the workers
 PROBE_WORKER_WAIT_S = 2.0  # all-core workers still running this long after their end: killed
 PROBE_MEMORY_BYTES = 64 << 20
 PROBE_COPY_CHUNK = 4 << 20
@@ -1221,13 +1224,20 @@ import time
 
 def probe_cpu(windows):
     """Count loop iterations (an LCG step and a xorshift each) in every (start, end);
-    late_s: how long after start the counting began (a worker still starting up)."""
+    late_s: how long after start the counting began (a worker still starting up, or the
+    repetition before overran: the process was not given the CPU). A window with less
+    than half of it left when its turn comes is not timed but marked missed: a few
+    thousand iterations over a sliver of a window are a coin toss, not a rate."""
     done = []
     for start, end in windows:
         now = time.time()
         if now < start:
             time.sleep(start - now)
         began = time.time()
+        late = round(max(0.0, began - start), 6)
+        if end - began < (end - start) / 2.0:
+            done.append({"iterations": 0, "seconds": 0.0, "late_s": late, "missed": True})
+            continue
         count = 0
         x = 1
         while True:
@@ -1238,13 +1248,23 @@ def probe_cpu(windows):
             now = time.time()
             if now >= end:
                 break
-        done.append({"iterations": count, "seconds": round(now - began, 6),
-                     "late_s": round(max(0.0, began - start), 6)})
+        done.append({"iterations": count, "seconds": round(now - began, 6), "late_s": late})
     return done
 '''
+# An all-core worker: says it is up (a line on stdout), waits for the runner's start file
+# (the windows, written once every worker is up), counts, prints its repetitions.
 PROBE_CPU_MAIN = '''
-import json, sys
-sys.stdout.write(json.dumps(probe_cpu(json.loads(sys.argv[1]))) + "\\n")
+import json, os, sys
+go, give_up = sys.argv[1], float(sys.argv[2])
+sys.stdout.write("ready\\n")
+sys.stdout.flush()
+while not os.path.exists(go):
+    if time.time() >= give_up:
+        sys.exit("no start from the runner")
+    time.sleep(0.005)
+with open(go) as handle:
+    windows = json.load(handle)
+sys.stdout.write(json.dumps(probe_cpu(windows)) + "\\n")
 '''
 _PROBE_NAMESPACE = {}  # type: Dict[str, Any]
 exec(compile(PROBE_CPU_SOURCE, "<probe_cpu>", "exec"), _PROBE_NAMESPACE)
@@ -1254,6 +1274,14 @@ probe_cpu = _PROBE_NAMESPACE["probe_cpu"]  # type: Callable[..., List[Dict[str, 
 
 class ProbeError(Exception):
     """A benchmark that cannot run here (too little memory or disk); its result's error."""
+
+
+def _started(stdout: str) -> bool:
+    """An all-core worker is up once it wrote its first line."""
+    try:
+        return os.path.getsize(stdout) > 0
+    except OSError:
+        return False
 
 
 def _windows(start: float, end: float, reps: int) -> List[List[float]]:
@@ -1299,7 +1327,11 @@ class Probe:
                 started = time.time()
                 try:
                     if kind == "cpu":
-                        self._cpu(result, spawn, started + budget, deadline)
+                        # A slow all-core start may run past the budget, not into the
+                        # budgets the benchmarks after it would get.
+                        rest = (len(self.kinds) - index - 1) * budget
+                        self._cpu(result, spawn, started + budget, deadline,
+                                  deadline - PROBE_RESERVE_S - rest)
                     elif kind == "memory":
                         self._memory(result, started + budget)
                     else:
@@ -1331,9 +1363,14 @@ class Probe:
     # ------------------------------------------------------------------ benchmarks
 
     def _cpu(self, result: Dict[str, Any], spawn: Callable[..., Child], end: float,
-             deadline: float) -> None:
+             deadline: float, latest_end: Optional[float] = None) -> None:
         """Single-thread ops/s in this process, then all-core: os.cpu_count() interpreters
-        running the same loop in the same windows (their rates add up)."""
+        running the same loop in the same windows (their rates add up). The all-core
+        windows are set once every worker is up (or PROBE_READY_SHARE of the time, at
+        least PROBE_READY_MIN_S, is gone): an interpreter starts slowly on a throttled or
+        busy device, and windows fixed before it started would be missed, not measured.
+        A slow start may push the windows past ``end``, up to ``latest_end`` (by default
+        the deadline's reserve)."""
         start = time.time()
         middle = start + (end - start) / 2.0
         result["single"] = {"reps": probe_cpu(_windows(start, middle, self.reps))}
@@ -1341,16 +1378,37 @@ class Probe:
         result["all"] = {"processes": processes, "reps": []}
         if not sys.executable:
             raise ProbeError("all-core: the Python interpreter's path is unknown")
-        first = time.time() + min(PROBE_SPAWN_S, (end - time.time()) * 0.3)
-        windows = _windows(first, end, self.reps)
-        argv = [sys.executable, "-c", PROBE_CPU_SOURCE + PROBE_CPU_MAIN, json.dumps(windows)]
+        go = os.path.join(self.workdir, PROBE_GO_FILE)
+        with contextlib.suppress(OSError):
+            os.unlink(go)
+        argv = [sys.executable, "-c", PROBE_CPU_SOURCE + PROBE_CPU_MAIN, go, repr(deadline)]
         labels = ["probe-cpu-%d" % i for i in range(processes)]
         workers = []  # type: List[Child]
+        windows = []  # type: List[List[float]]
         try:
+            spawned = time.time()
             for label in labels:
                 workers.append(spawn(label, argv, self.workdir))
                 self.children.append(workers[-1])
-            give_up = min(end + PROBE_WORKER_WAIT_S, deadline)
+            measure = max(end - spawned, PROBE_MIN_S) * (1.0 - PROBE_READY_SHARE)
+            if latest_end is None:
+                latest_end = deadline - PROBE_RESERVE_S
+            latest_end = max(latest_end, end)
+            latest = latest_end - PROBE_GO_MARGIN_S - measure
+            ready_by = min(max(end - measure, spawned + PROBE_READY_MIN_S), latest)
+            outs = [os.path.join(self.workdir, label + ".stdout") for label in labels]
+            while time.time() < ready_by and not all(
+                    _started(out) or w.exited() for out, w in zip(outs, workers)):
+                time.sleep(0.005)
+            result["all"]["ready_s"] = round(time.time() - spawned, 3)
+            result["all"]["ready"] = sum(1 for out in outs if _started(out))
+            first = time.time() + PROBE_GO_MARGIN_S
+            stop = max(end, min(first + measure, latest_end))
+            windows = _windows(first, stop, self.reps)
+            give_up = min(windows[-1][1] + PROBE_WORKER_WAIT_S, deadline)
+            with open(go + ".tmp", "w") as handle:
+                json.dump(windows, handle)
+            os.replace(go + ".tmp", go)  # atomic: a worker never reads half of it
             while time.time() < give_up and not all(w.exited() for w in workers):
                 time.sleep(0.02)
         finally:
@@ -1360,12 +1418,14 @@ class Probe:
                     with contextlib.suppress(subprocess.TimeoutExpired):
                         worker.popen.wait(1.0)
                     worker.exited()
+            with contextlib.suppress(OSError):
+                os.unlink(go)
         outputs, failures = [], []  # type: List[List[Any]], List[str]
         for label, worker in zip(labels, workers):
             path = os.path.join(self.workdir, label)
-            text = file_tail(path + ".stdout", 65536)
+            lines = file_tail(path + ".stdout", 65536).strip().splitlines()
             try:
-                reps = json.loads(text) if worker.exit_code == 0 else None
+                reps = json.loads(lines[-1]) if worker.exit_code == 0 and lines else None
             except ValueError:
                 reps = None
             if isinstance(reps, list) and len(reps) == len(windows):

@@ -12,13 +12,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from orchestrator.analysis.breakdown import processes_by_command
-from orchestrator.analysis.stacks import read_folded
+from orchestrator.analysis.stacks import parse_folded, read_folded
 from orchestrator.campaign import Campaign
 from orchestrator.profilers import pyspy
 from orchestrator.profilers.base import ProfileResult
@@ -126,7 +127,7 @@ def test_folding_keeps_every_sample(tmp_path: Path) -> None:
         texts = [frame.function for frame in stack]
         assert not any(t.startswith("0x") for t in texts)
         # A run of one library's unresolved code is one frame.
-        assert all(a != b for a, b in zip(texts, texts[1:], strict=False) if "(unresolved)" in a)
+        assert all(a != b for a, b in pairwise(texts) if "(unresolved)" in a)
 
 
 # -- threads ---------------------------------------------------------------------------------
@@ -156,12 +157,11 @@ def test_every_thread_is_named_with_its_true_share(tmp_path: Path) -> None:
 
 def test_a_thread_py_spy_named_once_keeps_its_name() -> None:
     profile = read_folded(FIXTURES / "zlib-native.threads.folded.txt")
-    text = (
-        "thread (77): worker;run (w.py:3) 4\nthread (77);run (w.py:3) 6\nthread (78);idle (w.py:9) 1\n"
+    named = parse_folded(
+        "thread (77): worker;run (w.py:3) 4\n"
+        "thread (77);run (w.py:3) 6\n"
+        "thread (78);idle (w.py:9) 1\n"
     )
-    from orchestrator.analysis.stacks import parse_folded
-
-    named = parse_folded(text)
     assert [(p.tid, p.name, p.samples) for p in named.parts] == [
         ("77", "worker", 10),
         ("78", None, 1),

@@ -23,6 +23,8 @@ from orchestrator.analysis.stacks import parse_folded, read_folded
 from orchestrator.campaign import Campaign
 from orchestrator.profilers import pyspy
 from orchestrator.profilers.base import ProfileResult
+from orchestrator.report.exports import FOLDED_FILE, SPEEDSCOPE_FILE, write_exports
+from orchestrator.runs import RunDir
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "py-spy"
 RUNNER = FIXTURES.parents[2] / "roles/fleetprof_session/library/fleetprof_session.py"
@@ -253,3 +255,34 @@ def test_processes_merge_by_command_line_across_hosts() -> None:
     assert sum(row["share_pct"] for row in rows) == pytest.approx(100.0, abs=0.05)
     # Without process frames there is nothing to merge.
     assert processes_by_command({"x": read_folded(FIXTURES / "io-writer.folded.txt")}) == []
+
+
+def test_each_process_is_exported_on_its_own(tmp_path: Path) -> None:
+    """speedscope: the host first, then one profile per process; one folded file each."""
+    run = RunDir.create(tmp_path / "reports", "camp", "20260101-000000-abcd")
+    session = run.session_dir("edge-1")
+    session.mkdir(parents=True)
+    shutil.copy(FIXTURES / "process-tree.subprocesses.folded.txt", session / pyspy.OUTPUT)
+    known = truth("process-tree.subprocesses")
+    pids = sorted([known["parent"], *known["children"].values()])
+
+    written = write_exports(run)
+
+    host_dir = run.host_dir("edge-1")
+    assert sorted(p.name for p in written) == sorted(
+        [SPEEDSCOPE_FILE, FOLDED_FILE, *(f"profile.pid-{pid}.folded" for pid in pids)]
+    )
+    document = json.loads((host_dir / SPEEDSCOPE_FILE).read_text())
+    host, *processes = document["profiles"]
+    assert [p["name"].split(":")[0] for p in processes] == [str(pid) for pid in pids]
+    assert sum(host["weights"]) == sum(sum(p["weights"]) for p in processes) == 1256
+    frames = document["shared"]["frames"]
+    hashing = processes[pids.index(known["children"]["hash"])]
+    heaviest = hashing["samples"][hashing["weights"].index(max(hashing["weights"]))]
+    assert frames[heaviest[-1]]["name"] == "hash_blocks"
+    sort_folded = (host_dir / f"profile.pid-{known['children']['sort']}.folded").read_text()
+    assert "sort_numbers" in sort_folded and "hash_blocks" not in sort_folded
+    # A rebuild from a profile without processes leaves no stale per-process file.
+    shutil.copy(FIXTURES / "io-writer.folded.txt", session / pyspy.OUTPUT)
+    write_exports(run)
+    assert not list(host_dir.glob("profile.pid-*.folded"))

@@ -25,6 +25,12 @@ _UNRESOLVED_SUFFIX = " " + UNRESOLVED
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{1,16} \((?P<library>.*)\)")
 # Python source (and the interpreter's own pseudo-files such as <frozen importlib...>).
 _PYTHON_SUFFIXES = (".py", ".pyw")
+# A native frame's binary: a shared library, the interpreter, the kernel's [vdso].
+_BINARY = re.compile(
+    r"(\.so(\.[0-9]+)*\Z|\.so\.|\.dll\Z|\.dylib\Z|\.pyd\Z|\A\[[a-z]+\]\Z"
+    r"|\A(lib)?python[0-9.]*[dmu]*(\.so.*)?\Z)",
+    re.I,
+)
 # A native frame's file that is a source file (debug information), not a binary.
 _SOURCE = re.compile(
     r"\.(c|h|cc|cpp|cxx|hpp|hh|hxx|inl|rs|go|pyx|pxd|pxi|f|f90|cu|cuh|m|mm|s)\Z", re.I
@@ -46,24 +52,26 @@ def library_of(function: str, file: str | None) -> str | None:
     and for native frames that name a source file rather than a binary."""
     if is_unresolved(function, file):
         return function[: -len(_UNRESOLVED_SUFFIX)]
-    if file is None or frame_kind(function, file) == "python":
+    if file is None or not _BINARY.search(file.rsplit("/", 1)[-1]):
         return None
-    base = file.rsplit("/", 1)[-1]
-    return None if _SOURCE.search(base) else base
+    return file.rsplit("/", 1)[-1]
 
 
 def frame_kind(function: str, file: str | None) -> FrameKind:
-    """``python`` for a frame of Python code, ``native`` for compiled code.
+    """``native`` for compiled code, ``python`` for the rest.
 
-    py-spy writes every Python frame with its ``.py`` file (or a ``<frozen ...>`` /
-    ``<string>`` pseudo-file); anything else it writes with a file is native: a shared
-    library, a C/C++ source with a line, or an unresolved address folded per library.
+    py-spy writes a native frame with its binary (``deflate (libz.so.1.2.13)``, the
+    interpreter ``python3.11``, ``[vdso]``) or, from debug information, its C/C++ source
+    (``zlib_compress_impl (zlibmodule.c:374)``); unresolved addresses are folded per
+    library. Every other frame is Python code: a ``.py`` file, a ``<frozen ...>`` or
+    ``<string>`` pseudo-file, or a script without an extension (``/usr/bin/gunicorn``).
     """
     if file is None:
         return "native" if function.endswith(_UNRESOLVED_SUFFIX) else "python"
     if file.endswith(_PYTHON_SUFFIXES) or file.startswith("<"):
         return "python"
-    return "native"
+    base = file.rsplit("/", 1)[-1]
+    return "native" if _BINARY.search(base) or _SOURCE.search(base) else "python"
 
 
 def fold_unresolved(parts: list[str]) -> list[str]:

@@ -7,9 +7,9 @@
   count``, thread and process pseudo-frames removed, one line per distinct stack, the
   largest first), the input of flamegraph.pl, inferno, speedscope and most other tools.
 
-With ``subprocesses: true`` and more than one process, each process is exported too: the speedscope file holds one
-more profile per process (``<pid>: <command line>``, after the whole host's), and
-``hosts/<host>/profile.pid-<pid>.folded`` holds that process's stacks.
+With ``subprocesses: true`` and more than one process, each process is exported too: the
+speedscope file holds one more profile per process (``<pid>: <command line>``, after the
+whole host's), and ``hosts/<host>/profile.pid-<pid>.folded`` holds that process's stacks.
 
 Both are built from the host's py-spy output in ``hosts/<host>/session/``, which came
 from the device and is read as untrusted (:func:`read_folded` caps and never raises).

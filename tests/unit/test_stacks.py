@@ -158,13 +158,14 @@ def test_unresolved_native_addresses_fold_into_one_frame_per_library() -> None:
         ("zlib_compress_impl", "zlibmodule.c", "native"),
         ("libz.so.1 (unresolved)", None, "native"),
         ("decode", None, "python"),
+        ("<module>", "/usr/bin/gunicorn", "python"),
     ],
 )
 def test_frame_kind(function: str, file: str | None, kind: str) -> None:
     from orchestrator.analysis.native import frame_kind, library_of
 
     assert frame_kind(function, file) == kind
-    if kind == "native" and file != "zlibmodule.c":
+    if kind == "native" and file != "zlibmodule.c":  # a binary: the library
         assert library_of(function, file) in ("libz.so.1.2.13", "libz.so.1")
     else:
         assert library_of(function, file) is None

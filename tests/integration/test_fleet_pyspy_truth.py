@@ -1,0 +1,256 @@
+"""py-spy profiles that tell the truth, end to end: `fleetprof run` on the test fleet against
+programs that measure their own truth, and against py-spy run directly on the same process.
+
+The programs (tests/fixtures/py-spy/programs/) are the ones the unit tests' recordings
+came from: zlib compressing for a measured share of the time, three named threads busy in
+known time slots, a parent with two children doing different work. Each writes its truth
+to /tmp/truth.json on its host while it runs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator.toolcache import PYSPY_VERSION
+from tests.fleet import Fleet
+from tests.fleet.fixtures import requires_fleet
+from tests.integration.conftest import needs_ptrace
+from tests.integration.test_fleet import PYTHON, deploy
+
+pytestmark = [pytest.mark.integration, requires_fleet, needs_ptrace]
+
+PROGRAMS = Path(__file__).resolve().parents[1] / "fixtures" / "py-spy" / "programs"
+POINTS = 5.0
+TRUTH = "/tmp/truth.json"
+PYSPY = f"/root/.fleetprof/tools/py-spy/{PYSPY_VERSION}/py-spy"
+THREAD = re.compile(r"thread \((?P<tid>[0-9A-Fa-fx]+)\)(?:: (?P<name>.*))?")
+PROCESS = re.compile(r'process (?P<pid>[0-9]+):"(?P<cmd>.*)"')
+
+
+@pytest.fixture(scope="module")
+def fleet(module_fleet_factory: Any) -> Fleet:
+    # Quotas keep the workloads from starving the controller on a two-core machine;
+    # "tiny" is a board with a fifth of a core (shared with its workload), where
+    # 1,000 Hz cannot be met.
+    fleet: Fleet = module_fleet_factory(
+        {
+            "zlib": {"count": 1, "cpu": 0.7},
+            "threads": {"count": 1, "cpu": 0.7},
+            "tree": {"count": 1, "cpu": 1.0},
+            "tiny": {"count": 1, "cpu": 0.2},
+        }
+    )
+    for program in ("native_zlib.py", "named_threads.py", "process_tree.py"):
+        deploy(fleet, PROGRAMS / program, f"truth/{program}")
+    return fleet
+
+
+def start(fleet: Fleet, host: str, program: str, seconds: int = 90) -> int:
+    return fleet.start_background(host, [PYTHON, f"/opt/truth/{program}", str(seconds), TRUTH])
+
+
+def stop(fleet: Fleet, host: str, pid: int) -> None:
+    fleet.run(host, ["sh", "-c", f"pkill -P {pid}; kill {pid}"])
+
+
+def truth(fleet: Fleet, host: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(Path(fleet.host(host).private_path(TRUTH)).read_text())
+    return data
+
+
+def campaign(tmp_path: Path, name: str, pattern: str, py_spy: str) -> Path:
+    path = tmp_path / f"{name}.yml"
+    path.write_text(
+        f"name: {name}\nduration: 6s\nstart: {{lead: 3s}}\n"
+        f"target:\n  attach:\n    process: '{pattern}'\n"
+        f"profilers:\n  py-spy: {py_spy}\n"
+    )
+    return path
+
+
+def host_of(report: dict[str, Any], name: str) -> dict[str, Any]:
+    [host] = [h for h in report["hosts"] if h["name"] == name]
+    assert host["status"] == "ok", host["reason"]
+    return host
+
+
+# -- py-spy run directly, read without fleetprof's parser -----------------------------------
+
+
+def direct(fleet: Fleet, host: str, pid: int, *flags: str) -> list[tuple[list[str], int]]:
+    """py-spy itself on the host for 6 s: its raw lines as (frames, count)."""
+    out = f"/tmp/direct-{pid}.folded"
+    argv = [PYSPY, "record", "--pid", str(pid), "--duration", "6", "--rate", "97"]
+    result = fleet.run(host, [*argv, "--format", "raw", "--output", out, *flags], timeout=60)
+    assert result.rc == 0, result.stdout + result.stderr
+    text = Path(fleet.host(host).private_path(out)).read_text()
+    rows = []
+    for line in text.splitlines():
+        stack, _, count = line.rpartition(" ")
+        rows.append((stack.split(";"), int(count)))
+    return rows
+
+
+def direct_thread_shares(rows: list[tuple[list[str], int]]) -> dict[str, float]:
+    by_name: Counter[str] = Counter()
+    for frames, count in rows:
+        match = THREAD.fullmatch(frames[0])
+        assert match is not None, frames[0]
+        by_name[match["name"] or match["tid"]] += count
+    total = sum(by_name.values())
+    return {name: 100.0 * n / total for name, n in by_name.items()}
+
+
+def direct_library_share(rows: list[tuple[list[str], int]], library: str) -> float:
+    total = sum(count for _, count in rows)
+    inside = sum(count for frames, count in rows if frames[-1].endswith(f"({library})"))
+    return 100.0 * inside / total
+
+
+def direct_process_tops(rows: list[tuple[list[str], int]]) -> dict[int, str]:
+    """Per pid (the innermost process frame), the function most often at the leaf."""
+    leaves: dict[int, Counter[str]] = {}
+    for frames, count in rows:
+        pids = [int(m["pid"]) for f in frames if (m := PROCESS.fullmatch(f))]
+        leaf = frames[-1].split(" (")[0]
+        leaves.setdefault(pids[-1], Counter())[leaf] += count
+    return {pid: counts.most_common(1)[0][0] for pid, counts in leaves.items()}
+
+
+# -- the tests ---------------------------------------------------------------------------------
+
+
+def test_native_zlib_is_one_row_with_its_true_share(
+    fleet: Fleet, fleetprof: Any, tmp_path: Path
+) -> None:
+    pid = start(fleet, "zlib-1", "native_zlib.py")
+    try:
+        path = campaign(tmp_path, "native", "native_zlib\\.py", "{rate: 97, native: true}")
+        result = fleetprof("run", str(path), "-i", str(fleet.inventory), "-l", "zlib-1")
+        assert result.returncode == 0, result.stdout + result.stderr
+        host = host_of(result.report("native"), "zlib-1")
+        expected = 100.0 * truth(fleet, "zlib-1")["zlib_share"]
+        rows = direct(fleet, "zlib-1", pid, "--native", "--threads")
+    finally:
+        stop(fleet, "zlib-1", pid)
+    [libz] = [r for r in host["tables"]["pyspy.native"] if r["library"].startswith("libz")]
+    print(f"zlib: truth {expected:.1f} %, fleetprof libz {libz['self_pct']:.1f} %")
+    assert abs(libz["self_pct"] - expected) <= POINTS, (libz, expected)
+    unresolved = [t for t in host["top_functions"] if t["function"].startswith("libz")]
+    assert [t["function"] for t in unresolved] == [f"{libz['library']} (unresolved)"]
+    assert not any(t["function"].startswith("0x") for t in host["top_functions"])
+    assert host["metrics"]["pyspy.unresolved_pct"] >= unresolved[0]["self_pct"]
+    by_py_spy = direct_library_share(rows, libz["library"])
+    print(f"zlib: py-spy run directly {by_py_spy:.1f} %")
+    assert abs(libz["self_pct"] - by_py_spy) <= POINTS
+
+
+def test_named_threads_and_child_processes(fleet: Fleet, fleetprof: Any, tmp_path: Path) -> None:
+    threads_pid = start(fleet, "threads-1", "named_threads.py")
+    tree_pid = start(fleet, "tree-1", "process_tree.py")
+    try:
+        path = campaign(
+            tmp_path,
+            "parts",
+            "/opt/truth/[a-z_]+\\.py [0-9]+ /tmp/truth",  # parents only: children say 90.0
+            "{rate: 97, subprocesses: true}",
+        )
+        limit = "threads-1,tree-1"
+        result = fleetprof("run", str(path), "-i", str(fleet.inventory), "-l", limit)
+        assert result.returncode == 0, result.stdout + result.stderr
+        report = result.report("parts")
+        found: dict[str, Any] = {}
+        runs = [
+            threading.Thread(
+                target=lambda: found.update(
+                    threads=direct(fleet, "threads-1", threads_pid, "--threads")
+                )
+            ),
+            threading.Thread(
+                target=lambda: found.update(
+                    tree=direct(fleet, "tree-1", tree_pid, "--threads", "--subprocesses")
+                )
+            ),
+        ]
+        for run in runs:
+            run.start()
+        for run in runs:
+            run.join()
+        busy = truth(fleet, "threads-1")
+        tree = truth(fleet, "tree-1")
+    finally:
+        stop(fleet, "threads-1", threads_pid)
+        stop(fleet, "tree-1", tree_pid)
+
+    # Every thread named, each share within 5 points of the truth and of py-spy itself.
+    threads = {r["name"]: r for r in host_of(report, "threads-1")["tables"]["pyspy.threads"]}
+    assert {"decode", "infer", "upload"} <= set(threads)
+    assert all(name is not None for name in threads)
+    by_py_spy = direct_thread_shares(found["threads"])
+    total_busy = sum(busy["busy_s"].values())
+    for name, seconds in busy["busy_s"].items():
+        expected = 100.0 * seconds / total_busy
+        share = threads[name]["share_pct"]
+        direct_share = by_py_spy[name]
+        print(
+            f"thread {name}: truth {expected:.1f}, fleetprof {share:.1f}, py-spy {direct_share:.1f}"
+        )
+        assert abs(share - expected) <= POINTS, (name, share, expected)
+        assert abs(share - by_py_spy[name]) <= POINTS, (name, share, by_py_spy[name])
+        assert threads[name]["tid"] == str(busy["native_ids"][name])
+    # Idle samples dropped: no false "short of the rate" note.
+    assert not [n for n in host_of(report, "threads-1")["data_quality"] if "short" in n]
+
+    # Three processes, each child's top function right, as py-spy itself says.
+    processes = {r["pid"]: r for r in host_of(report, "tree-1")["tables"]["pyspy.processes"]}
+    assert set(processes) == {tree["parent"], *tree["children"].values()}
+    tops = {pid: row["top_functions"][0]["function"] for pid, row in processes.items()}
+    assert tops[tree["children"]["hash"]] == "hash_blocks"
+    assert tops[tree["children"]["sort"]] == "sort_numbers"
+    assert tops[tree["parent"]] == "encode_records"
+    direct_tops = direct_process_tops(found["tree"])
+    print(f"processes: fleetprof {tops}, py-spy {direct_tops}")
+    assert direct_tops == tops
+    commands = report["processes"]
+    assert len(commands) == 3 and all(c["hosts"] == ["tree-1"] for c in commands)
+    # The per-process exports.
+    host_dir = result.run_dir("parts") / "hosts" / "tree-1"
+    for pid in processes:
+        assert (host_dir / f"profile.pid-{pid}.folded").stat().st_size > 0
+    speedscope = json.loads((host_dir / "profile.speedscope.json").read_text())
+    assert len(speedscope["profiles"]) == 4
+
+
+def test_the_rate_is_per_tick_and_flagged_when_it_cannot_be_met(
+    fleet: Fleet, fleetprof: Any, tmp_path: Path
+) -> None:
+    pids = {host: start(fleet, host, "named_threads.py") for host in ("threads-1", "tiny-1")}
+    try:
+        steady = campaign(tmp_path, "steady", "named_threads\\.py", "{rate: 97, idle: true}")
+        result = fleetprof("run", str(steady), "-i", str(fleet.inventory), "-l", "threads-1")
+        assert result.returncode == 0, result.stdout + result.stderr
+        host = host_of(result.report("steady"), "threads-1")
+        fast = campaign(tmp_path, "fast", "named_threads\\.py", "{rate: 1000, idle: true}")
+        flagged = fleetprof("run", str(fast), "-i", str(fleet.inventory), "-l", "tiny-1")
+    finally:
+        for name, pid in pids.items():
+            stop(fleet, name, pid)
+    # Four threads at 97 Hz: four samples per tick, the rate the ticks'.
+    rate = host["metrics"]["pyspy.effective_rate_hz"]
+    samples = host["metrics"]["pyspy.samples"]
+    print(f"steady: {samples:.0f} samples, effective {rate} Hz of 97")
+    assert abs(rate - 97) <= 0.05 * 97, rate
+    assert samples >= 3.5 * rate * 5  # about four threads' worth
+    assert not [n for n in host["data_quality"] if "short" in n]
+    # A fifth of a core at 1,000 Hz: short, and said so.
+    tiny = next(h for h in flagged.report("fast")["hosts"] if h["name"] == "tiny-1")
+    print(f"tiny: effective {tiny['metrics'].get('pyspy.effective_rate_hz')} Hz of 1000")
+    assert tiny["metrics"]["pyspy.effective_rate_hz"] < 800
+    assert any("short of the 1000 Hz" in note for note in tiny["data_quality"]), tiny

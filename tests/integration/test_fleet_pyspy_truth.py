@@ -13,6 +13,7 @@ import json
 import re
 import threading
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +29,12 @@ pytestmark = [pytest.mark.integration, requires_fleet, needs_ptrace]
 
 PROGRAMS = Path(__file__).resolve().parents[1] / "fixtures" / "py-spy" / "programs"
 POINTS = 5.0
+WINDOW_S = 10  # about 970 ticks at 97 Hz: a share's sampling error is under 2 points
 TRUTH = "/tmp/truth.json"
 PYSPY = f"/root/.fleetprof/tools/py-spy/{PYSPY_VERSION}/py-spy"
 THREAD = re.compile(r"thread \((?P<tid>[0-9A-Fa-fx]+)\)(?:: (?P<name>.*))?")
 PROCESS = re.compile(r'process (?P<pid>[0-9]+):"(?P<cmd>.*)"')
+Rows = list[tuple[list[str], int]]  # py-spy's raw lines: frames (root first), count
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +55,9 @@ def fleet(module_fleet_factory: Any) -> Fleet:
     return fleet
 
 
-def start(fleet: Fleet, host: str, program: str, seconds: int = 90) -> int:
+def start(fleet: Fleet, host: str, program: str, seconds: int = 600) -> int:
+    """The program on the host, for longer than any campaign here takes (each test stops
+    it when done)."""
     return fleet.start_background(host, [PYTHON, f"/opt/truth/{program}", str(seconds), TRUTH])
 
 
@@ -68,7 +73,7 @@ def truth(fleet: Fleet, host: str) -> dict[str, Any]:
 def campaign(tmp_path: Path, name: str, pattern: str, py_spy: str) -> Path:
     path = tmp_path / f"{name}.yml"
     path.write_text(
-        f"name: {name}\nduration: 6s\nstart: {{lead: 3s}}\n"
+        f"name: {name}\nduration: {WINDOW_S}s\nstart: {{lead: 3s}}\n"
         f"target:\n  attach:\n    process: '{pattern}'\n"
         f"profilers:\n  py-spy: {py_spy}\n"
     )
@@ -76,7 +81,8 @@ def campaign(tmp_path: Path, name: str, pattern: str, py_spy: str) -> Path:
 
 
 def host_of(report: dict[str, Any], name: str) -> dict[str, Any]:
-    [host] = [h for h in report["hosts"] if h["name"] == name]
+    hosts: list[dict[str, Any]] = [h for h in report["hosts"] if h["name"] == name]
+    [host] = hosts
     assert host["status"] == "ok", host["reason"]
     return host
 
@@ -84,10 +90,10 @@ def host_of(report: dict[str, Any], name: str) -> dict[str, Any]:
 # -- py-spy run directly, read without fleetprof's parser -----------------------------------
 
 
-def direct(fleet: Fleet, host: str, pid: int, *flags: str) -> list[tuple[list[str], int]]:
-    """py-spy itself on the host for 6 s: its raw lines as (frames, count)."""
+def direct(fleet: Fleet, host: str, pid: int, *flags: str) -> Rows:
+    """py-spy itself on the host for the same window: its raw lines as (frames, count)."""
     out = f"/tmp/direct-{pid}.folded"
-    argv = [PYSPY, "record", "--pid", str(pid), "--duration", "6", "--rate", "97"]
+    argv = [PYSPY, "record", "--pid", str(pid), "--duration", str(WINDOW_S), "--rate", "97"]
     result = fleet.run(host, [*argv, "--format", "raw", "--output", out, *flags], timeout=60)
     assert result.rc == 0, result.stdout + result.stderr
     text = Path(fleet.host(host).private_path(out)).read_text()
@@ -98,7 +104,28 @@ def direct(fleet: Fleet, host: str, pid: int, *flags: str) -> list[tuple[list[st
     return rows
 
 
-def direct_thread_shares(rows: list[tuple[list[str], int]]) -> dict[str, float]:
+def both_directly(*runs: Callable[[], Rows]) -> list[Rows]:
+    """Run py-spy directly on two hosts at once (one window for both); its rows each."""
+    found: list[Any] = [None] * len(runs)
+
+    def run(at: int) -> None:
+        try:
+            found[at] = runs[at]()
+        except BaseException as error:  # re-raised below, in the test's thread
+            found[at] = error
+
+    threads = [threading.Thread(target=run, args=(at,)) for at in range(len(runs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for item in found:
+        if isinstance(item, BaseException):
+            raise item
+    return found
+
+
+def direct_thread_shares(rows: Rows) -> dict[str, float]:
     by_name: Counter[str] = Counter()
     for frames, count in rows:
         match = THREAD.fullmatch(frames[0])
@@ -108,13 +135,13 @@ def direct_thread_shares(rows: list[tuple[list[str], int]]) -> dict[str, float]:
     return {name: 100.0 * n / total for name, n in by_name.items()}
 
 
-def direct_library_share(rows: list[tuple[list[str], int]], library: str) -> float:
+def direct_library_share(rows: Rows, library: str) -> float:
     total = sum(count for _, count in rows)
     inside = sum(count for frames, count in rows if frames[-1].endswith(f"({library})"))
     return 100.0 * inside / total
 
 
-def direct_process_tops(rows: list[tuple[list[str], int]]) -> dict[int, str]:
+def direct_process_tops(rows: Rows) -> dict[int, str]:
     """Per pid (the innermost process frame), the function most often at the leaf."""
     leaves: dict[int, Counter[str]] = {}
     for frames, count in rows:
@@ -159,30 +186,17 @@ def test_named_threads_and_child_processes(fleet: Fleet, fleetprof: Any, tmp_pat
         path = campaign(
             tmp_path,
             "parts",
-            "/opt/truth/[a-z_]+\\.py [0-9]+ /tmp/truth",  # parents only: children say 90.0
+            "/opt/truth/[a-z_]+\\.py [0-9]+ /tmp/truth",  # parents only: children say 600.0
             "{rate: 97, subprocesses: true}",
         )
         limit = "threads-1,tree-1"
         result = fleetprof("run", str(path), "-i", str(fleet.inventory), "-l", limit)
         assert result.returncode == 0, result.stdout + result.stderr
         report = result.report("parts")
-        found: dict[str, Any] = {}
-        runs = [
-            threading.Thread(
-                target=lambda: found.update(
-                    threads=direct(fleet, "threads-1", threads_pid, "--threads")
-                )
-            ),
-            threading.Thread(
-                target=lambda: found.update(
-                    tree=direct(fleet, "tree-1", tree_pid, "--threads", "--subprocesses")
-                )
-            ),
-        ]
-        for run in runs:
-            run.start()
-        for run in runs:
-            run.join()
+        found = both_directly(
+            lambda: direct(fleet, "threads-1", threads_pid, "--threads"),
+            lambda: direct(fleet, "tree-1", tree_pid, "--threads", "--subprocesses"),
+        )
         busy = truth(fleet, "threads-1")
         tree = truth(fleet, "tree-1")
     finally:
@@ -193,7 +207,7 @@ def test_named_threads_and_child_processes(fleet: Fleet, fleetprof: Any, tmp_pat
     threads = {r["name"]: r for r in host_of(report, "threads-1")["tables"]["pyspy.threads"]}
     assert {"decode", "infer", "upload"} <= set(threads)
     assert all(name is not None for name in threads)
-    by_py_spy = direct_thread_shares(found["threads"])
+    by_py_spy = direct_thread_shares(found[0])
     total_busy = sum(busy["busy_s"].values())
     for name, seconds in busy["busy_s"].items():
         expected = 100.0 * seconds / total_busy
@@ -215,7 +229,7 @@ def test_named_threads_and_child_processes(fleet: Fleet, fleetprof: Any, tmp_pat
     assert tops[tree["children"]["hash"]] == "hash_blocks"
     assert tops[tree["children"]["sort"]] == "sort_numbers"
     assert tops[tree["parent"]] == "encode_records"
-    direct_tops = direct_process_tops(found["tree"])
+    direct_tops = direct_process_tops(found[1])
     print(f"processes: fleetprof {tops}, py-spy {direct_tops}")
     assert direct_tops == tops
     commands = report["processes"]
@@ -247,7 +261,7 @@ def test_the_rate_is_per_tick_and_flagged_when_it_cannot_be_met(
     samples = host["metrics"]["pyspy.samples"]
     print(f"steady: {samples:.0f} samples, effective {rate} Hz of 97")
     assert abs(rate - 97) <= 0.05 * 97, rate
-    assert samples >= 3.5 * rate * 5  # about four threads' worth
+    assert samples >= 3.5 * rate * (WINDOW_S - 1)  # about four threads' worth
     assert not [n for n in host["data_quality"] if "short" in n]
     # A fifth of a core at 1,000 Hz: short, and said so.
     tiny = next(h for h in flagged.report("fast")["hosts"] if h["name"] == "tiny-1")

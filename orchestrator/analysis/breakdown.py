@@ -27,7 +27,10 @@ from orchestrator.analysis.stacks import (
 )
 from orchestrator.analysis.trees import flame_tree
 
-MAX_THREAD_FLAMES = 16  # the busiest threads of a host get a flame graph of their own
+MAX_THREAD_FLAMES = 8  # the busiest threads of a host get a flame graph of their own
+# A thread's or process's flame graph keeps frames of at least 1% of its samples (the
+# host's keeps 0.2%): a fleet's report holds one per thread of every host.
+PART_MIN_FRACTION = 0.01
 MAX_PROCESS_FUNCTIONS = 10
 MAX_COMMANDS = 20
 
@@ -90,7 +93,7 @@ def thread_rows(profile: StackProfile) -> list[dict[str, Any]]:
             "share_pct": _pct(part.samples, profile.total_samples),
         }
         if flames and rank < MAX_THREAD_FLAMES and part.samples > 0:
-            row["flamegraph"] = flame_tree(profile_of(profile, [part]))
+            row["flamegraph"] = flame_tree(profile_of(profile, [part]), PART_MIN_FRACTION)
         rows.append(row)
     return rows
 
@@ -119,7 +122,7 @@ def process_rows(profile: StackProfile) -> list[dict[str, Any]]:
                 "share_pct": _pct(own.total_samples, profile.total_samples),
                 "threads": [p.label for p in _by_samples(parts)],
                 "top_functions": _functions(own, MAX_PROCESS_FUNCTIONS),
-                "flamegraph": flame_tree(own) if own.total_samples else None,
+                "flamegraph": flame_tree(own, PART_MIN_FRACTION) if own.total_samples else None,
             }
         )
     return sorted(rows, key=_busiest)

@@ -7,8 +7,8 @@ native frame it could symbolize reads ``deflate (libz.so.1.2.13)`` (the library)
 binary. Each address of a library is a different instruction of the same unnamed code:
 counted apart, a library that takes a third of the time shows as dozens of small rows.
 So :func:`fold_unresolved` turns every unresolved address into one frame per library,
-``libz.so.1.2.13 (unresolved)``, and a run of them (unnamed code calling unnamed code of
-the same library) into a single frame.
+``libz.so.1 (unresolved)`` (named by its soname), and a run of them (unnamed code
+calling unnamed code of the same library) into a single frame.
 """
 
 from __future__ import annotations
@@ -31,15 +31,25 @@ _BINARY = re.compile(
     r"|\A(lib)?python[0-9.]*[dmu]*(\.so.*)?\Z)",
     re.I,
 )
+# A shared library's full version after its soname's major: libz.so.1(.2.13).
+_VERSIONED = re.compile(r"(\.so\.[0-9]+)(?:\.[0-9]+)+\Z")
 # A native frame's file that is a source file (debug information), not a binary.
 _SOURCE = re.compile(
     r"\.(c|h|cc|cpp|cxx|hpp|hh|hxx|inl|rs|go|pyx|pxd|pxi|f|f90|cu|cuh|m|mm|s)\Z", re.I
 )
 
 
+def library_name(file: str) -> str:
+    """A binary as a library is known across hosts: its file name, a shared library by
+    its soname's major version (``libz.so.1.2.13`` and ``libz.so.1.2.11`` are
+    ``libz.so.1``), so two OS releases' copies are one row when hosts are compared."""
+    base = file.rsplit("/", 1)[-1]
+    return _VERSIONED.sub(r"\1", base)
+
+
 def unresolved_name(library: str) -> str:
-    """The one frame text for ``library``'s unresolved addresses (its file name only)."""
-    name = library.rsplit("/", 1)[-1] if library not in ("", "?") else UNKNOWN_LIBRARY
+    """The one frame text for ``library``'s unresolved addresses."""
+    name = library_name(library) if library not in ("", "?") else UNKNOWN_LIBRARY
     return f"{name or UNKNOWN_LIBRARY}{_UNRESOLVED_SUFFIX}"
 
 
@@ -54,7 +64,7 @@ def library_of(function: str, file: str | None) -> str | None:
         return function[: -len(_UNRESOLVED_SUFFIX)]
     if file is None or not _BINARY.search(file.rsplit("/", 1)[-1]):
         return None
-    return file.rsplit("/", 1)[-1]
+    return library_name(file)
 
 
 def frame_kind(function: str, file: str | None) -> FrameKind:

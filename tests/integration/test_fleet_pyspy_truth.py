@@ -136,8 +136,10 @@ def direct_thread_shares(rows: Rows) -> dict[str, float]:
 
 
 def direct_library_share(rows: Rows, library: str) -> float:
+    """The share of samples whose leaf is in ``library`` (``libz.so.1``: any libz.so.1.*)."""
     total = sum(count for _, count in rows)
-    inside = sum(count for frames, count in rows if frames[-1].endswith(f"({library})"))
+    leaf = re.compile(rf".* \({re.escape(library)}(\.[0-9]+)*\)")
+    inside = sum(count for frames, count in rows if leaf.fullmatch(frames[-1]))
     return 100.0 * inside / total
 
 

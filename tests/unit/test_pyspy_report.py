@@ -58,7 +58,7 @@ def test_report_json_has_each_hosts_threads_processes_and_libraries(
     processes = host(report, "tree-1")["tables"]["pyspy.processes"]
     assert len(processes) == 3
     libraries = host(report, "zlib")["tables"]["pyspy.native"]
-    assert libraries[0]["library"] == "libz.so.1.2.13"
+    assert libraries[0]["library"] == "libz.so.1"
     # top_functions keeps its meaning: the whole host.
     assert host(report, "tree-1")["top_functions"][0]["function"] == "hash_blocks"
 
@@ -92,7 +92,7 @@ def test_the_page_shows_the_breakdown_and_a_flame_graph_per_thread_and_process(
     text = " ".join(" ".join(parser.parts).split())
     assert "Processes by command line" in text
     assert "Flame graph by process" in text and "Flame graph by thread" in text
-    assert "Native libraries" in text and "libz.so.1.2.13" in text
+    assert "Native libraries" in text and "libz.so.1" in text
     known = truth("process-tree.subprocesses")
     for pid in (known["parent"], *known["children"].values()):
         assert f"pid {pid}" in text
@@ -100,7 +100,7 @@ def test_the_page_shows_the_breakdown_and_a_flame_graph_per_thread_and_process(
     for name in ("upload", "infer", "decode"):
         assert f"{name} {ids[name]} · " in text  # the thread's flame graph, by name and id
     # Native frames are drawn blue, and say so in their tooltip.
-    assert "libz.so.1.2.13 (unresolved) [native]" in page
+    assert "libz.so.1 (unresolved) [native]" in page
     # One details element per thread and per process with a flame graph of its own:
     # 4 threads on "threads", 3 processes + 3 threads on each tree host, 3 commands.
     assert page.count('<details class="part">') == 4 + 2 * (3 + 3) + 3

@@ -90,7 +90,7 @@ def test_a_native_library_is_one_row_with_its_true_share(tmp_path: Path) -> None
     assert not [f for f in functions if f.startswith("0x")]
     unresolved = [row for row in result.top_functions if row["function"].endswith("(unresolved)")]
     assert [row["function"] for row in unresolved if "libz" in row["function"]] == [
-        "libz.so.1.2.13 (unresolved)"
+        "libz.so.1 (unresolved)"
     ]
     # The biggest part of libz's cost is that one unresolved row.
     libz_row = next(r for r in unresolved if "libz" in r["function"])
@@ -108,7 +108,7 @@ def test_flame_graph_nodes_say_python_or_native(tmp_path: Path) -> None:
     result = parse(tmp_path, "zlib-native.threads")
     assert result.flamegraph is not None
     kinds = {(n["name"], n["kind"]) for n in walk(result.flamegraph) if n["name"] != "all"}
-    assert ("libz.so.1.2.13 (unresolved)", "native") in kinds
+    assert ("libz.so.1 (unresolved)", "native") in kinds
     assert ("compress_block", "python") in kinds
     assert ("python_work", "python") in kinds
     # One box per library under compress_block, not one per address.

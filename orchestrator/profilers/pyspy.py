@@ -148,7 +148,7 @@ def parse(session_dir: Path, entry: dict[str, Any], campaign: Campaign) -> Profi
             f"py-spy fell behind in sampling {behind:.0f} times"
             + (f" (up to {lag:.2f} s)" if lag else "")
         )
-    _rate(profile, spec, _window_s(entry), result)
+    _rate(profile, spec, _sampling_window_s(entry, campaign, quality), result)
     if profile.malformed_lines:
         result.data_quality.append(f"{profile.malformed_lines} malformed lines in py-spy output")
     outputs = entry.get("outputs") or {}
@@ -196,6 +196,35 @@ def _rate(
             f"effective rate {rate.hz:.1f} Hz is short of the {spec.rate} Hz asked "
             f"({rate.ticks} samples of each thread in {window:.1f} s)"
         )
+
+
+def _sampling_window_s(
+    entry: dict[str, Any], campaign: Campaign, quality: dict[str, Any]
+) -> float | None:
+    """The time py-spy sampled: from its start to its stop, less what went before its
+    first tick (starting, attaching: a second on a loaded board) when it ran past its own
+    ``--duration``. py-spy never skips a tick, so when it ran past because it fell
+    behind, its lag (it reports any over 1 s) is part of the window."""
+    ran = _window_s(entry)
+    if ran is None:
+        return None
+    argv = entry.get("argv")
+    duration = _option(argv if isinstance(argv, list) else [], "--duration")
+    if duration is None:
+        duration = float(max(1, math.ceil(campaign.duration_s)))
+    lag = _number(quality.get("max_lag_s")) or 0.0
+    return min(ran, duration + lag)
+
+
+def _option(argv: list[Any], name: str) -> float | None:
+    """The number after ``name`` in an argv (device data: anything else is None)."""
+    for at, arg in enumerate(argv[:-1]):
+        if arg == name:
+            try:
+                return _number(float(argv[at + 1]))
+            except (TypeError, ValueError):
+                return None
+    return None
 
 
 def _window_s(entry: dict[str, Any]) -> float | None:

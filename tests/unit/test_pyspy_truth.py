@@ -36,9 +36,12 @@ def truth(name: str) -> dict[str, Any]:
     return dict(json.loads((FIXTURES / f"{name}.truth.json").read_text()))
 
 
-def parse(tmp_path: Path, name: str, **spec: Any) -> ProfileResult:
-    """pyspy.parse on a recording, as the controller parses a host's session directory."""
-    recording = RECORDINGS[name]
+def parse(tmp_path: Path, name: str, ran_s: float | None = None, **spec: Any) -> ProfileResult:
+    """pyspy.parse on a recording, as the controller parses a host's session directory
+    (``ran_s``: another time py-spy ran than the recording's)."""
+    recording = dict(RECORDINGS[name])
+    if ran_s is not None:
+        recording["ran_s"] = ran_s
     flags = recording["flags"]
     settings = {
         "rate": int(flags[flags.index("--rate") + 1]),
@@ -58,13 +61,27 @@ def parse(tmp_path: Path, name: str, **spec: Any) -> ProfileResult:
     session = tmp_path / name
     session.mkdir()
     shutil.copy(FIXTURES / f"{name}.folded.txt", session / pyspy.OUTPUT)
+    # The manifest entry the device runner writes: its argv, when py-spy ran, and what
+    # py-spy said on stdout as the runner reads it.
+    argv = ["py-spy", "record", "--pid", "1", "--duration", str(recording["duration"]), *flags]
+    stdout = FIXTURES / f"{name}.stdout.txt"
     entry = {
         "status": "ok",
+        "argv": argv,
         "started_at_device": 1000.0,
         "stopped_at_device": 1000.0 + recording["ran_s"],
-        "data_quality": {"behind_warnings": 0, "max_lag_s": None},
+        "data_quality": runner().sampling_quality([str(stdout)], argv, recording["ran_s"]),
     }
     return pyspy.parse(session, entry, campaign)
+
+
+def runner() -> Any:
+    """The device runner module (stdlib only), loaded from its file."""
+    spec = importlib.util.spec_from_file_location("fleetprof_session", RUNNER)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def walk(node: dict[str, Any]) -> list[dict[str, Any]]:
@@ -188,25 +205,30 @@ def test_a_rate_that_cannot_be_met_is_flagged(tmp_path: Path) -> None:
     on a small board): it managed about 360 ticks a second, and said it was behind."""
     result = parse(tmp_path, "named-threads.behind-0.1core")
     rate = result.metrics["pyspy.effective_rate_hz"]
-    assert rate < 0.5 * 1000
+    assert rate == pytest.approx(4025 / 11.135, abs=0.01)  # ticks over the time it ran
     assert any("short of the 1000 Hz" in note for note in result.data_quality)
+    assert any("fell behind in sampling 10 times (up to 6.82 s)" in n for n in result.data_quality)
+
+
+def test_the_time_before_the_first_tick_is_not_sampling_time(tmp_path: Path) -> None:
+    """py-spy that did all its ticks but ran longer than its --duration (it took a second
+    to attach on a loaded board) sampled at the rate: the window is its --duration."""
+    result = parse(tmp_path, "named-threads.threads-idle", ran_s=7.2)
+    assert result.metrics["pyspy.effective_rate_hz"] == pytest.approx(581 / 6, abs=0.01)
+    assert not [n for n in result.data_quality if "short" in n]
 
 
 def test_the_runner_counts_py_spy_falling_behind_in_its_own_words() -> None:
     """The device runner's reading of py-spy's stdout, on the same recording."""
-    spec = importlib.util.spec_from_file_location("fleetprof_session", RUNNER)
-    assert spec is not None and spec.loader is not None
-    runner = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(runner)
     stdout = FIXTURES / "named-threads.behind-0.1core.stdout.txt"
     argv = ["py-spy", "record", "--pid", "1", "--rate", "1000", "--duration", "6"]
-    quality = runner.sampling_quality([str(stdout)], argv, 11.135)
+    quality = runner().sampling_quality([str(stdout)], argv, 11.135)
     assert quality["behind_warnings"] == 10
     assert quality["max_lag_s"] == 6.82
     assert quality["samples"] == 15965  # thread samples: no rate is made of them
     assert "effective_rate_hz" not in quality
     assert quality["target_exited"] is True
-    calm = runner.sampling_quality(
+    calm = runner().sampling_quality(
         [str(FIXTURES / "named-threads.threads-idle.stdout.txt")], argv, 5.9
     )
     assert calm["behind_warnings"] == 0 and "target_exited" not in calm

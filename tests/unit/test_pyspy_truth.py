@@ -48,6 +48,7 @@ def parse(tmp_path: Path, name: str, ran_s: float | None = None, **spec: Any) ->
         "native": "--native" in flags,
         "idle": "--idle" in flags,
         "subprocesses": "--subprocesses" in flags,
+        "nonblocking": "--nonblocking" in flags,
         **spec,
     }
     campaign = Campaign.from_mapping(
@@ -152,26 +153,41 @@ def test_folding_keeps_every_sample(tmp_path: Path) -> None:
 # -- threads ---------------------------------------------------------------------------------
 
 
+def active_shares(name: str, started: float, stopped: float) -> dict[str, float]:
+    """Each thread's share of the time the kernel had the program's threads running or
+    runnable between two moments (its schedstat, as the program logged it): what py-spy
+    calls active."""
+    lines = [json.loads(line) for line in (FIXTURES / f"{name}.truth.jsonl").open()]
+    first = min(lines, key=lambda line: abs(line["t"] - started))
+    last = min(lines, key=lambda line: abs(line["t"] - stopped))
+    active = {n: last["active_s"][n] - first["active_s"][n] for n in last["active_s"]}
+    return {n: 100.0 * seconds / sum(active.values()) for n, seconds in active.items()}
+
+
 def test_every_thread_is_named_with_its_true_share(tmp_path: Path) -> None:
-    """Three named workers busy for known shares of the time (each measured its own busy
-    wall time); the main thread only joins them."""
-    result = parse(tmp_path, "named-threads.threads")
-    known = truth("named-threads.threads")
-    busy = known["busy_s"]
+    """Three named workers busy in known time slots; the main thread only joins them.
+    Sampled without pausing the program (nonblocking): py-spy's pauses wake every thread
+    at every sample, which on a loaded machine shows sleeping threads as running."""
+    name = "named-threads.threads"
+    result = parse(tmp_path, name)
+    known = truth(name)
+    recording = RECORDINGS[name]
+    expected = active_shares(name, recording["started"], recording["stopped"])
     rows = {row["name"]: row for row in result.tables["pyspy.threads"]}
-    assert set(rows) == {"decode", "infer", "upload", "MainThread"}
-    for name, seconds in busy.items():
-        expected = 100.0 * seconds / sum(busy.values())
-        assert abs(rows[name]["share_pct"] - expected) <= POINTS, (name, rows[name], expected)
-        assert rows[name]["tid"] == str(known["native_ids"][name])
-        assert rows[name]["flamegraph"]["value"] == rows[name]["samples"]
+    assert set(rows) == {"decode", "infer", "upload"}  # the main thread never ran
+    assert expected["MainThread"] < 0.5
+    for thread in ("decode", "infer", "upload"):
+        share = rows[thread]["share_pct"]
+        assert abs(share - expected[thread]) <= POINTS, (thread, share, expected)
+        assert rows[thread]["tid"] == str(known["native_ids"][thread])
+        assert rows[thread]["flamegraph"]["value"] == rows[thread]["samples"]
+    # And near the time each spent in its slots, the program's own plan.
+    busy = known["busy_s"]
+    for thread, seconds in busy.items():
+        assert abs(rows[thread]["share_pct"] - 100.0 * seconds / sum(busy.values())) <= POINTS
     assert sum(row["samples"] for row in rows.values()) == result.metrics["pyspy.samples"]
     # Busiest first.
-    assert [row["name"] for row in result.tables["pyspy.threads"]][:3] == [
-        "upload",
-        "infer",
-        "decode",
-    ]
+    assert [row["name"] for row in result.tables["pyspy.threads"]] == ["upload", "infer", "decode"]
 
 
 def test_a_thread_py_spy_named_once_keeps_its_name() -> None:
@@ -200,14 +216,43 @@ def test_the_rate_is_per_tick_and_exact_with_idle_samples(tmp_path: Path) -> Non
     assert not [note for note in result.data_quality if "short" in note]
 
 
+def ticks_in(name: str) -> int:
+    """The busiest thread's samples, counted from the file without fleetprof's parser."""
+    per_thread: dict[str, int] = {}
+    for line in (FIXTURES / f"{name}.folded.txt").read_text().splitlines():
+        thread = line.split(";")[0].rsplit(" ", 1)[0] if ";" in line else line.rsplit(" ", 1)[0]
+        tid = thread.split(")")[0]
+        per_thread[tid] = per_thread.get(tid, 0) + int(line.rsplit(" ", 1)[1])
+    return max(per_thread.values())
+
+
 def test_a_rate_that_cannot_be_met_is_flagged(tmp_path: Path) -> None:
     """1,000 Hz over four threads from a py-spy held to 0.1 of a core (a cgroup quota, as
-    on a small board): it managed about 360 ticks a second, and said it was behind."""
-    result = parse(tmp_path, "named-threads.behind-0.1core")
+    on a small board): it managed about 320 ticks a second, and said it was behind."""
+    name = "named-threads.behind-0.1core"
+    result = parse(tmp_path, name)
     rate = result.metrics["pyspy.effective_rate_hz"]
-    assert rate == pytest.approx(4025 / 11.135, abs=0.01)  # ticks over the time it ran
+    ticks = ticks_in(name)
+    assert rate == pytest.approx(ticks / RECORDINGS[name]["ran_s"], abs=0.01)
+    assert rate < 0.5 * 1000
     assert any("short of the 1000 Hz" in note for note in result.data_quality)
-    assert any("fell behind in sampling 10 times (up to 6.82 s)" in n for n in result.data_quality)
+    assert any("fell behind in sampling 9 times (up to 6.99 s)" in n for n in result.data_quality)
+
+
+def test_the_runner_counts_py_spy_falling_behind_in_its_own_words() -> None:
+    """The device runner's reading of py-spy's stdout, on the same recording."""
+    stdout = FIXTURES / "named-threads.behind-0.1core.stdout.txt"
+    argv = ["py-spy", "record", "--pid", "1", "--rate", "1000", "--duration", "6"]
+    quality = runner().sampling_quality([str(stdout)], argv, 11.133)
+    assert quality["behind_warnings"] == 9
+    assert quality["max_lag_s"] == 6.99
+    assert quality["samples"] == 14221  # thread samples: no rate is made of them
+    assert "effective_rate_hz" not in quality
+    assert quality["target_exited"] is True
+    calm = runner().sampling_quality(
+        [str(FIXTURES / "named-threads.threads-idle.stdout.txt")], argv, 5.9
+    )
+    assert calm["behind_warnings"] == 0 and "target_exited" not in calm
 
 
 def test_the_time_before_the_first_tick_is_not_sampling_time(tmp_path: Path) -> None:
@@ -218,25 +263,9 @@ def test_the_time_before_the_first_tick_is_not_sampling_time(tmp_path: Path) -> 
     assert not [n for n in result.data_quality if "short" in n]
 
 
-def test_the_runner_counts_py_spy_falling_behind_in_its_own_words() -> None:
-    """The device runner's reading of py-spy's stdout, on the same recording."""
-    stdout = FIXTURES / "named-threads.behind-0.1core.stdout.txt"
-    argv = ["py-spy", "record", "--pid", "1", "--rate", "1000", "--duration", "6"]
-    quality = runner().sampling_quality([str(stdout)], argv, 11.135)
-    assert quality["behind_warnings"] == 10
-    assert quality["max_lag_s"] == 6.82
-    assert quality["samples"] == 15965  # thread samples: no rate is made of them
-    assert "effective_rate_hz" not in quality
-    assert quality["target_exited"] is True
-    calm = runner().sampling_quality(
-        [str(FIXTURES / "named-threads.threads-idle.stdout.txt")], argv, 5.9
-    )
-    assert calm["behind_warnings"] == 0 and "target_exited" not in calm
-
-
 def test_dropped_idle_samples_raise_no_false_short_note(tmp_path: Path) -> None:
     """Without idle: true the workers' idle ticks are not in the file: the per-tick count
-    is a lower bound (about 40 Hz here) and py-spy did not fall behind: no note."""
+    is a lower bound (about 30 Hz here) and py-spy did not fall behind: no note."""
     result = parse(tmp_path, "named-threads.threads")
     assert result.metrics["pyspy.effective_rate_hz"] < 0.8 * 97
     assert result.data_quality == []

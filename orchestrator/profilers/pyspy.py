@@ -115,7 +115,7 @@ def parse(session_dir: Path, entry: dict[str, Any], campaign: Campaign) -> Profi
     process and native library, and how trustworthy all that is (docs/metrics.md).
 
     py-spy prints how many thread samples it kept, not how many times it sampled: the
-    rate per tick comes from the busiest thread's samples over the time py-spy ran.
+    rate per tick comes from the busiest thread's samples over the time py-spy sampled.
     """
     result = ProfileResult()
     spec = campaign.profilers.py_spy or PySpySpec()

@@ -92,11 +92,11 @@ def host_of(report: dict[str, Any], name: str) -> dict[str, Any]:
 # -- py-spy run directly, read without fleetprof's parser -----------------------------------
 
 
-def direct(fleet: Fleet, host: str, pid: int, *flags: str) -> Rows:
+def direct(fleet: Fleet, host: str, pid: int, *flags: str, rate: int = 97) -> Rows:
     """py-spy itself on the host for as long a window: its raw lines as (frames, count).
     When it ran (the host's clock is the controller's) is in ``WHEN[(host, pid)]``."""
     out = f"/tmp/direct-{pid}.folded"
-    argv = [PYSPY, "record", "--pid", str(pid), "--duration", str(WINDOW_S), "--rate", "97"]
+    argv = [PYSPY, "record", "--pid", str(pid), "--duration", str(WINDOW_S), "--rate", str(rate)]
     started = time.time()
     result = fleet.run(host, [*argv, "--format", "raw", "--output", out, *flags], timeout=60)
     WHEN[(host, pid)] = (started, time.time())
@@ -219,9 +219,10 @@ def test_native_zlib_is_one_row_with_its_true_share(
 
 
 def test_named_threads_and_child_processes(fleet: Fleet, fleetprof: Any, tmp_path: Path) -> None:
-    """Threads sampled without pausing the program (nonblocking): py-spy's pauses wake
-    every thread at every sample, which on a loaded machine shows sleeping threads as
-    running (tests/fixtures/py-spy: the main thread, idle in join, at 3-5 %)."""
+    """Threads sampled at 199 Hz (about 2,000 samples: a share's sampling error under
+    1.5 points) without pausing the program (nonblocking): py-spy's pauses wake every
+    thread at every sample, which on a loaded machine shows sleeping threads as running
+    (tests/fixtures/py-spy: the main thread, idle in join, at 3-5 %)."""
     threads_pid = start(fleet, "threads-1", "named_threads.py")
     tree_pid = start(fleet, "tree-1", "process_tree.py")
     try:
@@ -229,16 +230,16 @@ def test_named_threads_and_child_processes(fleet: Fleet, fleetprof: Any, tmp_pat
             tmp_path,
             "parts",
             "/opt/truth/[a-z_]+\\.py [0-9]+ /tmp/truth",  # parents only: children say 600.0
-            "{rate: 97, subprocesses: true, nonblocking: true}",
+            "{rate: 199, subprocesses: true, nonblocking: true}",
         )
         limit = "threads-1,tree-1"
         result = fleetprof("run", str(path), "-i", str(fleet.inventory), "-l", limit)
         assert result.returncode == 0, result.stdout + result.stderr
         report = result.report("parts")
         found = both_directly(
-            lambda: direct(fleet, "threads-1", threads_pid, "--threads", "--nonblocking"),
+            lambda: direct(fleet, "threads-1", threads_pid, "--threads", "--nonblocking", rate=199),
             lambda: direct(
-                fleet, "tree-1", tree_pid, "--threads", "--subprocesses", "--nonblocking"
+                fleet, "tree-1", tree_pid, "--threads", "--subprocesses", "--nonblocking", rate=199
             ),
         )
         busy = truth(fleet, "threads-1")

@@ -34,9 +34,8 @@ from __future__ import annotations
 import gc
 import re
 import weakref
-from array import array
 from collections import Counter
-from collections.abc import Callable, ItemsView, Iterable, Iterator, Mapping, ValuesView
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -45,6 +44,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from orchestrator.analysis.counts import StackCounts as StackCounts
 from orchestrator.analysis.native import fold_unresolved
 
 MAX_LINE_CHARS = 1 << 20
@@ -103,66 +103,6 @@ _KEY: Callable[[Frame], FunctionKey] = itemgetter(0, 1)
 
 
 Stack = tuple[Frame, ...]
-_MAX_COUNT = (1 << 63) - 1
-
-
-class StackCounts(Mapping[Stack, int]):
-    """Sample counts per stack in two arrays: the parser's form of ``StackProfile.stacks``.
-
-    A dict of 20,000 stacks takes 650 KB; the stacks (shared with the other profiles)
-    and their counts side by side take half, and a fleet's report holds every host's.
-    Iterating is as fast as a dict's; the first lookup by stack builds an index.
-    """
-
-    __slots__ = ("_counts", "_index", "_stacks")
-
-    def __init__(self, stacks: list[Stack], counts: list[int]) -> None:
-        """``stacks``: distinct; ``counts``: theirs, each within 64 bits (see :meth:`of`)."""
-        self._stacks = stacks
-        self._counts = array("q", counts)
-        self._index: dict[Stack, int] | None = None
-
-    @classmethod
-    def of(cls, stacks: list[Stack], counts: list[int]) -> Mapping[Stack, int]:
-        """The distinct ``stacks`` and their ``counts`` compacted, or as a dict when a count
-        does not fit 64 bits (device output is untrusted)."""
-        if any(count > _MAX_COUNT or count < -_MAX_COUNT for count in counts):
-            return dict(zip(stacks, counts, strict=True))
-        return cls(stacks, counts)
-
-    def __getitem__(self, stack: Stack) -> int:
-        if self._index is None:
-            self._index = {s: i for i, s in enumerate(self._stacks)}
-        return self._counts[self._index[stack]]
-
-    def __iter__(self) -> Iterator[Stack]:
-        return iter(self._stacks)
-
-    def __len__(self) -> int:
-        return len(self._stacks)
-
-    def items(self) -> ItemsView[Stack, int]:
-        return _Items(self)
-
-    def values(self) -> ValuesView[int]:
-        return _Values(self)
-
-    def __repr__(self) -> str:
-        return f"StackCounts({dict(self.items())!r})"
-
-
-class _Items(ItemsView[Stack, int]):
-    _mapping: StackCounts
-
-    def __iter__(self) -> Iterator[tuple[Stack, int]]:
-        return zip(self._mapping._stacks, self._mapping._counts, strict=True)
-
-
-class _Values(ValuesView[int]):
-    _mapping: StackCounts
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self._mapping._counts)
 
 
 @dataclass(frozen=True)

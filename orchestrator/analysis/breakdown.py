@@ -80,9 +80,12 @@ def thread_rows(profile: StackProfile) -> list[dict[str, Any]]:
     """One row per thread py-spy named, busiest first: ``pid`` (null without
     ``--subprocesses``), ``tid``, ``name`` (null where py-spy could not read it),
     ``samples``, ``share_pct``; and, when the host has several threads, the busiest
-    ones' own ``flamegraph``."""
+    ones' own ``flamegraph`` (those with at least 1% of the host's samples)."""
     threads = [p for p in profile.parts if p.tid is not None]
     flames = len(threads) > 1
+    # A thread with a sliver of the samples gets no flame graph (each costs about what
+    # the host's own does to make, and report.json holds them for every host).
+    min_samples = max(1, round(PART_MIN_FRACTION * profile.total_samples))
     rows = []
     for rank, part in enumerate(_by_samples(threads)):
         row: dict[str, Any] = {
@@ -92,7 +95,7 @@ def thread_rows(profile: StackProfile) -> list[dict[str, Any]]:
             "samples": part.samples,
             "share_pct": _pct(part.samples, profile.total_samples),
         }
-        if flames and rank < MAX_THREAD_FLAMES and part.samples > 0:
+        if flames and rank < MAX_THREAD_FLAMES and part.samples >= min_samples:
             row["flamegraph"] = flame_tree(profile_of(profile, [part]), PART_MIN_FRACTION)
         rows.append(row)
     return rows

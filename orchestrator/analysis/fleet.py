@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from itertools import combinations, pairwise
 from typing import Any
 
+from orchestrator.analysis.breakdown import processes_by_command
 from orchestrator.analysis.diff import diff_tree
 from orchestrator.analysis.outliers import (
     Outlier,
@@ -345,4 +346,6 @@ def _build_report(
         "outliers": [o.to_dict() for o in outliers],
         "function_matrix": function_matrix(hosts, shares, outliers),
         "diffs": fleet_diffs(hosts, usable, outliers, trees=trees),
+        # py-spy's processes (subprocesses: true) merged by command line across hosts.
+        "processes": processes_by_command(usable),
     }

@@ -6,8 +6,9 @@ the leaf, a space, and how many samples saw that stack, e.g.
 ``name (file:line)``, ``name (file)`` (no line, e.g. ``--native``) or a bare ``name``,
 and with ``--threads`` / ``--subprocesses`` it puts pseudo-frames for the thread
 (``thread (14317): MainThread``) and the process (``process 42:"python3 app.py"``) in
-front of the Python frames. Those are not functions: they are stripped from the stacks
-and the thread names are recorded on the profile instead.
+front of the Python frames. Those are not functions: they are stripped from the stacks,
+and each thread's samples are kept apart as one :class:`ThreadPart` of the profile.
+Unresolved native addresses become one frame per library (:mod:`.native`).
 
 Everything here is pure except :func:`read_folded`. Device output is untrusted: nothing
 in it can make the parser raise; a line that cannot be read is counted in
@@ -33,16 +34,18 @@ from __future__ import annotations
 import gc
 import re
 import weakref
-from array import array
 from collections import Counter
-from collections.abc import Callable, ItemsView, Iterable, Iterator, Mapping, ValuesView
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import chain
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
+
+from orchestrator.analysis.counts import StackCounts as StackCounts
+from orchestrator.analysis.native import fold_unresolved
 
 MAX_LINE_CHARS = 1 << 20
 """A longer line is not a stack any profiler would write; it is counted as malformed."""
@@ -100,66 +103,6 @@ _KEY: Callable[[Frame], FunctionKey] = itemgetter(0, 1)
 
 
 Stack = tuple[Frame, ...]
-_MAX_COUNT = (1 << 63) - 1
-
-
-class StackCounts(Mapping[Stack, int]):
-    """Sample counts per stack in two arrays: the parser's form of ``StackProfile.stacks``.
-
-    A dict of 20,000 stacks takes 650 KB; the stacks (shared with the other profiles)
-    and their counts side by side take half, and a fleet's report holds every host's.
-    Iterating is as fast as a dict's; the first lookup by stack builds an index.
-    """
-
-    __slots__ = ("_counts", "_index", "_stacks")
-
-    def __init__(self, stacks: list[Stack], counts: list[int]) -> None:
-        """``stacks``: distinct; ``counts``: theirs, each within 64 bits (see :meth:`of`)."""
-        self._stacks = stacks
-        self._counts = array("q", counts)
-        self._index: dict[Stack, int] | None = None
-
-    @classmethod
-    def of(cls, stacks: list[Stack], counts: list[int]) -> Mapping[Stack, int]:
-        """The distinct ``stacks`` and their ``counts`` compacted, or as a dict when a count
-        does not fit 64 bits (device output is untrusted)."""
-        if any(count > _MAX_COUNT or count < -_MAX_COUNT for count in counts):
-            return dict(zip(stacks, counts, strict=True))
-        return cls(stacks, counts)
-
-    def __getitem__(self, stack: Stack) -> int:
-        if self._index is None:
-            self._index = {s: i for i, s in enumerate(self._stacks)}
-        return self._counts[self._index[stack]]
-
-    def __iter__(self) -> Iterator[Stack]:
-        return iter(self._stacks)
-
-    def __len__(self) -> int:
-        return len(self._stacks)
-
-    def items(self) -> ItemsView[Stack, int]:
-        return _Items(self)
-
-    def values(self) -> ValuesView[int]:
-        return _Values(self)
-
-    def __repr__(self) -> str:
-        return f"StackCounts({dict(self.items())!r})"
-
-
-class _Items(ItemsView[Stack, int]):
-    _mapping: StackCounts
-
-    def __iter__(self) -> Iterator[tuple[Stack, int]]:
-        return zip(self._mapping._stacks, self._mapping._counts, strict=True)
-
-
-class _Values(ValuesView[int]):
-    _mapping: StackCounts
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self._mapping._counts)
 
 
 @dataclass(frozen=True)
@@ -178,6 +121,10 @@ class StackProfile:
     threads: list[str]
     processes: list[str] = field(default_factory=list)
     truncated: bool = False  # read_folded stopped at max_bytes
+    # The samples of each thread (and process) py-spy named, when it named any
+    # (``--threads``, ``--subprocesses``); empty otherwise. Their stacks are the same
+    # objects as the profile's, so a part costs only its counts.
+    parts: tuple[ThreadPart, ...] = ()
     # The frames and stacks this profile shares with the others parsed meanwhile; kept
     # alive by the profiles that use it, and no part of what a profile is.
     _shared: Any = field(default=None, compare=False, repr=False)
@@ -192,6 +139,30 @@ class StackProfile:
                 key = _KEY(frames[-1])
                 counts[key] = get(key, 0) + count
         return counts
+
+
+@dataclass(frozen=True)
+class ThreadPart:
+    """The samples of one thread of one process, as py-spy's pseudo-frames named them.
+
+    ``tid`` is py-spy's text for the thread (the native id in decimal, or a hex pthread
+    id); ``name`` the Python thread name, which py-spy cannot always read: a thread it
+    named once keeps that name for its unnamed samples. ``pid``/``command`` come with
+    ``--subprocesses`` (``parent_pid`` when py-spy showed the process's parent).
+    """
+
+    pid: int | None
+    command: str | None
+    parent_pid: int | None
+    tid: str | None
+    name: str | None
+    samples: int
+    stacks: Mapping[Stack, int]
+
+    @property
+    def label(self) -> str:
+        """The thread as a person names it: its name, else its id."""
+        return self.name or self.tid or "?"
 
 
 @dataclass(frozen=True)
@@ -226,6 +197,8 @@ def parse_frame(text: str) -> Frame:
         if cut > 0:
             function = text[:cut]
             location = text[cut + 2 : -1]
+            if location == "unresolved":  # a library's unresolved code, folded (native.py)
+                return Frame(text, None, None)
             match = _FILE_LINE.fullmatch(location)
             if match:
                 return Frame(function, match["file"] or None, int(match["line"]))
@@ -324,8 +297,11 @@ class _Builder:
         self.position: dict[int, int] = {}
         self.total = 0
         self.malformed = 0
-        self.threads: dict[str, None] = {}  # an ordered set: first seen first
-        self.processes: dict[str, None] = {}
+        self.processes: dict[str, None] = {}  # an ordered set: first seen first
+        # Per (pid, tid): what py-spy said of the thread, and its counts by stack position.
+        self.owners: dict[tuple[int | None, str | None], _Owner] = {}
+        self.attributed = 0  # samples that carried a thread or process frame
+        self.pseudo: dict[str, tuple[str, str, str | None] | None] = {}
 
     def feed_lines(self, lines: Iterable[str]) -> _Builder:
         frame_of = self.shared.frames.__getitem__
@@ -349,6 +325,7 @@ class _Builder:
                 continue
             count = int(count_text)
             frames: tuple[Frame, ...] = ()
+            owner: _Owner | None = None
             if stack:
                 # py-spy writes " N" for samples in which it found no Python frame at all
                 # (the interpreter starting up or shutting down): real samples, no stack.
@@ -359,45 +336,116 @@ class _Builder:
                         self.malformed += 1
                         continue
                 if parts[0].startswith(_PSEUDO_PREFIXES):
-                    parts = self._strip_pseudo_frames(parts)
+                    parts, owner = self._strip_pseudo_frames(parts)
+                if "0x" in stack:
+                    parts = fold_unresolved(parts)
                 parsed = tuple(map(frame_of, parts))
                 frames = intern(parsed, parsed)
             if count:
                 at = position.get(id(frames))
                 if at is None:
-                    position[id(frames)] = len(stacks)
+                    at = position[id(frames)] = len(stacks)
                     stacks.append(frames)
                     counts.append(count)
                 else:  # seen before (another thread, say): add
                     counts[at] += count
                 self.total += count
+                if owner is not None:
+                    owner.samples += count
+                    owner.counts[at] = owner.counts.get(at, 0) + count
+                    self.attributed += count
         return self
 
-    def _strip_pseudo_frames(self, parts: list[str]) -> list[str]:
+    def _strip_pseudo_frames(self, parts: list[str]) -> tuple[list[str], _Owner | None]:
         # Pseudo-frames only ever lead the stack: processes (outermost parent first),
-        # then the thread. A Python frame is never written in either form.
+        # then the thread. A Python frame is never written in either form. The sampled
+        # thread belongs to the innermost process; the one before it is its parent.
         start = 0
+        pid: int | None = None
+        parent: int | None = None
+        tid = name = command = None
         while start < len(parts):
             part = parts[start]
-            if part.startswith("process ") and (process := _PROCESS.fullmatch(part)):
-                self.processes.setdefault(f"{process['pid']}: {process['cmd']}")
-            elif part.startswith("thread (") and (thread := _THREAD.fullmatch(part)):
-                self.threads.setdefault(thread["name"] or thread["tid"])
+            if part in self.pseudo:
+                seen = self.pseudo[part]
             else:
+                seen = self.pseudo[part] = _pseudo_frame(part)
+            if seen is None:
                 break
+            kind, first, second = seen
+            if kind == "process":
+                parent, pid, command = pid, int(first), second
+                self.processes.setdefault(f"{first}: {second}")
+            else:
+                tid, name = first, second
             start += 1
-        return parts[start:]
+        owner = None
+        if start:
+            key = (pid, tid)
+            owner = self.owners.get(key)
+            if owner is None:
+                owner = self.owners[key] = _Owner(pid, command, parent, tid)
+            if name and not owner.name:
+                owner.name = name
+        return parts[start:], owner
 
     def build(self, truncated: bool = False) -> StackProfile:
+        stacks = StackCounts.of(self.stacks, self.counts)
         return StackProfile(
-            stacks=StackCounts.of(self.stacks, self.counts),
+            stacks=stacks,
             total_samples=self.total,
             malformed_lines=self.malformed,
-            threads=list(self.threads),
+            threads=list(dict.fromkeys(o.label for o in self.owners.values() if o.tid)),
             processes=list(self.processes),
             truncated=truncated,
+            parts=tuple(self._part(owner, stacks) for owner in self.owners.values()),
             _shared=self.shared,
         )
+
+    def _part(self, owner: _Owner, whole: Mapping[Stack, int]) -> ThreadPart:
+        if len(self.owners) == 1 and self.attributed == self.total:
+            stacks = whole  # the only thread: its stacks are the profile's
+        else:
+            positions = sorted(owner.counts)
+            stacks = StackCounts.of(
+                [self.stacks[at] for at in positions], [owner.counts[at] for at in positions]
+            )
+        return ThreadPart(
+            pid=owner.pid,
+            command=owner.command,
+            parent_pid=owner.parent,
+            tid=owner.tid,
+            name=owner.name,
+            samples=owner.samples,
+            stacks=stacks,
+        )
+
+
+class _Owner:
+    """A thread's samples while a file is read (see :class:`ThreadPart`)."""
+
+    __slots__ = ("command", "counts", "name", "parent", "pid", "samples", "tid")
+
+    def __init__(
+        self, pid: int | None, command: str | None, parent: int | None, tid: str | None
+    ) -> None:
+        self.pid, self.command, self.parent, self.tid = pid, command, parent, tid
+        self.name: str | None = None
+        self.samples = 0
+        self.counts: dict[int, int] = {}
+
+    @property
+    def label(self) -> str:
+        return self.name or self.tid or "?"
+
+
+def _pseudo_frame(text: str) -> tuple[str, str, str | None] | None:
+    """``("process", pid, command)``, ``("thread", tid, name)`` or None (not one)."""
+    if text.startswith("process ") and (process := _PROCESS.fullmatch(text)):
+        return "process", process["pid"], process["cmd"]
+    if text.startswith("thread (") and (thread := _THREAD.fullmatch(text)):
+        return "thread", thread["tid"], thread["name"] or None
+    return None
 
 
 def _pct(part: int, whole: int) -> float:
@@ -444,207 +492,12 @@ def top_functions(profile: StackProfile, limit: int = 25) -> list[FunctionStat]:
     return stats[: max(limit, 0)]
 
 
-class _NoChildren(dict[FunctionKey, "CallTree"]):
-    """The children of every leaf: one shared empty dict that refuses to grow (a tree of
-    a few hundred thousand nodes has as many leaves, each with its own dict otherwise)."""
-
-    def __setitem__(self, key: FunctionKey, value: CallTree) -> None:
-        raise TypeError("a leaf's children are shared; give the node its own dict first")
-
-
-_NO_CHILDREN = _NoChildren()
-
-
-class CallTree:
-    """Sample counts per call path, merged by ``(function, file)``; addable.
-
-    The root's value is the profile's total (samples without any frame included), each
-    node's the samples of the stacks that pass through it. A leaf's ``children`` is a
-    shared empty dict: read it freely, and grow a tree with :meth:`child`.
-    """
-
-    __slots__ = ("children", "value")
-
-    def __init__(self) -> None:
-        self.value = 0
-        self.children: dict[FunctionKey, CallTree] = _NO_CHILDREN
-
-    def child(self, key: FunctionKey) -> CallTree:
-        """The child for ``key``, added when missing."""
-        found = self.children.get(key)
-        if found is None:
-            found = type(self)()
-            if self.children is _NO_CHILDREN:
-                self.children = {key: found}
-            else:
-                self.children[key] = found
-        return found
-
-    @classmethod
-    def of(cls, profile: StackProfile, max_depth: int = DEFAULT_MAX_DEPTH) -> CallTree:
-        """The profile's tree; frames deeper than ``max_depth`` are cut off (their samples
-        stay in the node above)."""
-        root = cls()
-        root.value = profile.total_samples
-        depth = max(max_depth, 0)
-        key_of = _keys_for(profile).__getitem__
-        with gc_paused():
-            for frames, count in profile.stacks.items():
-                node = root
-                # A slice of a whole tuple is the tuple itself: no copy for most stacks.
-                for key in map(key_of, frames[:depth]):
-                    child = node.children.get(key)
-                    if child is None:
-                        child = cls()
-                        if node.children is _NO_CHILDREN:
-                            node.children = {key: child}
-                        else:
-                            node.children[key] = child
-                    child.value += count
-                    node = child
-        return root
-
-    @classmethod
-    def sum(cls, trees: Iterable[CallTree]) -> CallTree:
-        total = cls()
-        for tree in trees:
-            total.add(tree)
-        return total
-
-    def add(self, other: CallTree) -> None:
-        with gc_paused():
-            pending = [(self, other)]
-            while pending:
-                into, source = pending.pop()
-                into.value += source.value
-                for key, child in source.children.items():
-                    pending.append((into.child(key), child))
-
-
-class Tree(Protocol):
-    """What :func:`flame_of_tree` and the diffs read of a call tree: a node's samples and
-    its children by ``(function, file)``."""
-
-    @property
-    def value(self) -> int: ...
-
-    @property
-    def children(self) -> Mapping[FunctionKey, Tree]: ...
-
-
-class LazyTree:
-    """A profile's call tree made only as far as it is read.
-
-    A node keeps the stacks that pass through it until its children are first asked for;
-    then it splits them by their next frame and lets them go. Flame graphs and diffs read
-    the nodes above a small share of the samples and the children of those, a few thousand
-    of a group's few hundred thousand: the rest is never made. (A group of 125 hosts'
-    full tree took 50 MB, and a report holds one per group.)
-    """
-
-    __slots__ = ("_children", "_counts", "_depth", "_keys", "_max_depth", "_stacks", "value")
-
-    def __init__(
-        self,
-        stacks: list[Stack],
-        counts: list[int],
-        value: int,
-        depth: int,
-        max_depth: int,
-        keys: _Keys,
-    ) -> None:
-        self.value = value
-        self._stacks: list[Stack] | None = stacks
-        self._counts: list[int] | None = counts
-        self._depth = depth
-        self._max_depth = max_depth
-        self._keys = keys
-        self._children: dict[FunctionKey, LazyTree] | None = None
-
-    @classmethod
-    def of(cls, profile: StackProfile, max_depth: int = DEFAULT_MAX_DEPTH) -> LazyTree:
-        """The profile's tree; frames deeper than ``max_depth`` are cut off (their samples
-        stay in the node above), as in :meth:`CallTree.of`."""
-        stacks, counts = [], []
-        for stack, count in profile.stacks.items():
-            if stack:
-                stacks.append(stack)
-                counts.append(count)
-        return cls(stacks, counts, profile.total_samples, 0, max(max_depth, 0), _keys_for(profile))
-
-    @property
-    def children(self) -> dict[FunctionKey, LazyTree]:
-        if self._children is None:
-            self._children = self._split()
-            self._stacks = self._counts = None
-        return self._children
-
-    def _split(self) -> dict[FunctionKey, LazyTree]:
-        depth = self._depth
-        if depth >= self._max_depth or not self._stacks or not self._counts:
-            return {}
-        key_of = self._keys.__getitem__
-        parts: dict[FunctionKey, tuple[list[Stack], list[int]]] = {}
-        with gc_paused():
-            for stack, count in zip(self._stacks, self._counts, strict=True):
-                if len(stack) > depth:
-                    key = key_of(stack[depth])
-                    part = parts.get(key)
-                    if part is None:
-                        parts[key] = ([stack], [count])
-                    else:
-                        part[0].append(stack)
-                        part[1].append(count)
-            below = depth + 1
-            return {
-                key: LazyTree(stacks, counts, sum(counts), below, self._max_depth, self._keys)
-                for key, (stacks, counts) in parts.items()
-            }
-
-
-def flame_tree(
-    profile: StackProfile, min_fraction: float = 0.002, max_depth: int = DEFAULT_MAX_DEPTH
-) -> dict[str, Any]:
-    """The profile as a JSON-ready tree for a flame graph.
-
-    ``{"name", "file", "value", "children"}`` per node; the root is ``"all"`` with the
-    total. Children are merged by ``(function, file)`` and sorted by value, largest first.
-    A node smaller than ``min_fraction`` of the total is dropped (its samples stay in its
-    parent's value), and frames deeper than ``max_depth`` are cut off the same way.
-    """
-    return flame_of_tree(LazyTree.of(profile, max_depth), min_fraction)
-
-
-def flame_of_tree(tree: Tree, min_fraction: float = 0.002) -> dict[str, Any]:
-    """:func:`flame_tree` of a call tree (a profile's, or several summed)."""
-    threshold = min_fraction * tree.value
-    # Iterative, so a caller's generous max_depth cannot hit Python's recursion limit.
-    out: dict[str, Any] = {"name": "all", "file": None, "value": tree.value, "children": []}
-    pending: list[tuple[Tree, list[dict[str, Any]]]] = [(tree, out["children"])]
-    with gc_paused():
-        while pending:
-            node, into = pending.pop()
-            kept = [
-                (key, child) for key, child in node.children.items() if child.value >= threshold
-            ]
-            kept.sort(key=lambda item: (-item[1].value, item[0][0], item[0][1] or ""))
-            for (function, file), child in kept:
-                entry: dict[str, Any] = {
-                    "name": function,
-                    "file": file,
-                    "value": child.value,
-                    "children": [],
-                }
-                into.append(entry)
-                pending.append((child, entry["children"]))
-    return out
-
-
 def merge_profiles(profiles: Iterable[StackProfile]) -> StackProfile:
     """One profile summing several (several processes, files or hosts of one model)."""
     total = malformed = 0
     threads: dict[str, None] = {}
     processes: dict[str, None] = {}
+    parts: list[ThreadPart] = []
     truncated = False
     shared = None
     # Summed by identity first: the stacks of profiles parsed together are the same
@@ -664,6 +517,7 @@ def merge_profiles(profiles: Iterable[StackProfile]) -> StackProfile:
             malformed += profile.malformed_lines
             threads.update(dict.fromkeys(profile.threads))
             processes.update(dict.fromkeys(profile.processes))
+            parts.extend(profile.parts)
             truncated = truncated or profile.truncated
             shared = shared or profile._shared
         stacks: dict[tuple[Frame, ...], int] = {}
@@ -679,5 +533,17 @@ def merge_profiles(profiles: Iterable[StackProfile]) -> StackProfile:
         threads=list(threads),
         processes=list(processes),
         truncated=truncated,
+        parts=tuple(parts),
         _shared=shared,
     )
+
+
+# The call trees live in their own module (which needs the names above); their names
+# stay importable from here.
+from orchestrator.analysis import trees as _trees  # noqa: E402
+
+CallTree = _trees.CallTree
+LazyTree = _trees.LazyTree
+Tree = _trees.Tree
+flame_of_tree = _trees.flame_of_tree
+flame_tree = _trees.flame_tree

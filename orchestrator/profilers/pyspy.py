@@ -10,7 +10,13 @@ import math
 from pathlib import Path
 from typing import Any
 
-from orchestrator.analysis.stacks import flame_tree, read_folded, top_functions
+from orchestrator.analysis.breakdown import (
+    native_share,
+    process_rows,
+    sampling_rate,
+    thread_rows,
+)
+from orchestrator.analysis.stacks import StackProfile, flame_tree, read_folded, top_functions
 from orchestrator.campaign import Campaign, PySpySpec
 from orchestrator.models import HostFacts, ProfilerPlan
 from orchestrator.profilers.base import ProfileResult, ToolChoice
@@ -56,6 +62,9 @@ def _options(spec: PySpySpec, duration_s: float) -> list[str]:
         "raw",
         "--output",
         OUTPUT,
+        # Always: every sample names its thread, so the report breaks each host's time
+        # down by thread and counts sampling ticks, not thread samples.
+        "--threads",
     ]
     for flag, wanted in (
         ("--native", spec.native),
@@ -102,11 +111,11 @@ def plan(campaign: Campaign, facts: HostFacts, tool: ToolChoice | None) -> Profi
 
 
 def parse(session_dir: Path, entry: dict[str, Any], campaign: Campaign) -> ProfileResult:
-    """Folded stacks -> samples, top functions, flame graph, and how trustworthy they are.
+    """Folded stacks -> samples, top functions, flame graph, the host's time by thread,
+    process and native library, and how trustworthy all that is (docs/metrics.md).
 
-    The effective rate comes from py-spy's own count of the samples it took (the runner
-    reads it from py-spy's output), which includes idle samples the folded file leaves out;
-    without that count, from the folded samples over the time py-spy ran.
+    py-spy prints how many thread samples it kept, not how many times it sampled: the
+    rate per tick comes from the busiest thread's samples over the time py-spy sampled.
     """
     result = ProfileResult()
     spec = campaign.profilers.py_spy or PySpySpec()
@@ -129,6 +138,7 @@ def parse(session_dir: Path, entry: dict[str, Any], campaign: Campaign) -> Profi
     result.flamegraph = flame_tree(profile) if profile.total_samples else None
     result.metrics["pyspy.samples"] = float(profile.total_samples)
     result.metrics["pyspy.requested_rate_hz"] = float(spec.rate)
+    _breakdown(profile, spec, result)
     behind = _number(quality.get("behind_warnings")) or 0.0
     result.metrics["pyspy.behind_warnings"] = behind
     if behind:
@@ -138,16 +148,7 @@ def parse(session_dir: Path, entry: dict[str, Any], campaign: Campaign) -> Profi
             f"py-spy fell behind in sampling {behind:.0f} times"
             + (f" (up to {lag:.2f} s)" if lag else "")
         )
-    effective = _number(quality.get("effective_rate_hz"))
-    window = _window_s(entry)
-    if effective is None and window:
-        effective = profile.total_samples / window
-    if effective is not None:
-        result.metrics["pyspy.effective_rate_hz"] = round(effective, 2)
-        if effective < MIN_RATE_FRACTION * spec.rate:
-            result.data_quality.append(
-                f"effective rate {effective:.1f} Hz is short of the {spec.rate} Hz asked"
-            )
+    _rate(profile, spec, _sampling_window_s(entry, campaign, quality), result)
     if profile.malformed_lines:
         result.data_quality.append(f"{profile.malformed_lines} malformed lines in py-spy output")
     outputs = entry.get("outputs") or {}
@@ -155,6 +156,75 @@ def parse(session_dir: Path, entry: dict[str, Any], campaign: Campaign) -> Profi
     if truncated or profile.truncated:
         result.data_quality.append(f"py-spy output was cut at {MAX_BYTES} bytes")
     return result
+
+
+def _breakdown(profile: StackProfile, spec: PySpySpec, result: ProfileResult) -> None:
+    """The host's samples by thread, by process and by native library (report tables)."""
+    if profile.total_samples <= 0:
+        return
+    threads = thread_rows(profile)
+    if threads:
+        result.tables["pyspy.threads"] = threads
+    processes = process_rows(profile)
+    if processes:
+        result.tables["pyspy.processes"] = processes
+    if spec.native:
+        share = native_share(profile)
+        whole = profile.total_samples
+        result.metrics["pyspy.native_pct"] = round(100.0 * share.native_samples / whole, 2)
+        result.metrics["pyspy.unresolved_pct"] = round(100.0 * share.unresolved_samples / whole, 2)
+        result.tables["pyspy.native"] = share.libraries
+
+
+def _rate(
+    profile: StackProfile, spec: PySpySpec, window: float | None, result: ProfileResult
+) -> None:
+    """``pyspy.effective_rate_hz`` per sampling tick, and a note when it fell short.
+
+    Only an exact rate (idle samples kept) can show py-spy short of the rate: without
+    them a thread that slept is missing from ticks py-spy did take, and then py-spy's
+    own "behind in sampling" lines are the evidence.
+    """
+    if not window or profile.total_samples <= 0:
+        return
+    rate = sampling_rate(profile, window, idle=spec.idle, gil=spec.gil)
+    if rate is None:
+        return
+    result.metrics["pyspy.effective_rate_hz"] = round(rate.hz, 2)
+    if rate.exact and rate.hz < MIN_RATE_FRACTION * spec.rate:
+        result.data_quality.append(
+            f"effective rate {rate.hz:.1f} Hz is short of the {spec.rate} Hz asked "
+            f"({rate.ticks} samples of each thread in {window:.1f} s)"
+        )
+
+
+def _sampling_window_s(
+    entry: dict[str, Any], campaign: Campaign, quality: dict[str, Any]
+) -> float | None:
+    """The time py-spy sampled: from its start to its stop, less what went before its
+    first tick (starting, attaching: a second on a loaded board) when it ran past its own
+    ``--duration``. py-spy never skips a tick, so when it ran past because it fell
+    behind, its lag (it reports any over 1 s) is part of the window."""
+    ran = _window_s(entry)
+    if ran is None:
+        return None
+    argv = entry.get("argv")
+    duration = _option(argv if isinstance(argv, list) else [], "--duration")
+    if duration is None:
+        duration = float(max(1, math.ceil(campaign.duration_s)))
+    lag = _number(quality.get("max_lag_s")) or 0.0
+    return min(ran, duration + lag)
+
+
+def _option(argv: list[Any], name: str) -> float | None:
+    """The number after ``name`` in an argv (device data: anything else is None)."""
+    for at, arg in enumerate(argv[:-1]):
+        if arg == name:
+            try:
+                return _number(float(argv[at + 1]))
+            except (TypeError, ValueError):
+                return None
+    return None
 
 
 def _window_s(entry: dict[str, Any]) -> float | None:

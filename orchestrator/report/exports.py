@@ -7,6 +7,10 @@
   count``, thread and process pseudo-frames removed, one line per distinct stack, the
   largest first), the input of flamegraph.pl, inferno, speedscope and most other tools.
 
+With ``subprocesses: true`` and more than one process, each process is exported too: the
+speedscope file holds one more profile per process (``<pid>: <command line>``, after the
+whole host's), and ``hosts/<host>/profile.pid-<pid>.folded`` holds that process's stacks.
+
 Both are built from the host's py-spy output in ``hosts/<host>/session/``, which came
 from the device and is read as untrusted (:func:`read_folded` caps and never raises).
 """
@@ -15,18 +19,21 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from orchestrator import __version__
-from orchestrator.analysis.stacks import Frame, StackProfile, gc_paused, read_folded
+from orchestrator.analysis.breakdown import profile_of
+from orchestrator.analysis.stacks import Frame, StackProfile, ThreadPart, gc_paused, read_folded
 from orchestrator.profilers import pyspy
 from orchestrator.runs import RunDir, write_text
 
 SPEEDSCOPE_SCHEMA = "https://www.speedscope.app/file-format-schema.json"
 SPEEDSCOPE_FILE = "profile.speedscope.json"
 FOLDED_FILE = "profile.folded"
+PROCESS_FOLDED = "profile.pid-{pid}.folded"
+PROCESS_FOLDED_GLOB = "profile.pid-*.folded"
 
 
 def host_profile(run: RunDir, host: str) -> StackProfile | None:
@@ -122,36 +129,58 @@ def folded_text(profile: StackProfile, ordered: list[Row] | None = None) -> str:
     return "".join(f"{text} {count}\n" for stack, count, text in rows if stack and count > 0)
 
 
-def speedscope(
-    profile: StackProfile, name: str, ordered: list[Row] | None = None
-) -> dict[str, Any]:
-    """The profile as a speedscope file with one sampled profile; weights are sample counts
-    (unit "none"), so they sum to ``profile.total_samples``."""
-    rows = ordered if ordered is not None else _ordered(profile)
-    index = _Index()
-    position = index.__getitem__
+def _sampled(rows: list[Row], name: str, position: Callable[[Frame], int]) -> dict[str, Any]:
     with gc_paused():
         samples = [list(map(position, stack)) for stack, count, _ in rows if count > 0]
     weights = [count for _, count, _ in rows if count > 0]
-    total = sum(weights)
+    return {
+        "type": "sampled",
+        "name": name,
+        "unit": "none",
+        "startValue": 0,
+        "endValue": sum(weights),
+        "samples": samples,
+        "weights": weights,
+    }
+
+
+def speedscope(
+    profile: StackProfile,
+    name: str,
+    ordered: list[Row] | None = None,
+    processes: Sequence[tuple[str, list[Row]]] = (),
+) -> dict[str, Any]:
+    """The profile as a speedscope file: one sampled profile for the whole host, then one
+    per process (``processes``: name and ordered rows); weights are sample counts (unit
+    "none"), so the first profile's sum to ``profile.total_samples``."""
+    rows = ordered if ordered is not None else _ordered(profile)
+    index = _Index()
+    position = index.__getitem__
+    profiles = [_sampled(rows, name, position)]
+    profiles.extend(_sampled(own, own_name, position) for own_name, own in processes)
     return {
         "$schema": SPEEDSCOPE_SCHEMA,
         "name": name,
         "exporter": f"fleetprof@{__version__}",
         "activeProfileIndex": 0,
         "shared": {"frames": index.frames},
-        "profiles": [
-            {
-                "type": "sampled",
-                "name": name,
-                "unit": "none",
-                "startValue": 0,
-                "endValue": total,
-                "samples": samples,
-                "weights": weights,
-            }
-        ],
+        "profiles": profiles,
     }
+
+
+def process_profiles(profile: StackProfile) -> list[tuple[int, str, StackProfile]]:
+    """Each process of the profile (``--subprocesses``): pid, command line, its stacks;
+    none when there is only one (its profile is the host's)."""
+    by_pid: dict[int, list[ThreadPart]] = {}
+    for part in profile.parts:
+        if part.pid is not None:
+            by_pid.setdefault(part.pid, []).append(part)
+    if len(by_pid) < 2:
+        return []
+    return [
+        (pid, parts[0].command or "", profile_of(profile, parts))
+        for pid, parts in sorted(by_pid.items())
+    ]
 
 
 def write_exports(
@@ -172,16 +201,27 @@ def _write_exports(run: RunDir, profiles: Mapping[str, StackProfile | None] | No
         host_dir = run.host_dir(host)
         profile = profiles.get(host) if profiles is not None else host_profile(run, host)
         targets = (host_dir / SPEEDSCOPE_FILE, host_dir / FOLDED_FILE)
+        for stale in [*targets, *host_dir.glob(PROCESS_FOLDED_GLOB)]:
+            if stale.is_file() and not stale.is_symlink():
+                stale.unlink()
         if profile is None or profile.total_samples <= 0:
-            for stale in targets:
-                if stale.is_file() and not stale.is_symlink():
-                    stale.unlink()
             continue
         name = f"{host} ({run.path.parent.name} {run.run_id})"
         ordered = _ordered(profile, texts)
-        document = json.dumps(speedscope(profile, name, ordered), separators=(",", ":"))
+        processes = [
+            (pid, f"{pid}: {command}", _ordered(own, texts))
+            for pid, command, own in process_profiles(profile)
+        ]
+        document = json.dumps(
+            speedscope(profile, name, ordered, [(n, rows) for _, n, rows in processes]),
+            separators=(",", ":"),
+        )
         write_text(targets[0], document + "\n")
         write_text(targets[1], folded_text(profile, ordered))
-        del ordered, document
         written.extend(targets)
+        for pid, _, rows in processes:
+            path = host_dir / PROCESS_FOLDED.format(pid=pid)
+            write_text(path, folded_text(profile, rows))
+            written.append(path)
+        del ordered, document, processes
     return written

@@ -14,16 +14,19 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
-import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from orchestrator.analysis.stacks import gc_paused
 from orchestrator.report.charts import Chart, group_charts, host_charts, trend_charts
+from orchestrator.report.flames import FLAME_WIDTH as FLAME_WIDTH
+from orchestrator.report.flames import diff_flame_svg as diff_flame_svg
+from orchestrator.report.flames import flame_svg as flame_svg
+from orchestrator.report.flames import frame_colour as frame_colour
 from orchestrator.values import dicts as _dicts
 from orchestrator.values import mapping as _mapping
 from orchestrator.values import number as _number
@@ -56,16 +59,9 @@ OPEN_SECTIONS_UP_TO = 4
 # graph is about 200 KB of SVG and a host's charts 50 KB, and 500 hosts made a page of
 # 220 MB that browsers would not open. report.json keeps every host's series and tree.
 DRAWN_UP_TO = 50
+# Of a drawn host, the busiest threads and processes get a flame graph of their own each.
+PARTS_DRAWN = 8
 
-# Flame graph geometry, in SVG user units (the SVG scales to the page width).
-FLAME_WIDTH = 1200.0
-FLAME_ROW = 17.0
-FLAME_FONT = 11.0
-FLAME_CHAR = FLAME_FONT * 0.6  # monospace advance, so truncation is predictable
-FLAME_MIN_WIDTH = 0.5  # narrower rects are invisible; leaving them out keeps pages small
-# A differential frame is fully red or blue at this difference in share (or at the tree's
-# biggest, when that is larger), so a small noise-level difference stays pale.
-DIFF_FULL = 0.05
 # The hot-function matrix's cells are coloured by self %, full at the matrix's maximum.
 HEAT_RGB = (230, 85, 13)
 
@@ -135,6 +131,7 @@ def _render_html(report: Mapping[str, Any]) -> str:
         regressions=[_regression_view(r) for r in regressions],
         regression_columns=[c for c in _columns(regressions) if c not in REGRESSION_KEYS],
         trends=trend_charts(report.get("history"), _flagged(report)),
+        commands=_command_views(report.get("processes")),
         csp=Markup(CONTENT_SECURITY_POLICY),  # our constant; quotes must stay quotes
         script=Markup(_SCRIPT),
     )
@@ -236,6 +233,10 @@ class HostView:
     charts: list[Chart]
     diff_svg: Markup | None
     undrawn: bool = False  # the host has charts or a flame graph the page leaves out
+    # py-spy's breakdown of the host's samples (tables pyspy.threads / .processes / .native)
+    threads: list[dict[str, Any]] = field(default_factory=list)
+    processes: list[dict[str, Any]] = field(default_factory=list)
+    native: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _group_name(item: Mapping[str, Any]) -> str:
@@ -300,7 +301,64 @@ def _host_view(
             (isinstance(flame, Mapping) and bool(flame.get("value")))
             or bool(_mapping(host.get("series")))
         ),
+        **_breakdown_views(_mapping(host.get("tables")), drawn),
     )
+
+
+def _part_row(row: Mapping[str, Any], drawn: bool, rank: int) -> dict[str, Any]:
+    """A thread's or process's row; its flame graph drawn for the busiest ones."""
+    flame = row.get("flamegraph")
+    tops = _dicts(row.get("top_functions"))
+    threads = [str(t) for t in _list(row.get("threads"))]
+    return {
+        "pid": row.get("pid"),
+        "parent_pid": row.get("parent_pid"),
+        "tid": _text(row.get("tid")),
+        "name": _text(row.get("name")),
+        "command": _text(row.get("command")),
+        "samples": row.get("samples"),
+        "share_pct": row.get("share_pct"),
+        "share_bar": _bar(row.get("share_pct")),
+        "threads": ", ".join(threads),
+        "top_function": _text(tops[0].get("function")) if tops else None,
+        "flame_svg": (
+            flame_svg(flame)
+            if drawn and rank < PARTS_DRAWN and isinstance(flame, Mapping)
+            else None
+        ),
+    }
+
+
+def _breakdown_views(tables: Mapping[str, Any], drawn: bool) -> dict[str, Any]:
+    native = [
+        {
+            "library": str(r.get("library", "?")),
+            "self_pct": r.get("self_pct"),
+            "self_bar": _bar(r.get("self_pct")),
+            "unresolved_pct": r.get("unresolved_pct"),
+        }
+        for r in _dicts(tables.get("pyspy.native"))
+    ]
+    return {
+        "threads": [
+            _part_row(r, drawn, i) for i, r in enumerate(_dicts(tables.get("pyspy.threads")))
+        ],
+        "processes": [
+            _part_row(r, drawn, i) for i, r in enumerate(_dicts(tables.get("pyspy.processes")))
+        ],
+        "native": native,
+    }
+
+
+def _command_views(rows: Any) -> list[dict[str, Any]]:
+    """report.json ``processes``: the fleet's processes merged by command line."""
+    views = []
+    for i, row in enumerate(_dicts(rows)):
+        view = _part_row(row, True, i)
+        view["hosts"] = ", ".join(str(h) for h in _list(row.get("hosts")))
+        view["count"] = row.get("processes")
+        views.append(view)
+    return views
 
 
 def _group_view(
@@ -558,155 +616,3 @@ def _columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     for row in rows:
         columns.update(dict.fromkeys(str(k) for k in row))
     return list(columns)
-
-
-# -- flame graph ----------------------------------------------------------------------
-
-
-def frame_colour(function: str) -> str:
-    """A warm colour that depends only on the name, so a function looks the same on
-    every host and in every run (``hash()`` is salted per process; crc32 is not)."""
-    digest = zlib.crc32(function.encode("utf-8", errors="replace"))
-    v1, v2, v3 = digest & 0xFF, (digest >> 8) & 0xFF, (digest >> 16) & 0xFF
-    red = 205 + v1 * 50 // 255
-    green = v2 * 190 // 255
-    blue = v3 * 55 // 255
-    return f"rgb({red},{green},{blue})"
-
-
-def _fit(label: str, width: float) -> str:
-    chars = int((width - 6) / FLAME_CHAR)
-    if chars < 3:
-        return ""
-    return label if len(label) <= chars else label[: chars - 1] + "…"
-
-
-def flame_svg(tree: Mapping[str, Any]) -> Markup | None:
-    """An icicle graph (root on top) of a ``flame_tree`` dict as inline SVG markup.
-
-    Width is proportional to samples, one row per stack depth. Each frame has a
-    ``<title>`` tooltip: "function (file) — N samples, X%". None when there are no samples.
-    """
-    total = _number(tree.get("value"))
-    if not total or total <= 0:
-        return None
-    scale = FLAME_WIDTH / total
-    parts: list[str] = []
-    depth_seen = 0
-    # (node, x, depth); explicit stack so a deep tree cannot hit the recursion limit
-    pending: list[tuple[Mapping[str, Any], float, int]] = [(tree, 0.0, 0)]
-    while pending:
-        node, x, depth = pending.pop()
-        value = _number(node.get("value")) or 0.0
-        width = value * scale
-        if width < FLAME_MIN_WIDTH:
-            continue
-        depth_seen = max(depth_seen, depth)
-        name = str(node.get("name", ""))
-        file = node.get("file")
-        is_root = depth == 0
-        label = name if file is None else f"{name} ({file})"
-        samples = int(value) if value.is_integer() else value
-        tooltip = f"{label} — {samples:,} samples, {100.0 * value / total:.2f}%"
-        fill = "rgb(200,200,200)" if is_root else frame_colour(name)
-        y = depth * FLAME_ROW
-        parts.append(
-            f'<g><title>{escape(tooltip)}</title><rect x="{x:.2f}" y="{y:.2f}" '
-            f'width="{width:.2f}" height="{FLAME_ROW - 1:.0f}" fill="{fill}" rx="2"/>'
-        )
-        text = _fit(name, width)
-        if text:
-            parts.append(f'<text x="{x + 3:.2f}" y="{y + FLAME_ROW - 5:.2f}">{escape(text)}</text>')
-        parts.append("</g>")
-        child_x = x
-        children = node.get("children")
-        for child in children if isinstance(children, list) else []:
-            if isinstance(child, Mapping):
-                pending.append((child, child_x, depth + 1))
-                child_x += (_number(child.get("value")) or 0.0) * scale
-    height = (depth_seen + 1) * FLAME_ROW
-    head = (
-        f'<svg class="flame" role="img" '
-        f'viewBox="0 0 {FLAME_WIDTH:.0f} {height:.0f}" width="100%" '
-        f'font-family="monospace" font-size="{FLAME_FONT:.0f}">'
-    )
-    # Every device string above went through escape(); the rest are our numbers.
-    return Markup(head + "".join(parts) + "</svg>")
-
-
-# -- differential flame graph -----------------------------------------------------------
-
-
-def diff_colour(delta: float, full: float) -> str:
-    """Red where side a has more, blue where it has less; paler for a smaller difference."""
-    strength = min(abs(delta) / full, 1.0) if full > 0 else 0.0
-    base = (236, 236, 236)
-    target = (214, 39, 40) if delta > 0 else (31, 100, 200)
-    red, green, blue = (round(c + (t - c) * strength) for c, t in zip(base, target, strict=True))
-    return f"rgb({red},{green},{blue})"
-
-
-def _share(node: Mapping[str, Any], key: str) -> float:
-    number = _number(node.get(key))
-    return max(number, 0.0) if number is not None else 0.0
-
-
-def diff_flame_svg(tree: Mapping[str, Any], a_label: str, b_label: str) -> Markup | None:
-    """A differential icicle graph of a diff tree (nodes with ``a`` and ``b`` shares).
-
-    A frame is as wide as the larger of its two shares (children that would overflow their
-    parent are squeezed to fit), red where ``a`` has more, blue where it has less, with
-    both shares in its tooltip. None when both sides are empty.
-    """
-    root_width = max(_share(tree, "a"), _share(tree, "b"))
-    if root_width <= 0:
-        return None
-    scale = FLAME_WIDTH / root_width
-    biggest = 0.0
-    pending_scan: list[Mapping[str, Any]] = [tree]
-    while pending_scan:
-        node = pending_scan.pop()
-        biggest = max(biggest, abs(_share(node, "a") - _share(node, "b")))
-        pending_scan.extend(c for c in _list(node.get("children")) if isinstance(c, Mapping))
-    full = max(DIFF_FULL, biggest)
-    parts: list[str] = []
-    depth_seen = 0
-    # (node, x, width, depth)
-    pending: list[tuple[Mapping[str, Any], float, float, int]] = [(tree, 0.0, FLAME_WIDTH, 0)]
-    while pending:
-        node, x, width, depth = pending.pop()
-        if width < FLAME_MIN_WIDTH:
-            continue
-        depth_seen = max(depth_seen, depth)
-        a, b = _share(node, "a"), _share(node, "b")
-        name = str(node.get("name", ""))
-        file = node.get("file")
-        label = name if file is None else f"{name} ({file})"
-        tooltip = (
-            f"{label} — {a_label}: {100 * a:.2f}%, {b_label}: {100 * b:.2f}% "
-            f"({100 * (a - b):+.2f} points)"
-        )
-        y = depth * FLAME_ROW
-        parts.append(
-            f'<g><title>{escape(tooltip)}</title><rect x="{x:.2f}" y="{y:.2f}" '
-            f'width="{width:.2f}" height="{FLAME_ROW - 1:.0f}" '
-            f'fill="{diff_colour(a - b, full)}" rx="2"/>'
-        )
-        text = _fit(name, width)
-        if text:
-            parts.append(f'<text x="{x + 3:.2f}" y="{y + FLAME_ROW - 5:.2f}">{escape(text)}</text>')
-        parts.append("</g>")
-        children = [c for c in _list(node.get("children")) if isinstance(c, Mapping)]
-        widths = [max(_share(c, "a"), _share(c, "b")) * scale for c in children]
-        squeeze = min(1.0, width / sum(widths)) if sum(widths) > 0 else 1.0
-        child_x = x
-        for child, child_width in zip(children, widths, strict=True):
-            pending.append((child, child_x, child_width * squeeze, depth + 1))
-            child_x += child_width * squeeze
-    height = (depth_seen + 1) * FLAME_ROW
-    head = (
-        f'<svg class="flame diff" role="img" '
-        f'viewBox="0 0 {FLAME_WIDTH:.0f} {height:.0f}" width="100%" '
-        f'font-family="monospace" font-size="{FLAME_FONT:.0f}">'
-    )
-    return Markup(head + "".join(parts) + "</svg>")

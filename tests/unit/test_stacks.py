@@ -40,10 +40,15 @@ def _functions(profile: StackProfile) -> set[str]:
     return {frame.function for frames in profile.stacks for frame in frames}
 
 
-def test_both_folded_fixtures_are_there() -> None:
+def test_every_folded_fixture_is_there() -> None:
     assert {p.name for p in FOLDED} == {
         "io-writer.folded.txt",
         "cpu-two-stages.threads-idle.folded.txt",
+        "zlib-native.threads.folded.txt",
+        "named-threads.threads.folded.txt",
+        "named-threads.threads-idle.folded.txt",
+        "named-threads.behind-0.1core.folded.txt",
+        "process-tree.subprocesses.folded.txt",
     }
 
 
@@ -100,6 +105,70 @@ def test_process_and_unnamed_thread_frames() -> None:
     assert profile.threads == ["0x7F3A2C1B8740", "pool-1"]
     assert _functions(profile) == {"run"}
     assert profile.total_samples == 7
+    # The sampled thread belongs to the innermost process; the one before is its parent.
+    worker, pool = profile.parts
+    assert (worker.pid, worker.parent_pid, worker.command) == (42, 41, "python3 worker.py")
+    assert (worker.tid, worker.name, worker.samples) == ("0x7F3A2C1B8740", None, 5)
+    assert (pool.pid, pool.tid, pool.name, pool.samples) == (None, "901", "pool-1", 2)
+    assert sum(pool.stacks.values()) == 2
+
+
+def test_a_profile_without_pseudo_frames_has_no_parts() -> None:
+    profile = read_folded(FIXTURES / "io-writer.folded.txt")
+    assert profile.parts == ()
+
+
+def test_one_thread_shares_the_profile_stacks() -> None:
+    profile = read_folded(FIXTURES / "cpu-two-stages.threads-idle.folded.txt")
+    [part] = profile.parts
+    assert part.stacks is profile.stacks
+    assert part.samples == profile.total_samples
+
+
+def test_unresolved_native_addresses_fold_into_one_frame_per_library() -> None:
+    profile = parse_folded(
+        "main (a.py:1);deflate (libz.so.1);0x7f01 (libz.so.1);0x7f02 (libz.so.1) 3\n"
+        "main (a.py:1);deflate (libz.so.1);0x7f03 (libz.so.1) 2\n"
+        "main (a.py:1);0x9 (/usr/lib/libfoo.so);0xa (libz.so.1);0x5 (?) 1\n"
+    )
+    unresolved = Frame("libz.so.1 (unresolved)", None, None)
+    deflate = Frame("deflate", "libz.so.1", None)
+    main = Frame("main", "a.py", 1)
+    assert profile.stacks == {
+        (main, deflate, unresolved): 5,
+        (
+            main,
+            Frame("libfoo.so (unresolved)", None, None),
+            unresolved,
+            Frame("[unknown] (unresolved)", None, None),
+        ): 1,
+    }
+    stats = {s.function: s.self_samples for s in top_functions(profile)}
+    assert stats["libz.so.1 (unresolved)"] == 5
+    # The folded frame reads back as itself (exports are folded text too).
+    assert parse_frame("libz.so.1 (unresolved)") == unresolved
+
+
+@pytest.mark.parametrize(
+    ("function", "file", "kind"),
+    [
+        ("decode", "work.py", "python"),
+        ("<module>", "<frozen runpy>", "python"),
+        ("deflate", "libz.so.1.2.13", "native"),
+        ("zlib_compress_impl", "zlibmodule.c", "native"),
+        ("libz.so.1 (unresolved)", None, "native"),
+        ("decode", None, "python"),
+        ("<module>", "/usr/bin/gunicorn", "python"),
+    ],
+)
+def test_frame_kind(function: str, file: str | None, kind: str) -> None:
+    from orchestrator.analysis.native import frame_kind, library_of
+
+    assert frame_kind(function, file) == kind
+    if kind == "native" and file != "zlibmodule.c":  # a binary: the library
+        assert library_of(function, file) == "libz.so.1"
+    else:
+        assert library_of(function, file) is None
 
 
 @pytest.mark.parametrize(

@@ -2799,11 +2799,15 @@ def sampling_quality(paths: List[str], argv: List[str], ran_s: Optional[float]
                      ) -> Dict[str, Any]:
     """py-spy's own words about how well it sampled (it prints them on stdout).
 
-    "1.23s behind in sampling" lines are counted (with the largest lag), and the final
-    "Samples: N Errors: M" gives the effective rate over the time the profiler ran.
+    "1.23s behind in sampling" lines are counted (with the largest lag); the final
+    "Samples: N Errors: M" is kept as said. N counts thread samples (one per kept thread
+    per tick), not ticks, so it is no sampling rate: the controller counts ticks from the
+    folded stacks' thread frames. "Stopped sampling because process exited" says the
+    target ended while py-spy sampled it.
     """
     behind = 0
     max_lag = 0.0
+    exited = False
     samples = errors = None  # type: Optional[int]
     for line in _lines(paths):
         match = BEHIND_RE.search(line)
@@ -2813,12 +2817,15 @@ def sampling_quality(paths: List[str], argv: List[str], ran_s: Optional[float]
         match = SAMPLES_RE.search(line)
         if match:
             samples, errors = int(match.group(1)), int(match.group(2))
+        exited = exited or "Stopped sampling because process exited" in line
     quality = {"behind_warnings": behind,
                "max_lag_s": round(max_lag, 3) if behind else None}  # type: Dict[str, Any]
     if samples is not None:
         quality["samples"], quality["errors"] = samples, errors
-        if ran_s:
-            quality["effective_rate_hz"] = round(samples / ran_s, 2)
+    if exited:
+        quality["target_exited"] = True
+    if ran_s:
+        quality["ran_s"] = round(ran_s, 3)
     rate = _option_value(argv, ("--rate", "-r"))
     if rate is not None:
         quality["requested_rate_hz"] = rate

@@ -46,6 +46,7 @@ from typing import Any, NamedTuple
 
 from orchestrator.analysis.counts import StackCounts as StackCounts
 from orchestrator.analysis.native import fold_unresolved
+from orchestrator.values import visible
 
 MAX_LINE_CHARS = 1 << 20
 """A longer line is not a stack any profiler would write; it is counted as malformed."""
@@ -264,7 +265,7 @@ def _shared() -> _Shared:
 def parse_folded(text: str) -> StackProfile:
     """Parse folded-stack text. Never raises on bad content; see the module docstring."""
     with gc_paused():
-        return _Builder().feed_lines(text.split("\n")).build()
+        return _Builder().feed_lines(visible(text.replace("\r\n", "\n")).split("\n")).build()
 
 
 def read_folded(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> StackProfile:
@@ -283,7 +284,10 @@ def read_folded(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> StackProfile:
             last_newline = data.rfind(b"\n")
             data = data[: last_newline + 1] if last_newline >= 0 else b""
             builder.malformed += 1
-        builder.feed_lines(data.decode("utf-8", errors="replace").split("\n"))
+        # Frame names come from the device: control characters made visible here reach
+        # no flame graph, table, export or terminal raw (docs/security.md).
+        text = data.decode("utf-8", errors="replace").replace("\r\n", "\n")
+        builder.feed_lines(visible(text).split("\n"))
         return builder.build(truncated=truncated)
 
 

@@ -347,3 +347,12 @@ def test_merge_profiles_sums() -> None:
     for frames, count in cpu.stacks.items():
         assert merged.stacks[frames] == count
     assert merge_profiles([]) == StackProfile({}, 0, 0, [])
+
+
+def test_control_characters_in_frame_names_are_made_visible() -> None:
+    """A device's frame names reach flame graphs, tables, exports and the terminal: an ESC
+    or BEL in them must never arrive raw (docs/security.md)."""
+    profile = parse_folded("main (a.py:1);evil\x1b[2J\x07 (b\x9b.py:2) 5\n")
+    [stack] = list(profile.stacks)
+    assert [frame.function for frame in stack] == ["main", "evil␛[2J␇"]
+    assert stack[-1].file == "b\ufffd.py"

@@ -153,11 +153,12 @@ PLAN_SCHEMA = "fleetprof.plan/1"
 MANIFEST_SCHEMA = "fleetprof.manifest/1"
 RUNNER_VERSION = "1"
 
-WARMUP_S = 1.0  # launch (or resolve) the target this long before T0
+WARMUP_S = 1.0  # resolve an attach target this long before T0 (a launch target starts at T0)
 SIGINT_AFTER_S = 2.0  # profilers still running this long after the deadline get SIGINT
 TARGET_STOP_WAIT_S = 3.0  # SIGTERM -> SIGKILL when stopping a launched target
 ABORT_WAIT_S = 3.0  # once the runner is told to stop: how long profilers get to write
 END_TOLERANCE_S = 0.5  # a target ending this close to the deadline did not end early
+TARGET_END_WAIT_S = 2.0  # a launched target ended: how long profilers get to stop by themselves
 LAUNCHED_CHILD_WAIT_S = 2.0  # via_profiler: how long to look for the target it started
 WINDOW_POLL_S = 0.1
 STOP_POLL_S = 0.05
@@ -1069,10 +1070,13 @@ class Child:
 class Target:
     """The process being profiled: found (attach), started by the runner, or by a profiler.
 
-    In attach mode it is never signalled. A launched target is stopped at the deadline, or
-    once every profiler has stopped if that is sooner: SIGTERM to its process group, SIGKILL
-    3 s later. One a profiler launched shares that profiler's process group, so it alone
-    gets SIGTERM, and the profiler sees it exit and writes its output.
+    In attach mode it is never signalled. A launched target starts at T0, in the same
+    instant as the profilers (py-spy attaches to it with --pid; the runner stays its parent
+    and knows its exit code); it is stopped at the deadline, or once every profiler has
+    stopped if that is sooner: SIGTERM to its process group, SIGKILL 3 s later. One a
+    profiler launched (via_profiler: nsys, ncu, py-spy where attaching is not allowed)
+    shares that profiler's process group, so it alone gets SIGTERM, and the profiler sees
+    it exit and writes its output; its exit code is unknown to the runner.
     """
 
     def __init__(self, spec: Dict[str, Any], log: RunnerLog) -> None:
@@ -1168,6 +1172,12 @@ class Target:
         return (self.exited_at is not None and not self.stopped_by_runner
                 and self.exited_at < deadline - END_TOLERANCE_S)
 
+    def finished(self) -> bool:
+        """A launched program that ended by itself, not failing: exit code 0, or unknown
+        (a profiler launched it). Its end is the end of a complete measurement."""
+        return (self.mode == "launch" and self.exited_at is not None
+                and not self.stopped_by_runner and self.exit_code in (0, None))
+
     def entry(self, clock: Clock, workdir: str) -> Dict[str, Any]:
         entry = {
             "mode": self.mode,
@@ -1178,6 +1188,8 @@ class Target:
             "exited_at_controller": clock.controller(self.exited_at),
             "exited_early": self.ended_early(clock.deadline),
             "stopped_by_runner": self.stopped_by_runner,
+            "ended_by_itself": self.exited_at is not None and not self.stopped_by_runner,
+            "exit_code_known": self.child is not None and self.exit_code is not None,
         }  # type: Dict[str, Any]
         if self.mode == "attach":
             entry["selector"] = dict((k, self.spec[k]) for k in ("process", "pid", "pidfile")
@@ -1519,6 +1531,7 @@ class ProfilerRun:
         self.discarded = []  # type: List[str]
         self.tool_check = None  # type: Optional[Dict[str, Any]]  # the plan's tool_sha256
         self.cut_short = None  # type: Optional[str]  # stopped early by the runner: why
+        self.ended_with_target = False  # still running when the launched program ended
 
     @property
     def planned(self) -> bool:
@@ -1707,8 +1720,9 @@ class ProfilerRun:
         if self.cut_short:
             problems.append(self.cut_short)
         ending = self._ending(entry["signals_sent"])
-        if ending:
-            problems.append(ending)
+        if ending and not (self.ended_with_target and self.child.exit_code in (
+                -signal.SIGINT, -signal.SIGTERM, 130, 143)):
+            problems.append(ending)  # not when told to stop because the program had ended
         if self.spec.get("post_argv"):
             entry["post"] = self.post
             entry["discarded"] = self.discarded
@@ -2295,6 +2309,11 @@ class Session:
         self.abort = None  # type: Optional[Tuple[str, float]]  # (signal, when) told to stop
         self.watchdog_fired_at = None  # type: Optional[float]
         self.late_by_s = None  # type: Optional[float]
+        # When and why the measurement ended: "deadline", "target finished" (a launched
+        # program ended by itself, code 0 or unknown), "target failed", "target exited"
+        # (attach), "profilers stopped", "probe finished", "disk floor", "stopped by SIG...".
+        self.window_end = None  # type: Optional[Tuple[float, str]]
+        self.launcher = None  # type: Optional[ProfilerRun]  # via_profiler: the one that started it
         self.started_at = None  # type: Optional[float]
         self.stopped_at = None  # type: Optional[float]
         self.stopped = False
@@ -2395,8 +2414,6 @@ class Session:
                 target.resolve()
                 if not self._lock_target():
                     return
-            elif target.mode == "launch" and not target.via_profiler:
-                target.launch(self._spawn, self.workdir)
         except TargetError as exc:
             self._fail(str(exc))
             return
@@ -2406,12 +2423,19 @@ class Session:
         self.late_by_s = round(max(0.0, time.time() - clock.t0), 3)
         if self.late_by_s > 0.05:
             self.log("late: starting %.3f s after T0" % self.late_by_s)
-        if target.check():
+        if not self._enough_disk():
+            return
+        if target.mode == "launch" and not target.via_profiler:
+            # At T0, the profilers right after it: the profile starts with the program.
+            try:
+                target.launch(self._spawn, self.workdir)
+            except TargetError as exc:
+                self._fail(str(exc))
+                return
+        elif target.check():
             code = target.exit_code
             self._fail("target pid %s exited before T0%s"
                        % (target.pid, " with code %d" % code if code is not None else ""))
-            return
-        if not self._enough_disk():
             return
         self._start_profilers()
         if self.probe is not None and self.failure is None:
@@ -2424,6 +2448,10 @@ class Session:
                 self.children = [c for c in self.children if c not in self.probe.children]
         if any(p.started for p in self.profilers):
             self._watch_window()
+        elif self.probe is not None and self.failure is None:
+            now = time.time()
+            self.window_end = (min(now, clock.deadline),
+                               "deadline" if now >= clock.deadline else "probe finished")
 
     def _fail(self, reason: str) -> None:
         self.failure = reason
@@ -2518,6 +2546,7 @@ class Session:
                 self._fail("via_profiler is set but no planned profiler has a launch_argv")
                 return
             launcher.argv = list(launcher.spec["launch_argv"])
+            self.launcher = launcher
             launcher.start(self._spawn, self.workdir, None, self.log, self.hashes)
             if launcher.child is not None:
                 self.target.adopt_child_of(launcher.child, launcher.name)
@@ -2533,20 +2562,38 @@ class Session:
     def _watch_window(self) -> None:
         self.log("window: profiling until the deadline")
         disk_at = time.time() + DISK_CHECK_S
+        target = self.target
         while self.abort is None:
             now = time.time()
             if now >= self.clock.deadline:
+                self.window_end = (self.clock.deadline, "deadline")
                 break
             if now >= disk_at:
                 disk_at = now + DISK_CHECK_S
                 if self._check_disk_in_window():
+                    self.window_end = (now, "disk floor")
                     break
-            self.target.check()
+            if target.check() and target.mode == "launch" and target.exited_at is not None:
+                # The program is the measurement: its end ends the window, complete when
+                # it ended by itself without failing.
+                ended = target.exited_at
+                why = "target finished" if target.finished() else "target failed"
+                self.window_end = (ended, why)
+                self.log("window: %s at %s" % (why, self.clock.since_t0(ended)))
+                for prof in self.profilers:
+                    if prof is not self.launcher and prof.active():
+                        prof.ended_with_target = True
+                break
             if not any(p.active() for p in self.profilers):
                 self.log("window: every profiler stopped before the deadline")
+                gone = target.exited_at
+                self.window_end = ((gone, "target exited") if gone is not None
+                                   else (now, "profilers stopped"))
                 break
             time.sleep(min(WINDOW_POLL_S, max(0.0, self.clock.deadline - now)))
-        self.target.check()
+        if self.window_end is None and self.abort is not None:
+            self.window_end = (self.abort[1], "stopped by " + self.abort[0])
+        target.check()
 
     def stop_everything(self) -> None:
         """Stop the launched target and the profilers; nothing is left at deadline + grace.
@@ -2566,6 +2613,8 @@ class Session:
         stop_from = time.time()
         if self.children:
             self.log("stop: stopping what the runner started")
+        ended = self.window_end[0] if self.window_end and self.window_end[1].startswith(
+            "target ") and self.target.mode == "launch" else None
         while True:
             now = time.time()
             kill_at = clock.hard_deadline
@@ -2576,9 +2625,17 @@ class Session:
             self.target.check()
             busy = self.target.stop_step(now, stop_from, kill_at)
             for prof in self.profilers:
-                if prof.child is not None:
-                    busy = prof.child.stop_step(now, signal.SIGINT, sigint_at, kill_at,
-                                                group_first=False) or busy
+                if prof.child is None:
+                    continue
+                first_at, last_at = sigint_at, kill_at
+                if ended is not None and prof is not self.launcher:
+                    # The launched program ended: py-spy --pid stops by itself; a
+                    # system-wide sampler is told to. The launcher (nsys writing its
+                    # report) keeps the deadline's schedule.
+                    first_at = min(first_at, ended + TARGET_END_WAIT_S)
+                    last_at = min(last_at, first_at + ABORT_WAIT_S)
+                busy = prof.child.stop_step(now, signal.SIGINT, first_at, last_at,
+                                            group_first=False) or busy
             if not busy:
                 break
             if now >= kill_at + 2.0:
@@ -2623,7 +2680,8 @@ class Session:
             reasons.append("runner stopped by %s at %s"
                            % (self.abort[0], self.clock.since_t0(self.abort[1])))
         target = self.target
-        if target.exited_at is not None and target.ended_early(self.clock.deadline):
+        if (target.exited_at is not None and target.ended_early(self.clock.deadline)
+                and not target.finished()):
             reasons.append("target exited at %s%s" % (
                 self.clock.since_t0(target.exited_at),
                 " with code %d" % target.exit_code if target.exit_code is not None else ""))
@@ -2655,6 +2713,11 @@ class Session:
             "stopped_at_device": self.stopped_at,
             "stopped_at_controller": clock.controller(self.stopped_at),
             "late_by_s": self.late_by_s,
+            "window": {
+                "started_at_device": self.started_at,
+                "ended_at_device": self.window_end[0] if self.window_end else None,
+                "ended_by": self.window_end[1] if self.window_end else None,
+            },
             "target": self.target.entry(clock, self.workdir),
             "profilers": profilers,
             "locks": {"host": self.host_lock, "target": self.target_lock_path},

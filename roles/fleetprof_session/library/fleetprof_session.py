@@ -1850,6 +1850,8 @@ MAX_THERMAL_ZONES = 32
 MAX_CPUFREQ_CPUS = 256
 SAMPLER_JOIN_S = 2.0
 ZONE_NAME_RE = re.compile(r"[^A-Za-z0-9_.-]+")
+MAX_TREE_PROCS = 64  # the target's descendants followed per sample (3 open files each)
+CMDLINE_CHARS = 300
 
 
 def _clock_ticks() -> int:
@@ -1979,6 +1981,110 @@ def read_target_stat(text: Optional[str]) -> Optional[Tuple[str, int, int]]:
     return rest[0], utime + stime, threads
 
 
+def read_member_stat(text: Optional[str]) -> Optional[Tuple[str, int, int, int, int]]:
+    """(state, ppid, starttime, own ticks, reaped children's ticks) from /proc/PID/stat."""
+    if not text or ")" not in text:
+        return None
+    rest = text[text.rindex(")") + 2:].split()
+    values = [_int(v) for v in (rest[1:2] + rest[11:15] + rest[19:20])] if len(rest) > 19 else []
+    if len(values) != 6 or any(v is None for v in values):
+        return None
+    ppid, utime, stime, cutime, cstime, start = [int(v or 0) for v in values]
+    return rest[0], ppid, start, utime + stime, cutime + cstime
+
+
+class ProcessTree:
+    """The target and its descendants, found again at every sample: each one's RSS, PSS
+    and CPU, and their totals. Children come from /proc/PID/task/TID/children where the
+    kernel has it (CONFIG_PROC_CHILDREN), else from every process's ppid in /proc/*/stat.
+
+    The CPU total is a counter: each member's own time plus the time of the children it
+    reaped (cutime + cstime), so a child that ends and is reaped moves its time into its
+    parent's and the total never drops (a zombie still counts its final time).
+    """
+
+    def __init__(self, root: int) -> None:
+        self.root = root
+        self.members = {}  # type: Dict[int, Tuple[TargetFiles, int]]  # pid -> (files, start)
+        self.children_files = os.path.exists("%s/%d/task/%d/children" % (PROC_ROOT, root, root))
+        self.overflow = False  # more descendants than MAX_TREE_PROCS: the rest not counted
+
+    def close(self) -> None:
+        for files, _ in self.members.values():
+            files.close()
+        self.members = {}
+
+    def _kids(self, pid: int, by_parent: Optional[Dict[int, List[int]]]) -> List[int]:
+        if by_parent is not None:
+            return by_parent.get(pid, [])
+        kids = []  # type: List[int]
+        try:
+            tids = os.listdir("%s/%d/task" % (PROC_ROOT, pid))
+        except OSError:
+            return kids
+        for tid in tids:
+            kids.extend(_int(v) or 0 for v in (read_once(
+                "%s/%d/task/%s/children" % (PROC_ROOT, pid, tid)) or "").split())
+        return [k for k in kids if k > 0]
+
+    def _by_parent(self) -> Dict[int, List[int]]:
+        found = {}  # type: Dict[int, List[int]]
+        for name in os.listdir(PROC_ROOT):
+            if name.isdigit():
+                info = read_member_stat(read_once("%s/%s/stat" % (PROC_ROOT, name)))
+                if info is not None:
+                    found.setdefault(info[1], []).append(int(name))
+        return found
+
+    def sample(self, root: Dict[str, Any]) -> Dict[str, Any]:
+        """One sample of the whole tree; the root's memory as the target record read it."""
+        by_parent = None if self.children_files else self._by_parent()
+        order, queue, new = [], [self.root], []  # type: List[int], List[int], List[Any]
+        while queue and len(order) < MAX_TREE_PROCS:
+            pid = queue.pop(0)
+            if pid in order:
+                continue
+            order.append(pid)
+            queue.extend(self._kids(pid, by_parent))
+        self.overflow = self.overflow or bool(queue)
+        for pid in [p for p in self.members if p not in order]:
+            self.members.pop(pid)[0].close()
+        totals = {"rss_kb": 0, "pss_kb": 0, "swap_kb": 0}  # type: Dict[str, Any]
+        ticks, rows = 0, []  # type: int, List[List[Any]]
+        for pid in order:
+            files = self.members[pid][0] if pid in self.members else TargetFiles(pid, False)
+            info = read_member_stat(files.stat.read())
+            if info is None or (pid in self.members and info[2] != self.members[pid][1]):
+                files.close()  # gone (or another process under a reused pid)
+                self.members.pop(pid, None)
+                continue
+            if pid not in self.members:
+                self.members[pid] = (files, info[2])
+                new.append({"pid": pid, "ppid": info[1], "start": info[2],
+                            "cmd": shorten(" ".join(read_cmdline(pid) or []), CMDLINE_CHARS)})
+            ticks += info[3] + info[4]
+            if pid == self.root:
+                mem, pss = {"VmRSS": root.get("rss_kb"), "VmSwap": root.get("swap_kb")}, \
+                    root.get("pss_kb")
+            else:
+                mem = parse_kv_kb(files.status.read(), ("VmRSS", "VmSwap"))
+                pss = (None if info[0] in ("Z", "X")
+                       else parse_kv_kb(files.smaps.read(), ("Pss",))["Pss"])
+            for key, value in (("rss_kb", mem["VmRSS"]), ("swap_kb", mem["VmSwap"]),
+                               ("pss_kb", pss)):
+                if value is not None and totals[key] is not None:
+                    totals[key] += value
+                elif key == "pss_kb" and info[0] not in ("Z", "X"):
+                    totals[key] = None  # a member's PSS is unreadable: no honest total
+            rows.append([pid, mem["VmRSS"], pss, round(info[3] / float(CLK_TCK), 2)])
+        totals.update(procs=len(rows), cpu_s=round(ticks / float(CLK_TCK), 3), members=rows)
+        if new:
+            totals["new"] = new
+        if self.overflow:
+            totals["overflow"] = True
+        return totals
+
+
 def status_gone(status: Optional[str]) -> bool:
     for line in (status or "").splitlines():
         if line.startswith("State:"):
@@ -2055,6 +2161,7 @@ class Sampler:
         self.final_sample = True  # stop() takes one last sample, unless told not to write
         self.thread = None  # type: Optional[threading.Thread]
         self.target = None  # type: Optional[TargetFiles]
+        self.tree = None  # type: Optional[ProcessTree]
         self.prev_cpu = {}  # type: Dict[str, Tuple[int, int]]
         self.prev_target = None  # type: Optional[Tuple[float, int]]
         self.proc_stat = ProcFile(PROC_ROOT + "/stat")
@@ -2104,6 +2211,8 @@ class Sampler:
                 source.close()
             if self.target is not None:
                 self.target.close()
+            if self.tree is not None:
+                self.tree.close()
             if started_cpu is not None:
                 self.cpu_s = round(time.thread_time() - started_cpu, 4)
             self.stopped_at = time.time()
@@ -2111,6 +2220,7 @@ class Sampler:
     def _open_sources(self) -> None:
         if self.pid is not None:
             self.target = TargetFiles(self.pid, with_io=self.kind == "system")
+            self.tree = ProcessTree(self.pid)
         if self.kind == "system":
             self.zones = thermal_zones()
             self.cores = cpufreq_cores()
@@ -2176,6 +2286,8 @@ class Sampler:
             if target is None:
                 return None
             record["target"] = target
+            if self.tree is not None:
+                record["tree"] = self.tree.sample(target)
         elif self.kind == "memory":
             return None  # nothing to watch
         return record
@@ -2264,7 +2376,10 @@ class Sampler:
                 "dropped": self.dropped, "sampler_cpu_s": self.cpu_s,
                 "ran_s": round(max(0.0, ran), 3), "ended": self.ended,
                 "target_pid": self.pid, "unreadable": list(self.unreadable),
-                "clk_tck": CLK_TCK}
+                "clk_tck": CLK_TCK,
+                "tree": None if self.tree is None else {
+                    "children_files": self.tree.children_files,
+                    "overflow": self.tree.overflow, "max_procs": MAX_TREE_PROCS}}
 
 
 # =========================================================================== session

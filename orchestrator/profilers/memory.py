@@ -2,11 +2,11 @@
 likely leaks, and each process's share.
 
 The device runner samples them itself (``builtin: "memory"``): every interval it re-reads
-/proc/PID/status (VmRSS, VmSwap) and /proc/PID/smaps_rollup (Pss) of the target and of
-every descendant it finds in /proc at that sample (orchestrator/profilers/tree.py), and
-writes one JSON line to ``memory.jsonl``. Its own series, not system.jsonl's, so the memory profiler runs
-with or without the system one and each parser reads one file. The leak rule is in
-docs/metrics.md.
+/proc/PID/status (VmRSS, VmSwap) and /proc/PID/smaps_rollup (Pss) of the target and
+of every descendant it finds in /proc at that sample (see ``profilers/tree.py``), and
+writes one JSON line to ``memory.jsonl``. Its own series, not system.jsonl's, so the
+memory profiler runs with or without the system one and each parser reads one file. The
+leak rule is in docs/metrics.md.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any
 
 from orchestrator.campaign import Campaign, MemorySpec
 from orchestrator.models import HostFacts, ProfilerPlan
-from orchestrator.profilers.base import ProfileResult, ToolChoice
 from orchestrator.profilers import tree
+from orchestrator.profilers.base import ProfileResult, ToolChoice
 from orchestrator.profilers.system import downsample, finite, read_jsonl, sub
 
 NAME = "memory"

@@ -49,6 +49,15 @@ class _Process:
     first: tuple[float, float] | None = None  # (t, own cpu_s)
     last: tuple[float, float] | None = None
 
+    def add(self, t: float, member: list[Any]) -> None:
+        """One sample's ``[pid, rss_kb, pss_kb, cpu_s]`` of this process."""
+        self.rss_peak_kb = _peak(self.rss_peak_kb, member[1])
+        self.pss_peak_kb = _peak(self.pss_peak_kb, member[2])
+        cpu = finite(member[3])
+        if cpu is not None and cpu >= 0:
+            self.first = self.first or (t, cpu)
+            self.last = (t, cpu)
+
     def row(self) -> dict[str, Any]:
         cpu_s = cpu_pct = None
         if self.first is not None and self.last is not None:
@@ -115,14 +124,8 @@ def process_split(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if not isinstance(member, list) or len(member) != 4:
                 continue
             pid = _int(member[0])
-            process = current.get(pid) if pid is not None else None
-            if process is None:
-                continue
-            process.rss_peak_kb = _peak(process.rss_peak_kb, member[1])
-            process.pss_peak_kb = _peak(process.pss_peak_kb, member[2])
-            cpu = finite(member[3])
-            if cpu is not None and cpu >= 0:
-                process.first = process.first or (t, cpu)
-                process.last = (t, cpu)
+            seen = current.get(pid) if pid is not None else None
+            if seen is not None:
+                seen.add(t, member)
     every.sort(key=lambda p: -(p.rss_peak_kb or 0.0))
     return [process.row() for process in every[:MAX_ROWS]]

@@ -97,7 +97,7 @@ def family_run(
 
 
 def test_the_sampler_records_every_process_of_the_tree(family_run):
-    session, manifest, truth, cpu = family_run
+    session, manifest, _truth, _cpu = family_run
     records = [json.loads(line) for line in (session / "memory.jsonl").read_text().splitlines()]
     peak = max(records, key=lambda r: r["tree"]["rss_kb"])
     assert peak["tree"]["procs"] == 3

@@ -41,11 +41,11 @@ def folded_samples(text: str) -> int:
     return sum(int(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.strip())
 
 
-def launch_plan(tmp_path: Path, py_spy: str, seconds: float, code: int, window: float) -> dict:
+def launch_plan(tmp_path: Path, spy: str, seconds: float, code: int, window: float) -> dict:
     script = tmp_path / "three_seconds.py"
     script.write_text(THREE_SECONDS)
     command = [sys.executable, str(script), str(seconds), str(code)]
-    profiler = pyspy_profiler(py_spy, window)
+    profiler = pyspy_profiler(spy, window)
     profiler["argv"] = [a for a in profiler["argv"] if a != "--nonblocking"]
     profiler["argv"][profiler["argv"].index("--rate") + 1] = str(RATE)
     return make_plan(
@@ -57,7 +57,7 @@ def launch_plan(tmp_path: Path, py_spy: str, seconds: float, code: int, window: 
     )
 
 
-def test_a_three_second_program_is_profiled_from_t0_to_its_end_and_is_ok(tmp_path, py_spy):
+def test_a_three_second_program_is_profiled_from_t0_to_its_end_and_is_ok(tmp_path, py_spy):  # noqa: F811
     plan = launch_plan(tmp_path, py_spy, 3.0, 0, window=8.0)
 
     run = run_module(tmp_path, plan)
@@ -80,7 +80,7 @@ def test_a_three_second_program_is_profiled_from_t0_to_its_end_and_is_ok(tmp_pat
     assert run.manifest["profilers"]["memory"]["status"] == "ok"
 
 
-def test_a_program_failing_with_a_code_is_partial_with_that_code(tmp_path, py_spy):
+def test_a_program_failing_with_a_code_is_partial_with_that_code(tmp_path, py_spy):  # noqa: F811
     plan = launch_plan(tmp_path, py_spy, 1.0, 3, window=6.0)
 
     run = run_module(tmp_path, plan)

@@ -119,7 +119,8 @@ def _parse_host(
         view.top_functions = view.top_functions or result.top_functions
         view.flamegraph = view.flamegraph or result.flamegraph
         view.series.update(result.series)
-        view.tables.update(result.tables)
+        for table, rows in result.tables.items():  # memory and system: one process split
+            view.tables.setdefault(table, rows)
         view.data_quality.extend(result.data_quality)
         stacks = stacks or result.stacks
     view.metrics.update(_workload_metrics(session_dir))

@@ -29,7 +29,10 @@ def test_a_host_frozen_across_t0_is_incomplete_and_its_peers_are_not(
     late = fleet.hosts[1].name
     campaign = tmp_path / "windows.yml"
     campaign.write_text(
-        f"name: windows\nduration: {WINDOW_S:g}s\nstart: {{lead: 6s}}\n"
+        # A long lead: on a machine loaded by other fleets a peer's runner may otherwise
+        # be started late by the controller itself (measured: 6.1 s at load 18 on two
+        # cores), and it would rightly be incomplete too.
+        f"name: windows\nduration: {WINDOW_S:g}s\nstart: {{lead: 20s}}\n"
         "target: {probe: [memory]}\n"
     )
     out = tmp_path / "out"

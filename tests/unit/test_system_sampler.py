@@ -1,8 +1,8 @@
 """The runner's built-in samplers against what the kernel itself counted.
 
 A real workload burns half a core, grows its RSS, writes and reads files at steady
-rates, and snapshots its own kernel counters (getrusage, /proc/self/io, VmRSS) when its
-steady phase begins and when it is told to stop. The runner samples it the way a
+rates, and snapshots its own kernel counters (getrusage, /proc/self/io, VmRSS) when it
+starts, when its steady phase begins and when it stops. The runner samples it the way a
 campaign does (``python3 MODULE ARGS_FILE``), and the parsers' figures must agree with
 those counters within 10%.
 """
@@ -37,6 +37,7 @@ def snapshot():
     return data
 
 
+begin = snapshot()  # the program's start: launched, it starts at T0 with the samplers
 out = os.open("io.bin", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
 with open("src.bin", "wb") as handle:
     handle.write(os.urandom(4 << 20))
@@ -51,18 +52,20 @@ blocks, allocated, written, read = [], 0, 0, 0
 
 def stop(*_):
     with open("truth.json", "w") as handle:
-        json.dump({"first": first, "last": snapshot()}, handle)
+        json.dump({"begin": begin, "first": first, "last": snapshot()}, handle)
     sys.exit(0)
 
 
 signal.signal(signal.SIGTERM, stop)
 chunk = b"x" * 65536
 cpu0 = time.process_time()
-stop_at = float(sys.argv[1])  # the session's deadline: snapshot, then idle until killed
+# Attached: the session's deadline (snapshot there, then idle until killed); launched, the
+# runner's SIGTERM at the deadline ends it.
+stop_at = float(sys.argv[1]) if len(sys.argv) > 1 else float("inf")
 while True:
     if time.time() >= stop_at:
         with open("truth.json", "w") as handle:
-            json.dump({"first": first, "last": snapshot()}, handle)
+            json.dump({"begin": begin, "first": first, "last": snapshot()}, handle)
         time.sleep(30)
     elapsed = time.time() - start
     while allocated < ALLOC_B_S * elapsed:

@@ -90,3 +90,29 @@ def test_a_program_failing_with_a_code_is_partial_with_that_code(tmp_path, py_sp
     assert "with code 3" in run.result["reason"]
     assert run.manifest["window"]["ended_by"] == "target failed"
     assert run.manifest["profilers"]["py-spy"]["status"] == "ok"
+
+
+def test_a_program_py_spy_launched_has_its_end_recorded_and_an_unknown_exit_code(
+    tmp_path,
+    py_spy,  # noqa: F811
+):
+    """Where the host cannot attach, py-spy starts the command: it exits 0 whatever the
+    program's code, so the runner records the end and says the code is unknown."""
+    plan = launch_plan(tmp_path, py_spy, 1.0, 3, window=6.0)
+    command = plan["target"]["command"]
+    profiler = plan["profilers"][0]
+    options = profiler["argv"][profiler["argv"].index("--pid") + 2 :]
+    profiler["launch_argv"] = [py_spy, "record", *options, "--", *command]
+    plan["target"]["via_profiler"] = True
+
+    run = run_module(tmp_path, plan)
+
+    assert run.result["status"] == "ok", run.result["reason"]
+    target = run.manifest["target"]
+    assert (target["exit_code"], target["exit_code_known"]) == (None, False)
+    assert target["ended_by_itself"] is True
+    assert target["exited_at_device"] - plan["t0_device"] == pytest.approx(1.0, abs=0.6)
+    assert run.manifest["window"]["ended_by"] == "target finished"
+    assert "Stopped sampling because process exited" in run.read("py-spy.stdout")
+    assert run.manifest["profilers"]["py-spy"]["exit_code"] == 0
+    assert run.finished_at < plan["deadline_device"]

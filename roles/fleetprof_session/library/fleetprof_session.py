@@ -2795,8 +2795,12 @@ class Session:
             reasons.append("runner stopped by %s at %s"
                            % (self.abort[0], self.clock.since_t0(self.abort[1])))
         target = self.target
-        if (target.exited_at is not None and target.ended_early(self.clock.deadline)
-                and not target.finished()):
+        # A launched program that failed did so whenever it ended by itself; an attached
+        # process that ended is news only well before the deadline.
+        failed = (target.mode == "launch" and target.exited_at is not None
+                  and not target.stopped_by_runner and not target.finished())
+        if failed or (target.mode != "launch" and target.exited_at is not None
+                      and target.ended_early(self.clock.deadline)):
             reasons.append("target exited at %s%s" % (
                 self.clock.since_t0(target.exited_at),
                 " with code %d" % target.exit_code if target.exit_code is not None else ""))

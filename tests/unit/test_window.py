@@ -4,11 +4,14 @@ repetitions) is incomplete, with a reason a person can read; the rest is complet
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
 from orchestrator.campaign import Campaign, CampaignError
+from orchestrator.parse import parse_host
+from orchestrator.runs import RunDir
 from orchestrator.window import incomplete_reason, probe_shortfalls
 from tests.unit.test_session_runner import make_plan, python_profiler, run_module
 
@@ -110,3 +113,46 @@ def test_a_runner_that_starts_half_a_window_late_is_incomplete(tmp_path) -> None
     reason = incomplete_reason(run.manifest, None, 10.0)
     assert reason is not None and reason.startswith("started 1.")
     assert reason.endswith(" s late in a 3 s window")
+
+
+def parsed_host(tmp_path, manifest_data: dict[str, Any], mode: str = "attach") -> Any:
+    """parse_host over a run directory holding only a device's manifest."""
+    run = RunDir.create(tmp_path, "w", "20261207-000000-abcd")
+    session = run.session_dir("edge-1")
+    session.mkdir(parents=True)
+    (session / "manifest.json").write_text(json.dumps(manifest_data))
+    target = {"attach": {"process": "x"}} if mode == "attach" else {"launch": {"command": ["x"]}}
+    campaign = Campaign.model_validate(
+        {"name": "w", "duration": 15, "target": target, "profilers": {"system": {}}}
+    )
+    return parse_host(run, "edge-1", campaign).view
+
+
+def test_report_hosts_carry_incomplete_and_a_late_host_is_partial(tmp_path) -> None:
+    late = parsed_host(tmp_path / "a", {**manifest(late=10.7), "status": "ok", "reason": None})
+    assert late.status == "partial"
+    assert late.incomplete == "started 10.7 s late in a 15 s window"
+    assert late.reason == "incomplete: started 10.7 s late in a 15 s window"
+    assert late.to_dict()["incomplete"] == late.incomplete
+    whole = parsed_host(tmp_path / "b", {**manifest(late=0.01), "status": "ok", "reason": None})
+    assert (whole.status, whole.incomplete, whole.to_dict()["incomplete"]) == ("ok", None, None)
+
+
+def test_a_launched_program_that_ended_by_itself_is_complete_with_its_run_time(tmp_path) -> None:
+    ended = manifest(ended_by="target finished", ended=3.2)
+    ended.update(
+        status="ok",
+        reason=None,
+        target={
+            "mode": "launch",
+            "ended_by_itself": True,
+            "exit_code": None,
+            "exit_code_known": False,
+            "started_at_device": None,
+            "exited_at_device": T0 + 3.2,
+        },
+    )
+    view = parsed_host(tmp_path, ended, mode="launch")
+    assert (view.status, view.incomplete) == ("ok", None)
+    assert view.metrics["target.runtime_s"] == pytest.approx(3.2)
+    assert any("exit code is unknown" in note for note in view.data_quality)

@@ -2159,6 +2159,7 @@ class Sampler:
         self.pid = None  # type: Optional[int]
         self.stop_event = threading.Event()
         self.final_sample = True  # stop() takes one last sample, unless told not to write
+        self.stop_reason = "stopped"
         self.thread = None  # type: Optional[threading.Thread]
         self.target = None  # type: Optional[TargetFiles]
         self.tree = None  # type: Optional[ProcessTree]
@@ -2182,9 +2183,11 @@ class Sampler:
     def alive(self) -> bool:
         return self.thread is not None and self.thread.is_alive()
 
-    def stop(self, final_sample: bool = True) -> None:
+    def stop(self, final_sample: bool = True, reason: str = "stopped") -> None:
         """Take one last sample now (unless one was just taken, or ``final_sample`` is
-        false: the disk is past its floor) and end the thread."""
+        false: the disk is past its floor) and end the thread; ``reason``: why it ended
+        when that last sample is not taken."""
+        self.stop_reason = reason
         if not final_sample:
             self.final_sample = False
         self.stop_event.set()
@@ -2239,7 +2242,7 @@ class Sampler:
             final = self.stop_event.is_set() or now >= self.deadline
             if final and last is not None and (
                     now - last < min(0.05, self.interval / 4.0) or not self.final_sample):
-                self.ended = "deadline" if now >= self.deadline else "stopped"
+                self.ended = "deadline" if now >= self.deadline else self.stop_reason
                 return
             record = self._sample(now)
             last = now
@@ -2249,7 +2252,7 @@ class Sampler:
                 return
             self._write(handle, record)
             if final:
-                self.ended = "deadline" if now >= self.deadline else "stopped"
+                self.ended = "deadline" if now >= self.deadline else self.stop_reason
                 return
             next_at += self.interval
             now = time.time()
@@ -2471,9 +2474,11 @@ class Session:
         self.kill_everything()
 
     def stop_samplers(self) -> None:
+        ended = self.window_end is not None and self.window_end[1].startswith("target ")
         for prof in self.profilers:
             if prof.sampler is not None:
-                prof.sampler.stop(final_sample=self.disk_stop is None)
+                prof.sampler.stop(final_sample=self.disk_stop is None,
+                                  reason="target exited" if ended else "stopped")
 
     def kill_everything(self) -> None:
         for child in tuple(self.children):

@@ -9,9 +9,10 @@
 #     python3 fleetprof_session.py ARGS_FILE      (ARGS_FILE: {"plan": {...}})
 """fleetprof's device-side session runner: run one profiling session from its plan.
 
-Given a plan (``fleetprof.plan/1``, see docs/run-directory.md) it finds or starts the
-target, waits for T0 on the device clock, starts every planned profiler, stops them all
-by the deadline, records what happened in ``manifest.json`` and packs the workdir into
+Given a plan (``fleetprof.plan/1``, see docs/run-directory.md) it finds the target
+(attach), waits for T0 on the device clock, starts the target (launch) and every planned
+profiler in that instant, stops them all by the deadline (or when a launched program
+ends by itself), records what happened in ``manifest.json`` and packs the workdir into
 one tarball. It needs nothing from the controller once started: Ansible runs it with
 ``async`` and ``poll: 0``, so a lost network or a killed controller changes nothing here,
 and nothing it started outlives ``deadline + grace_s``.
@@ -48,9 +49,10 @@ module: fleetprof_session
 short_description: Run one coordinated fleetprof profiling session on this device
 description:
   - Executes one fleetprof session plan (schema C(fleetprof.plan/1)) on the device, by itself.
-  - Resolves the target (attach by regex, pid or pidfile) or launches it, waits for T0 on the
-    device clock, starts every planned profiler with its argv (never through a shell), stops
-    them by the deadline and kills whatever is left at deadline + grace.
+  - Resolves the target (attach by regex, pid or pidfile), waits for T0 on the device clock,
+    then launches the target (launch mode) and starts every planned profiler with its argv
+    (never through a shell) in that instant, stops them by the deadline (or once a launched
+    program ended by itself) and kills whatever is left at deadline + grace.
   - Writes C(manifest.json) (schema C(fleetprof.manifest/1)) into the plan's workdir and packs
     the workdir's regular files into the plan's archive (tar.gz, flat member names,
     C(manifest.json) first, written under a temporary name and renamed).

@@ -128,3 +128,23 @@ def test_a_program_py_spy_launched_has_its_end_recorded_and_an_unknown_exit_code
     assert "Stopped sampling because process exited" in run.read("py-spy.stdout")
     assert run.manifest["profilers"]["py-spy"]["exit_code"] == 0
     assert run.finished_at < plan["deadline_device"]
+
+
+def test_py_spy_is_started_again_when_the_command_becomes_python_only_later(
+    tmp_path,
+    py_spy,  # noqa: F811
+):
+    """A wrapper that execs Python a second later: py-spy, attached at T0 to the shell,
+    gives up after half a second; the runner starts it again until Python is there."""
+    plan = launch_plan(tmp_path, py_spy, 2.0, 0, window=8.0)
+    python_command = " ".join(plan["target"]["command"])
+    plan["target"]["command"] = ["sh", "-c", f"sleep 1; exec {python_command}"]
+
+    run = run_module(tmp_path, plan)
+
+    assert run.result["status"] == "ok", run.result["reason"]
+    entry = run.manifest["profilers"]["py-spy"]
+    assert entry["status"] == "ok" and entry["attach_tries"] >= 2, entry
+    samples = folded_samples(run.read("py-spy.folded"))
+    assert samples >= 0.8 * RATE * 2.0, samples  # the Python part, 2 s
+    assert "starting it again" in run.read("runner.log")

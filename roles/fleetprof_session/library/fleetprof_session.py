@@ -161,6 +161,11 @@ TARGET_STOP_WAIT_S = 3.0  # SIGTERM -> SIGKILL when stopping a launched target
 ABORT_WAIT_S = 3.0  # once the runner is told to stop: how long profilers get to write
 END_TOLERANCE_S = 0.5  # a target ending this close to the deadline did not end early
 TARGET_END_WAIT_S = 2.0  # a launched target ended: how long profilers get to stop by themselves
+# A profiler attaching by pid to a program just launched gives up if it is not Python yet
+# (py-spy: after about 0.5 s; a wrapper script that execs Python later): it is started
+# again, this many times at most, while the program is this young.
+ATTACH_TRIES = 5
+ATTACH_RETRY_S = 5.0
 LAUNCHED_CHILD_WAIT_S = 2.0  # via_profiler: how long to look for the target it started
 WINDOW_POLL_S = 0.1
 STOP_POLL_S = 0.05
@@ -1534,6 +1539,7 @@ class ProfilerRun:
         self.tool_check = None  # type: Optional[Dict[str, Any]]  # the plan's tool_sha256
         self.cut_short = None  # type: Optional[str]  # stopped early by the runner: why
         self.ended_with_target = False  # still running when the launched program ended
+        self.attach_tries = 0  # started again after giving up on a starting program
 
     @property
     def planned(self) -> bool:
@@ -1714,6 +1720,8 @@ class ProfilerRun:
             data_quality=sampling_quality([stdout, stderr], self.argv, ran_s),
             cpu_s=child.cpu_s,
         )
+        if self.attach_tries:
+            entry["attach_tries"] = self.attach_tries + 1
         for path in (stdout, stderr):
             if keep_tail(path):
                 log("%s: kept the last %d bytes of %s"
@@ -1874,8 +1882,9 @@ class ProcFile:
     cannot be opened or read returns None (edge kernels differ; nothing here is required).
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, keep_open: bool = True) -> None:
         self.path = path
+        self.keep_open = keep_open
         self.fd = None  # type: Optional[int]
         self.failed = False
 
@@ -1890,6 +1899,9 @@ class ProcFile:
             self.close()
             self.failed = True
             return None
+        finally:
+            if not self.keep_open:
+                self.close()
         return data.decode("ascii", "replace")
 
     def close(self) -> None:
@@ -1961,7 +1973,9 @@ class TargetFiles:
         self.pid = pid
         self.stat = ProcFile(base + "stat")
         self.status = ProcFile(base + "status")
-        self.smaps = ProcFile(base + "smaps_rollup")
+        # Bound to the memory of the program it was opened on: an exec (a wrapper script
+        # that execs Python) would leave it reading nothing, so it is opened per sample.
+        self.smaps = ProcFile(base + "smaps_rollup", keep_open=False)
         self.io = ProcFile(base + "io") if with_io else None
 
     def close(self) -> None:
@@ -2695,6 +2709,8 @@ class Session:
                 if self._check_disk_in_window():
                     self.window_end = (now, "disk floor")
                     break
+            if target.child is not None:
+                self._attach_again(now)
             if target.check() and target.mode == "launch" and target.exited_at is not None:
                 # The program is the measurement: its end ends the window, complete when
                 # it ended by itself without failing.
@@ -2716,6 +2732,27 @@ class Session:
         if self.window_end is None and self.abort is not None:
             self.window_end = (self.abort[1], "stopped by " + self.abort[0])
         target.check()
+
+    def _attach_again(self, now: float) -> None:
+        """A profiler that attaches by pid (py-spy) to the program the runner just
+        launched, and gave up while it was starting (not Python yet: a wrapper that execs
+        Python later, a slow start), is started again while the program is young."""
+        target = self.target
+        for prof in self.profilers:
+            child = prof.child
+            if (child is None or "{pid}" not in (prof.spec.get("argv") or [])
+                    or prof.attach_tries >= ATTACH_TRIES or not child.exited()
+                    or child.exit_code == 0 or target.check()
+                    or now - (target.child.started_at if target.child else now) > ATTACH_RETRY_S):
+                continue
+            prof.attach_tries += 1
+            text = file_tail(os.path.join(self.workdir, prof.name + ".stderr"))
+            said = last_line("\n".join(line for line in text.splitlines()
+                                       if line.startswith("Error")), text)
+            self.log("%s: exited with code %s at %s while the program started%s: starting it "
+                     "again" % (prof.name, child.exit_code, self.clock.since_t0(now),
+                                " (said: %s)" % said if said else ""))
+            prof.start(self._spawn, self.workdir, target.pid, self.log, self.hashes)
 
     def stop_everything(self) -> None:
         """Stop the launched target and the profilers; nothing is left at deadline + grace.

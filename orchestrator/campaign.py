@@ -678,6 +678,19 @@ def _check_mib(value: object) -> float:
 
 DEFAULT_GRACE_S = 10.0
 MAX_GRACE_S = 60.0
+# A host whose measurement lost more than this share of the window (a late start, a cut
+# end, probe repetitions shorter than asked) is incomplete: partial, and not judged.
+DEFAULT_MAX_WINDOW_LOSS_PCT = 10.0
+MAX_WINDOW_LOSS_PCT = 90.0
+
+
+def _check_loss_pct(value: object) -> float:
+    expected = f"a percentage of the window from 0 to {MAX_WINDOW_LOSS_PCT:g}"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _fail(f"expected {expected}, got {_describe(value)}")
+    if not math.isfinite(value) or not 0 <= value <= MAX_WINDOW_LOSS_PCT:
+        raise _fail(f"expected {expected}, got {value}")
+    return float(value)
 
 
 class LimitsSpec(_Spec):
@@ -691,11 +704,18 @@ class LimitsSpec(_Spec):
     ``grace``: after the deadline, how long profilers get to stop and flush before the
     runner kills whatever is left (the device's own bound; a hung device holds the
     controller about 30 s more, see docs/faults.md).
+
+    ``max_window_loss_pct``: how much of the measurement window a host may lose (started
+    late, cut short, probe repetitions shorter than asked) and still count as complete;
+    beyond it the host is ``partial`` with report.json's ``incomplete`` saying why.
     """
 
     min_free_mb: Annotated[float, PlainValidator(_check_mib)] = DEFAULT_MIN_FREE_MB
     grace_s: Annotated[float, _duration_check(0.0, MAX_GRACE_S, zero_ok=False)] = Field(
         default=DEFAULT_GRACE_S, validation_alias="grace", serialization_alias="grace"
+    )
+    max_window_loss_pct: Annotated[float, PlainValidator(_check_loss_pct)] = (
+        DEFAULT_MAX_WINDOW_LOSS_PCT
     )
 
 

@@ -15,10 +15,11 @@ from orchestrator.analysis.fleet import HostView
 from orchestrator.analysis.stacks import StackProfile, gc_paused
 from orchestrator.campaign import Campaign
 from orchestrator.models import HostStatus
-from orchestrator.probe import parse_probe
+from orchestrator.probe import load_probe, probe_result
 from orchestrator.runs import RunDir
-from orchestrator.values import load_json
+from orchestrator.values import load_json, mapping
 from orchestrator.values import number as _number
+from orchestrator.window import incomplete_reason
 
 WORKLOAD_FILE = "fps.json"
 LATE_WARNING_S = 0.05
@@ -121,16 +122,58 @@ def _parse_host(
         view.top_functions = view.top_functions or result.top_functions
         view.flamegraph = view.flamegraph or result.flamegraph
         view.series.update(result.series)
-        view.tables.update(result.tables)
+        for table, rows in result.tables.items():  # memory and system: one process split
+            view.tables.setdefault(table, rows)
         view.data_quality.extend(result.data_quality)
         stacks = stacks or result.stacks
     view.metrics.update(_workload_metrics(session_dir))
+    probe_data = None
     if campaign.target.probe is not None:
-        probed = parse_probe(session_dir, list(campaign.target.probe))
+        probe_data, problem = load_probe(session_dir)
+        probed = probe_result(probe_data, problem, list(campaign.target.probe))
         view.metrics.update(probed.metrics)
         view.samples.update(probed.samples)
         view.data_quality.extend(probed.data_quality)
+    _launched_end(manifest, view)
+    _judge_window(view, manifest, probe_data, campaign.limits.max_window_loss_pct)
     return ParsedHost(view, stacks)
+
+
+def _judge_window(
+    view: HostView,
+    manifest: dict[str, Any],
+    probe: dict[str, Any] | None,
+    max_loss_pct: float,
+) -> None:
+    """A host that measured less than its window (late, cut short, short probe
+    repetitions) is ``incomplete``: partial, with the reason, and not judged by check."""
+    if view.status not in (HostStatus.OK, HostStatus.PARTIAL):
+        return
+    view.incomplete = incomplete_reason(manifest, probe, max_loss_pct)
+    if view.incomplete is None:
+        return
+    view.status = HostStatus.PARTIAL
+    note = f"incomplete: {view.incomplete}"
+    view.reason = f"{view.reason}; {note}" if view.reason else note
+
+
+def _launched_end(manifest: dict[str, Any], view: HostView) -> None:
+    """A launched program that ended by itself: how long it ran (``target.runtime_s``, from
+    its start at T0), and a note when the runner could not know its exit code."""
+    target = mapping(manifest.get("target"))
+    if target.get("mode") != "launch" or target.get("ended_by_itself") is not True:
+        return
+    ended = _number(target.get("exited_at_device"))
+    started = _number(target.get("started_at_device"))
+    if started is None:  # a profiler started it, at T0
+        started = _number(manifest.get("t0_device"))
+    if ended is not None and started is not None and ended >= started:
+        view.metrics["target.runtime_s"] = round(ended - started, 3)
+    if target.get("exit_code_known") is False:
+        view.data_quality.append(
+            "the launched program ended by itself; its exit code is unknown (a profiler "
+            "started it, so the runner was not its parent)"
+        )
 
 
 def profiler_cost(name: str, entry: dict[str, Any]) -> dict[str, float]:

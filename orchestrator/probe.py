@@ -129,24 +129,36 @@ def _summarize(
         result.data_quality.append(f"{metric}: one repetition, no spread (no _cv)")
 
 
-def parse_probe(session_dir: Path, kinds: list[str]) -> ProfileResult:
-    """probe.json -> probe.* metrics (median of the repetitions) and their _cv."""
-    result = ProfileResult()
-    notes = result.data_quality
+def load_probe(session_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """probe.json as a fleetprof.probe/1 document, or None and why not."""
     path = session_dir / PROBE_FILE
     try:
         if not path.is_file():
-            notes.append(f"probe: no {PROBE_FILE} came back")
-            return result
+            return None, f"probe: no {PROBE_FILE} came back"
         if path.stat().st_size > MAX_BYTES:
-            notes.append(f"probe: {PROBE_FILE} is larger than {MAX_BYTES // 1024} KiB; ignored")
-            return result
+            return None, f"probe: {PROBE_FILE} is larger than {MAX_BYTES // 1024} KiB; ignored"
         data = json.loads(path.read_text(encoding="utf-8", errors="replace"))
     except (OSError, ValueError, RecursionError):
-        notes.append(f"probe: {PROBE_FILE} is not valid JSON")
-        return result
+        return None, f"probe: {PROBE_FILE} is not valid JSON"
     if not isinstance(data, dict) or data.get("schema") != PROBE_SCHEMA:
-        notes.append(f"probe: {PROBE_FILE} is not a {PROBE_SCHEMA} document")
+        return None, f"probe: {PROBE_FILE} is not a {PROBE_SCHEMA} document"
+    return data, None
+
+
+def parse_probe(session_dir: Path, kinds: list[str]) -> ProfileResult:
+    """probe.json -> probe.* metrics (median of the repetitions) and their _cv."""
+    data, problem = load_probe(session_dir)
+    return probe_result(data, problem, kinds)
+
+
+def probe_result(
+    data: dict[str, Any] | None, problem: str | None, kinds: list[str]
+) -> ProfileResult:
+    """``load_probe``'s answer -> probe.* metrics, their repetitions and notes."""
+    result = ProfileResult()
+    notes = result.data_quality
+    if data is None:
+        notes.append(problem or f"probe: no {PROBE_FILE} came back")
         return result
     results = _dict(data, "results")
     nominal = _finite(data.get("nominal_s"))

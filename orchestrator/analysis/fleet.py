@@ -64,6 +64,9 @@ class HostView:
     series: dict[str, list[float | None]] = field(default_factory=dict)  # see docs/report.md
     tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     samples: dict[str, list[float]] = field(default_factory=dict)  # repetitions per metric
+    # Why the host's measurement window was not complete (orchestrator/window.py); None
+    # when it was, or when there was no measurement at all.
+    incomplete: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -72,6 +75,7 @@ class HostView:
             "arch": self.arch,
             "status": str(self.status),
             "reason": self.reason,
+            "incomplete": self.incomplete,
             "start_offset_ms": self.start_offset_ms,
             "profilers": self.profilers,
             "metrics": self.metrics,

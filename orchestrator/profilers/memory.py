@@ -1,10 +1,12 @@
-"""memory: the target's RSS and PSS over the window, its growth, and likely leaks.
+"""memory: the RSS and PSS of the target's process tree over the window, its growth,
+likely leaks, and each process's share.
 
 The device runner samples them itself (``builtin: "memory"``): every interval it re-reads
-/proc/PID/status (VmRSS, VmSwap) and /proc/PID/smaps_rollup (Pss) and writes one JSON
-line to ``memory.jsonl``. Its own series, not system.jsonl's, so the memory profiler runs
-with or without the system one and each parser reads one file. The leak rule is in
-docs/metrics.md.
+/proc/PID/status (VmRSS, VmSwap) and /proc/PID/smaps_rollup (Pss) of the target and
+of every descendant it finds in /proc at that sample (see ``profilers/tree.py``), and
+writes one JSON line to ``memory.jsonl``. Its own series, not system.jsonl's, so the
+memory profiler runs with or without the system one and each parser reads one file. The
+leak rule is in docs/metrics.md.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 from orchestrator.campaign import Campaign, MemorySpec
 from orchestrator.models import HostFacts, ProfilerPlan
+from orchestrator.profilers import tree
 from orchestrator.profilers.base import ProfileResult, ToolChoice
 from orchestrator.profilers.system import downsample, finite, read_jsonl, sub
 
@@ -22,8 +25,8 @@ NAME = "memory"
 TOOL = None
 OUTPUT = "memory.jsonl"
 INTERVAL_S = 1.0
-# About 80 bytes a sample: more than a day at 1 s.
-MAX_BYTES = 8 * 1024 * 1024
+# About 250 bytes a sample for a target with two children: more than a day at 1 s.
+MAX_BYTES = 32 * 1024 * 1024
 # Growth counts as steady when the straight line explains this much of the RSS variance...
 MIN_R2 = 0.8
 # ... over at least this many samples.
@@ -44,7 +47,8 @@ def plan(campaign: Campaign, facts: HostFacts, tool: ToolChoice | None) -> Profi
 
 
 def parse(session_dir: Path, entry: dict[str, Any], campaign: Campaign) -> ProfileResult:
-    """memory.jsonl -> peaks, RSS growth slope (least squares, MB/min), leak verdict."""
+    """memory.jsonl -> peaks of the whole process tree (the target alone as ``root``), RSS
+    growth slope (least squares, MB/min), leak verdict, and the per-process split."""
     result = ProfileResult()
     path = session_dir / OUTPUT
     if not path.is_file():
@@ -56,13 +60,26 @@ def parse(session_dir: Path, entry: dict[str, Any], campaign: Campaign) -> Profi
         notes.append(f"memory: {series.bad_lines} malformed lines in {OUTPUT} skipped")
     if series.truncated:
         notes.append(f"memory: {OUTPUT} was cut at its size cap: the series ends early")
+    records = series.records
+    with_tree = tree.has_tree(records)
     rss: list[tuple[float, float]] = []
     pss: list[float] = []
+    root_rss: list[float] = []
+    procs: list[float] = []
     times: list[float] = []
     columns: dict[str, list[float | None]] = {"rss_mb": [], "pss_mb": []}
-    for record in series.records:
+    for record in records:
         target = sub(record, "target")
-        rss_kb, pss_kb = finite(target.get("rss_kb")), finite(target.get("pss_kb"))
+        root_kb = finite(target.get("rss_kb"))
+        if root_kb is not None and root_kb >= 0:
+            root_rss.append(root_kb / 1024.0)
+        if with_tree:
+            rss_kb, pss_kb = tree.tree_total(record, "rss_kb"), tree.tree_total(record, "pss_kb")
+            count = tree.tree_total(record, "procs")
+            if count is not None:
+                procs.append(count)
+        else:
+            rss_kb, pss_kb = root_kb, finite(target.get("pss_kb"))
         rss_mb = rss_kb / 1024.0 if rss_kb is not None and rss_kb >= 0 else None
         pss_mb = pss_kb / 1024.0 if pss_kb is not None and pss_kb >= 0 else None
         times.append(float(record["t"]))
@@ -79,6 +96,12 @@ def parse(session_dir: Path, entry: dict[str, Any], campaign: Campaign) -> Profi
         return result
     metrics = result.metrics
     metrics["memory.rss_peak_mb"] = round(max(v for _, v in rss), 2)
+    if root_rss and with_tree:
+        metrics["memory.root.rss_peak_mb"] = round(max(root_rss), 2)
+    if procs:
+        metrics["memory.processes.max"] = max(procs)
+    if with_tree:
+        result.tables["processes"] = tree.process_split(records)
     if pss:
         metrics["memory.pss_peak_mb"] = round(max(pss), 2)
     else:

@@ -20,6 +20,7 @@ from typing import Any
 
 from orchestrator.campaign import Campaign, SystemSpec
 from orchestrator.models import HostFacts, ProfilerPlan
+from orchestrator.profilers import tree
 from orchestrator.profilers.base import ProfileResult, ToolChoice
 
 NAME = "system"
@@ -216,6 +217,8 @@ def parse(session_dir: Path, entry: dict[str, Any], campaign: Campaign) -> Profi
     _sampler_cost(entry, metrics)
     _system_metrics(records, metrics, notes)
     _target_metrics(records, metrics, notes)
+    if tree.has_tree(records):
+        result.tables["processes"] = tree.process_split(records)
     _thermal_metrics(records, metrics, notes)
     _cpufreq_metrics(records, metrics, notes)
     result.series = system_series(records)
@@ -242,6 +245,7 @@ def system_series(records: list[dict[str, Any]]) -> dict[str, list[float | None]
         )
     }
     previous: dict[str, Any] = {}
+    previous_whole: dict[str, Any] = {}
     previous_t: float | None = None
     for record in records:
         t = float(record["t"])
@@ -253,11 +257,12 @@ def system_series(records: list[dict[str, Any]]) -> dict[str, list[float | None]
         if total_mb and total_mb > 0 and avail_mb is not None and 0 <= avail_mb <= total_mb:
             used = 100.0 * (total_mb - avail_mb) / total_mb
         columns["mem.used_pct"].append(used)
-        rss = finite(target.get("rss_kb"))
+        whole = _tree_view(record)  # the process tree's totals where the runner sampled it
+        rss = finite(whole.get("rss_kb"))
         columns["target.rss_mb"].append(rss / 1024.0 if rss is not None and rss >= 0 else None)
         same_target = bool(target) and finite(target.get("pid")) == finite(previous.get("pid"))
         dt = t - previous_t if previous_t is not None and same_target else 0.0
-        cpu = _interval_rate(target, previous, "cpu_s", dt)
+        cpu = _interval_rate(whole, previous_whole, "cpu_s", dt)
         columns["target.cpu_pct"].append(None if cpu is None else 100.0 * cpu)
         for key in ("read_bytes", "write_bytes"):
             columns[f"target.{key}_per_s"].append(_interval_rate(target, previous, key, dt))
@@ -268,8 +273,14 @@ def system_series(records: list[dict[str, Any]]) -> dict[str, list[float | None]
         ]
         columns["thermal.max_c"].append(max(temps) if temps else None)
         columns["cpufreq.min_ratio"].append(_min_freq_ratio(record.get("cpufreq")))
-        previous, previous_t = target, t
+        previous, previous_t, previous_whole = target, t, whole
     return downsample("system", [float(r["t"]) for r in records], columns)
+
+
+def _tree_view(record: dict[str, Any]) -> dict[str, Any]:
+    """The sample's tree totals (rss_kb, pss_kb, cpu_s), else the target process alone."""
+    whole = sub(record, "tree")
+    return whole if whole else sub(record, "target")
 
 
 def _interval_rate(
@@ -370,16 +381,27 @@ def _target_metrics(
     def field_of(key: str) -> Callable[[dict[str, Any]], Any]:
         return lambda record: sub(record, "target").get(key)
 
+    def whole_of(key: str) -> Callable[[dict[str, Any]], Any]:
+        return lambda record: _tree_view(record).get(key)
+
     backwards = 0
-    cpu = counter_rate(points(targets, field_of("cpu_s")))
+    # The whole process tree's CPU and memory (the runner's tree totals; older runners'
+    # samples have the target alone), and the target process's own CPU as ``root``.
+    cpu = counter_rate(points(targets, whole_of("cpu_s")))
     backwards += cpu.backwards
     if cpu.per_s is not None:
         metrics["target.cpu_pct.mean"] = _r(100.0 * cpu.per_s, 2)
         metrics["target.cpu_pct.max"] = _r(max(100.0 * dv / dt for dt, dv in cpu.intervals), 2)
+    root_cpu = counter_rate(points(targets, field_of("cpu_s")))
+    if root_cpu.per_s is not None and tree.has_tree(targets):
+        metrics["target.root.cpu_pct.mean"] = _r(100.0 * root_cpu.per_s, 2)
     for key, name in (("rss_kb", "target.rss_mb.peak"), ("pss_kb", "target.pss_mb.peak")):
-        values = [v for _, v in points(targets, field_of(key)) if v >= 0]
+        values = [v for _, v in points(targets, whole_of(key)) if v >= 0]
         if values:
             metrics[name] = _r(max(values) / 1024.0, 2)
+    procs = [v for _, v in points(targets, lambda r: sub(r, "tree").get("procs")) if v >= 1]
+    if procs:
+        metrics["target.processes.max"] = max(procs)
     if "target.rss_mb.peak" in metrics and "target.pss_mb.peak" not in metrics:
         notes.append("system: the target's PSS is unreadable (no /proc/PID/smaps_rollup access)")
     threads = [v for _, v in points(targets, field_of("threads")) if v >= 0]

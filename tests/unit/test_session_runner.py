@@ -448,7 +448,7 @@ def test_pidfile_problems_are_told_plainly(tmp_path, content, expected):
 # --------------------------------------------------------------------------- launch
 
 
-def test_launch_starts_the_command_before_t0_and_stops_it_at_the_deadline(tmp_path, fleet, py_spy):
+def test_launch_starts_the_command_at_t0_and_stops_it_at_the_deadline(tmp_path, fleet, py_spy):
     target = {"mode": "launch", "command": fleet.command, "env": {"FLEETPROF_TEST_ENV": "yes"}}
     plan = make_plan(tmp_path, target, [pyspy_profiler(py_spy, 1.0)], window=1.0)
 
@@ -457,7 +457,7 @@ def test_launch_starts_the_command_before_t0_and_stops_it_at_the_deadline(tmp_pa
     assert run.result["status"] == "ok", run.result["reason"]
     target_entry = run.manifest["target"]
     assert target_entry["cmdline"] == fleet.command
-    assert target_entry["started_at_device"] < plan["t0_device"]
+    assert 0.0 <= target_entry["started_at_device"] - plan["t0_device"] < 0.5
     assert target_entry["stopped_by_runner"] is True
     assert target_entry["exit_code"] == -signal.SIGTERM
     assert target_entry["exited_early"] is False
@@ -848,8 +848,9 @@ def test_samplers_stop_when_the_target_exits_and_the_session_says_so(tmp_path, f
     run = run_module(tmp_path, plan)
 
     assert run.elapsed < 4.0  # nothing left to sample: no waiting for the deadline
-    assert run.result["status"] == "partial"
-    assert "target exited" in run.result["reason"]
+    # A launched program that ends by itself with code 0 is a complete measurement.
+    assert run.result["status"] == "ok", run.result["reason"]
+    assert run.manifest["window"]["ended_by"] == "target finished"
     for name in ("system", "memory"):
         entry = run.manifest["profilers"][name]
         assert entry["status"] == "ok", entry["reason"]

@@ -1,8 +1,8 @@
 """The runner's built-in samplers against what the kernel itself counted.
 
 A real workload burns half a core, grows its RSS, writes and reads files at steady
-rates, and snapshots its own kernel counters (getrusage, /proc/self/io, VmRSS) when its
-steady phase begins and when it is told to stop. The runner samples it the way a
+rates, and snapshots its own kernel counters (getrusage, /proc/self/io, VmRSS) when it
+starts, when its steady phase begins and when it stops. The runner samples it the way a
 campaign does (``python3 MODULE ARGS_FILE``), and the parsers' figures must agree with
 those counters within 10%.
 """
@@ -10,6 +10,7 @@ those counters within 10%.
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import tarfile
 from typing import Any
@@ -36,6 +37,7 @@ def snapshot():
     return data
 
 
+begin = snapshot()  # the program's start: launched, it starts at T0 with the samplers
 out = os.open("io.bin", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
 with open("src.bin", "wb") as handle:
     handle.write(os.urandom(4 << 20))
@@ -50,14 +52,21 @@ blocks, allocated, written, read = [], 0, 0, 0
 
 def stop(*_):
     with open("truth.json", "w") as handle:
-        json.dump({"first": first, "last": snapshot()}, handle)
+        json.dump({"begin": begin, "first": first, "last": snapshot()}, handle)
     sys.exit(0)
 
 
 signal.signal(signal.SIGTERM, stop)
 chunk = b"x" * 65536
 cpu0 = time.process_time()
+# Attached: the session's deadline (snapshot there, then idle until killed); launched, the
+# runner's SIGTERM at the deadline ends it.
+stop_at = float(sys.argv[1]) if len(sys.argv) > 1 else float("inf")
 while True:
+    if time.time() >= stop_at:
+        with open("truth.json", "w") as handle:
+            json.dump({"begin": begin, "first": first, "last": snapshot()}, handle)
+        time.sleep(30)
     elapsed = time.time() - start
     while allocated < ALLOC_B_S * elapsed:
         blocks.append(bytearray(b"y" * 1_000_000))
@@ -102,16 +111,25 @@ def sampled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp_path = tmp_path_factory.mktemp("sampler")
     script = tmp_path / "work.py"
     script.write_text(WORKLOAD)
-    target = {"mode": "launch", "command": [sys.executable, str(script)]}
     plan = make_plan(
         tmp_path,
-        target,
+        {},
         [builtin_profiler("system", 0.25), builtin_profiler("memory", 0.25)],
         lead=1.5,
         window=3.0,
         offset=0.0,
     )
-    run = run_module(tmp_path, plan)
+    # Attached, so its set-up (a file written, the interpreter's own start) is over before
+    # T0: the window sees only the steady phase the truth describes. It stops working at
+    # the deadline and snapshots its counters there.
+    command = [sys.executable, str(script), str(plan["deadline_device"])]
+    workload = subprocess.Popen(command, cwd=tmp_path)
+    try:
+        plan["target"]["pid"] = workload.pid
+        run = run_module(tmp_path, plan)
+    finally:
+        workload.kill()
+        workload.wait()
     assert run.result["status"] == "ok", run.result["reason"]
     session = tmp_path / "session"
     with tarfile.open(run.result["archive"]) as tar:
@@ -119,10 +137,12 @@ def sampled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     manifest = run.manifest
     return {
         "manifest": manifest,
-        "truth": json.loads((session / "truth.json").read_text()),
+        "truth": json.loads((tmp_path / "truth.json").read_text()),
         "system": system.parse(session, manifest["profilers"]["system"], campaign()),
         "memory": memory.parse(session, manifest["profilers"]["memory"], campaign()),
-        "samples": [json.loads(line) for line in (session / "system.jsonl").read_text().split()],
+        "samples": [
+            json.loads(line) for line in (session / "system.jsonl").read_text().splitlines()
+        ],
     }
 
 
@@ -145,8 +165,10 @@ def test_the_last_sample_holds_what_the_kernel_counted_at_the_deadline(sampled):
         close(last[key], truth[key], key)
     # A single-threaded workload: its main thread's switches are all of them.
     close(last["ctx_voluntary"] + last["ctx_nonvoluntary"], truth["ctx"], "context switches")
-    close(sampled["system"].metrics["target.rss_mb.peak"] * 1024, truth["maxrss_kb"], "peak RSS")
-    close(sampled["memory"].metrics["memory.rss_peak_mb"] * 1024, truth["maxrss_kb"], "peak RSS")
+    # It only grows: its peak in the window is its RSS at the deadline (not ru_maxrss, which
+    # keeps the high-water mark of the process it was forked from across exec).
+    close(sampled["system"].metrics["target.rss_mb.peak"] * 1024, truth["rss_kb"], "peak RSS")
+    close(sampled["memory"].metrics["memory.rss_peak_mb"] * 1024, truth["rss_kb"], "peak RSS")
 
 
 def test_cpu_and_io_rates_agree_with_the_kernel_counters(sampled):

@@ -9,9 +9,10 @@
 #     python3 fleetprof_session.py ARGS_FILE      (ARGS_FILE: {"plan": {...}})
 """fleetprof's device-side session runner: run one profiling session from its plan.
 
-Given a plan (``fleetprof.plan/1``, see docs/run-directory.md) it finds or starts the
-target, waits for T0 on the device clock, starts every planned profiler, stops them all
-by the deadline, records what happened in ``manifest.json`` and packs the workdir into
+Given a plan (``fleetprof.plan/1``, see docs/run-directory.md) it finds the target
+(attach), waits for T0 on the device clock, starts the target (launch) and every planned
+profiler in that instant, stops them all by the deadline (or when a launched program
+ends by itself), records what happened in ``manifest.json`` and packs the workdir into
 one tarball. It needs nothing from the controller once started: Ansible runs it with
 ``async`` and ``poll: 0``, so a lost network or a killed controller changes nothing here,
 and nothing it started outlives ``deadline + grace_s``.
@@ -48,9 +49,10 @@ module: fleetprof_session
 short_description: Run one coordinated fleetprof profiling session on this device
 description:
   - Executes one fleetprof session plan (schema C(fleetprof.plan/1)) on the device, by itself.
-  - Resolves the target (attach by regex, pid or pidfile) or launches it, waits for T0 on the
-    device clock, starts every planned profiler with its argv (never through a shell), stops
-    them by the deadline and kills whatever is left at deadline + grace.
+  - Resolves the target (attach by regex, pid or pidfile), waits for T0 on the device clock,
+    then launches the target (launch mode) and starts every planned profiler with its argv
+    (never through a shell) in that instant, stops them by the deadline (or once a launched
+    program ended by itself) and kills whatever is left at deadline + grace.
   - Writes C(manifest.json) (schema C(fleetprof.manifest/1)) into the plan's workdir and packs
     the workdir's regular files into the plan's archive (tar.gz, flat member names,
     C(manifest.json) first, written under a temporary name and renamed).
@@ -153,11 +155,17 @@ PLAN_SCHEMA = "fleetprof.plan/1"
 MANIFEST_SCHEMA = "fleetprof.manifest/1"
 RUNNER_VERSION = "1"
 
-WARMUP_S = 1.0  # launch (or resolve) the target this long before T0
+WARMUP_S = 1.0  # resolve an attach target this long before T0 (a launch target starts at T0)
 SIGINT_AFTER_S = 2.0  # profilers still running this long after the deadline get SIGINT
 TARGET_STOP_WAIT_S = 3.0  # SIGTERM -> SIGKILL when stopping a launched target
 ABORT_WAIT_S = 3.0  # once the runner is told to stop: how long profilers get to write
 END_TOLERANCE_S = 0.5  # a target ending this close to the deadline did not end early
+TARGET_END_WAIT_S = 2.0  # a launched target ended: how long profilers get to stop by themselves
+# A profiler attaching by pid to a program just launched gives up if it is not Python yet
+# (py-spy: after about 0.5 s; a wrapper script that execs Python later): it is started
+# again, this many times at most, while the program is this young.
+ATTACH_TRIES = 5
+ATTACH_RETRY_S = 5.0
 LAUNCHED_CHILD_WAIT_S = 2.0  # via_profiler: how long to look for the target it started
 WINDOW_POLL_S = 0.1
 STOP_POLL_S = 0.05
@@ -1069,10 +1077,13 @@ class Child:
 class Target:
     """The process being profiled: found (attach), started by the runner, or by a profiler.
 
-    In attach mode it is never signalled. A launched target is stopped at the deadline, or
-    once every profiler has stopped if that is sooner: SIGTERM to its process group, SIGKILL
-    3 s later. One a profiler launched shares that profiler's process group, so it alone
-    gets SIGTERM, and the profiler sees it exit and writes its output.
+    In attach mode it is never signalled. A launched target starts at T0, in the same
+    instant as the profilers (py-spy attaches to it with --pid; the runner stays its parent
+    and knows its exit code); it is stopped at the deadline, or once every profiler has
+    stopped if that is sooner: SIGTERM to its process group, SIGKILL 3 s later. One a
+    profiler launched (via_profiler: nsys, ncu, py-spy where attaching is not allowed)
+    shares that profiler's process group, so it alone gets SIGTERM, and the profiler sees
+    it exit and writes its output; its exit code is unknown to the runner.
     """
 
     def __init__(self, spec: Dict[str, Any], log: RunnerLog) -> None:
@@ -1168,6 +1179,12 @@ class Target:
         return (self.exited_at is not None and not self.stopped_by_runner
                 and self.exited_at < deadline - END_TOLERANCE_S)
 
+    def finished(self) -> bool:
+        """A launched program that ended by itself, not failing: exit code 0, or unknown
+        (a profiler launched it). Its end is the end of a complete measurement."""
+        return (self.mode == "launch" and self.exited_at is not None
+                and not self.stopped_by_runner and self.exit_code in (0, None))
+
     def entry(self, clock: Clock, workdir: str) -> Dict[str, Any]:
         entry = {
             "mode": self.mode,
@@ -1178,6 +1195,8 @@ class Target:
             "exited_at_controller": clock.controller(self.exited_at),
             "exited_early": self.ended_early(clock.deadline),
             "stopped_by_runner": self.stopped_by_runner,
+            "ended_by_itself": self.exited_at is not None and not self.stopped_by_runner,
+            "exit_code_known": self.child is not None and self.exit_code is not None,
         }  # type: Dict[str, Any]
         if self.mode == "attach":
             entry["selector"] = dict((k, self.spec[k]) for k in ("process", "pid", "pidfile")
@@ -1579,6 +1598,8 @@ class ProfilerRun:
         self.discarded = []  # type: List[str]
         self.tool_check = None  # type: Optional[Dict[str, Any]]  # the plan's tool_sha256
         self.cut_short = None  # type: Optional[str]  # stopped early by the runner: why
+        self.ended_with_target = False  # still running when the launched program ended
+        self.attach_tries = 0  # started again after giving up on a starting program
 
     @property
     def planned(self) -> bool:
@@ -1759,6 +1780,8 @@ class ProfilerRun:
             data_quality=sampling_quality([stdout, stderr], self.argv, ran_s),
             cpu_s=child.cpu_s,
         )
+        if self.attach_tries:
+            entry["attach_tries"] = self.attach_tries + 1
         for path in (stdout, stderr):
             if keep_tail(path):
                 log("%s: kept the last %d bytes of %s"
@@ -1767,8 +1790,9 @@ class ProfilerRun:
         if self.cut_short:
             problems.append(self.cut_short)
         ending = self._ending(entry["signals_sent"])
-        if ending:
-            problems.append(ending)
+        if ending and not (self.ended_with_target and self.child.exit_code in (
+                -signal.SIGINT, -signal.SIGTERM, 130, 143)):
+            problems.append(ending)  # not when told to stop because the program had ended
         if self.spec.get("post_argv"):
             entry["post"] = self.post
             entry["discarded"] = self.discarded
@@ -1896,6 +1920,8 @@ MAX_THERMAL_ZONES = 32
 MAX_CPUFREQ_CPUS = 256
 SAMPLER_JOIN_S = 2.0
 ZONE_NAME_RE = re.compile(r"[^A-Za-z0-9_.-]+")
+MAX_TREE_PROCS = 64  # the target's descendants followed per sample (3 open files each)
+CMDLINE_CHARS = 300
 
 
 def _clock_ticks() -> int:
@@ -1916,8 +1942,9 @@ class ProcFile:
     cannot be opened or read returns None (edge kernels differ; nothing here is required).
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, keep_open: bool = True) -> None:
         self.path = path
+        self.keep_open = keep_open
         self.fd = None  # type: Optional[int]
         self.failed = False
 
@@ -1932,6 +1959,9 @@ class ProcFile:
             self.close()
             self.failed = True
             return None
+        finally:
+            if not self.keep_open:
+                self.close()
         return data.decode("ascii", "replace")
 
     def close(self) -> None:
@@ -2003,7 +2033,9 @@ class TargetFiles:
         self.pid = pid
         self.stat = ProcFile(base + "stat")
         self.status = ProcFile(base + "status")
-        self.smaps = ProcFile(base + "smaps_rollup")
+        # Bound to the memory of the program it was opened on: an exec (a wrapper script
+        # that execs Python) would leave it reading nothing, so it is opened per sample.
+        self.smaps = ProcFile(base + "smaps_rollup", keep_open=False)
         self.io = ProcFile(base + "io") if with_io else None
 
     def close(self) -> None:
@@ -2023,6 +2055,110 @@ def read_target_stat(text: Optional[str]) -> Optional[Tuple[str, int, int]]:
     if utime is None or stime is None or threads is None:
         return None
     return rest[0], utime + stime, threads
+
+
+def read_member_stat(text: Optional[str]) -> Optional[Tuple[str, int, int, int, int]]:
+    """(state, ppid, starttime, own ticks, reaped children's ticks) from /proc/PID/stat."""
+    if not text or ")" not in text:
+        return None
+    rest = text[text.rindex(")") + 2:].split()
+    values = [_int(v) for v in (rest[1:2] + rest[11:15] + rest[19:20])] if len(rest) > 19 else []
+    if len(values) != 6 or any(v is None for v in values):
+        return None
+    ppid, utime, stime, cutime, cstime, start = [int(v or 0) for v in values]
+    return rest[0], ppid, start, utime + stime, cutime + cstime
+
+
+class ProcessTree:
+    """The target and its descendants, found again at every sample: each one's RSS, PSS
+    and CPU, and their totals. Children come from /proc/PID/task/TID/children where the
+    kernel has it (CONFIG_PROC_CHILDREN), else from every process's ppid in /proc/*/stat.
+
+    The CPU total is a counter: each member's own time plus the time of the children it
+    reaped (cutime + cstime), so a child that ends and is reaped moves its time into its
+    parent's and the total never drops (a zombie still counts its final time).
+    """
+
+    def __init__(self, root: int) -> None:
+        self.root = root
+        self.members = {}  # type: Dict[int, Tuple[TargetFiles, int]]  # pid -> (files, start)
+        self.children_files = os.path.exists("%s/%d/task/%d/children" % (PROC_ROOT, root, root))
+        self.overflow = False  # more descendants than MAX_TREE_PROCS: the rest not counted
+
+    def close(self) -> None:
+        for files, _ in self.members.values():
+            files.close()
+        self.members = {}
+
+    def _kids(self, pid: int, by_parent: Optional[Dict[int, List[int]]]) -> List[int]:
+        if by_parent is not None:
+            return by_parent.get(pid, [])
+        kids = []  # type: List[int]
+        try:
+            tids = os.listdir("%s/%d/task" % (PROC_ROOT, pid))
+        except OSError:
+            return kids
+        for tid in tids:
+            kids.extend(_int(v) or 0 for v in (read_once(
+                "%s/%d/task/%s/children" % (PROC_ROOT, pid, tid)) or "").split())
+        return [k for k in kids if k > 0]
+
+    def _by_parent(self) -> Dict[int, List[int]]:
+        found = {}  # type: Dict[int, List[int]]
+        for name in os.listdir(PROC_ROOT):
+            if name.isdigit():
+                info = read_member_stat(read_once("%s/%s/stat" % (PROC_ROOT, name)))
+                if info is not None:
+                    found.setdefault(info[1], []).append(int(name))
+        return found
+
+    def sample(self, root: Dict[str, Any]) -> Dict[str, Any]:
+        """One sample of the whole tree; the root's memory as the target record read it."""
+        by_parent = None if self.children_files else self._by_parent()
+        order, queue, new = [], [self.root], []  # type: List[int], List[int], List[Any]
+        while queue and len(order) < MAX_TREE_PROCS:
+            pid = queue.pop(0)
+            if pid in order:
+                continue
+            order.append(pid)
+            queue.extend(self._kids(pid, by_parent))
+        self.overflow = self.overflow or bool(queue)
+        for pid in [p for p in self.members if p not in order]:
+            self.members.pop(pid)[0].close()
+        totals = {"rss_kb": 0, "pss_kb": 0, "swap_kb": 0}  # type: Dict[str, Any]
+        ticks, rows = 0, []  # type: int, List[List[Any]]
+        for pid in order:
+            files = self.members[pid][0] if pid in self.members else TargetFiles(pid, False)
+            info = read_member_stat(files.stat.read())
+            if info is None or (pid in self.members and info[2] != self.members[pid][1]):
+                files.close()  # gone (or another process under a reused pid)
+                self.members.pop(pid, None)
+                continue
+            if pid not in self.members:
+                self.members[pid] = (files, info[2])
+                new.append({"pid": pid, "ppid": info[1], "start": info[2],
+                            "cmd": shorten(" ".join(read_cmdline(pid) or []), CMDLINE_CHARS)})
+            ticks += info[3] + info[4]
+            if pid == self.root:
+                mem, pss = {"VmRSS": root.get("rss_kb"), "VmSwap": root.get("swap_kb")}, \
+                    root.get("pss_kb")
+            else:
+                mem = parse_kv_kb(files.status.read(), ("VmRSS", "VmSwap"))
+                pss = (None if info[0] in ("Z", "X")
+                       else parse_kv_kb(files.smaps.read(), ("Pss",))["Pss"])
+            for key, value in (("rss_kb", mem["VmRSS"]), ("swap_kb", mem["VmSwap"]),
+                               ("pss_kb", pss)):
+                if value is not None and totals[key] is not None:
+                    totals[key] += value
+                elif key == "pss_kb" and info[0] not in ("Z", "X"):
+                    totals[key] = None  # a member's PSS is unreadable: no honest total
+            rows.append([pid, mem["VmRSS"], pss, round(info[3] / float(CLK_TCK), 2)])
+        totals.update(procs=len(rows), cpu_s=round(ticks / float(CLK_TCK), 3), members=rows)
+        if new:
+            totals["new"] = new
+        if self.overflow:
+            totals["overflow"] = True
+        return totals
 
 
 def status_gone(status: Optional[str]) -> bool:
@@ -2099,8 +2235,10 @@ class Sampler:
         self.pid = None  # type: Optional[int]
         self.stop_event = threading.Event()
         self.final_sample = True  # stop() takes one last sample, unless told not to write
+        self.stop_reason = "stopped"
         self.thread = None  # type: Optional[threading.Thread]
         self.target = None  # type: Optional[TargetFiles]
+        self.tree = None  # type: Optional[ProcessTree]
         self.prev_cpu = {}  # type: Dict[str, Tuple[int, int]]
         self.prev_target = None  # type: Optional[Tuple[float, int]]
         self.proc_stat = ProcFile(PROC_ROOT + "/stat")
@@ -2121,9 +2259,11 @@ class Sampler:
     def alive(self) -> bool:
         return self.thread is not None and self.thread.is_alive()
 
-    def stop(self, final_sample: bool = True) -> None:
+    def stop(self, final_sample: bool = True, reason: str = "stopped") -> None:
         """Take one last sample now (unless one was just taken, or ``final_sample`` is
-        false: the disk is past its floor) and end the thread."""
+        false: the disk is past its floor) and end the thread; ``reason``: why it ended
+        when that last sample is not taken."""
+        self.stop_reason = reason
         if not final_sample:
             self.final_sample = False
         self.stop_event.set()
@@ -2150,6 +2290,8 @@ class Sampler:
                 source.close()
             if self.target is not None:
                 self.target.close()
+            if self.tree is not None:
+                self.tree.close()
             if started_cpu is not None:
                 self.cpu_s = round(time.thread_time() - started_cpu, 4)
             self.stopped_at = time.time()
@@ -2157,6 +2299,7 @@ class Sampler:
     def _open_sources(self) -> None:
         if self.pid is not None:
             self.target = TargetFiles(self.pid, with_io=self.kind == "system")
+            self.tree = ProcessTree(self.pid)
         if self.kind == "system":
             self.zones = thermal_zones()
             self.cores = cpufreq_cores()
@@ -2175,7 +2318,7 @@ class Sampler:
             final = self.stop_event.is_set() or now >= self.deadline
             if final and last is not None and (
                     now - last < min(0.05, self.interval / 4.0) or not self.final_sample):
-                self.ended = "deadline" if now >= self.deadline else "stopped"
+                self.ended = "deadline" if now >= self.deadline else self.stop_reason
                 return
             record = self._sample(now)
             last = now
@@ -2185,7 +2328,7 @@ class Sampler:
                 return
             self._write(handle, record)
             if final:
-                self.ended = "deadline" if now >= self.deadline else "stopped"
+                self.ended = "deadline" if now >= self.deadline else self.stop_reason
                 return
             next_at += self.interval
             now = time.time()
@@ -2222,6 +2365,8 @@ class Sampler:
             if target is None:
                 return None
             record["target"] = target
+            if self.tree is not None:
+                record["tree"] = self.tree.sample(target)
         elif self.kind == "memory":
             return None  # nothing to watch
         return record
@@ -2310,7 +2455,10 @@ class Sampler:
                 "dropped": self.dropped, "sampler_cpu_s": self.cpu_s,
                 "ran_s": round(max(0.0, ran), 3), "ended": self.ended,
                 "target_pid": self.pid, "unreadable": list(self.unreadable),
-                "clk_tck": CLK_TCK}
+                "clk_tck": CLK_TCK,
+                "tree": None if self.tree is None else {
+                    "children_files": self.tree.children_files,
+                    "overflow": self.tree.overflow, "max_procs": MAX_TREE_PROCS}}
 
 
 # =========================================================================== session
@@ -2355,6 +2503,11 @@ class Session:
         self.abort = None  # type: Optional[Tuple[str, float]]  # (signal, when) told to stop
         self.watchdog_fired_at = None  # type: Optional[float]
         self.late_by_s = None  # type: Optional[float]
+        # When and why the measurement ended: "deadline", "target finished" (a launched
+        # program ended by itself, code 0 or unknown), "target failed", "target exited"
+        # (attach), "profilers stopped", "probe finished", "disk floor", "stopped by SIG...".
+        self.window_end = None  # type: Optional[Tuple[float, str]]
+        self.launcher = None  # type: Optional[ProfilerRun]  # via_profiler: the one that started it
         self.started_at = None  # type: Optional[float]
         self.stopped_at = None  # type: Optional[float]
         self.stopped = False
@@ -2397,9 +2550,11 @@ class Session:
         self.kill_everything()
 
     def stop_samplers(self) -> None:
+        ended = self.window_end is not None and self.window_end[1].startswith("target ")
         for prof in self.profilers:
             if prof.sampler is not None:
-                prof.sampler.stop(final_sample=self.disk_stop is None)
+                prof.sampler.stop(final_sample=self.disk_stop is None,
+                                  reason="target exited" if ended else "stopped")
 
     def kill_everything(self) -> None:
         for child in tuple(self.children):
@@ -2455,8 +2610,6 @@ class Session:
                 target.resolve()
                 if not self._lock_target():
                     return
-            elif target.mode == "launch" and not target.via_profiler:
-                target.launch(self._spawn, self.workdir)
         except TargetError as exc:
             self._fail(str(exc))
             return
@@ -2466,12 +2619,19 @@ class Session:
         self.late_by_s = round(max(0.0, time.time() - clock.t0), 3)
         if self.late_by_s > 0.05:
             self.log("late: starting %.3f s after T0" % self.late_by_s)
-        if target.check():
+        if not self._enough_disk():
+            return
+        if target.mode == "launch" and not target.via_profiler:
+            # At T0, the profilers right after it: the profile starts with the program.
+            try:
+                target.launch(self._spawn, self.workdir)
+            except TargetError as exc:
+                self._fail(str(exc))
+                return
+        elif target.check():
             code = target.exit_code
             self._fail("target pid %s exited before T0%s"
                        % (target.pid, " with code %d" % code if code is not None else ""))
-            return
-        if not self._enough_disk():
             return
         self._start_profilers()
         if self.probe is not None and self.failure is None:
@@ -2484,6 +2644,10 @@ class Session:
                 self.children = [c for c in self.children if c not in self.probe.children]
         if any(p.started for p in self.profilers):
             self._watch_window()
+        elif self.probe is not None and self.failure is None:
+            now = time.time()
+            self.window_end = (min(now, clock.deadline),
+                               "deadline" if now >= clock.deadline else "probe finished")
 
     def _fail(self, reason: str) -> None:
         self.failure = reason
@@ -2578,6 +2742,7 @@ class Session:
                 self._fail("via_profiler is set but no planned profiler has a launch_argv")
                 return
             launcher.argv = list(launcher.spec["launch_argv"])
+            self.launcher = launcher
             launcher.start(self._spawn, self.workdir, None, self.log, self.hashes)
             if launcher.child is not None:
                 self.target.adopt_child_of(launcher.child, launcher.name)
@@ -2593,20 +2758,61 @@ class Session:
     def _watch_window(self) -> None:
         self.log("window: profiling until the deadline")
         disk_at = time.time() + DISK_CHECK_S
+        target = self.target
         while self.abort is None:
             now = time.time()
             if now >= self.clock.deadline:
+                self.window_end = (self.clock.deadline, "deadline")
                 break
             if now >= disk_at:
                 disk_at = now + DISK_CHECK_S
                 if self._check_disk_in_window():
+                    self.window_end = (now, "disk floor")
                     break
-            self.target.check()
+            if target.child is not None:
+                self._attach_again(now)
+            if target.check() and target.mode == "launch" and target.exited_at is not None:
+                # The program is the measurement: its end ends the window, complete when
+                # it ended by itself without failing.
+                ended = target.exited_at
+                why = "target finished" if target.finished() else "target failed"
+                self.window_end = (ended, why)
+                self.log("window: %s at %s" % (why, self.clock.since_t0(ended)))
+                for prof in self.profilers:
+                    if prof is not self.launcher and prof.active():
+                        prof.ended_with_target = True
+                break
             if not any(p.active() for p in self.profilers):
                 self.log("window: every profiler stopped before the deadline")
+                gone = target.exited_at
+                self.window_end = ((gone, "target exited") if gone is not None
+                                   else (now, "profilers stopped"))
                 break
             time.sleep(min(WINDOW_POLL_S, max(0.0, self.clock.deadline - now)))
-        self.target.check()
+        if self.window_end is None and self.abort is not None:
+            self.window_end = (self.abort[1], "stopped by " + self.abort[0])
+        target.check()
+
+    def _attach_again(self, now: float) -> None:
+        """A profiler that attaches by pid (py-spy) to the program the runner just
+        launched, and gave up while it was starting (not Python yet: a wrapper that execs
+        Python later, a slow start), is started again while the program is young."""
+        target = self.target
+        for prof in self.profilers:
+            child = prof.child
+            if (child is None or "{pid}" not in (prof.spec.get("argv") or [])
+                    or prof.attach_tries >= ATTACH_TRIES or not child.exited()
+                    or child.exit_code == 0 or target.check()
+                    or now - (target.child.started_at if target.child else now) > ATTACH_RETRY_S):
+                continue
+            prof.attach_tries += 1
+            text = file_tail(os.path.join(self.workdir, prof.name + ".stderr"))
+            said = last_line("\n".join(line for line in text.splitlines()
+                                       if line.startswith("Error")), text)
+            self.log("%s: exited with code %s at %s while the program started%s: starting it "
+                     "again" % (prof.name, child.exit_code, self.clock.since_t0(now),
+                                " (said: %s)" % said if said else ""))
+            prof.start(self._spawn, self.workdir, target.pid, self.log, self.hashes)
 
     def stop_everything(self) -> None:
         """Stop the launched target and the profilers; nothing is left at deadline + grace.
@@ -2626,6 +2832,8 @@ class Session:
         stop_from = time.time()
         if self.children:
             self.log("stop: stopping what the runner started")
+        ended = self.window_end[0] if self.window_end and self.window_end[1].startswith(
+            "target ") and self.target.mode == "launch" else None
         while True:
             now = time.time()
             kill_at = clock.hard_deadline
@@ -2636,9 +2844,17 @@ class Session:
             self.target.check()
             busy = self.target.stop_step(now, stop_from, kill_at)
             for prof in self.profilers:
-                if prof.child is not None:
-                    busy = prof.child.stop_step(now, signal.SIGINT, sigint_at, kill_at,
-                                                group_first=False) or busy
+                if prof.child is None:
+                    continue
+                first_at, last_at = sigint_at, kill_at
+                if ended is not None and prof is not self.launcher:
+                    # The launched program ended: py-spy --pid stops by itself; a
+                    # system-wide sampler is told to. The launcher (nsys writing its
+                    # report) keeps the deadline's schedule.
+                    first_at = min(first_at, ended + TARGET_END_WAIT_S)
+                    last_at = min(last_at, first_at + ABORT_WAIT_S)
+                busy = prof.child.stop_step(now, signal.SIGINT, first_at, last_at,
+                                            group_first=False) or busy
             if not busy:
                 break
             if now >= kill_at + 2.0:
@@ -2683,7 +2899,12 @@ class Session:
             reasons.append("runner stopped by %s at %s"
                            % (self.abort[0], self.clock.since_t0(self.abort[1])))
         target = self.target
-        if target.exited_at is not None and target.ended_early(self.clock.deadline):
+        # A launched program that failed did so whenever it ended by itself; an attached
+        # process that ended is news only well before the deadline.
+        failed = (target.mode == "launch" and target.exited_at is not None
+                  and not target.stopped_by_runner and not target.finished())
+        if failed or (target.mode != "launch" and target.exited_at is not None
+                      and target.ended_early(self.clock.deadline)):
             reasons.append("target exited at %s%s" % (
                 self.clock.since_t0(target.exited_at),
                 " with code %d" % target.exit_code if target.exit_code is not None else ""))
@@ -2715,6 +2936,11 @@ class Session:
             "stopped_at_device": self.stopped_at,
             "stopped_at_controller": clock.controller(self.stopped_at),
             "late_by_s": self.late_by_s,
+            "window": {
+                "started_at_device": self.started_at,
+                "ended_at_device": self.window_end[0] if self.window_end else None,
+                "ended_by": self.window_end[1] if self.window_end else None,
+            },
             "target": self.target.entry(clock, self.workdir),
             "profilers": profilers,
             "locks": {"host": self.host_lock, "target": self.target_lock_path},

@@ -1,0 +1,150 @@
+"""Launch mode under the profilers, run the way Ansible runs the runner (``python3 MODULE
+ARGS_FILE``): the command starts at T0 with py-spy attached in the same instant, the runner
+stays its parent (so its exit code is exact), and a program that ends by itself is a
+complete profile. Real py-spy, real programs; the truth is the program's own run time."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.unit.test_session_runner import (  # noqa: F401 - fixtures
+    builtin_profiler,
+    fleet,
+    make_plan,
+    py_spy,
+    pyspy_profiler,
+    run_module,
+)
+
+RATE = 97
+# A CPU-bound program that runs SECONDS from its first instruction, then exits with argv[2].
+THREE_SECONDS = """\
+import sys, time
+started = time.time()
+
+def work():
+    total = 0
+    for i in range(2000):
+        total += i * i
+    return total
+
+while time.time() - started < float(sys.argv[1]):
+    work()
+sys.exit(int(sys.argv[2]))
+"""
+
+
+def folded_samples(text: str) -> int:
+    return sum(int(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.strip())
+
+
+def direct_samples(tmp_path: Path, spy: str, command: list[str]) -> int:
+    """py-spy run directly, launching the command itself: the samples it took."""
+    output = tmp_path / "direct.folded"
+    argv = [spy, "record", "--rate", str(RATE), "--format", "raw", "-o", str(output)]
+    subprocess.run([*argv, "--", *command], capture_output=True, timeout=60, check=True)
+    return folded_samples(output.read_text())
+
+
+def launch_plan(tmp_path: Path, spy: str, seconds: float, code: int, window: float) -> dict:
+    script = tmp_path / "three_seconds.py"
+    script.write_text(THREE_SECONDS)
+    command = [sys.executable, str(script), str(seconds), str(code)]
+    profiler = pyspy_profiler(spy, window)
+    profiler["argv"] = [a for a in profiler["argv"] if a != "--nonblocking"]
+    profiler["argv"][profiler["argv"].index("--rate") + 1] = str(RATE)
+    return make_plan(
+        tmp_path,
+        {"mode": "launch", "command": command},
+        [profiler, builtin_profiler("memory", 0.2)],
+        window=window,
+        lead=1.0,
+    )
+
+
+def test_a_three_second_program_is_profiled_from_t0_to_its_end_and_is_ok(tmp_path, py_spy):  # noqa: F811
+    plan = launch_plan(tmp_path, py_spy, 3.0, 0, window=8.0)
+
+    run = run_module(tmp_path, plan)
+
+    assert run.result["status"] == "ok", run.result["reason"]
+    target = run.manifest["target"]
+    assert target["exit_code"] == 0 and target["exit_code_known"] is True
+    assert target["ended_by_itself"] is True and target["stopped_by_runner"] is False
+    # Started at T0, not before it.
+    assert 0.0 <= target["started_at_device"] - plan["t0_device"] < 0.5
+    # It spins 3 s from its first line; the interpreter's start-up comes before.
+    assert 3.0 <= target["exited_at_device"] - target["started_at_device"] < 4.5
+    window = run.manifest["window"]
+    assert window["ended_by"] == "target finished"
+    assert window["ended_at_device"] == target["exited_at_device"]
+    # Nothing waits for the deadline once the program is done.
+    assert run.finished_at < plan["deadline_device"]
+    samples = folded_samples(run.read("py-spy.folded"))
+    # The truth: 97 Hz over 3 s, or what py-spy gets launching the same program itself
+    # when this machine is too loaded for py-spy to keep its rate (it falls behind).
+    expected = min(RATE * 3.0, direct_samples(tmp_path, py_spy, plan["target"]["command"]))
+    assert samples >= 0.9 * expected, f"{samples} samples of {expected:.0f} expected"
+    assert run.manifest["profilers"]["memory"]["status"] == "ok"
+
+
+def test_a_program_failing_with_a_code_is_partial_with_that_code(tmp_path, py_spy):  # noqa: F811
+    plan = launch_plan(tmp_path, py_spy, 1.0, 3, window=6.0)
+
+    run = run_module(tmp_path, plan)
+
+    assert run.result["status"] == "partial"
+    assert run.manifest["target"]["exit_code"] == 3
+    assert "with code 3" in run.result["reason"]
+    assert run.manifest["window"]["ended_by"] == "target failed"
+    assert run.manifest["profilers"]["py-spy"]["status"] == "ok"
+
+
+def test_a_program_py_spy_launched_has_its_end_recorded_and_an_unknown_exit_code(
+    tmp_path,
+    py_spy,  # noqa: F811
+):
+    """Where the host cannot attach, py-spy starts the command: it exits 0 whatever the
+    program's code, so the runner records the end and says the code is unknown."""
+    plan = launch_plan(tmp_path, py_spy, 1.0, 3, window=6.0)
+    command = plan["target"]["command"]
+    profiler = plan["profilers"][0]
+    options = profiler["argv"][profiler["argv"].index("--pid") + 2 :]
+    profiler["launch_argv"] = [py_spy, "record", *options, "--", *command]
+    plan["target"]["via_profiler"] = True
+
+    run = run_module(tmp_path, plan)
+
+    assert run.result["status"] == "ok", run.result["reason"]
+    target = run.manifest["target"]
+    assert (target["exit_code"], target["exit_code_known"]) == (None, False)
+    assert target["ended_by_itself"] is True
+    assert target["exited_at_device"] - plan["t0_device"] == pytest.approx(1.0, abs=0.6)
+    assert run.manifest["window"]["ended_by"] == "target finished"
+    assert "Stopped sampling because process exited" in run.read("py-spy.stdout")
+    assert run.manifest["profilers"]["py-spy"]["exit_code"] == 0
+    assert run.finished_at < plan["deadline_device"]
+
+
+def test_py_spy_is_started_again_when_the_command_becomes_python_only_later(
+    tmp_path,
+    py_spy,  # noqa: F811
+):
+    """A wrapper that execs Python a second later: py-spy, attached at T0 to the shell,
+    gives up after half a second; the runner starts it again until Python is there."""
+    plan = launch_plan(tmp_path, py_spy, 2.0, 0, window=8.0)
+    python_command = " ".join(plan["target"]["command"])
+    plan["target"]["command"] = ["sh", "-c", f"sleep 1; exec {python_command}"]
+
+    run = run_module(tmp_path, plan)
+
+    assert run.result["status"] == "ok", run.result["reason"]
+    entry = run.manifest["profilers"]["py-spy"]
+    assert entry["status"] == "ok" and entry["attach_tries"] >= 2, entry
+    samples = folded_samples(run.read("py-spy.folded"))
+    assert samples >= 0.8 * RATE * 2.0, samples  # the Python part, 2 s
+    assert "starting it again" in run.read("runner.log")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from orchestrator.analysis.directions import SKIP, rule_for
-from orchestrator.analysis.outliers import score
+from orchestrator.analysis.outliers import noise_floor, score
 from orchestrator.analysis.regressions import (
     Regression,
     confirm,
@@ -229,7 +229,9 @@ def _still_outlier(
     if value is None or host not in members:
         return False
     peers = [v for name, v in members.items() if name != host]
-    return score(metric, value, list(members.values()), peers, t).rule is not None
+    samples = host_samples(report)
+    noise = noise_floor(samples.get(name, {}).get(metric, ()) for name in members)
+    return score(metric, value, list(members.values()), peers, t, noise).rule is not None
 
 
 def confirm_findings(

@@ -184,7 +184,14 @@ def find_outliers(
         # A host whose measurement window was incomplete (started late, cut short) is
         # neither flagged nor part of its peers' median.
         with_data = [h for h in members if _has_data(h) and not getattr(h, "incomplete", None)]
-        found.extend(metric_outliers(key, {h.name: h.metrics for h in with_data}, threshold))
+        found.extend(
+            metric_outliers(
+                key,
+                {h.name: h.metrics for h in with_data},
+                threshold,
+                {h.name: h.samples for h in with_data},
+            )
+        )
         group_shares = {h.name: shares[h.name] for h in with_data if h.name in shares}
         found.extend(function_share_outliers(key, group_shares, threshold))
     found.sort(key=lambda o: (-abs(o.robust_z), o.host, o.metric, o.function or ""))

@@ -7,7 +7,7 @@ deviation). A host is an outlier when ``|z|`` reaches the campaign's
 ``compare.threshold`` (3.5 by default, their recommendation) on the side that hurts
 (:mod:`orchestrator.analysis.directions`).
 
-Three guards keep the score honest on real fleets:
+Four guards keep the score honest on real fleets:
 
 - **The spread has a floor.** Identical boards running identical work differ by a
   fraction of a percent, so their MAD is close to zero and any wobble would score a huge
@@ -20,6 +20,12 @@ Three guards keep the score honest on real fleets:
   finite where the whole group reads the same number, zero included: with no spread
   ``z = 13.5 x (x - median) / max(|x|, |median|)``, so a host reading 101,302 B/s where
   its peers read 0 scores 13.5 (all of its value is the difference), not 7e10.
+- **A value is no surer than its own repetitions.** Where the hosts' values are medians
+  of repetitions (the probe's ``samples``), the spread is also floored at the typical
+  standard error of those medians (:func:`noise_floor`): six identical hosts on a loaded
+  machine, each measured with a 22% coefficient of variation, can land three of six
+  within 2% of each other by chance, and that small MAD would flag a host 28% off as
+  z = -3.8.
 - **A large relative loss is flagged whatever the group's MAD.** Small groups on shared
   or noisy machines have a large, unstable MAD: with three peers spread from 1.5M to
   2.3M ops/s a host at 35% of them scores only z = -1.8. For a higher-is-better metric
@@ -43,8 +49,9 @@ is not a loss.
 
 from __future__ import annotations
 
+import math
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +61,7 @@ Z_FACTOR = 0.6745
 RELATIVE_FLOOR = 0.05
 ABSOLUTE_EPSILON = 1e-6
 MIN_GROUP_HOSTS = 3
+MIN_REPS = 3  # repetitions behind a host's value before their spread counts as noise
 SHARE_FLOOR_PP = 2.0
 SHARE_MIN_PCT = 5.0
 SHARE_METRIC = "function.self_pct"
@@ -107,6 +115,19 @@ def spread_floor(median: float, metric_floor: float | None = None, value: float 
     return max(RELATIVE_FLOOR * scale, metric_floor or 0.0, ABSOLUTE_EPSILON)
 
 
+def noise_floor(repetitions: Iterable[Sequence[float]]) -> float:
+    """The spread (in MAD units) that the hosts' own measurement noise alone gives: the
+    median over the hosts with at least MIN_REPS repetitions of the standard error of
+    their median (1.2533 x stdev / sqrt(n)), times 0.6745. A host's value can be no
+    surer than that, however close its peers happened to land; 0 without repetitions."""
+    errors = [
+        1.2533 * statistics.stdev(reps) / math.sqrt(len(reps))
+        for reps in repetitions
+        if len(reps) >= MIN_REPS
+    ]
+    return Z_FACTOR * statistics.median(errors) if errors else 0.0
+
+
 def robust_z(value: float, median: float, mad: float, floor: float = ABSOLUTE_EPSILON) -> float:
     return Z_FACTOR * (value - median) / max(mad, floor, ABSOLUTE_EPSILON)
 
@@ -132,11 +153,14 @@ def score(
     values: Sequence[float],
     peers: Sequence[float],
     threshold: float,
+    noise: float = 0.0,
 ) -> Score:
     """One host's value against its group's ``values`` (itself included) and its
-    ``peers`` (the others): its robust z, and the rule that flags it, if any."""
+    ``peers`` (the others): its robust z, and the rule that flags it, if any. ``noise``:
+    the group's :func:`noise_floor` for the metric."""
     median, mad = median_mad(values)
-    z = robust_z(value, median, mad, spread_floor(median, rule_for(metric).floor, value))
+    floor = max(spread_floor(median, rule_for(metric).floor, value), noise)
+    z = robust_z(value, median, mad, floor)
     if abs(z) >= threshold and is_bad_side(metric, z):
         return Score(z, RULE_Z)
     loss = loss_z(metric, value, statistics.median(peers) if peers else None)
@@ -146,9 +170,13 @@ def score(
 
 
 def metric_outliers(
-    group: str, metrics: Mapping[str, Mapping[str, float]], threshold: float
+    group: str,
+    metrics: Mapping[str, Mapping[str, float]],
+    threshold: float,
+    samples: Mapping[str, Mapping[str, Sequence[float]]] | None = None,
 ) -> list[Outlier]:
-    """``metrics``: host -> {metric: value} for the group's hosts that produced data."""
+    """``metrics``: host -> {metric: value} for the group's hosts that produced data;
+    ``samples``: host -> {metric: repetitions} where the value is their median (probe)."""
     by_metric: dict[str, dict[str, float]] = {}
     for host, values in metrics.items():
         for name, value in values.items():
@@ -159,9 +187,10 @@ def metric_outliers(
         if rule_for(name).direction == SKIP or len(values) < MIN_GROUP_HOSTS:
             continue
         median = statistics.median(values.values())
+        noise = noise_floor((samples or {}).get(h, {}).get(name, ()) for h in values)
         for host in sorted(values):
             peers = [v for h, v in values.items() if h != host]
-            result = score(name, values[host], list(values.values()), peers, threshold)
+            result = score(name, values[host], list(values.values()), peers, threshold, noise)
             if result.rule is not None:
                 found.append(
                     Outlier(

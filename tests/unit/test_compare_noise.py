@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from scipy import stats
+from scipy import stats  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
 from orchestrator.analysis.stacks import StackProfile, parse_folded
 from orchestrator.compare import DEFAULT_ALPHA, compare_across_hosts

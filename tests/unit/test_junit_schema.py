@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import xmlschema
-from junit2htmlreport.parser import Junit
+from junit2htmlreport.parser import Junit  # type: ignore[import-untyped,unused-ignore]
 
 from orchestrator.campaign import CheckSpec
 from orchestrator.check import Baseline, check_document, judge_run

@@ -128,7 +128,13 @@ def test_a_zero_spread_group_gives_a_finite_score() -> None:
 
 
 def test_a_zero_spread_function_share_is_finite() -> None:
-    shares = {"h1": {}, "h2": {}, "h3": {}, "h4": {("hot", "a.py"): 30.0}}
+    hot: tuple[str, str | None] = ("hot", "a.py")
+    shares: dict[str, dict[tuple[str, str | None], float]] = {
+        "h1": {},
+        "h2": {},
+        "h3": {},
+        "h4": {hot: 30.0},
+    }
     [found] = function_share_outliers("m", shares, 3.5)
     assert found.function == "hot" and math.isfinite(found.robust_z)
     assert found.robust_z == pytest.approx(0.6745 * 30 / 2.0, abs=0.01)

@@ -28,7 +28,7 @@ Four guards keep the score honest on real fleets:
   z = -3.8.
 - **A large relative loss is flagged whatever the group's MAD.** Small groups on shared
   or noisy machines have a large, unstable MAD: with three peers spread from 1.5M to
-  2.3M ops/s a host at 35% of them scores only z = -1.8. For a higher-is-better metric
+  2.3M ops/s a host at a third of them scores only z = -1.8. For a higher-is-better metric
   (throughput, rates, clocks) the host is also scored against the median of its peers
   (the other hosts of its group) with the spread taken as 10% of that median,
   ``0.6745 * (x - peers) / (0.1 * peers)``, and flagged when that reaches the threshold

@@ -33,9 +33,12 @@ Four guards keep the score honest on real fleets:
   (the other hosts of its group) with the spread taken as 10% of that median,
   ``0.6745 * (x - peers) / (0.1 * peers)``, and flagged when that reaches the threshold
   (``rule: relative_loss``): at the default 3.5, a host at 48% of its peers or less
-  (-4.4 at 35%). Identical hosts do not lose half their throughput to noise (see
-  docs/check.md for the false-positive cost measured on real probe repetitions), while a
-  throttled, starved or capped board is caught every time.
+  (-4.4 at 35%), provided it also reads under 75% of its lowest peer (it stands alone:
+  two hosts of four reading a fifth of the others, as a loaded test fleet's all-core
+  probe did on identical boards, are not one host that lost). Identical hosts do not
+  lose half their throughput to noise (see docs/check.md for the false-positive cost
+  measured on real probe repetitions), while a throttled, starved or capped board is
+  caught every time.
 - **Small groups never flag.** With fewer than three hosts there is no majority to
   call normal; such groups are still summarised in ``groups[]``.
 
@@ -68,6 +71,11 @@ SHARE_METRIC = "function.self_pct"
 # The relative-loss rule's spread: 10% of the peers' median, whatever the group's MAD
 # (a loss of 3.5 / 0.6745 x 10% = 52% at the default threshold).
 LOSS_SPREAD = 0.10
+# ... and only for a host that stands alone below its peers: under this share of the
+# lowest of them (a group where another peer reads nearly as low has no single host that
+# lost, and on a loaded test fleet two of four identical hosts can read a fifth of the
+# others on a probe whose workers started late).
+LOSS_SEPARATION = 0.75
 RULE_Z = "robust_z"
 RULE_LOSS = "relative_loss"
 
@@ -164,7 +172,7 @@ def score(
     if abs(z) >= threshold and is_bad_side(metric, z):
         return Score(z, RULE_Z)
     loss = loss_z(metric, value, statistics.median(peers) if peers else None)
-    if loss is not None and loss <= -threshold:
+    if loss is not None and loss <= -threshold and value < LOSS_SEPARATION * min(peers):
         return Score(z, RULE_LOSS)
     return Score(z, None)
 

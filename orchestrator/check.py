@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from orchestrator.analysis.directions import SKIP, is_bad_side, rule_for
-from orchestrator.analysis.outliers import robust_z, spread_floor
+from orchestrator.analysis.directions import SKIP, rule_for
+from orchestrator.analysis.outliers import noise_floor, score
 from orchestrator.analysis.regressions import (
     Regression,
     confirm,
@@ -39,14 +39,21 @@ class Baseline:
     path: str | None = None
     samples: Mapping[str, Mapping[str, Sequence[float]]] = field(default_factory=dict)
     statuses: Mapping[str, str] = field(default_factory=dict)
+    # Hosts whose window was incomplete in the baseline run: their samples are not used.
+    incomplete: Mapping[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "source": self.source, "path": self.path}
+        return {
+            "run_id": self.run_id,
+            "source": self.source,
+            "path": self.path,
+            "incomplete_hosts": sorted(self.incomplete),
+        }
 
 
 @dataclass(frozen=True)
 class Finding:
-    kind: str  # outlier | regression | failed | missing
+    kind: str  # outlier | regression | failed | missing | incomplete
     host: str
     metric: str | None
     message: str
@@ -75,12 +82,28 @@ class Judgement:
         return sorted({f.host for f in self.findings if f.kind in ("outlier", "regression")})
 
 
+def incomplete_reason(host: Mapping[str, Any]) -> str | None:
+    """Why a host's measurement window was incomplete (report.json ``hosts[].incomplete``:
+    a reason string, null when complete; a report without the key was complete)."""
+    value = host.get("incomplete")
+    if value is None or value is False:
+        return None
+    text = str(value).strip() if not isinstance(value, bool) else ""
+    return text or "incomplete measurement window"
+
+
+def can_judge(host: Mapping[str, Any]) -> bool:
+    """A host whose numbers can be judged: it brought data back from a complete window."""
+    return host.get("status") in JUDGED_STATUSES and incomplete_reason(host) is None
+
+
 def host_samples(report: Mapping[str, Any]) -> dict[str, dict[str, list[float]]]:
-    """host -> metric -> repetitions, for the hosts that brought data back."""
+    """host -> metric -> repetitions, for the hosts that brought data back from a
+    complete window."""
     found: dict[str, dict[str, list[float]]] = {}
     for host in report.get("hosts") or []:
         samples = host.get("samples")
-        if host.get("status") in JUDGED_STATUSES and isinstance(samples, dict):
+        if can_judge(host) and isinstance(samples, dict):
             found[str(host["name"])] = {str(k): list(v) for k, v in samples.items()}
     return found
 
@@ -104,7 +127,11 @@ def _status_findings(report: Mapping[str, Any], baseline: Baseline) -> list[Find
         name = str(host.get("name"))
         present.add(name)
         status = str(host.get("status"))
-        if status not in NOT_FAILED:
+        reason = incomplete_reason(host)
+        if reason is not None and status in (*JUDGED_STATUSES, "skipped"):
+            message = f"incomplete window ({reason}): not judged, not used as a baseline"
+            findings.append(Finding("incomplete", name, None, message))
+        elif status not in NOT_FAILED:
             reason = host.get("reason") or "no reason given"
             findings.append(Finding("failed", name, None, f"{status}: {reason}"))
     for name in sorted(set(baseline.statuses) - present):
@@ -125,10 +152,24 @@ def _regression_message(r: Regression) -> str:
 
 
 def _outlier_message(outlier: Mapping[str, Any]) -> str:
-    return (
-        f"{outlier.get('metric')} {_fmt(outlier.get('value'))} against its group median "
-        f"{_fmt(outlier.get('group_median'))} (robust z {outlier.get('robust_z')})"
+    what = str(outlier.get("metric"))
+    if outlier.get("function") is not None:
+        what = f"{what} of {outlier.get('function')} ({outlier.get('file') or '?'})"
+    text = (
+        f"{what} {_fmt(outlier.get('value'))} against its group median "
+        f"{_fmt(outlier.get('group_median'))} (robust z {outlier.get('robust_z')}"
     )
+    if outlier.get("rule") == "relative_loss":
+        peers = outlier.get("peers_median")
+        share = _share(outlier.get("value"), peers)
+        text += f"; {share} of its peers' median {_fmt(peers)}: relative loss"
+    return text + ")"
+
+
+def _share(value: Any, whole: Any) -> str:
+    if isinstance(value, int | float) and isinstance(whole, int | float) and whole:
+        return f"{100.0 * value / whole:.0f}%"
+    return "n/a"
 
 
 def judge_run(report: Mapping[str, Any], baseline: Baseline, spec: CheckSpec) -> Judgement:
@@ -136,15 +177,19 @@ def judge_run(report: Mapping[str, Any], baseline: Baseline, spec: CheckSpec) ->
     missing hosts: before any confirmation."""
     metrics = judged_metrics(report, spec)
     groups = {str(h["name"]): str(h.get("group") or h.get("hw_model")) for h in report["hosts"]}
-    tested = run_tests(host_samples(report), baseline.samples, groups, metrics)
+    usable = {h: s for h, s in baseline.samples.items() if h not in baseline.incomplete}
+    tested = run_tests(host_samples(report), usable, groups, metrics)
     judged = judge(
         tested, alpha=spec.alpha, regression_pct=spec.regression_pct, baseline_run=baseline.run_id
     )
     flagged = [r for r in judged if r.flagged]
+    complete = {str(h.get("name")) for h in report.get("hosts") or [] if can_judge(h)}
     outliers = [
         o
         for o in report.get("outliers") or []
-        if o.get("kind", "metric") == "metric" and o.get("metric") in metrics
+        if o.get("kind", "metric") == "metric"
+        and o.get("metric") in metrics
+        and str(o.get("host")) in complete
     ]
     findings = _status_findings(report, baseline)
     findings += [
@@ -154,21 +199,39 @@ def judge_run(report: Mapping[str, Any], baseline: Baseline, spec: CheckSpec) ->
     return Judgement(findings=findings, regressions=flagged, tests=len(tested), outliers=outliers)
 
 
-def _group_stats(report: Mapping[str, Any]) -> dict[tuple[str, str], tuple[float, float]]:
-    found = {}
-    for group in report.get("groups") or []:
-        for metric, values in (group.get("metrics") or {}).items():
-            if isinstance(values, dict) and "median" in values and "mad" in values:
-                found[(str(group.get("hw_model")), metric)] = (values["median"], values["mad"])
+def _group_values(report: Mapping[str, Any], metric: str) -> dict[str, dict[str, float]]:
+    """group -> host -> the metric's value, over the hosts that can be judged."""
+    found: dict[str, dict[str, float]] = {}
+    for host in report.get("hosts") or []:
+        value = (host.get("metrics") or {}).get(metric)
+        if can_judge(host) and isinstance(value, int | float) and not isinstance(value, bool):
+            group = str(host.get("group") or host.get("hw_model"))
+            found.setdefault(group, {})[str(host["name"])] = float(value)
     return found
 
 
 def _host_metric(report: Mapping[str, Any], host: str, metric: str) -> float | None:
     for entry in report.get("hosts") or []:
-        if entry.get("name") == host and entry.get("status") in JUDGED_STATUSES:
+        if entry.get("name") == host and can_judge(entry):
             value = (entry.get("metrics") or {}).get(metric)
             return float(value) if isinstance(value, int | float) else None
     return None
+
+
+def _still_outlier(
+    report: Mapping[str, Any], remeasure: Mapping[str, Any], host: str, metric: str, t: float
+) -> bool:
+    """The re-measured value against the first run's group (its other hosts as peers),
+    by the same rules that flagged it."""
+    value = _host_metric(remeasure, host, metric)
+    groups = {str(h["name"]): str(h.get("group") or h.get("hw_model")) for h in report["hosts"]}
+    members = _group_values(report, metric).get(groups.get(host, ""), {})
+    if value is None or host not in members:
+        return False
+    peers = [v for name, v in members.items() if name != host]
+    samples = host_samples(report)
+    noise = noise_floor(samples.get(name, {}).get(metric, ()) for name in members)
+    return score(metric, value, list(members.values()), peers, t, noise).rule is not None
 
 
 def confirm_findings(
@@ -197,21 +260,13 @@ def confirm_findings(
         )
         regressions.append(replace(r, confirmed=bool(result["confirmed"]), confirm=result))
     confirmed = {(r.host, r.metric): bool(r.confirmed) for r in regressions}
-    stats = _group_stats(report)
-    groups = {str(h["name"]): str(h.get("group") or h.get("hw_model")) for h in report["hosts"]}
     findings = []
     for f in judgement.findings:
         if f.kind == "regression":
             key = (f.host, f.metric or "")
             findings.append(replace(f, confirmed=confirmed.get(key, False)))
         elif f.kind == "outlier" and f.metric is not None:
-            value = _host_metric(remeasure, f.host, f.metric)
-            median_mad = stats.get((groups.get(f.host, ""), f.metric))
-            still = False
-            if value is not None and median_mad is not None:
-                median, mad = median_mad
-                z = robust_z(value, median, mad, spread_floor(median, rule_for(f.metric).floor))
-                still = abs(z) >= threshold and is_bad_side(f.metric, z)
+            still = _still_outlier(report, remeasure, f.host, f.metric, threshold)
             findings.append(replace(f, confirmed=still))
         else:
             findings.append(f)
@@ -227,7 +282,7 @@ def describe(
     prints = {
         str(h["name"]): host_fingerprint(facts.get(str(h["name"])), h.get("metrics") or {})
         for h in report.get("hosts") or []
-        if h.get("status") in JUDGED_STATUSES
+        if can_judge(h)
     }
     groups = {str(h["name"]): str(h.get("group") or h.get("hw_model")) for h in report["hosts"]}
     described = []
@@ -246,7 +301,7 @@ def verdict(judgement: Judgement) -> str:
     counted = [f for f in judgement.findings if f.confirmed is not False]
     if any(f.kind in ("outlier", "regression") for f in counted):
         return FINDINGS
-    if any(f.kind in ("failed", "missing") for f in counted):
+    if any(f.kind in ("failed", "missing", "incomplete") for f in counted):
         return INCOMPLETE
     return PASS
 
@@ -282,6 +337,7 @@ def check_document(
             "hw_model": h.get("hw_model"),
             "group": h.get("group") or h.get("hw_model"),
             "status": h.get("status"),
+            "incomplete": incomplete_reason(h),
             "findings": per_host.get(str(h["name"]), 0),
         }
         for h in report.get("hosts") or []

@@ -52,14 +52,18 @@ class CheckOutcome:
 
 
 def _recorded_samples(store: HistoryStore, run_id: str) -> Baseline:
+    """The baseline run's repetitions, but none of a host whose window was incomplete."""
     statuses = store.host_statuses(run_id)
+    incomplete = store.incomplete_hosts(run_id)
     samples: dict[str, dict[str, list[float]]] = {}
     for host in statuses:
+        if host in incomplete:
+            continue
         for metric in store.host_metrics(run_id, host):
             values = store.samples(run_id, host, metric)
             if values:
                 samples.setdefault(host, {})[metric] = values
-    return Baseline(run_id, "none", None, samples, statuses)
+    return Baseline(run_id, "none", None, samples, statuses, incomplete)
 
 
 def _from_dir(
@@ -112,7 +116,7 @@ def choose_baseline(
             return Baseline(None, "none")
         run_id, path = record.run_id, str(record.path) if record.path else None
     found = _recorded_samples(store, run_id)
-    return Baseline(run_id, source, path, found.samples, found.statuses)
+    return Baseline(run_id, source, path, found.samples, found.statuses, found.incomplete)
 
 
 def _facts(run: RunDir, report: dict[str, Any]) -> dict[str, dict[str, Any] | None]:

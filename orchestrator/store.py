@@ -92,10 +92,13 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "CREATE INDEX metrics_by_host ON metrics (host, metric)",
         "CREATE INDEX findings_by_run ON findings (run_id)",
     ),
+    # report.json hosts[].incomplete: why the host's measurement window was incomplete
+    # (NULL: complete). Such a host's samples are never a baseline.
+    ("ALTER TABLE hosts ADD COLUMN incomplete TEXT",),
 ]
 
 _RUN_COLUMNS = "run_id, campaign, started_at, path, kind, hosts_total, hosts_ok, verdict"
-_HOST_COLUMNS = ("run_id", "host", "hw_model", "grp", "status", "reason")
+_HOST_COLUMNS = ("run_id", "host", "hw_model", "grp", "status", "reason", "incomplete")
 _METRIC_COLUMNS = ("run_id", "host", "metric", "value")
 _SAMPLE_COLUMNS = ("run_id", "host", "metric", "seq", "value")
 _FINDING_COLUMNS = ("run_id", "host", "kind", "metric", "confirmed", "message")
@@ -277,6 +280,15 @@ class HistoryStore:
         """Every host of the run and its status (``unknown`` where none was reported)."""
         rows = self._query(
             "SELECT host, COALESCE(status, 'unknown') FROM hosts WHERE run_id = ? ORDER BY host",
+            (run_id,),
+        )
+        return {str(row[0]): str(row[1]) for row in rows}
+
+    def incomplete_hosts(self, run_id: str) -> dict[str, str]:
+        """The run's hosts whose measurement window was incomplete, and why."""
+        rows = self._query(
+            "SELECT host, incomplete FROM hosts WHERE run_id = ? AND incomplete IS NOT NULL"
+            " ORDER BY host",
             (run_id,),
         )
         return {str(row[0]): str(row[1]) for row in rows}
@@ -537,6 +549,7 @@ def _host_rows(run_id: str, hosts: Sequence[Mapping[str, Any]]) -> Iterator[tupl
                 _text(host.get("group")),
                 _text(host.get("status")),
                 _text(host.get("reason")),
+                _incomplete(host.get("incomplete")),
             )
 
 
@@ -570,6 +583,13 @@ def _finding_rows(run_id: str, check: Mapping[str, Any]) -> Iterator[tuple[Any, 
             confirmed = int(flag) if isinstance(flag, bool) else default
             metric, message = _text(finding.get("metric")), _text(finding.get("message"))
             yield run_id, host, kind, metric, confirmed, message
+
+
+def _incomplete(value: Any) -> str | None:
+    """hosts[].incomplete as stored: its reason, NULL for a complete window (or none)."""
+    if value is None or value is False:
+        return None
+    return _text(value) if not isinstance(value, bool) else "incomplete measurement window"
 
 
 def _text(value: Any) -> str | None:

@@ -74,6 +74,13 @@ RULES: tuple[Rule, ...] = (
     # than on its peers is one where profiling disturbs the workload.
     Rule("overhead.*.cpu_pct", LOWER, floor=2.0),
     Rule("*swap*", LOWER, floor=16.0),
+    # I/O and scheduling counters: an idle target's few kB of reads or a handful of
+    # context switches say nothing, and where every peer reads 0 the relative floor alone
+    # would call any reading different. 5 MiB/s (5.2 x the floor) more or less than the
+    # peers is a different workload.
+    Rule("*bytes_per_s*", BOTH, floor=1024.0 * 1024.0),
+    Rule("*char_per_s*", BOTH, floor=1024.0 * 1024.0),
+    Rule("*ctx_switches_per_s*", BOTH, floor=100.0),
     # Load descriptions: either side is unusual. Percentages move by a point or two
     # from one window to the next.
     Rule("*_pct*", BOTH, floor=2.0),

@@ -182,11 +182,21 @@ def find_outliers(
     shares: Mapping[str, Mapping[FunctionKey, float]],
     threshold: float,
 ) -> list[Outlier]:
-    """Metric and function-share outliers of every group, worst first."""
+    """Metric and function-share outliers of every group, worst first (hosts with a
+    complete window only: ``incomplete`` unset)."""
     found: list[Outlier] = []
     for key, members in _by_group(hosts).items():
-        with_data = [h for h in members if _has_data(h)]
-        found.extend(metric_outliers(key, {h.name: h.metrics for h in with_data}, threshold))
+        # A host whose measurement window was incomplete (started late, cut short) is
+        # neither flagged nor part of its peers' median.
+        with_data = [h for h in members if _has_data(h) and not getattr(h, "incomplete", None)]
+        found.extend(
+            metric_outliers(
+                key,
+                {h.name: h.metrics for h in with_data},
+                threshold,
+                {h.name: h.samples for h in with_data},
+            )
+        )
         group_shares = {h.name: shares[h.name] for h in with_data if h.name in shares}
         found.extend(function_share_outliers(key, group_shares, threshold))
     found.sort(key=lambda o: (-abs(o.robust_z), o.host, o.metric, o.function or ""))

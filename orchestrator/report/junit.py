@@ -3,10 +3,16 @@
 One ``<testsuite>`` named ``fleetprof check <campaign>``; per host judged three test
 cases, ``<host>: status``, ``<host>: outliers`` and ``<host>: regressions``, classname
 the host's group (see docs/check.md). A case fails when the check has a confirmed
-finding of its kind for the host: ``failed``/``missing`` on status, ``outlier`` on
-outliers, ``regression`` on regressions (a kind this module does not know fails the
-status case, so no finding is lost). Unconfirmed findings go to the case's system-out.
-A host with a finding but not in ``check.hosts[]`` (a missing host) gets a status case.
+finding of its kind for the host: ``failed``/``missing``/``incomplete`` on status,
+``outlier`` on outliers, ``regression`` on regressions (a kind this module does not know
+fails the status case, so no finding is lost). Unconfirmed findings go to the case's
+system-out. A host with a finding but not in ``check.hosts[]`` (a missing host) gets a
+status case. A host whose window was incomplete was not judged: its outliers and
+regressions cases are ``<skipped>`` with the reason.
+
+The file is valid against the Jenkins xunit-plugin schema ``junit-10.xsd`` (the
+strictest common reader: ``<testsuites>`` carries no ``skipped``, times are plain
+decimals) and reads in junit2html; tests/unit/test_junit_schema.py checks both.
 
 Host names, messages and the rest come from devices: XML escaping is ElementTree's (via
 junitparser); characters XML 1.0 cannot hold at all (control characters, lone
@@ -23,7 +29,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from junitparser import Failure, JUnitXml, TestCase, TestSuite
+from junitparser import Failure, JUnitXml, Skipped, TestCase, TestSuite
 
 from orchestrator.values import dicts as _dicts
 from orchestrator.values import mapping as _mapping
@@ -31,7 +37,7 @@ from orchestrator.values import number as _number
 
 # The three cases per host and the finding kinds that fail each.
 CASES: tuple[tuple[str, frozenset[str]], ...] = (
-    ("status", frozenset({"failed", "missing"})),
+    ("status", frozenset({"failed", "missing", "incomplete"})),
     ("outliers", frozenset({"outlier"})),
     ("regressions", frozenset({"regression"})),
 )
@@ -119,6 +125,7 @@ def junit_suite(report: Mapping[str, Any]) -> TestSuite:
     # Hosts the check did not list (missing from the run), in the findings' order.
     extra = dict.fromkeys(h for h, _ in (*findings, *unconfirmed) if h not in hosts)
     classnames = _classnames(report, check)
+    not_judged = _incomplete_hosts(report, check)
 
     suite = TestSuite(xml_text(f"fleetprof check {report.get('campaign') or '?'}"))
     for key, value in (
@@ -130,7 +137,9 @@ def junit_suite(report: Mapping[str, Any]) -> TestSuite:
             suite.add_property(key, xml_text(value))
     cases: list[TestCase] = []
     for name in hosts:
-        cases += _host_cases(name, classnames.get(name, "unknown"), findings, unconfirmed)
+        cases += _host_cases(
+            name, classnames.get(name, "unknown"), findings, unconfirmed, not_judged.get(name)
+        )
     for name in extra:
         # Its status case, and any other case that has something to say.
         status, *rest = _host_cases(name, classnames.get(name, "unknown"), findings, unconfirmed)
@@ -139,20 +148,41 @@ def junit_suite(report: Mapping[str, Any]) -> TestSuite:
     started = report.get("started_at")
     if started is not None:
         suite.timestamp = xml_text(started)
-    duration = _number(report.get("duration_s"))
-    suite.time = duration if duration is not None else 0.0
     return suite
 
 
+def _incomplete_hosts(report: Mapping[str, Any], check: Mapping[str, Any]) -> dict[str, str]:
+    """Hosts whose window was incomplete (``incomplete`` in check.hosts[] or hosts[])."""
+    found: dict[str, str] = {}
+    for entry in (*_dicts(report.get("hosts")), *_dicts(check.get("hosts"))):
+        reason = entry.get("incomplete")
+        if reason not in (None, False):
+            found[_host_name(entry.get("name"))] = str(reason)
+    return found
+
+
+def _seconds(value: Any) -> str:
+    """A duration as junit-10.xsd's SUREFIRE_TIME wants it: a plain decimal, no exponent."""
+    number = _number(value)
+    return f"{max(number, 0.0):.3f}" if number is not None else "0.000"
+
+
 def _host_cases(
-    host: str, classname: str, findings: Grouped, unconfirmed: Grouped
+    host: str,
+    classname: str,
+    findings: Grouped,
+    unconfirmed: Grouped,
+    incomplete: str | None = None,
 ) -> list[TestCase]:
-    """The host's three cases (status, outliers, regressions), in that order."""
+    """The host's three cases (status, outliers, regressions), in that order; with
+    ``incomplete`` (its window's reason) the outliers and regressions were not judged."""
     cases = []
     for case_name, _ in CASES:
         case = TestCase(xml_text(f"{host}: {case_name}"), xml_text(classname))
         mine = findings.get((host, case_name), [])
-        if mine:
+        if incomplete is not None and case_name != "status":
+            case.result = [Skipped(xml_text(f"not judged: incomplete window ({incomplete})"))]
+        elif mine:
             kinds = dict.fromkeys(str(f.get("kind") or "finding") for f in mine)
             failure = Failure(xml_text("; ".join(_describe(f) for f in mine)), ",".join(kinds))
             failure.text = xml_text("\n".join(_line(f) for f in mine))
@@ -172,12 +202,15 @@ def write_junit(report: Mapping[str, Any], path: Path) -> None:
     document = JUnitXml()
     document.add_testsuite(suite)
     # JUnitXml.update_statistics would recount the suite's time from its cases (which
-    # have none): the totals are copied instead, keeping the run's duration.
-    document.tests = suite.tests
-    document.failures = suite.failures
-    document.errors = suite.errors
-    document.skipped = suite.skipped
-    document.time = suite.time
+    # have none): the totals are copied instead, keeping the run's duration, written as
+    # junit-10.xsd wants (a plain decimal time; no ``skipped`` on <testsuites>, where
+    # the suite keeps its count). junitparser writes floats with str() (1e-05), hence
+    # the element's own attributes.
+    seconds = _seconds(report.get("duration_s"))
+    suite._elem.set("time", seconds)
+    document._elem.set("time", seconds)
+    for key in ("tests", "failures", "errors"):
+        document._elem.set(key, str(getattr(suite, key)))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)

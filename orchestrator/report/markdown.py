@@ -180,6 +180,13 @@ def _fleet(hosts: list[Mapping[str, Any]]) -> list[str]:
     return ["## Fleet", "", *_table(header, rows, right), ""]
 
 
+def _outlier_kind(outlier: Mapping[str, Any]) -> str:
+    """The outlier's kind, and the rule when it is not the robust z (relative loss)."""
+    kind = str(outlier.get("kind") or "metric")
+    rule = outlier.get("rule")
+    return f"{kind} (relative loss)" if rule == "relative_loss" else kind
+
+
 def _outliers(outliers: list[Mapping[str, Any]]) -> list[str]:
     if not outliers:
         return ["## Outliers", "", "None: every host is within its group.", ""]
@@ -192,7 +199,7 @@ def _outliers(outliers: list[Mapping[str, Any]]) -> list[str]:
             [
                 md_text(o.get("host")),
                 md_text(_group_of(o)),
-                md_text(o.get("kind") or "metric"),
+                md_text(_outlier_kind(o)),
                 what,
                 _num(o.get("value"), 2),
                 _num(o.get("group_median"), 2),

@@ -28,7 +28,7 @@ from orchestrator.values import dicts as _dicts
 from orchestrator.values import mapping as _mapping
 from orchestrator.values import number as _number
 
-KINDS = ("outlier", "regression", "failed", "missing")
+KINDS = ("outlier", "regression", "failed", "missing", "incomplete")
 """Finding kinds (docs/check.md); a kind a later check adds gets its own series too."""
 
 

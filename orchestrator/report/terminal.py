@@ -129,19 +129,33 @@ def render_terminal(report: Mapping[str, Any], console: Console) -> None:
     console.print(line)
 
     for outlier in _dicts(report.get("outliers")):
-        console.print(
-            Text.assemble(
-                ("outlier ", "bold yellow"),
-                device_text(outlier.get("host"), "bold"),
-                " (",
-                device_text(outlier.get("hw_model")),
-                "): ",
-                device_text(outlier.get("metric")),
-                f" = {_num(outlier.get('value'), 2)}",
-                f" vs median {_num(outlier.get('group_median'), 2)}",
-                f", robust z {_num(outlier.get('robust_z'), 2)}",
-            )
-        )
+        console.print(outlier_line(outlier))
+
+
+def outlier_line(outlier: Mapping[str, Any]) -> Text:
+    """One outlier: the host, its group, the metric and, for a function share, the
+    function (and file); the value against the group median, the score and its rule."""
+    line = Text.assemble(
+        ("outlier ", "bold yellow"),
+        device_text(outlier.get("host"), "bold"),
+        " (",
+        device_text(outlier.get("hw_model")),
+        "): ",
+        device_text(outlier.get("metric")),
+    )
+    if outlier.get("function") is not None:
+        line.append(" of ")
+        line.append_text(device_text(outlier.get("function"), "bold"))
+        if outlier.get("file"):
+            line.append(" (")
+            line.append_text(device_text(outlier.get("file")))
+            line.append(")")
+    line.append(f" = {_num(outlier.get('value'), 2)}")
+    line.append(f" vs median {_num(outlier.get('group_median'), 2)}")
+    line.append(f", robust z {_num(outlier.get('robust_z'), 2)}")
+    if outlier.get("rule") == "relative_loss":
+        line.append(f"; relative loss against its peers' {_num(outlier.get('peers_median'), 2)}")
+    return line
 
 
 def render_inspection(data: Mapping[str, Any], console: Console) -> None:

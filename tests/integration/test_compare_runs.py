@@ -1,6 +1,8 @@
 """Two real attach campaigns on this machine, before and after the workload's hot function
-changes, then ``fleetprof compare``: the function that moved is called significant, in
-the right direction, and the exports of both runs are there for other tools."""
+changes, then ``fleetprof compare``: the function that moved is shown moving, in the right
+direction and by the right amount, without a significance claim (one host: one window per
+run is one observation, docs/commands.md), and the exports of both runs are there for
+other tools. The test across hosts is tested in tests/unit/test_compare_noise.py."""
 
 from __future__ import annotations
 
@@ -64,7 +66,7 @@ def function(rows: list[dict[str, Any]], name: str) -> dict[str, Any]:
     return row
 
 
-def test_compare_calls_the_function_that_moved_significant(
+def test_compare_shows_the_function_that_moved(
     fleetprof: Any, workload: Any, tmp_path: Path
 ) -> None:
     token = uuid.uuid4().hex
@@ -108,13 +110,20 @@ def test_compare_calls_the_function_that_moved_significant(
     assert host["host"] == "localhost"
     rows = host["profile"]["functions"]
     alpha, beta = function(rows, "alpha_work"), function(rows, "beta_work")
-    assert alpha["significant"] and alpha["direction"] == "down", alpha
-    assert beta["significant"] and beta["direction"] == "up", beta
-    assert alpha["a_pct"] - alpha["b_pct"] > 25.0
-    assert function(data["fleet"]["functions"], "alpha_work")["direction"] == "down"
+    assert alpha["direction"] == "down" and beta["direction"] == "up", (alpha, beta)
+    # alpha_work's part of the two functions' time, 70% -> 30% as written into the split
+    # file (the loop's own overhead, larger on a loaded machine, takes from both alike).
+    for side, truth in (("a_pct", 0.7), ("b_pct", 0.3)):
+        split = alpha[side] / (alpha[side] + beta[side])
+        assert abs(split - truth) < 0.1, (side, alpha, beta)
+    assert alpha["test"] is None and not alpha["significant"]
+    assert any("not tested" in note for note in host["notes"]), host["notes"]
+    fleet = data["fleet"]
+    assert fleet["tested"] is None  # one host: nothing to test across
+    assert function(fleet["functions"], "alpha_work")["direction"] == "down"
 
     table = compare(str(run_a), str(run_b))
     assert table.returncode == 0, table.stderr
-    assert "alpha_work" in table.stdout and "yes (down)" in table.stdout
+    assert "alpha_work" in table.stdout and "not tested" in table.stdout
 
     assert compare(str(run_a), str(tmp_path)).returncode == 2

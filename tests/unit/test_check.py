@@ -149,6 +149,7 @@ def test_the_document_carries_stability_fingerprint_and_counts() -> None:
         "hw_model": "board",
         "group": "board",
         "status": "ok",
+        "incomplete": None,
         "findings": 1,
     }
     assert document["check"]["verdict"] == "findings"

@@ -245,3 +245,46 @@ def test_unknown_regression_keys_get_a_column() -> None:
     assert "<th>effect_size</th>" in page and "<td>1.75</td>" in page
     summary = render_markdown(report)
     assert "effect\\_size" in summary and "| 1.75 |" in summary
+
+
+def test_every_outlier_line_names_its_metric_and_the_function_of_a_share() -> None:
+    from rich.console import Console
+
+    from orchestrator.report.terminal import outlier_line
+
+    share = {
+        "host": "edge-3",
+        "hw_model": "orin",
+        "metric": "function.self_pct",
+        "value": 41.0,
+        "group_median": 10.5,
+        "robust_z": 10.3,
+        "kind": "function_share",
+        "function": "decode_frame",
+        "file": "pipeline.py",
+        "rule": "robust_z",
+    }
+    loss = {
+        "host": "edge-4",
+        "hw_model": "orin",
+        "metric": "probe.cpu.all_ops_per_s",
+        "value": 629852.0,
+        "group_median": 1700000.0,
+        "robust_z": -1.8,
+        "kind": "metric",
+        "function": None,
+        "file": None,
+        "rule": "relative_loss",
+        "peers_median": 1900000.0,
+    }
+    console = Console(width=300, record=True, color_system=None)
+    for outlier in (share, loss):
+        console.print(outlier_line(outlier))
+    first, second = console.export_text().splitlines()
+    assert "function.self_pct of decode_frame (pipeline.py) = 41.00" in first
+    assert "probe.cpu.all_ops_per_s = 629,852.00" in second
+    assert "relative loss against its peers' 1,900,000.00" in second
+    # The markdown table says the rule too.
+    text = render_markdown({"hosts": [], "outliers": [share, loss]})
+    assert "metric \\(relative loss\\)" in text  # markdown-escaped parentheses
+    assert "decode\\_frame (pipeline.py)" in text

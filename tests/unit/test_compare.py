@@ -1,5 +1,6 @@
-"""Comparing two runs: function shares tested on their sample counts (corrected for many
-functions), metrics reported as changes without a significance claim."""
+"""Comparing two runs: function shares tested across hosts (the independent units; one
+window per host and run is one observation), corrected for many functions; a host's own
+shares and the metrics reported as changes without a significance claim."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from orchestrator.analysis.stacks import StackProfile, parse_folded
 from orchestrator.compare import (
     CompareError,
     benjamini_hochberg,
+    compare_across_hosts,
     compare_metrics,
     compare_profiles,
     compare_runs,
-    proportion_test,
+    paired_p,
     top_changes,
 )
 
@@ -49,32 +51,61 @@ def change(result: Any, function: str) -> Any:
     return found
 
 
-def test_a_share_moving_from_10_to_40_percent_over_thousands_of_samples_is_significant() -> None:
-    before = profile(hot=400, rest=3600)
-    after = profile(hot=1600, rest=2400)
-    result = compare_profiles(before, after)
+def fleet(*per_host: tuple[dict[str, int], dict[str, int]]) -> dict[str, Any]:
+    """host -> (A, B) profiles from (A's self samples, B's self samples) per host."""
+    return {f"h{i}": (profile(**a), profile(**b)) for i, (a, b) in enumerate(per_host)}
+
+
+def test_a_hosts_window_against_its_window_is_described_not_tested() -> None:
+    result = compare_profiles(profile(hot=400, rest=3600), profile(hot=1600, rest=2400))
     hot = change(result, "hot")
-    assert (hot.a_pct, hot.b_pct) == (10.0, 40.0)
-    assert hot.delta_pct == 30.0 and hot.direction == "up"
-    assert hot.test == "chi2"
-    assert hot.q_value is not None and hot.q_value < 1e-10
-    assert hot.significant
-    rest = change(result, "rest")
-    assert rest.significant and rest.direction == "down"
+    assert (hot.a_pct, hot.b_pct, hot.delta_pct, hot.direction) == (10.0, 40.0, 30.0, "up")
+    assert (hot.a_samples, hot.b_samples) == (400, 1600)
+    # One window against one window: thousands of samples, still one observation each.
+    assert hot.test is None and hot.p_value is None and hot.q_value is None
+    assert not hot.significant and result.tested is None
 
 
-def test_a_small_change_over_few_samples_is_not_significant() -> None:
-    result = compare_profiles(profile(hot=3, rest=17), profile(hot=5, rest=15))
+def test_a_share_moving_on_every_host_is_significant_across_hosts() -> None:
+    pairs = fleet(
+        ({"hot": 100, "rest": 900}, {"hot": 400, "rest": 600}),
+        ({"hot": 120, "rest": 880}, {"hot": 380, "rest": 620}),
+        ({"hot": 90, "rest": 910}, {"hot": 420, "rest": 580}),
+        ({"hot": 110, "rest": 890}, {"hot": 390, "rest": 610}),
+    )
+    result = compare_across_hosts(pairs)
     hot = change(result, "hot")
-    assert hot.delta_pct == 10.0
-    assert hot.test == "fisher"
-    assert hot.p_value is not None and hot.p_value > 0.3
-    assert not hot.significant
+    assert hot.a_pct == pytest.approx(10.5) and hot.b_pct == pytest.approx(39.75)
+    assert hot.test == "paired-t" and hot.hosts == 4
+    assert hot.q_value is not None and hot.q_value < 0.01 and hot.significant
+    assert result.tested == "paired t-test across 4 hosts"
+    assert (result.a_samples, result.b_samples) == (4000, 4000)
 
 
-def test_an_unchanged_function_is_not_significant_even_with_many_samples() -> None:
-    result = compare_profiles(profile(a=5000, b=5000), profile(a=5000, b=5000))
-    assert all(not c.significant and c.p_value == pytest.approx(1.0) for c in result.functions)
+def test_a_move_on_one_host_of_four_is_not_a_fleet_change() -> None:
+    pairs = fleet(
+        ({"hot": 100, "rest": 900}, {"hot": 400, "rest": 600}),
+        ({"hot": 120, "rest": 880}, {"hot": 110, "rest": 890}),
+        ({"hot": 90, "rest": 910}, {"hot": 100, "rest": 900}),
+        ({"hot": 110, "rest": 890}, {"hot": 105, "rest": 895}),
+    )
+    assert not change(compare_across_hosts(pairs), "hot").significant
+
+
+def test_fewer_than_three_hosts_are_not_tested() -> None:
+    pairs = fleet(
+        ({"hot": 100, "rest": 900}, {"hot": 400, "rest": 600}),
+        ({"hot": 120, "rest": 880}, {"hot": 380, "rest": 620}),
+    )
+    result = compare_across_hosts(pairs)
+    assert result.tested is None
+    assert all(c.test is None and not c.significant for c in result.functions)
+
+
+def test_paired_p_without_spread_in_the_differences() -> None:
+    assert paired_p([10.0, 20.0, 30.0], [10.0, 20.0, 30.0]) == 1.0
+    assert paired_p([10.0, 20.0, 30.0], [15.0, 25.0, 35.0]) == 0.0
+    assert 0.0 < paired_p([10.0, 20.0, 30.0], [15.0, 24.0, 36.0]) < 0.05
 
 
 def test_benjamini_hochberg_adjusts_each_p_value_by_its_rank() -> None:
@@ -84,27 +115,11 @@ def test_benjamini_hochberg_adjusts_each_p_value_by_its_rank() -> None:
     assert benjamini_hochberg([]) == []
 
 
-def test_the_correction_is_applied_across_a_hosts_functions() -> None:
-    # One function alone at p ~ 0.03 is significant; among many unchanged ones it is not.
-    alone_p = proportion_test(140, 1000, 105, 1000)[1]
-    assert 0.01 < alone_p < 0.05
-    before = {"moved": 140, "rest": 860 - 19 * 20, **{f"f{i}": 20 for i in range(19)}}
-    after = {"moved": 105, "rest": 895 - 19 * 20, **{f"f{i}": 20 for i in range(19)}}
-    result = compare_profiles(profile(**before), profile(**after))
-    moved = change(result, "moved")
-    assert moved.p_value == pytest.approx(alone_p)
-    assert moved.q_value is not None and moved.q_value > moved.p_value
-    assert moved.q_value >= 0.05
-    assert not moved.significant
-    assert (
-        compare_profiles(profile(moved=140, rest=860), profile(moved=105, rest=895), alpha=0.05)
-        .functions[0]
-        .significant
-    )
-
-
 def test_functions_in_only_one_run_are_compared_against_zero() -> None:
-    result = compare_profiles(profile(old=500, rest=500), profile(new=500, rest=500))
+    pairs = fleet(
+        *[({"old": 500 + i, "rest": 500}, {"new": 500, "rest": 500 + i}) for i in range(4)]
+    )
+    result = compare_across_hosts(pairs)
     assert change(result, "old").b_pct == 0.0 and change(result, "old").significant
     assert change(result, "new").a_pct == 0.0 and change(result, "new").direction == "up"
 
@@ -151,14 +166,36 @@ def test_runs_are_compared_per_common_host_and_fleet_wide() -> None:
     assert (result.only_in_a, result.only_in_b) == (["old"], ["new"])
     assert [h.host for h in result.hosts] == ["edge-1", "edge-2"]
     edge1, edge2 = result.hosts
-    assert edge1.profile is not None and change(edge1.profile, "hot").significant
+    assert edge1.profile is not None and change(edge1.profile, "hot").delta_pct == 30.0
+    assert "not tested" in edge1.notes[-1] and "at least 3 hosts" in edge1.notes[-1]
     assert edge2.profile is None and "run B" in edge2.notes[0]
     assert [m.metric for m in edge1.metrics if m.changed] == ["fps"]
-    # Fleet-wide: only the hosts with stacks in both runs are merged.
+    # Fleet-wide: only the hosts with stacks in both runs; one host is not tested.
     assert result.fleet is not None and result.fleet.a_samples == 4000
+    assert result.fleet.tested is None
     data = result.to_dict()
     assert data["schema"] == "fleetprof.compare/1"
     assert data["hosts"][0]["profile"]["functions"][0]["direction"] in ("up", "down")
+
+
+def test_hosts_with_an_incomplete_window_are_left_out_and_named() -> None:
+    late = {**host("edge-3", fps=1.0), "incomplete": "started 10.2 s late in a 15 s window"}
+    a = report("camp", "r1", [host(f"edge-{i}", fps=25.0) for i in (1, 2, 3, 4)])
+    b = report("camp", "r2", [*(host(f"edge-{i}", fps=25.0) for i in (1, 2, 4)), late])
+    stacks = {f"edge-{i}": profile(hot=100, rest=900) for i in (1, 2, 3, 4)}
+    moved = {**stacks, "edge-3": profile(hot=900, rest=100)}
+    result = compare_runs(a, b, stacks, moved)
+    assert [h.host for h in result.hosts] == ["edge-1", "edge-2", "edge-4"]
+    assert result.incomplete == [
+        {"host": "edge-3", "run": "B", "reason": "started 10.2 s late in a 15 s window"}
+    ]
+    assert any("edge-3 left out" in w and "run B" in w for w in result.warnings)
+    assert result.only_in_a == [] and result.only_in_b == []
+    assert result.fleet is not None and result.fleet.tested == "paired t-test across 3 hosts"
+    assert not change(result.fleet, "hot").significant
+    assert result.to_dict()["incomplete"][0]["host"] == "edge-3"
+    # An old report without the key: complete.
+    assert compare_runs(a, a, stacks, stacks).incomplete == []
 
 
 def test_different_campaigns_are_compared_with_a_warning() -> None:

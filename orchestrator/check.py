@@ -220,14 +220,15 @@ def _host_metric(report: Mapping[str, Any], host: str, metric: str) -> float | N
 
 def _still_outlier(
     report: Mapping[str, Any], remeasure: Mapping[str, Any], host: str, metric: str, t: float
-) -> bool:
+) -> bool | None:
     """The re-measured value against the first run's group (its other hosts as peers),
-    by the same rules that flagged it."""
+    by the same rules that flagged it; None when the re-measure brought no value back
+    (the finding then stands unconfirmed instead of being cleared)."""
     value = _host_metric(remeasure, host, metric)
     groups = {str(h["name"]): str(h.get("group") or h.get("hw_model")) for h in report["hosts"]}
     members = _group_values(report, metric).get(groups.get(host, ""), {})
     if value is None or host not in members:
-        return False
+        return None
     peers = [v for name, v in members.items() if name != host]
     samples = host_samples(report)
     noise = noise_floor(samples.get(name, {}).get(metric, ()) for name in members)
@@ -258,13 +259,16 @@ def confirm_findings(
             regression_pct=spec.regression_pct,
             run_id=run_id,
         )
-        regressions.append(replace(r, confirmed=bool(result["confirmed"]), confirm=result))
-    confirmed = {(r.host, r.metric): bool(r.confirmed) for r in regressions}
+        decided = result["confirmed"]
+        regressions.append(
+            replace(r, confirmed=None if decided is None else bool(decided), confirm=result)
+        )
+    confirmed = {(r.host, r.metric): r.confirmed for r in regressions}
     findings = []
     for f in judgement.findings:
         if f.kind == "regression":
             key = (f.host, f.metric or "")
-            findings.append(replace(f, confirmed=confirmed.get(key, False)))
+            findings.append(replace(f, confirmed=confirmed.get(key)))
         elif f.kind == "outlier" and f.metric is not None:
             still = _still_outlier(report, remeasure, f.host, f.metric, threshold)
             findings.append(replace(f, confirmed=still))

@@ -188,7 +188,7 @@ def find_outliers(
     for key, members in _by_group(hosts).items():
         # A host whose measurement window was incomplete (started late, cut short) is
         # neither flagged nor part of its peers' median.
-        with_data = [h for h in members if _has_data(h) and not getattr(h, "incomplete", None)]
+        with_data = [h for h in members if _has_data(h) and not h.incomplete]
         found.extend(
             metric_outliers(
                 key,

@@ -216,7 +216,8 @@ def confirm(
             "value": None,
             "change_pct": None,
             "p_value": None,
-            "confirmed": False,
+            # Nothing to judge by: the finding stands unconfirmed, it is not cleared.
+            "confirmed": None,
             "reason": "the re-measure brought no repetitions back",
         }
     median = statistics.median(now)

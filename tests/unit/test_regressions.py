@@ -91,7 +91,10 @@ def test_confirmation_reproduces_or_not() -> None:
     empty = confirm(flagged, [], baseline, alpha=0.05, regression_pct=10, run_id="c1")
     assert kept["confirmed"] and kept["run_id"] == "c1"
     assert not gone["confirmed"]
-    assert not empty["confirmed"] and empty["reason"]
+    assert not gone["confirmed"] and gone["confirmed"] is not None
+    # A re-measure that brought nothing back decides nothing: the finding stands
+    # unconfirmed (None), it is not cleared (False).
+    assert empty["confirmed"] is None and empty["reason"]
 
 
 def test_the_fingerprint_names_what_differs_from_the_peers() -> None:

@@ -47,6 +47,8 @@ RULES: tuple[Rule, ...] = (
     Rule("memory.rss_slope_r2", SKIP),
     Rule("system.sampler_cpu_pct", SKIP),
     Rule("*_cv", SKIP),
+    # How many processes the target's tree had: its shape, not how the host did.
+    Rule("*.processes.max", SKIP),
     # Higher is better: work done per second, clocks kept up.
     Rule("workload.fps", HIGHER),
     Rule("probe.*.*_per_s", HIGHER),
@@ -61,6 +63,9 @@ RULES: tuple[Rule, ...] = (
     # A busy controller reaches devices tens of ms apart; half a second (5.2 x the floor
     # at the default threshold) later than the peers is the device, not the controller.
     Rule("session.late_by_ms", LOWER, floor=100.0),
+    # A launched program that ended by itself: how long it took (a second more or less
+    # than its peers is start-up noise on a loaded board).
+    Rule("target.runtime_s", LOWER, floor=1.0),
     Rule("thermal.*", LOWER, floor=2.0),
     Rule("tegra.temp.*", LOWER, floor=2.0),
     Rule("*.temp_c.max", LOWER, floor=2.0),

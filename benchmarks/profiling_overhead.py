@@ -58,7 +58,7 @@ CONFIGS: dict[str, dict[str, dict[str, Any]] | None] = {
 FULL_ROUNDS = 5
 FULL_WINDOW_S = 20.0
 SMOKE_ROUNDS = 1
-SMOKE_WINDOW_S = 3.0
+SMOKE_WINDOW_S = 4.0  # 1.5 s of start-up, then at least two of the workload's 1 s samples
 SETTLE_S = 0.5
 # The runner starts the workload at T0: its interpreter start and imports come first.
 STARTUP_S = 1.5

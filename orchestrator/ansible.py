@@ -14,8 +14,10 @@ import hashlib
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -207,6 +209,11 @@ def kill_playbooks() -> int:
     return len(order)
 
 
+# ssh refuses a control socket path of 108 bytes or more; Ansible adds "/" and a 10-char
+# hash, ssh a ".XXXXXXXXXXXXXXXX" suffix while it creates the socket.
+SOCKET_PATH_MAX = 107 - 11 - 17
+
+
 def control_dir(run_dir: Path) -> Path:
     """Where one run's SSH masters live (``ANSIBLE_SSH_CONTROL_PATH_DIR``).
 
@@ -214,10 +221,28 @@ def control_dir(run_dir: Path) -> Path:
     earlier run (``ControlPersist``) is reused without checking the host key again: a run
     whose ``known_hosts`` no longer matched a device finished ``ok``. One directory per
     run directory keeps the masters for the run's own stages only. Under ``~/.ansible/cp``
-    like Ansible's own, a short name: a socket path may not pass 108 bytes.
+    like Ansible's own; where that path is too long for a socket (a deep ``$HOME``), under
+    a directory of this user's own in the temp directory.
     """
-    digest = hashlib.sha256(str(run_dir.resolve()).encode()).hexdigest()[:16]
-    return Path.home() / ".ansible" / "cp" / f"fleetprof-{digest}"
+    name = "fleetprof-" + hashlib.sha256(str(run_dir.resolve()).encode()).hexdigest()[:16]
+    home = Path.home() / ".ansible" / "cp" / name
+    if len(os.fsencode(home)) <= SOCKET_PATH_MAX:
+        return home
+    try:
+        return _own_temp_dir() / name
+    except OSError:
+        return home  # ssh then says "ControlPath too long" for each host, as the reason
+
+
+def _own_temp_dir() -> Path:
+    """``$TMPDIR/fleetprof-cp-<uid>``, 0700 and this user's: never one another user made."""
+    base = Path(tempfile.gettempdir()) / f"fleetprof-cp-{os.getuid()}"
+    with contextlib.suppress(FileExistsError):
+        base.mkdir(mode=0o700)
+    info = base.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise OSError(f"{base} is not a private directory of this user: not used for SSH")
+    return base
 
 
 def close_masters(run_dir: Path) -> None:

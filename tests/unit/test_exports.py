@@ -92,7 +92,7 @@ def test_hostile_names_survive_as_data_in_both_exports() -> None:
     _check_speedscope(document, profile.total_samples)
     names = {f["name"] for f in document["shared"]["frames"]}
     assert "<img src=x onerror=alert(1)>" in names
-    assert "\x1b[2Jcleared" in names
+    assert "␛[2Jcleared" in names  # control characters made visible (docs/security.md)
     assert "name with spaces" in names
     files = {f.get("file") for f in document["shared"]["frames"]}
     assert '"><script>alert(1)</script>' in files

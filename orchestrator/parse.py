@@ -87,6 +87,9 @@ def _parse_host(
     session_dir = run.session_dir(host)
     view.status = _manifest_status(manifest.get("status"))
     view.reason = str(manifest["reason"])[:1000] if manifest.get("reason") else None
+    if ctl_status == "collected" and ctl_reason:
+        # What the safe unpacker skipped (links, unsafe names): said, not silently lost.
+        view.data_quality.append(f"session archive: {ctl_reason}")
     late = _number(manifest.get("late_by_s"))
     if late is not None:
         view.metrics["session.late_by_ms"] = round(late * 1000.0, 1)

@@ -2930,9 +2930,9 @@ def run_session(plan: Dict[str, Any], host_lock: str,
         % (RUNNER_VERSION, platform.python_version(), os.getpid(), plan["campaign"],
            plan["run_id"], plan["host"]))
     if os.path.isfile(os.path.join(workdir, RESERVE_FILE)):
-        log("disk: %d KiB kept in reserve for the manifest and archive" % (RESERVE_BYTES // 1024))
+        log("reserve: %d KiB kept for the manifest and archive" % (RESERVE_BYTES // 1024))
     else:
-        log("disk: no reserve could be made in %s: a full disk may cost the archive" % workdir)
+        log("reserve: none could be made in %s: a full disk may cost the archive" % workdir)
     session = Session(plan, log)
     session.host_lock = host_lock
     try:

@@ -188,7 +188,12 @@ class RunDir:
         dest = self.session_dir(host)
         loose = self._loose(host)
         if not archive.is_file() and loose is not None:
-            result = safe_copy_dir(loose, dest, max_total_bytes=MAX_HOST_BYTES)
+            try:
+                result = safe_copy_dir(loose, dest, max_total_bytes=MAX_HOST_BYTES)
+            except OSError as err:
+                raise UnsafeArchive(
+                    f"the files fetched into {loose} could not be read: {err}"
+                ) from None
             shutil.rmtree(loose, ignore_errors=True)
             return result
         try:

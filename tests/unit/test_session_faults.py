@@ -472,8 +472,8 @@ FULL_DISK_READY = pytest.mark.skipif(
 # then copies the workdir out and lists what the tmpfs holds.
 FULL_DISK_SCRIPT = r"""
 import json, os, shutil, subprocess, sys, time
-mnt, module, args, out = sys.argv[1:5]
-subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", mnt], check=True)
+mnt, module, args, out, wait_for = sys.argv[1:6]
+subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", mnt], check=True)
 plan = json.load(open(args))["plan"]
 log = os.path.join(plan["workdir"], "runner.log")
 runner = subprocess.Popen([sys.executable, module, args], stdout=subprocess.PIPE, text=True)
@@ -482,6 +482,10 @@ while time.time() < end and runner.poll() is None:
     if os.path.exists(log) and "window: profiling" in open(log).read():
         break
     time.sleep(0.05)
+if wait_for:  # a profiler's output, written in full before the disk fills
+    path = os.path.join(plan["workdir"], wait_for)
+    while time.time() < end and not (os.path.exists(path) and os.path.getsize(path) >= 2560 << 10):
+        time.sleep(0.05)
 fill = subprocess.run(["dd", "if=/dev/zero", "of=" + os.path.join(mnt, "fill"), "bs=64k"],
                       capture_output=True, text=True)
 first = runner.communicate(timeout=30)[0]
@@ -495,18 +499,39 @@ json.dump({"first": first, "again": again, "dd": fill.stderr, "listing": listing
 """
 
 
+# 2.5 MiB of random bytes (gzip cannot shrink them), then idle until stopped.
+RANDOM_OUTPUT = (
+    "import os, time\n"
+    "with open('out.bin', 'wb') as out:\n"
+    "    out.write(os.urandom(2560 * 1024))\n"
+    "time.sleep(60)\n"
+)
+
+
 @FULL_DISK_READY
-def test_a_disk_full_to_the_last_byte_leaves_the_samples_for_collect(tmp_path):
+@pytest.mark.parametrize(
+    ("extra", "why"),
+    [
+        # The archive (a few KiB) fits, but would leave the disk full: not kept.
+        ([], "was not kept: it left"),
+        # An archive larger than the reserve's room cannot be made at all.
+        (
+            [python_profiler("p", RANDOM_OUTPUT, outputs=["out.bin"], max_bytes=8 << 20)],
+            "could not be made (No space left on device",
+        ),
+    ],
+    ids=["not-kept", "enospc"],
+)
+def test_a_disk_full_to_the_last_byte_leaves_the_samples_for_collect(tmp_path, extra, why):
     """The floor stops the session; with the disk then full, the runner's reserve pays for
-    the manifest; the archive would eat the last of it, so the files stay in the workdir,
-    the manifest says partial and why, nothing temporary is left, and the same plan
-    applied again reports that session instead of running over it."""
+    the manifest; the archive is dropped, so the files stay in the workdir, the manifest
+    says partial and why, nothing temporary is left, and the same plan applied again
+    reports that session instead of running over it."""
     mnt, out = tmp_path / "mnt", tmp_path / "out"
     mnt.mkdir()
     out.mkdir()
-    plan = make_plan(
-        tmp_path, {"pid": os.getpid()}, [builtin_profiler("system", 0.1)], lead=1.0, window=5.0
-    )
+    profilers = [builtin_profiler("system", 0.1), *extra]
+    plan = make_plan(tmp_path, {"pid": os.getpid()}, profilers, lead=1.0, window=6.0)
     plan = other_run(plan, mnt / "home", "20261125-111509-full")
     plan["min_free_mb"] = 1
     args = args_file(tmp_path, {"plan": plan, "_ansible_check_mode": False})
@@ -524,6 +549,7 @@ def test_a_disk_full_to_the_last_byte_leaves_the_samples_for_collect(tmp_path):
             str(MODULE),
             str(args),
             str(out),
+            "out.bin" if extra else "",
         ],
         capture_output=True,
         text=True,
@@ -538,6 +564,7 @@ def test_a_disk_full_to_the_last_byte_leaves_the_samples_for_collect(tmp_path):
     assert result["status"] == "partial"
     assert "fell below the floor of 1 MiB" in result["reason"]
     assert "device disk full: the archive" in result["reason"]
+    assert why in result["reason"], result["reason"]
     workdir = out / "workdir"
     manifest = json.loads((workdir / "manifest.json").read_text())
     assert manifest["status"] == "partial" and manifest["reason"] == result["reason"]
@@ -549,7 +576,9 @@ def test_a_disk_full_to_the_last_byte_leaves_the_samples_for_collect(tmp_path):
     assert "archive: not made: device disk full" in (workdir / "runner.log").read_text()
     # Nothing temporary is left: no reserve, no manifest temp, no archive or its temp.
     run_dir = "home/runs/unit/20261125-111509-full"
-    expected = {f"{run_dir}/{name}" for name in ("manifest.json", "runner.log", "system.jsonl")}
+    names = ["manifest.json", "runner.log", "system.jsonl"]
+    names += ["out.bin", "p.stdout", "p.stderr"] if extra else []
+    expected = {f"{run_dir}/{name}" for name in names}
     assert set(outcome["listing"]) == {*expected, "home/session.lock"}, outcome["listing"]
     again = json.loads(outcome["again"])
     assert again["changed"] is False and again["status"] == "partial", again

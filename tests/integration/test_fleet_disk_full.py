@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -43,6 +44,7 @@ limits: {min_free_mb: 1}
 
 @pytest.fixture
 def fleet(fleet_factory: Any) -> Iterator[Fleet]:
+    """Two hosts; the first one's home an 8 MiB tmpfs."""
     fleet = fleet_factory({"board": 2})
     mount = fleet.run(FULL, ["mount", "-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs", "/root"])
     assert mount.rc == 0, mount.stderr
@@ -107,3 +109,65 @@ def test_a_device_disk_full_to_the_last_byte_comes_back_partial_with_its_samples
     # temp file, Ansible job status or module file; only the filler and fleetprof's lock.
     left = fleet.run(FULL, ["find", "/root", "-type", "f", "-printf", "%P\\n"]).stdout.split()
     assert sorted(left) == [".fleetprof/session.lock", "fill"], left
+
+
+LIGHT = """\
+name: loose
+duration: 2s
+start: {lead: 15s}
+target: {launch: {command: [sleep, '30']}}
+profilers: {system: {}}
+"""
+
+
+def test_a_hostile_workdir_left_without_an_archive_brings_back_only_plain_files(
+    fleet_factory: Any, fleetprof: Any, tmp_path: Path
+) -> None:
+    """A device that says its archive could not be made and plants links, a FIFO, a
+    directory, dot files and odd names in its workdir: `fleetprof collect` over real SSH
+    fetches and takes in its plain, runner-named files only, and the honest host keeps its
+    report."""
+    fleet = fleet_factory({"board": 2})
+    honest, hostile = fleet.hosts[0].name, fleet.hosts[1]
+    campaign = tmp_path / "loose.yml"
+    campaign.write_text(LIGHT)
+    first = fleetprof("run", str(campaign), "-i", str(fleet.inventory))
+    assert first.returncode == 0, first.stdout + first.stderr
+    run_dir = first.run_dir("loose")
+    host_dir = run_dir / "hosts" / hostile.name
+    plan = json.loads((host_dir / "plan.json").read_text())
+    workdir = Path(hostile.private_path(plan["workdir"]))
+    assert not Path(hostile.private_path(plan["archive"])).exists()
+    workdir.mkdir(parents=True)
+    for name in ("manifest.json", "system.jsonl"):
+        shutil.copy(host_dir / "session" / name, workdir / name)
+    (workdir / "passwd.jsonl").symlink_to("/etc/passwd")
+    os.mkfifo(workdir / "fifo.jsonl")
+    (workdir / "sub").mkdir()
+    (workdir / "sub" / "deep.txt").write_text("x")
+    (workdir / ".hidden").write_text("x")
+    (workdir / "bad name").write_text("x")
+    (workdir / "-dash").write_text("x")
+    # The run's controller "lost" this host after its session: collect fetches it again.
+    shutil.rmtree(host_dir / "session")
+    (host_dir / "session.tar.gz").unlink()
+    status = {"host": hostile.name, "stage": "session", "status": "running", "reason": None}
+    (host_dir / "status.json").write_text(json.dumps(status))
+
+    done = subprocess.run(
+        [*FLEETPROF, "collect", str(run_dir)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=REPO,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert sorted(os.listdir(host_dir / "session")) == ["manifest.json", "system.jsonl"]
+    assert not (host_dir / "loose").exists()
+    hosts = {h["name"]: h for h in json.loads((run_dir / "report.json").read_text())["hosts"]}
+    assert hosts[honest]["status"] == "ok" and hosts[honest]["metrics"]
+    assert hosts[hostile.name]["status"] == "ok", hosts[hostile.name]
+    assert hosts[hostile.name]["metrics"]["system.samples"] > 0
+    assert not workdir.exists(), "collect removed the workdir from the device"

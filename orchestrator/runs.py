@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,11 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.models import HostFacts, SessionPlan
-from orchestrator.safetar import ExtractResult, UnsafeArchive, safe_extract
+from orchestrator.safetar import ExtractResult, UnsafeArchive, safe_copy_dir, safe_extract
 from orchestrator.values import has_control, load_json
 
 ARCHIVE = "session.tar.gz"
 SESSION_DIR = "session"
+# Where the collect play fetches, file by file, a session whose archive could not be made
+# (a full device disk): the controller takes them into SESSION_DIR as it unpacks a tarball.
+LOOSE_DIR = "loose"
 # What one host may bring back, unpacked.
 MAX_HOST_BYTES = 512 * 1024 * 1024
 # A runner's manifest is a few KiB; one larger than this is not read (it would cost the
@@ -167,10 +171,31 @@ class RunDir:
             return None, "manifest.json is not a JSON object"
         return data, None
 
+    def fetched(self, host: str) -> bool:
+        """Whether collect brought something back: the tarball, or the files of a session
+        whose archive could not be made."""
+        return (self.host_dir(host) / ARCHIVE).is_file() or self._loose(host) is not None
+
+    def _loose(self, host: str) -> Path | None:
+        loose = self.host_dir(host) / LOOSE_DIR
+        return loose if loose.is_dir() and not loose.is_symlink() else None
+
     def unpack(self, host: str) -> ExtractResult:
-        """Unpack the fetched tarball into hosts/<host>/session/, replacing an older one."""
+        """Unpack the fetched tarball into hosts/<host>/session/, replacing an older one.
+        Without a tarball, the files fetched one by one (hosts/<host>/loose/) are taken in
+        with the same checks and caps, and their fetched copies removed."""
         archive = self.host_dir(host) / ARCHIVE
         dest = self.session_dir(host)
+        loose = self._loose(host)
+        if not archive.is_file() and loose is not None:
+            try:
+                result = safe_copy_dir(loose, dest, max_total_bytes=MAX_HOST_BYTES)
+            except OSError as err:
+                raise UnsafeArchive(
+                    f"the files fetched into {loose} could not be read: {err}"
+                ) from None
+            shutil.rmtree(loose, ignore_errors=True)
+            return result
         try:
             return safe_extract(archive, dest, max_total_bytes=MAX_HOST_BYTES)
         except FileNotFoundError as err:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
+import stat
 import tarfile
 import tempfile
 import zlib
@@ -48,7 +49,8 @@ _DIR_MODE = 0o700
 
 
 class UnsafeArchive(Exception):
-    """The archive as a whole cannot be trusted; nothing was extracted."""
+    """The archive (or fetched directory) as a whole cannot be trusted; nothing was
+    extracted."""
 
 
 @dataclass(frozen=True)
@@ -390,3 +392,79 @@ def _move_into_place(staging: Path, dest: Path) -> None:
     else:
         old.unlink()
         aside.rmdir()
+
+
+def safe_copy_dir(
+    source: Path,
+    dest: Path,
+    *,
+    max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
+    max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES,
+    max_members: int = DEFAULT_MAX_MEMBERS,
+) -> ExtractResult:
+    """Take the files of the flat directory ``source`` (a device's session fetched file by
+    file, when its archive could not be made) into ``dest``, as ``safe_extract`` takes a
+    tarball's: regular files only (links, hard links, directories, FIFOs skipped and
+    reported), safe names, owner-only modes, the same caps counted from the bytes really
+    copied, and ``dest`` replaced only when complete."""
+    source = Path(source)
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with os.scandir(source) as scan:
+        entries = sorted((entry.name for entry in scan), key=str)
+    if len(entries) > max_members:
+        raise UnsafeArchive(f"{source}: more than {max_members} files (max_members)")
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
+    try:
+        result = _copy_files(source, entries, staging, max_total_bytes, max_member_bytes)
+        os.chmod(staging, _DIR_MODE)
+        _move_into_place(staging, dest)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return result
+
+
+def _copy_files(
+    source: Path, names: list[str], root: Path, max_total_bytes: int, max_member_bytes: int
+) -> ExtractResult:
+    files: list[str] = []
+    rejected: list[str] = []
+    rejected_count = 0
+    written = 0
+    for name in names:
+        problem = _check_name(name)[0] or _loose_problem(source / name)
+        if problem is not None:
+            rejected_count += 1
+            if len(rejected) < MAX_REJECTED_KEPT:
+                rejected.append(f"{_cut(name)}: {problem}")
+            continue
+        flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
+        with os.fdopen(os.open(source / name, flags), "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise UnsafeArchive(f"{source / name}: changed into a non-regular file")
+            size = _copy_capped(handle, root / name, max_member_bytes, max_total_bytes - written)
+        if size > max_member_bytes or written + size > max_total_bytes:
+            raise UnsafeArchive(
+                f"{source}: {_cut(name)} takes it past max_member_bytes ({max_member_bytes}) "
+                f"or max_total_bytes ({max_total_bytes}); nothing was taken"
+            )
+        written += size
+        files.append(name)
+    return ExtractResult(
+        files=files, total_bytes=written, rejected=rejected, rejected_count=rejected_count
+    )
+
+
+def _loose_problem(path: Path) -> str | None:
+    """Why a fetched file is not taken (None: it is a plain regular file)."""
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode):
+        return "symbolic link"
+    if stat.S_ISDIR(info.st_mode):
+        return "directory"
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file"
+    if info.st_nlink > 1:
+        return "hard link"
+    return None

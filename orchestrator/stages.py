@@ -23,7 +23,7 @@ from orchestrator.campaign import Campaign
 from orchestrator.flow import CampaignRun, build_outputs, record_history
 from orchestrator.models import HostStatus
 from orchestrator.plan import effective_lead
-from orchestrator.runs import ARCHIVE, RunDir, read_json, write_text
+from orchestrator.runs import RunDir, read_json, write_text
 from orchestrator.safetar import UnsafeArchive
 
 EXTRAVARS_FILE = "extravars.yml"
@@ -120,7 +120,7 @@ def ingest_archives(run: RunDir) -> dict[str, str]:
         plan = run.read_plan(host)
         if plan is None or not plan.runnable or run.read_manifest(host) is not None:
             continue
-        if (run.host_dir(host) / ARCHIVE).is_file():
+        if run.fetched(host):
             try:
                 extracted = run.unpack(host)
             except UnsafeArchive as err:

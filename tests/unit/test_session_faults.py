@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import stat
 import subprocess
@@ -458,6 +459,184 @@ def test_outputs_capped_at_max_bytes_keep_their_mark_when_the_disk_stops_the_ses
     assert run.manifest["disk"]["fell_below_at_device"] is None
     assert run.result["status"] == "partial"
     assert "truncated" in run.result["reason"]
+
+
+# A filesystem that fills to the last byte: a small tmpfs, private to one process's mount
+# namespace (unshare -m), so nothing outside the test ever sees it or fills.
+FULL_DISK_READY = pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("mount"),
+    reason="a private tmpfs needs root and unshare/mount (util-linux)",
+)
+# Runs inside the namespace: mounts the tmpfs, runs the module in the background, fills
+# the disk with dd once the window is open, waits, runs the module again (the same plan),
+# then copies the workdir out and lists what the tmpfs holds.
+FULL_DISK_SCRIPT = r"""
+import json, os, shutil, subprocess, sys, time
+mnt, module, args, out, wait_for = sys.argv[1:6]
+subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", mnt], check=True)
+plan = json.load(open(args))["plan"]
+log = os.path.join(plan["workdir"], "runner.log")
+runner = subprocess.Popen([sys.executable, module, args], stdout=subprocess.PIPE, text=True)
+end = time.time() + 20
+while time.time() < end and runner.poll() is None:
+    if os.path.exists(log) and "window: profiling" in open(log).read():
+        break
+    time.sleep(0.05)
+if wait_for:  # a profiler's output, written in full before the disk fills
+    path = os.path.join(plan["workdir"], wait_for)
+    while time.time() < end and not (os.path.exists(path) and os.path.getsize(path) >= 2560 << 10):
+        time.sleep(0.05)
+fill = subprocess.run(["dd", "if=/dev/zero", "of=" + os.path.join(mnt, "fill"), "bs=64k"],
+                      capture_output=True, text=True)
+first = runner.communicate(timeout=30)[0]
+again = subprocess.run([sys.executable, module, args], capture_output=True, text=True).stdout
+os.unlink(os.path.join(mnt, "fill"))
+shutil.copytree(plan["workdir"], os.path.join(out, "workdir"))
+listing = sorted(os.path.relpath(os.path.join(d, f), mnt)
+                 for d, _, files in os.walk(mnt) for f in files)
+json.dump({"first": first, "again": again, "dd": fill.stderr, "listing": listing},
+          open(os.path.join(out, "outcome.json"), "w"))
+"""
+
+
+# 2.5 MiB of random bytes (gzip cannot shrink them), then idle until stopped.
+RANDOM_OUTPUT = (
+    "import os, time\n"
+    "with open('out.bin', 'wb') as out:\n"
+    "    out.write(os.urandom(2560 * 1024))\n"
+    "time.sleep(60)\n"
+)
+
+
+@FULL_DISK_READY
+@pytest.mark.parametrize(
+    ("extra", "why"),
+    [
+        # The archive (a few KiB) fits, but would leave the disk full: not kept.
+        ([], "was not kept: it left"),
+        # An archive larger than the reserve's room cannot be made at all.
+        (
+            [python_profiler("p", RANDOM_OUTPUT, outputs=["out.bin"], max_bytes=8 << 20)],
+            "could not be made (No space left on device",
+        ),
+    ],
+    ids=["not-kept", "enospc"],
+)
+def test_a_disk_full_to_the_last_byte_leaves_the_samples_for_collect(tmp_path, extra, why):
+    """The floor stops the session; with the disk then full, the runner's reserve pays for
+    the manifest; the archive is dropped, so the files stay in the workdir, the manifest
+    says partial and why, nothing temporary is left, and the same plan applied again
+    reports that session instead of running over it."""
+    mnt, out = tmp_path / "mnt", tmp_path / "out"
+    mnt.mkdir()
+    out.mkdir()
+    profilers = [builtin_profiler("system", 0.1), *extra]
+    plan = make_plan(tmp_path, {"pid": os.getpid()}, profilers, lead=1.0, window=6.0)
+    plan = other_run(plan, mnt / "home", "20261125-111509-full")
+    plan["min_free_mb"] = 1
+    args = args_file(tmp_path, {"plan": plan, "_ansible_check_mode": False})
+    script = tmp_path / "full_disk.py"
+    script.write_text(FULL_DISK_SCRIPT)
+    done = subprocess.run(
+        [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            sys.executable,
+            str(script),
+            str(mnt),
+            str(MODULE),
+            str(args),
+            str(out),
+            "out.bin" if extra else "",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    outcome = json.loads((out / "outcome.json").read_text())
+    assert "No space left on device" in outcome["dd"]
+    result = json.loads(outcome["first"])
+    assert result["failed"] is False, result["msg"]
+    assert result["archive"] is None and result["workdir"] == plan["workdir"]
+    assert result["status"] == "partial"
+    assert "fell below the floor of 1 MiB" in result["reason"]
+    assert "device disk full: the archive" in result["reason"]
+    assert why in result["reason"], result["reason"]
+    workdir = out / "workdir"
+    manifest = json.loads((workdir / "manifest.json").read_text())
+    assert manifest["status"] == "partial" and manifest["reason"] == result["reason"]
+    assert manifest["archive_error"].startswith("device disk full")
+    # The disk may fill in the middle of a sample: every line but that last one is whole.
+    lines = (workdir / "system.jsonl").read_text().splitlines()
+    samples = [json.loads(line) for line in lines[:-1]]
+    assert len(samples) >= 3 and all("cpu_pct" in s for s in samples[1:]), samples[:2]
+    assert "archive: not made: device disk full" in (workdir / "runner.log").read_text()
+    # Nothing temporary is left: no reserve, no manifest temp, no archive or its temp.
+    run_dir = "home/runs/unit/20261125-111509-full"
+    names = ["manifest.json", "runner.log", "system.jsonl"]
+    names += ["out.bin", "p.stdout", "p.stderr"] if extra else []
+    expected = {f"{run_dir}/{name}" for name in names}
+    assert set(outcome["listing"]) == {*expected, "home/session.lock"}, outcome["listing"]
+    again = json.loads(outcome["again"])
+    assert again["changed"] is False and again["status"] == "partial", again
+    assert again["archive"] is None and again["workdir"] == plan["workdir"]
+
+
+PACK_ON_FULL_DISK = r"""
+import errno, importlib.util, json, os, subprocess, sys
+mnt, module = sys.argv[1:3]
+subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", mnt], check=True)
+spec = importlib.util.spec_from_file_location("runner", module)
+runner = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(runner)
+workdir = os.path.join(mnt, "w")
+os.mkdir(workdir)
+with open(os.path.join(workdir, "data.bin"), "wb") as handle:  # random: gzip cannot shrink it
+    handle.write(os.urandom(700 * 1024))
+seen = {}
+try:
+    runner.pack_archive(workdir, os.path.join(mnt, "a.tar.gz"))
+except OSError as exc:
+    seen["pack"] = errno.errorcode[exc.errno]
+subprocess.run(["dd", "if=/dev/zero", "of=" + os.path.join(mnt, "fill"), "bs=4k"],
+               capture_output=True)
+try:
+    runner.write_json(os.path.join(workdir, "manifest.json"), {"pad": "x" * 100000})
+except OSError as exc:
+    seen["manifest"] = errno.errorcode[exc.errno]
+seen["left"] = sorted(os.listdir(mnt)) + sorted(os.listdir(workdir))
+print(json.dumps(seen))
+"""
+
+
+@FULL_DISK_READY
+def test_an_archive_or_manifest_that_cannot_be_written_leaves_no_temp_file(tmp_path):
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    script = tmp_path / "pack.py"
+    script.write_text(PACK_ON_FULL_DISK)
+    done = subprocess.run(
+        [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            sys.executable,
+            str(script),
+            str(mnt),
+            str(MODULE),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["pack"] == "ENOSPC" and seen["manifest"] == "ENOSPC", seen
+    assert seen["left"] == ["fill", "w", "data.bin"], seen
 
 
 # --------------------------------------------------------------------------- directories

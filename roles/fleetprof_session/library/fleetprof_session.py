@@ -174,7 +174,7 @@ LOG_CAP_BYTES = 1 << 20  # profiler and target stdout/stderr files keep their la
 TRUNCATE_LOOKBACK = 64 * 1024  # cut a too-large output at a line end found this far back
 
 RESERVED_FILES = ("manifest.json", "runner.log", "target.stdout", "target.stderr",
-                  "probe.json", ".probe-disk.tmp")
+                  "probe.json", ".probe-disk.tmp", "manifest.json.tmp", ".reserve")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z")  # \Z: no trailing newline
 BEHIND_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ns|\xb5s|us|ms|s) behind in sampling")
 SAMPLES_RE = re.compile(r"Samples: ([0-9]+) Errors: ([0-9]+)")
@@ -3109,14 +3109,70 @@ def prepare_workdir(plan: Dict[str, Any]) -> None:
     except OSError as exc:
         raise InvocationError("cannot prepare workdir %s: %s"
                               % (workdir, os_error_text(exc))) from None
+    make_reserve(os.path.join(workdir, RESERVE_FILE), RESERVE_BYTES)
+
+
+# The disk reserve: a file of RESERVE_BYTES really allocated in the workdir when it is
+# prepared, never packed. A disk that fills in the window (another process, the
+# profilers) cannot take that space: at the end the runner shrinks it to RESERVE_KEEP_BYTES
+# before it writes the manifest and packs, and removes it just before it exits, which
+# leaves room for the job status file Ansible's async wrapper writes next to it (in the
+# same home on most devices) once the module has returned.
+RESERVE_FILE = ".reserve"
+RESERVE_BYTES = 2 * MIB
+RESERVE_KEEP_BYTES = 256 * 1024
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def make_reserve(path: str, size: int) -> Optional[str]:
+    """Allocate ``size`` bytes at ``path`` (posix_fallocate, else written zeros) -> None,
+    or why not (the file is then removed: a session goes on without its reserve)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0),
+                     0o600)
+    except OSError as exc:
+        return os_error_text(exc)
+    try:
+        try:
+            os.posix_fallocate(fd, 0, size)
+        except (AttributeError, OSError) as exc:
+            if isinstance(exc, OSError) and exc.errno in NO_SPACE:
+                raise
+            block = b"\0" * (64 * 1024)  # a file system without fallocate: real zeros
+            for _ in range(0, size, len(block)):
+                os.write(fd, block)
+            os.fsync(fd)
+        return None
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        return os_error_text(exc)
+    finally:
+        os.close(fd)
+
+
+def release_reserve(workdir: str, keep: int = 0) -> None:
+    """Give the reserve's space back to the file system, all but ``keep`` bytes of it."""
+    path = os.path.join(workdir, RESERVE_FILE)
+    with contextlib.suppress(OSError):
+        if keep > 0 and os.path.getsize(path) > keep:
+            os.truncate(path, keep)
+        elif keep <= 0:
+            os.unlink(path)
 
 
 def write_json(path: str, data: Dict[str, Any]) -> None:
+    """``data`` as JSON at ``path``, atomically; on any failure the temp file is removed."""
     temp = path + ".tmp"
-    with open(temp, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2)
-        handle.write("\n")
-    os.replace(temp, path)
+    try:
+        with open(temp, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2)
+            handle.write("\n")
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
 
 
 def pack_archive(workdir: str, archive: str) -> List[str]:
@@ -3126,6 +3182,7 @@ def pack_archive(workdir: str, archive: str) -> List[str]:
     temp = "%s.tmp-%d" % (archive, os.getpid())
     inside = os.path.normpath(parent) == os.path.normpath(workdir)
     skip = (os.path.basename(archive), os.path.basename(temp)) if inside else ()
+    skip += (RESERVE_FILE,)
     names = []
     for name in sorted(os.listdir(workdir)):
         with contextlib.suppress(OSError):
@@ -3165,6 +3222,10 @@ def run_session(plan: Dict[str, Any], host_lock: str,
     log("runner %s (python %s, pid %d): %s/%s on %s"
         % (RUNNER_VERSION, platform.python_version(), os.getpid(), plan["campaign"],
            plan["run_id"], plan["host"]))
+    if os.path.isfile(os.path.join(workdir, RESERVE_FILE)):
+        log("reserve: %d KiB kept for the manifest and archive" % (RESERVE_BYTES // 1024))
+    else:
+        log("reserve: none could be made in %s: a full disk may cost the archive" % workdir)
     session = Session(plan, log)
     session.host_lock = host_lock
     try:
@@ -3191,23 +3252,101 @@ def _run_guarded(session: Session, log: RunnerLog) -> None:
 
 
 def _finish(session: Session, log: RunnerLog, workdir: str, archive: str) -> Dict[str, Any]:
-    """Write the manifest, pack the archive -> the module result."""
-    manifest = session.manifest()
-    summary = "session %s%s" % (manifest["status"],
-                                ": " + manifest["reason"] if manifest["reason"] else "")
-    log(summary)
-    log("archive: packing %s" % archive)
-    log.close()
-    result = {"changed": True, "failed": False, "archive": archive, "msg": summary,
-              "status": manifest["status"], "reason": manifest["reason"], "manifest": manifest}
+    """Write the manifest, pack the archive -> the module result.
+
+    The reserve's space is given back first (the manifest caps outputs and logs, then is
+    written, then packed). An archive that cannot be made (a full disk) is removed, and the
+    manifest rewritten as partial with the reason: the workdir's files stay for the collect
+    play to fetch one by one, and the module does not fail. It fails only when not even the
+    manifest could be written.
+    """
+    release_reserve(workdir, keep=RESERVE_KEEP_BYTES)
     try:
-        write_json(os.path.join(workdir, "manifest.json"), manifest)
-        pack_archive(workdir, archive)
-    except (OSError, tarfile.TarError) as exc:
-        result.update(failed=True, archive=None,
-                      msg="cannot write the manifest or archive %s: %s"
-                      % (archive, os_error_text(exc)))
-    return result
+        manifest = session.manifest()
+        summary = "session %s%s" % (manifest["status"],
+                                    ": " + manifest["reason"] if manifest["reason"] else "")
+        log(summary)
+        log("archive: packing %s" % archive)
+        log.close()
+        result = {"changed": True, "failed": False, "archive": archive, "msg": summary,
+                  "status": manifest["status"], "reason": manifest["reason"],
+                  "manifest": manifest}
+        manifest_path = os.path.join(workdir, "manifest.json")
+        try:
+            _with_room(workdir, lambda: write_json(manifest_path, manifest))
+        except OSError as exc:
+            return dict(result, failed=True, archive=None,
+                        msg="cannot write the manifest %s: %s"
+                        % (manifest_path, os_error_text(exc)))
+        try:
+            pack_archive(workdir, archive)
+        except (OSError, tarfile.TarError) as exc:
+            return _left_unpacked(result, workdir, archive_problem(archive, exc))
+        left = free_bytes(workdir)
+        if left is not None and left + RESERVE_KEEP_BYTES < RESERVE_BYTES:
+            # The archive is a second copy of the workdir's files: on a disk it filled,
+            # it goes, and collect fetches the files themselves.
+            with contextlib.suppress(OSError):
+                os.unlink(archive)
+            return _left_unpacked(result, workdir, (
+                "device disk full: the archive %s was not kept: it left %d KiB free"
+                % (archive, left // 1024)))
+        return result
+    finally:
+        release_reserve(workdir)  # the async wrapper's job file comes next
+
+
+def _with_room(workdir: str, write: Callable[[], None]) -> None:
+    """``write()``; when the disk is full, once more with the whole reserve given back."""
+    try:
+        write()
+    except OSError as exc:
+        if exc.errno not in NO_SPACE or not os.path.exists(os.path.join(workdir, RESERVE_FILE)):
+            raise
+        release_reserve(workdir)
+        write()
+
+
+def free_bytes(path: str) -> Optional[int]:
+    """Bytes this user may still write on path's file system (root: the blocks kept
+    back for root too), or None when it cannot be read."""
+    try:
+        info = os.statvfs(path)
+    except OSError:
+        return None
+    blocks = info.f_bfree if os.geteuid() == 0 else info.f_bavail
+    return blocks * info.f_frsize
+
+
+def archive_problem(archive: str, exc: BaseException) -> str:
+    """Why the archive was not made, in one phrase (a full disk said so plainly)."""
+    full = isinstance(exc, OSError) and exc.errno in NO_SPACE
+    return "%sthe archive %s could not be made (%s)" % (
+        "device disk full: " if full else "", archive, shorten(os_error_text(exc), 200))
+
+
+def _left_unpacked(result: Dict[str, Any], workdir: str, problem: str) -> Dict[str, Any]:
+    """No archive (pack_archive removed its temp file): the manifest says why, the
+    session is partial (or stays failed/busy), and collect fetches the workdir's files
+    one by one."""
+    manifest = dict(result["manifest"])
+    manifest["archive_error"] = problem
+    if manifest["status"] == "ok":
+        manifest["status"] = "partial"
+    manifest["reason"] = shorten("; ".join(r for r in (manifest["reason"], problem) if r), 1000)
+    note = "archive: not made: %s; the workdir's files are left for collect" % problem
+    msg = "session %s: %s" % (manifest["status"], manifest["reason"])
+    try:
+        _with_room(workdir, lambda: write_json(os.path.join(workdir, "manifest.json"), manifest))
+    except OSError as exc2:
+        # The manifest written before packing stays (with its first status): collect
+        # still brings the files back.
+        msg += "; the manifest could not be rewritten: %s" % os_error_text(exc2)
+    with contextlib.suppress(OSError):
+        with open(os.path.join(workdir, "runner.log"), "a", encoding="utf-8") as handle:
+            handle.write("%s %s\n" % (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), note))
+    return dict(result, archive=None, workdir=workdir, status=manifest["status"],
+                reason=manifest["reason"], manifest=manifest, msg=msg)
 
 
 def finished_session(plan: Dict[str, Any]) -> Optional[Dict[str, Any]]:
@@ -3220,21 +3359,45 @@ def finished_session(plan: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     and runs.
     """
     archive = plan["archive"]
+    where = archive  # type: Optional[str]
     try:
         with tarfile.open(archive, "r:gz") as tar:
             member = tar.extractfile("manifest.json")
             manifest = json.loads(member.read().decode("utf-8")) if member else None
     except (OSError, KeyError, ValueError, tarfile.TarError):
-        return None
+        # No archive: a session whose archive could not be made (a full disk) left its
+        # manifest and files in the workdir, for collect to fetch one by one.
+        where, manifest = None, _workdir_manifest(plan["workdir"])
     keys = ("campaign", "run_id", "host", "t0_device", "deadline_device")
     if (not isinstance(manifest, dict) or manifest.get("schema") != MANIFEST_SCHEMA
             or any(manifest.get(key) != plan[key] for key in keys)):
         return None
-    return {"changed": False, "failed": False, "archive": archive,
-            "status": manifest.get("status"), "reason": manifest.get("reason"),
-            "manifest": manifest,
-            "msg": "session already ran: %s holds its manifest (status %s)"
-                   % (archive, manifest.get("status"))}
+    result = {"changed": False, "failed": False, "archive": where,
+              "status": manifest.get("status"), "reason": manifest.get("reason"),
+              "manifest": manifest,
+              "msg": "session already ran: %s holds its manifest (status %s)"
+                     % (where or plan["workdir"], manifest.get("status"))}
+    if where is None:
+        result["workdir"] = plan["workdir"]
+    return result
+
+
+def _workdir_manifest(workdir: str) -> Optional[Dict[str, Any]]:
+    """The manifest.json a finished session left in its workdir (a regular file of at
+    most 16 MiB), or None."""
+    path = os.path.join(workdir, "manifest.json")
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    try:
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                return None
+            data = json.loads(handle.read(16 * MIB + 1).decode("utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def same_session(plan: Dict[str, Any], holder: Optional[Dict[str, Any]]) -> bool:

@@ -92,7 +92,11 @@ def test_a_device_disk_full_to_the_last_byte_comes_back_partial_with_its_samples
 
     full = hosts[FULL]
     assert full["status"] == "partial", full
-    assert "fell below the floor of 1 MiB" in full["reason"], full["reason"]
+    # The floor check, or the sampler's own write failing when dd outran that check.
+    assert any(
+        why in full["reason"]
+        for why in ("fell below the floor of 1 MiB", "No space left on device")
+    ), full["reason"]
     assert "device disk full: the archive" in full["reason"], full["reason"]
     assert full["metrics"]["system.samples"] >= 5, full["metrics"]
     assert "system.cpu.total_pct.mean" in full["metrics"]

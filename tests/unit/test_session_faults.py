@@ -562,7 +562,12 @@ def test_a_disk_full_to_the_last_byte_leaves_the_samples_for_collect(tmp_path, e
     assert result["failed"] is False, result["msg"]
     assert result["archive"] is None and result["workdir"] == plan["workdir"]
     assert result["status"] == "partial"
-    assert "fell below the floor of 1 MiB" in result["reason"]
+    # What stopped the session: the floor check, or (dd outran its 1 s check on a loaded
+    # machine) the sampler's own write failing; either way the disk, and said so.
+    assert any(
+        why_stopped in result["reason"]
+        for why_stopped in ("fell below the floor of 1 MiB", "No space left on device")
+    ), result["reason"]
     assert "device disk full: the archive" in result["reason"]
     assert why in result["reason"], result["reason"]
     workdir = out / "workdir"

@@ -25,19 +25,21 @@ pytestmark = [pytest.mark.integration, requires_fleet]
 CAMPAIGN = "name: hostile\nduration: 2s\nstart: {lead: 15s}\ntarget: {probe: [cpu]}\n"
 
 
-def test_no_environment_secret_reaches_the_run_directory(
+def test_no_secret_owner_only_modes_and_a_changed_host_key_refused_on_the_next_run(
     fleet_factory: Any, fleetprof: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Two runs (one fleet, for CI time): the first leaves no controller secret in its
+    run directory, only owner-only files, and no SSH master behind; the second, with a
+    changed host key in known_hosts, is refused for that host."""
     secret = "fleetprof-test-secret-7f3a9c2e51"
     monkeypatch.setenv("FLEETPROF_TEST_TOKEN", secret)
-    fleet = fleet_factory({"board": 1})
+    fleet = fleet_factory({"board": 2})
     campaign = tmp_path / "hostile.yml"
     campaign.write_text(CAMPAIGN)
+    first = fleetprof("run", str(campaign), "-i", str(fleet.inventory))
+    assert first.returncode == 0, first.stdout + first.stderr
 
-    result = fleetprof("run", str(campaign), "-i", str(fleet.inventory))
-
-    assert result.returncode == 0, result.stdout + result.stderr
-    run_dir = result.run_dir("hostile")
+    run_dir = first.run_dir("hostile")
     commands = list(run_dir.rglob("command"))
     assert commands, "ansible-runner's command artifacts are where the environment was"
     leaked = [p for p in run_dir.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
@@ -52,18 +54,8 @@ def test_no_environment_secret_reaches_the_run_directory(
         if stat.S_IMODE(p.lstat().st_mode) != (0o700 if p.is_dir() else 0o600)
     }
     assert wrong == {}
-    history = result.out_root / "history.sqlite"
+    history = first.out_root / "history.sqlite"
     assert stat.S_IMODE(history.stat().st_mode) == 0o600
-
-
-def test_a_changed_host_key_is_refused_on_the_next_run(
-    fleet_factory: Any, fleetprof: Any, tmp_path: Path
-) -> None:
-    fleet = fleet_factory({"board": 2})
-    campaign = tmp_path / "hostile.yml"
-    campaign.write_text(CAMPAIGN)
-    first = fleetprof("run", str(campaign), "-i", str(fleet.inventory))
-    assert first.returncode == 0, first.stdout + first.stderr
 
     # known_hosts now expects another key for the first host: what a swapped device, or a
     # machine in the middle, looks like to the controller.

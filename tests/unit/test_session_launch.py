@@ -5,7 +5,6 @@ complete profile. Real py-spy, real programs; the truth is the program's own run
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path

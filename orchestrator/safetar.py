@@ -21,6 +21,7 @@ import stat
 import tarfile
 import tempfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -132,23 +133,30 @@ def safe_extract(
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     with archive.open("rb") as raw:
-        staging = Path(
-            tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent)
-        )
-        try:
-            result = _extract_all(
+        return _staged(
+            dest,
+            lambda staging: _extract_all(
                 raw,
                 str(archive),
                 staging,
                 max_total_bytes=max_total_bytes,
                 max_member_bytes=max_member_bytes,
                 max_members=max_members,
-            )
-            os.chmod(staging, _DIR_MODE)
-            _move_into_place(staging, dest)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+            ),
+        )
+
+
+def _staged(dest: Path, fill: Callable[[Path], ExtractResult]) -> ExtractResult:
+    """``fill`` a temporary directory beside ``dest``, then rename it into place: ``dest``
+    is never half-written, and on any error it is left as it was."""
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
+    try:
+        result = fill(staging)
+        os.chmod(staging, _DIR_MODE)
+        _move_into_place(staging, dest)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return result
 
 
@@ -414,15 +422,10 @@ def safe_copy_dir(
         entries = sorted((entry.name for entry in scan), key=str)
     if len(entries) > max_members:
         raise UnsafeArchive(f"{source}: more than {max_members} files (max_members)")
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
-    try:
-        result = _copy_files(source, entries, staging, max_total_bytes, max_member_bytes)
-        os.chmod(staging, _DIR_MODE)
-        _move_into_place(staging, dest)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return result
+    return _staged(
+        dest,
+        lambda staging: _copy_files(source, entries, staging, max_total_bytes, max_member_bytes),
+    )
 
 
 def _copy_files(

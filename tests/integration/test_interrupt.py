@@ -26,9 +26,11 @@ def running(pattern: str) -> bool:
     return found.returncode == 0
 
 
-def test_ctrl_c_during_the_window_stops_cleanly_and_writes_a_partial_report(
+def start_long_run(
     workload: Any, tmp_path: Path
-) -> None:
+) -> tuple[subprocess.Popen[bytes], Path, subprocess.Popen[str]]:
+    """A 30 s campaign attached to a fresh workload, returned once its device session runs
+    (py-spy sampling the target): the workload, the output root and the controller."""
     token = uuid.uuid4().hex
     target = workload(SPLIT_WORKLOAD, f"--token={token}")
     campaign = tmp_path / "long.yml"
@@ -45,16 +47,22 @@ def test_ctrl_c_during_the_window_stops_cleanly_and_writes_a_partial_report(
         text=True,
         env={**os.environ, "NO_COLOR": "1"},
     )
-    # Wait until the device session has started, then interrupt the controller.
+    # Wait until the device session has started; the caller interrupts the controller.
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        manifests = list(out.glob("long/*/hosts/localhost/plan.json"))
-        if manifests and running(f"--pid {target.pid} "):
+        if list(out.glob("long/*/hosts/localhost/plan.json")) and running(f"--pid {target.pid} "):
             break
         time.sleep(0.2)
     else:
         proc.kill()
         pytest.fail("the session never started")
+    return target, out, proc
+
+
+def test_ctrl_c_during_the_window_stops_cleanly_and_writes_a_partial_report(
+    workload: Any, tmp_path: Path
+) -> None:
+    target, out, proc = start_long_run(workload, tmp_path)
     time.sleep(2)  # a few samples to bring back
     interrupted = time.monotonic()
     proc.send_signal(signal.SIGINT)
@@ -138,30 +146,7 @@ def test_a_second_ctrl_c_exits_at_once_and_leaves_no_playbook(
     """The second Ctrl-C ends ansible-playbook too, within a second (the watchdog alone
     took up to 8 s: SIGTERM, then SIGKILL after its grace). The device session still ends
     by itself at its deadline, as docs/faults.md says."""
-    token = uuid.uuid4().hex
-    target = workload(SPLIT_WORKLOAD, f"--token={token}")
-    campaign = tmp_path / "long.yml"
-    campaign.write_text(
-        f"name: long\nduration: 30s\nstart: {{lead: 1s}}\n"
-        f"target:\n  attach:\n    process: '--token={token}'\n"
-    )
-    out = tmp_path / "reports"
-    proc = subprocess.Popen(
-        [*FLEETPROF, "run", str(campaign), "-o", str(out)],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "NO_COLOR": "1"},
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if list(out.glob("long/*/hosts/localhost/plan.json")) and running(f"--pid {target.pid} "):
-            break
-        time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail("the session never started")
+    target, out, proc = start_long_run(workload, tmp_path)
     [run_dir] = list((out / "long").iterdir())
     proc.send_signal(signal.SIGINT)
     time.sleep(0.5)  # the first one starts the cleanup play

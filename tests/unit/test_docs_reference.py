@@ -215,7 +215,7 @@ REASON_FUNCTIONS = {
     "orchestrator/plan.py": ("_unavailable",),
     "roles/fleetprof_preflight/library/fleetprof_facts.py": ("attach_permission",),
     "roles/fleetprof_session/library/fleetprof_session.py": ("busy_reason", "too_little", "fell"),
-    "orchestrator/toolcache.py": ("_offline_hint",),
+    "orchestrator/toolcache/*.py": ("_offline_hint",),
 }
 # Module constants that are reasons or notes by their name (NOT_INSTALLED, NO_DRIVER,
 # NO_DELAYACCT, COUNTERS_ADMIN_ONLY, PERMISSION_NOTE, ...).
@@ -305,17 +305,19 @@ def code_reasons() -> dict[str, str]:
                         reasons.setdefault(text, f"orchestrator/flow.py:{call.lineno}")
     # ToolUnavailable: no py-spy build for a device's architecture (py-spy is skipped);
     # TargetError: the session's target cannot be found when the window opens.
-    for where, exception in (
-        ("orchestrator/toolcache.py", "ToolUnavailable"),
+    for pattern, exception in (
+        ("orchestrator/toolcache/*.py", "ToolUnavailable"),
         ("roles/fleetprof_session/library/fleetprof_session.py", "TargetError"),
     ):
-        tree = ast.parse((REPO / where).read_text(encoding="utf-8"))
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call):
-                func = node.exc.func
-                if isinstance(func, ast.Name) and func.id == exception:
-                    for text in _strings(node.exc.args[0], {}, None):
-                        reasons.setdefault(text, f"{where}:{node.lineno}")
+        for path in sorted(REPO.glob(pattern)):
+            where = str(path.relative_to(REPO))
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call):
+                    func = node.exc.func
+                    if isinstance(func, ast.Name) and func.id == exception:
+                        for text in _strings(node.exc.args[0], {}, None):
+                            reasons.setdefault(text, f"{where}:{node.lineno}")
     # The note on a device that started after the common start (a clock or lead problem).
     parse = REPO / "orchestrator/parse.py"
     for node in ast.walk(ast.parse(parse.read_text(encoding="utf-8"))):

@@ -97,8 +97,8 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*_args: object, **_kwargs: object) -> None:
         raise AssertionError("the tool cache went to the network")
 
-    monkeypatch.setattr(toolcache, "fetch_published_files", refuse)
-    monkeypatch.setattr(toolcache, "_download_wheel", refuse)
+    monkeypatch.setattr(toolcache.index, "fetch_published_files", refuse)
+    monkeypatch.setattr(toolcache.wheel, "download_wheel", refuse)
 
 
 def _sha256(path: Path) -> str:
@@ -297,7 +297,9 @@ def test_hash_mismatch_with_the_index_is_an_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, needs_index: None
 ) -> None:
     monkeypatch.setattr(
-        toolcache, "fetch_published_files", _published_with(lambda f: replace(f, sha256="0" * 64))
+        toolcache.index,
+        "fetch_published_files",
+        _published_with(lambda f: replace(f, sha256="0" * 64)),
     )
 
     with pytest.raises(ToolCacheError, match="sha256 mismatch") as caught:
@@ -314,7 +316,7 @@ def test_missing_published_hash_is_an_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, needs_index: None
 ) -> None:
     monkeypatch.setattr(
-        toolcache, "fetch_published_files", _published_with(lambda f: replace(f, sha256=None))
+        toolcache.index, "fetch_published_files", _published_with(lambda f: replace(f, sha256=None))
     )
 
     with pytest.raises(ToolCacheError, match="publishes no sha256"):
@@ -452,7 +454,7 @@ def test_only_the_named_member_is_extracted(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
 
-    toolcache._extract_member(wheel, MEMBER, out / "py-spy", max_bytes=1024)
+    toolcache.wheel.extract_member(wheel, MEMBER, out / "py-spy", max_bytes=1024)
 
     assert (out / "py-spy").read_bytes() == b"\x7fELF binary"
     assert sorted(p.name for p in out.iterdir()) == ["py-spy"]
@@ -483,11 +485,11 @@ def test_suspicious_wheels_are_refused(
     dest = tmp_path / "py-spy"
 
     with pytest.raises(ToolCacheError, match=problem):
-        toolcache._extract_member(wheel, MEMBER, dest, max_bytes=1024)
+        toolcache.wheel.extract_member(wheel, MEMBER, dest, max_bytes=1024)
 
 
 def test_broken_wheel_is_refused(tmp_path: Path) -> None:
     wheel = tmp_path / "w.whl"
     wheel.write_bytes(b"not a zip at all")
     with pytest.raises(ToolCacheError, match="not a valid wheel"):
-        toolcache._extract_member(wheel, MEMBER, tmp_path / "py-spy", max_bytes=1024)
+        toolcache.wheel.extract_member(wheel, MEMBER, tmp_path / "py-spy", max_bytes=1024)

@@ -28,10 +28,7 @@ from typing import Any
 
 import ansible_runner
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-PLAYBOOKS_DIR = REPO_ROOT / "playbooks"
-ANSIBLE_CFG = REPO_ROOT / "ansible.cfg"
-WATCHDOG_DIR = Path(__file__).resolve().parent / "ansible_plugins" / "callback"
+from orchestrator.paths import ANSIBLE_CFG, PLAYBOOKS_DIR, ROLES_DIR, WATCHDOG_DIR
 
 
 @dataclass
@@ -154,7 +151,7 @@ def stage_env() -> dict[str, str]:
     """The environment of every ansible-playbook fleetprof starts (through ansible-runner)."""
     envvars: dict[str, str] = {
         "ANSIBLE_CONFIG": str(ANSIBLE_CFG),
-        "ANSIBLE_ROLES_PATH": str(REPO_ROOT / "roles"),
+        "ANSIBLE_ROLES_PATH": str(ROLES_DIR),
         # runner turns host key checking off unless told: fleetprof never does.
         "ANSIBLE_HOST_KEY_CHECKING": "True",
         "ANSIBLE_NOCOLOR": "1",

@@ -28,7 +28,7 @@ from rich.table import Table
 
 from orchestrator import __version__, toolcache
 from orchestrator.analysis.stacks import StackProfile
-from orchestrator.ansible import REPO_ROOT, kill_playbooks
+from orchestrator.ansible import kill_playbooks
 from orchestrator.campaign import Campaign, CampaignError, load_campaign
 from orchestrator.checkrun import BaselineError, Exports, pin_baseline, run_check
 from orchestrator.cli_stages import stages
@@ -50,6 +50,7 @@ from orchestrator.flow import (
 )
 from orchestrator.inspect import InspectError, inspect_file
 from orchestrator.inventory import DEFAULT_INVENTORY, InventoryError, load_inventory
+from orchestrator.paths import REPO_ROOT
 from orchestrator.report.exports import host_profile
 from orchestrator.report.history import history_table
 from orchestrator.report.result import baseline_document, result_document, schedule_document

@@ -43,7 +43,8 @@ from pathlib import Path
 
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from orchestrator.paths import REPO_ROOT
+
 # The collection's own files (galaxy.yml, meta/runtime.yml, its README), in the repository.
 COLLECTION_DIR = "collection"
 GALAXY_FILE = "galaxy.yml"

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from orchestrator.ansible import REPO_ROOT
+from orchestrator.paths import REPO_ROOT
 from orchestrator.runs import host_name_problem
 
 DEFAULT_INVENTORY = REPO_ROOT / "inventory" / "localhost.yml"

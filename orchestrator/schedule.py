@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from orchestrator.ansible import REPO_ROOT
 from orchestrator.campaign import CampaignError, load_campaign
+from orchestrator.paths import REPO_ROOT
 
 __all__ = [
     "CRON_D",

@@ -28,6 +28,7 @@ from typing import Any
 
 import ansible_runner
 
+from orchestrator.atomic import write_atomic
 from orchestrator.paths import ANSIBLE_CFG, PLAYBOOKS_DIR, ROLES_DIR, WATCHDOG_DIR
 
 
@@ -347,10 +348,7 @@ def scrub_command_artifact(path: Path, envvars: Mapping[str, str]) -> None:
         return
     env = data.get("env")
     data["env"] = {k: v for k, v in env.items() if k in envvars} if isinstance(env, dict) else {}
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data), encoding="utf-8")
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data))
 
 
 def _stdout_tail(path: Path, lines: int = 3) -> str:

@@ -1,21 +1,20 @@
 """The run directory: its layout, its JSON files, and unpacking device tarballs into it.
 
-Layout and file contracts: docs/run-directory.md. Every write is atomic (temp file and
-rename), so a run interrupted at any point leaves only whole files behind.
+Layout and file contracts: docs/run-directory.md. Every write is atomic (orchestrator/atomic.py:
+temp file, fsync, rename), so a run interrupted at any point leaves only whole files behind.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shutil
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from orchestrator.atomic import replacing_text, write_atomic
 from orchestrator.models import HostFacts, SessionPlan
 from orchestrator.safetar import ExtractResult, UnsafeArchive, safe_copy_dir, safe_extract
 from orchestrator.values import has_control, load_json
@@ -61,32 +60,17 @@ def write_json(path: Path, data: Any, *, compact: bool = False) -> None:
     """``data`` as JSON, atomically (a reader never sees half a file). Indented for people
     to read, or ``compact``: one line, written by the C encoder (Python's own only serves
     an indented dump), for documents as large as a fleet's report.json."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            if compact:
-                json.dump(data, handle, separators=(",", ":"), default=str)
-            else:
-                json.dump(data, handle, indent=2, default=str)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replacing_text(path) as handle:
+        if compact:
+            json.dump(data, handle, separators=(",", ":"), default=str)
+        else:
+            json.dump(data, handle, indent=2, default=str)
+        handle.write("\n")
 
 
 def write_text(path: Path, text: str | bytes) -> None:
     """``text`` (or bytes as they are), atomically, owner-only like every temp file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(text.encode("utf-8") if isinstance(text, str) else text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, text)
 
 
 def read_json(path: Path) -> Any:

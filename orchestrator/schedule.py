@@ -24,12 +24,12 @@ import re
 import shlex
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from orchestrator.atomic import write_atomic
 from orchestrator.campaign import CampaignError, load_campaign
 from orchestrator.paths import REPO_ROOT
 
@@ -624,7 +624,7 @@ def _file_marker(path: Path) -> str | None:
 
 def _write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
     try:
-        _write_atomic_or_raise(path, text, mode)
+        write_atomic(path, text, mode=mode)
     except OSError as err:
         raise ScheduleError(
             f"cannot write {path}: {err.strerror or err}{_as_root_hint(err)}"
@@ -644,21 +644,6 @@ def _as_root_hint(err: OSError) -> str:
     if isinstance(err, PermissionError) and os.geteuid() != 0:
         return " (run as root, or schedule for your user with --user)"
     return ""
-
-
-def _write_atomic_or_raise(path: Path, text: str, mode: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _run(argv: list[str], *, input_text: str | None = None) -> subprocess.CompletedProcess[str]:

@@ -22,15 +22,14 @@ judges anything: every failure is a finding the report already holds.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from junitparser import Failure, JUnitXml, Skipped, TestCase, TestSuite
 
+from orchestrator.atomic import replacing_bytes
 from orchestrator.values import dicts as _dicts
 from orchestrator.values import mapping as _mapping
 from orchestrator.values import number as _number
@@ -211,12 +210,5 @@ def write_junit(report: Mapping[str, Any], path: Path) -> None:
     document._elem.set("time", seconds)
     for key in ("tests", "failures", "errors"):
         document._elem.set(key, str(getattr(suite, key)))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        document.write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replacing_bytes(path) as handle:
+        document.write(handle)

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from orchestrator.atomic import fsync_dir
 from orchestrator.toolcache import index, pipconfig, wheel
 from orchestrator.toolcache.model import (
     ELF_MACHINE,
@@ -190,7 +191,7 @@ def _fill_pyspy(entry: Path, version: str, arch: str, root: Path, say: Log) -> N
             "fetched_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         _write_file(stage / SIDECAR, (json.dumps(sidecar, indent=2) + "\n").encode())
-        _fsync_dir(stage)
+        fsync_dir(stage)
         _install(stage, entry, work / "replaced")
 
 
@@ -202,21 +203,12 @@ def _write_file(path: Path, data: bytes) -> None:
     path.chmod(0o644)
 
 
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def _install(stage: Path, entry: Path, trash: Path) -> None:
     """Swap ``stage`` in as ``entry``; a reader never sees a half-written entry."""
     if entry.exists() or entry.is_symlink():
         os.rename(entry, trash)  # the scratch directory's cleanup removes it
     os.rename(stage, entry)
-    _fsync_dir(entry.parent)
+    fsync_dir(entry.parent)
 
 
 def _offline_hint(root: Path) -> str:

@@ -30,6 +30,7 @@ from orchestrator.schedule import (
     ScheduleSpec,
     check_argv,
     cron_quote,
+    cron_unescape,
     install,
     list_schedules,
     parse_cron_line,
@@ -105,23 +106,12 @@ def echo_argv(*args: str) -> list[str]:
 def cron_hands_to_shell(command: str) -> str:
     """What cron (vixie/cronie do_command) passes to ``sh -c``: ``\\%`` -> ``%``, and an
     unescaped ``%`` would end the command (the rest becomes stdin), which must not happen.
+    The schedule's own reading of cron (``cron_unescape``), so a mistake there shows here.
     """
-    out: list[str] = []
-    escaped = False
-    for char in command:
-        if escaped:
-            if char == "%":
-                out[-1] = "%"
-            else:
-                out.append(char)
-            escaped = False
-            continue
-        if char == "\\":
-            escaped = True
-        if char == "%":
-            raise AssertionError(f"unescaped % would cut the command: {command!r}")
-        out.append(char)
-    return "".join(out)
+    text, cut = cron_unescape(command)
+    if cut:
+        raise AssertionError(f"unescaped % would cut the command: {command!r}")
+    return text
 
 
 def run_cron_line(line: str, *, system: bool) -> tuple[list[str], str]:
@@ -440,9 +430,9 @@ def test_a_too_long_cron_command_is_refused(tmp_path: Path) -> None:
 @pytest.fixture
 def no_systemd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A machine without systemd, as root, whose /etc/cron.d is a temporary directory."""
-    monkeypatch.setattr(schedule, "SYSTEMD_RUNTIME", tmp_path / "no-systemd")
-    monkeypatch.setattr(schedule, "CRON_D", tmp_path / "cron.d")
-    monkeypatch.setattr(schedule, "default_unit_dir", lambda user: tmp_path / "no-units")
+    monkeypatch.setattr(schedule.machine, "SYSTEMD_RUNTIME", tmp_path / "no-systemd")
+    monkeypatch.setattr(schedule.machine, "CRON_D", tmp_path / "cron.d")
+    monkeypatch.setattr(schedule.machine, "default_unit_dir", lambda user: tmp_path / "no-units")
     monkeypatch.setattr("os.geteuid", lambda: 0)
     (tmp_path / "bin").mkdir()
     monkeypatch.setenv("PATH", str(tmp_path / "bin"))

@@ -33,6 +33,7 @@ from typing import Any
 
 from orchestrator.analysis.stacks import StackProfile
 from orchestrator.check import incomplete_reason
+from orchestrator.values import number as _finite
 
 SCHEMA = "fleetprof.report/1"
 COMPARE_SCHEMA = "fleetprof.compare/1"
@@ -325,13 +326,6 @@ def compare_metrics(
             )
         )
     return changes
-
-
-def _finite(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
 
 
 # -- two runs --------------------------------------------------------------------

@@ -11,13 +11,13 @@ docs/metrics.md: the median over the repetitions and their coefficient of variat
 from __future__ import annotations
 
 import json
-import math
 import statistics
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from orchestrator.profilers.base import ProfileResult
+from orchestrator.values import number as _finite
 
 PROBE_FILE = "probe.json"
 PROBE_SCHEMA = "fleetprof.probe/1"
@@ -44,13 +44,6 @@ def seconds_per_kind(duration_s: float, kinds: list[str]) -> float:
     """How long each benchmark runs: SECONDS_PER_KIND, scaled down to fit the window."""
     share = duration_s * WINDOW_SHARE / max(1, len(kinds))
     return round(min(SECONDS_PER_KIND, share), 3)
-
-
-def _finite(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
 
 
 def _dict(value: Any, key: str) -> dict[str, Any]:

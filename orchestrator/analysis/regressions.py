@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from orchestrator.analysis.directions import BOTH, HIGHER, LOWER, rule_for
+from orchestrator.values import number
 
 WELCH = "welch-t"
 MIN_REPS = 2
@@ -85,11 +86,7 @@ class Regression:
 
 
 def _finite(values: Sequence[Any]) -> list[float]:
-    return [
-        float(v)
-        for v in values
-        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-    ]
+    return [n for v in values if (n := number(v)) is not None]
 
 
 def _change_pct(baseline: float, value: float) -> float | None:

@@ -19,7 +19,8 @@ from orchestrator.campaign import Campaign, MemorySpec
 from orchestrator.models import HostFacts, ProfilerPlan
 from orchestrator.profilers import tree
 from orchestrator.profilers.base import ProfileResult, ToolChoice
-from orchestrator.profilers.system import downsample, finite, read_jsonl, sub
+from orchestrator.profilers.system import downsample, read_jsonl, sub
+from orchestrator.values import number as finite
 
 NAME = "memory"
 TOOL = None

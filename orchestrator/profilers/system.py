@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from orchestrator.campaign import Campaign, SystemSpec
 from orchestrator.models import HostFacts, ProfilerPlan
 from orchestrator.profilers import tree
 from orchestrator.profilers.base import ProfileResult, ToolChoice
+from orchestrator.values import number as finite
 
 NAME = "system"
 TOOL = None
@@ -54,17 +54,6 @@ def plan(campaign: Campaign, facts: HostFacts, tool: ToolChoice | None) -> Profi
 
 
 # --------------------------------------------------------------------------- reading
-
-
-def finite(value: Any) -> float | None:
-    """A finite number from untrusted JSON, else None (bools are not numbers)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None
 
 
 def _reject_constant(name: str) -> Any:

@@ -22,7 +22,7 @@ from orchestrator.ansible import HostOutcome, ProgressFn, StageResult, close_mas
 from orchestrator.campaign import Campaign
 from orchestrator.check import CHECK_FILE
 from orchestrator.inventory import FACT_KEYS, Inventory, group_values, host_var_values
-from orchestrator.models import ClockOffset, HostFacts, HostStatus, SessionPlan
+from orchestrator.models import ClockOffset, HostFacts, HostProgress, HostStatus, SessionPlan
 from orchestrator.parse import ParsedHost, parse_host
 from orchestrator.plan import effective_lead, make_plan, provision_needed, reschedule
 from orchestrator.profilers import pyspy
@@ -183,7 +183,7 @@ class CampaignRun:
         result.kept = kept
         return result
 
-    def _drop(self, host: str, stage: str, status: str, reason: str) -> None:
+    def _drop(self, host: str, stage: str, status: HostStatus, reason: str) -> None:
         self.run.write_status(host, stage, status, reason)
         self.active.remove(host)
 
@@ -204,7 +204,7 @@ class CampaignRun:
                 self._drop(host, "preflight", HostStatus.FAILED, "preflight returned no facts")
                 continue
             self.run.write_facts(found)
-            self.run.write_status(host, "preflight", "preflighted", None)
+            self.run.write_status(host, "preflight", HostProgress.PREFLIGHTED, None)
             facts[host] = found
         return facts
 
@@ -241,7 +241,7 @@ class CampaignRun:
             if not plan.runnable:
                 self._drop(host, "plan", HostStatus.SKIPPED, plan.skip_reason or "nothing to run")
             else:
-                self.run.write_status(host, "plan", "planned", None)
+                self.run.write_status(host, "plan", HostProgress.PLANNED, None)
 
     def provision(self) -> None:
         """The provision play, on the hosts that lack a tool or a package; the others have
@@ -285,7 +285,7 @@ class CampaignRun:
                 self.run.write_status(host, "collect", HostStatus.FAILED, f"unsafe archive: {err}")
                 continue
             reason = extracted.rejected_summary()
-            self.run.write_status(host, "collect", "collected", reason)
+            self.run.write_status(host, "collect", HostProgress.COLLECTED, reason)
 
     def stop_sessions(self, hosts: list[str]) -> None:
         """After an interrupt during the session: the cleanup play tells every device's
@@ -325,7 +325,7 @@ class CampaignRun:
             },
         )
         for host in self.inventory.hosts:
-            self.run.write_status(host, "load", "pending", None)
+            self.run.write_status(host, "load", HostProgress.PENDING, None)
 
     def execute(self) -> RunOutcome:
         self.begin()

@@ -25,6 +25,16 @@ class HostStatus(StrEnum):
     BUSY = "busy"
 
 
+class HostProgress(StrEnum):
+    """How far a host got while its run goes on (``status`` in ``hosts/<h>/status.json``
+    until a stage ends it with a ``HostStatus``); the values are what run directories hold."""
+
+    PENDING = "pending"  # loaded from the inventory, nothing run yet
+    PREFLIGHTED = "preflighted"
+    PLANNED = "planned"
+    COLLECTED = "collected"  # its session came back and was unpacked
+
+
 @dataclass(frozen=True)
 class ClockOffset:
     """Device clock minus controller clock, measured NTP-style over one round trip."""

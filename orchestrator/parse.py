@@ -14,7 +14,7 @@ from orchestrator import profilers
 from orchestrator.analysis.fleet import HostView
 from orchestrator.analysis.stacks import StackProfile, gc_paused
 from orchestrator.campaign import Campaign
-from orchestrator.models import HostStatus
+from orchestrator.models import HostProgress, HostStatus
 from orchestrator.probe import load_probe, probe_result
 from orchestrator.runs import RunDir
 from orchestrator.values import load_json, mapping
@@ -80,7 +80,7 @@ def _parse_host(
         view.profilers = {p.name: {"status": p.status, "reason": p.reason} for p in plan.profilers}
     manifest, unreadable = run.load_manifest(host)
     if manifest is None:
-        if ctl_status in (None, "collected"):
+        if ctl_status in (None, HostProgress.COLLECTED):
             view.status = HostStatus.FAILED
             view.reason = unreadable or ctl_reason or "no manifest came back"
         return ParsedHost(view, None)
@@ -88,7 +88,7 @@ def _parse_host(
     session_dir = run.session_dir(host)
     view.status = _manifest_status(manifest.get("status"))
     view.reason = str(manifest["reason"])[:1000] if manifest.get("reason") else None
-    if ctl_status == "collected" and ctl_reason:
+    if ctl_status == HostProgress.COLLECTED and ctl_reason:
         # What the safe unpacker skipped (links, unsafe names): said, not silently lost.
         view.data_quality.append(f"session archive: {ctl_reason}")
     late = _number(manifest.get("late_by_s"))

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.atomic import replacing_text, write_atomic
-from orchestrator.models import HostFacts, SessionPlan
+from orchestrator.models import HostFacts, HostProgress, HostStatus, SessionPlan
 from orchestrator.safetar import ExtractResult, UnsafeArchive, safe_copy_dir, safe_extract
 from orchestrator.values import has_control, load_json
 
@@ -124,7 +124,9 @@ class RunDir:
         path = self.host_dir(host) / "plan.json"
         return SessionPlan.from_dict(read_json(path)) if path.is_file() else None
 
-    def write_status(self, host: str, stage: str, status: str, reason: str | None) -> None:
+    def write_status(
+        self, host: str, stage: str, status: HostStatus | HostProgress, reason: str | None
+    ) -> None:
         record = {"host": host, "stage": stage, "status": status, "reason": reason}
         write_json(self.host_dir(host) / "status.json", record)
 

@@ -21,7 +21,7 @@ import yaml
 
 from orchestrator.campaign import Campaign
 from orchestrator.flow import CampaignRun, build_outputs, record_history
-from orchestrator.models import HostStatus
+from orchestrator.models import HostProgress, HostStatus
 from orchestrator.plan import effective_lead
 from orchestrator.runs import RunDir, read_json, write_text
 from orchestrator.safetar import UnsafeArchive
@@ -128,8 +128,8 @@ def ingest_archives(run: RunDir) -> dict[str, str]:
                 outcome[host] = HostStatus.FAILED.value
                 continue
             reason = extracted.rejected_summary()
-            run.write_status(host, "collect", "collected", reason)
-            outcome[host] = "collected"
+            run.write_status(host, "collect", HostProgress.COLLECTED, reason)
+            outcome[host] = HostProgress.COLLECTED.value
         elif run.read_status(host).get("stage") in ("plan", "session"):
             # "session" keeps the host where `fleetprof collect RUN_DIR` resumes.
             run.write_status(host, "session", HostStatus.FAILED, NOT_COLLECTED)

@@ -31,7 +31,6 @@ from orchestrator.report.exports import write_exports
 from orchestrator.report.html import render_html
 from orchestrator.report.markdown import render_markdown
 from orchestrator.runs import RunDir, read_json, write_json, write_text
-from orchestrator.safetar import UnsafeArchive
 from orchestrator.store import RUN_KINDS, HistoryStore, StoreError
 from orchestrator.values import visible
 
@@ -279,13 +278,7 @@ class CampaignRun:
     ) -> None:
         result = self._stage("collect", hosts=hosts, cancel=cancel)
         for host in result.kept:
-            try:
-                extracted = self.run.unpack(host)
-            except UnsafeArchive as err:
-                self.run.write_status(host, "collect", HostStatus.FAILED, f"unsafe archive: {err}")
-                continue
-            reason = extracted.rejected_summary()
-            self.run.write_status(host, "collect", HostProgress.COLLECTED, reason)
+            self.run.unpack_collected(host)
 
     def stop_sessions(self, hosts: list[str]) -> None:
         """After an interrupt during the session: the cleanup play tells every device's

@@ -166,6 +166,19 @@ class RunDir:
         loose = self.host_dir(host) / LOOSE_DIR
         return loose if loose.is_dir() and not loose.is_symlink() else None
 
+    def unpack_collected(self, host: str) -> HostStatus | HostProgress:
+        """Unpack what the collect play fetched for ``host`` and record the outcome in its
+        status: collected (what the safe unpacker skipped is the reason), or failed for an
+        unsafe archive. Returns the status written. ``fleetprof run`` and ``stages ingest``
+        both take a host's session in through here."""
+        try:
+            extracted = self.unpack(host)
+        except UnsafeArchive as err:
+            self.write_status(host, "collect", HostStatus.FAILED, f"unsafe archive: {err}")
+            return HostStatus.FAILED
+        self.write_status(host, "collect", HostProgress.COLLECTED, extracted.rejected_summary())
+        return HostProgress.COLLECTED
+
     def unpack(self, host: str) -> ExtractResult:
         """Unpack the fetched tarball into hosts/<host>/session/, replacing an older one.
         Without a tarball, the files fetched one by one (hosts/<host>/loose/) are taken in

@@ -21,10 +21,9 @@ import yaml
 
 from orchestrator.campaign import Campaign
 from orchestrator.flow import CampaignRun, build_outputs, record_history
-from orchestrator.models import HostProgress, HostStatus
+from orchestrator.models import HostStatus
 from orchestrator.plan import effective_lead
 from orchestrator.runs import RunDir, read_json, write_text
-from orchestrator.safetar import UnsafeArchive
 
 EXTRAVARS_FILE = "extravars.yml"
 RUN_DIR_VAR = "fleetprof_run_dir"
@@ -121,15 +120,7 @@ def ingest_archives(run: RunDir) -> dict[str, str]:
         if plan is None or not plan.runnable or run.read_manifest(host) is not None:
             continue
         if run.fetched(host):
-            try:
-                extracted = run.unpack(host)
-            except UnsafeArchive as err:
-                run.write_status(host, "collect", HostStatus.FAILED, f"unsafe archive: {err}")
-                outcome[host] = HostStatus.FAILED.value
-                continue
-            reason = extracted.rejected_summary()
-            run.write_status(host, "collect", HostProgress.COLLECTED, reason)
-            outcome[host] = HostProgress.COLLECTED.value
+            outcome[host] = run.unpack_collected(host).value
         elif run.read_status(host).get("stage") in ("plan", "session"):
             # "session" keeps the host where `fleetprof collect RUN_DIR` resumes.
             run.write_status(host, "session", HostStatus.FAILED, NOT_COLLECTED)

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from orchestrator import profilers, toolcache
+from orchestrator import profilers
 from orchestrator.analysis.fleet import HostView, build_report
 from orchestrator.ansible import HostOutcome, ProgressFn, StageResult, close_masters, run_stage
 from orchestrator.campaign import Campaign
@@ -25,7 +25,6 @@ from orchestrator.inventory import FACT_KEYS, Inventory, group_values, host_var_
 from orchestrator.models import ClockOffset, HostFacts, HostProgress, HostStatus, SessionPlan
 from orchestrator.parse import ParsedHost, parse_host
 from orchestrator.plan import effective_lead, make_plan, provision_needed, reschedule
-from orchestrator.profilers import pyspy
 from orchestrator.profilers.base import ToolChoice
 from orchestrator.report.exports import write_exports
 from orchestrator.report.html import render_html
@@ -190,9 +189,7 @@ class CampaignRun:
     def preflight(self) -> dict[str, HostFacts]:
         # The tools provision would push are hashed where they would land, so a device
         # that has them already is not provisioned again.
-        hashed = (
-            [pyspy.home_path(toolcache.PYSPY_VERSION)] if "py-spy" in self._tools_needed() else []
-        )
+        hashed = profilers.tool_homes(self._tools_needed())
         result = self._stage(
             "preflight", {"fleetprof_hash_files": hashed}, capture=("fleetprof_facts",)
         )
@@ -219,14 +216,7 @@ class CampaignRun:
         needed = self._tools_needed()
         choices: dict[str, dict[str, ToolChoice]] = {}
         for arch in sorted({f.arch for f in facts.values()}):
-            choices[arch] = {}
-            if "py-spy" in needed:
-                try:
-                    tool = toolcache.ensure_pyspy(arch, log=self.tool_log)
-                    choice = ToolChoice(tool.version, str(tool.path), tool.sha256, None)
-                except toolcache.ToolCacheError as err:
-                    choice = ToolChoice(toolcache.PYSPY_VERSION, None, None, str(err))
-                choices[arch]["py-spy"] = choice
+            choices[arch] = profilers.choose_tools(needed, arch, self.tool_log)
         return choices
 
     def plan(self, facts: dict[str, HostFacts], tools: dict[str, dict[str, ToolChoice]]) -> None:

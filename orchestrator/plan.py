@@ -79,10 +79,7 @@ def make_plan(
             pushes[profiler.TOOL] = push
             planned = _pin_tool(planned, push)
         plans.append(planned)
-    launcher_planned = any(
-        p.status == "planned" and getattr(profilers.get(p.name), "LAUNCH_ONLY", False)
-        for p in plans
-    )
+    launcher_planned = any(p.status == "planned" and profilers.launch_only(p.name) for p in plans)
     t0_device = t0 + facts.clock.correction_s
     return SessionPlan(
         campaign=campaign.name,

@@ -5,6 +5,10 @@ A profiler is one module under ``orchestrator/profilers/`` with:
 - ``NAME``: its key under ``profilers:`` in a campaign, and its name in plans, manifests
   and the report;
 - ``TOOL``: the tool-cache entry it needs pushed to devices (``None`` when it needs none);
+  a module with a ``TOOL`` also provides ``tool_home()`` and ``choose_tool(arch, log)``
+  (:class:`ToolSource`);
+- ``LAUNCHER``: it can start the command of a launch target (only one profiler may);
+  ``LAUNCH_ONLY``: it cannot attach, it only profiles a command it starts;
 - ``OUTPUT``: the raw file, in the session directory, that its parser reads;
 - ``plan(campaign, facts, tool) -> ProfilerPlan``: the exact argv for the device runner,
   or ``status="skipped"`` with the reason, decided before anything runs;
@@ -17,6 +21,7 @@ A profiler is one module under ``orchestrator/profilers/`` with:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -64,6 +69,8 @@ class ProfileResult:
 class Profiler(Protocol):
     NAME: str
     TOOL: str | None
+    LAUNCHER: bool  # can start the command of a launch target
+    LAUNCH_ONLY: bool  # profiles only a command it starts itself (cannot attach)
     OUTPUT: str  # the raw file its parser reads (what `fleetprof inspect` feeds it)
 
     def plan(
@@ -77,6 +84,16 @@ class Profiler(Protocol):
     ) -> ProfileResult: ...
 
 
+class ToolSource(Protocol):
+    """A profiler whose ``TOOL`` the controller's tool cache provides."""
+
+    TOOL: str | None
+
+    def tool_home(self) -> str: ...
+
+    def choose_tool(self, arch: str, log: Callable[[str], None] | None) -> ToolChoice: ...
+
+
 def read_capped(path: Path, max_bytes: int) -> tuple[str, bool]:
     """A device's text output, cut at ``max_bytes``, and whether it was cut. Bytes that
     are not UTF-8 are replaced: the device is not trusted to write clean text."""
@@ -85,7 +102,27 @@ def read_capped(path: Path, max_bytes: int) -> tuple[str, bool]:
     return data[:max_bytes].decode("utf-8", errors="replace"), len(data) > max_bytes
 
 
-def read_output(
+def begin_parse(session_dir: Path, output: str) -> tuple[ProfileResult, Path | None]:
+    """The opening of every parse(): a fresh result, and the path of the raw ``output``
+    in the session directory (None when the device sent none: nothing to parse)."""
+    path = session_dir / output
+    return ProfileResult(), (path if path.is_file() else None)
+
+
+def begin_parse_text(
+    session_dir: Path, output: str, max_bytes: int, what: str
+) -> tuple[ProfileResult, str | None, bool]:
+    """``begin_parse`` for a text output: the result, the text cut at ``max_bytes`` (None
+    when absent, or unreadable: then the result says so, naming ``what``), and whether it
+    was cut."""
+    result = ProfileResult()
+    read = _read_output(session_dir / output, max_bytes, what, result)
+    if read is None:
+        return result, None, False
+    return result, read[0], read[1]
+
+
+def _read_output(
     path: Path, max_bytes: int, what: str, result: ProfileResult
 ) -> tuple[str, bool] | None:
     """``read_capped`` for a profiler's parse(): None when the file is absent, or when it
@@ -99,18 +136,34 @@ def read_output(
         return None
 
 
-# Profilers that can start the command of a launch target: only one of them may.
-LAUNCHERS = ("py-spy", "nsys", "ncu")
-
-
 def launcher_taken(campaign: Campaign, name: str) -> str | None:
     """Why ``name`` cannot start the command: a launcher listed before it already does."""
+    # Imported here: the registry imports every profiler module, and they import this one.
+    from orchestrator.profilers import is_launcher
+
     for other in campaign.profilers.enabled:
         if other == name:
             return None
-        if other in LAUNCHERS:
+        if is_launcher(other):
             return (
                 f"only one profiler can start the command and {other} does: profile with "
                 f"{name} in a campaign of its own"
             )
     return None
+
+
+# -- skip reasons several profilers give (each module keeps its own constant: the texts
+# are quoted in docs/troubleshooting.md) -------------------------------------------------
+
+
+def needs_launch(product: str) -> str:
+    """Why a ``LAUNCH_ONLY`` profiler is skipped for an attach or probe target."""
+    return (
+        f"{product} cannot attach to a running process: it profiles only a command it "
+        "starts itself (use `target: launch`)"
+    )
+
+
+def no_nvidia_driver(consequence: str) -> str:
+    """Why an NVIDIA profiler is skipped on a host without the driver."""
+    return f"no NVIDIA driver on this host: {consequence}"

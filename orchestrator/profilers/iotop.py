@@ -26,11 +26,13 @@ from typing import Any
 
 from orchestrator.campaign import Campaign, IotopSpec
 from orchestrator.models import HostFacts, ProfilerPlan
-from orchestrator.profilers.base import ProfileResult, ToolChoice, read_output
+from orchestrator.profilers.base import ProfileResult, ToolChoice, begin_parse_text
 from orchestrator.profilers.system import downsample
 
 NAME = "iotop"
 TOOL = None  # installed on the device by its package manager, not pushed from the cache
+LAUNCHER = False
+LAUNCH_ONLY = False
 OUTPUT = "iotop.stdout"
 PACKAGE = "iotop"  # the same name in Debian, Ubuntu, Fedora, EL (EPEL), Alpine, Arch
 MAX_BYTES = 16 * 1024 * 1024
@@ -293,12 +295,9 @@ def parse(session_dir: Path, entry: dict[str, Any], campaign: Campaign) -> Profi
     counters at start-up and its first print, so its rates are zero or noise. Where iotop
     did not end by itself (stopped, cut), its last sample may lack rows and is dropped too.
     """
-    result = ProfileResult()
-    path = session_dir / OUTPUT
-    read = read_output(path, MAX_BYTES, "iotop output", result)
-    if read is None:
+    result, text, capped = begin_parse_text(session_dir, OUTPUT, MAX_BYTES, "iotop output")
+    if text is None:
         return result
-    text, capped = read
     output = parse_text(text)
     outputs = entry.get("outputs")
     reported = outputs.get(OUTPUT) if isinstance(outputs, dict) else None

@@ -18,12 +18,14 @@ from typing import Any
 from orchestrator.campaign import Campaign, MemorySpec
 from orchestrator.models import HostFacts, ProfilerPlan
 from orchestrator.profilers import tree
-from orchestrator.profilers.base import ProfileResult, ToolChoice
+from orchestrator.profilers.base import ProfileResult, ToolChoice, begin_parse
 from orchestrator.profilers.system import downsample, read_jsonl, sub
 from orchestrator.values import number as finite
 
 NAME = "memory"
 TOOL = None
+LAUNCHER = False
+LAUNCH_ONLY = False
 OUTPUT = "memory.jsonl"
 INTERVAL_S = 1.0
 # About 250 bytes a sample for a target with two children: more than a day at 1 s.
@@ -50,9 +52,8 @@ def plan(campaign: Campaign, facts: HostFacts, tool: ToolChoice | None) -> Profi
 def parse(session_dir: Path, entry: dict[str, Any], campaign: Campaign) -> ProfileResult:
     """memory.jsonl -> peaks of the whole process tree (the target alone as ``root``), RSS
     growth slope (least squares, MB/min), leak verdict, and the per-process split."""
-    result = ProfileResult()
-    path = session_dir / OUTPUT
-    if not path.is_file():
+    result, path = begin_parse(session_dir, OUTPUT)
+    if path is None:
         return result
     spec = campaign.profilers.memory or MemorySpec()
     series = read_jsonl(path, MAX_BYTES)

@@ -20,11 +20,19 @@ from typing import Any
 
 from orchestrator.campaign import Campaign, NcuSpec
 from orchestrator.models import HostFacts, ProfilerPlan
-from orchestrator.profilers.base import ProfileResult, ToolChoice, launcher_taken, read_output
-from orchestrator.profilers.nsys import NOT_LAUNCH, number
+from orchestrator.profilers.base import (
+    ProfileResult,
+    ToolChoice,
+    begin_parse_text,
+    launcher_taken,
+    needs_launch,
+    no_nvidia_driver,
+)
+from orchestrator.profilers.nsys import number
 
 NAME = "ncu"
 # Starts the program itself (it cannot attach): the runner hands it the launch.
+LAUNCHER = True
 LAUNCH_ONLY = True
 TOOL = None  # Nsight Compute is installed on the device by its operator; nothing is pushed
 OUTPUT = "ncu.csv"
@@ -32,12 +40,12 @@ MAX_BYTES = 64 * 1024 * 1024
 MAX_METRICS = 200  # `--set full` has hundreds: the report keeps the first this many
 MAX_KERNEL_ROWS = 50
 
-NOT_LAUNCH_NCU = NOT_LAUNCH.replace("Nsight Systems", "Nsight Compute")
+NOT_LAUNCH_NCU = needs_launch("Nsight Compute")
 NOT_INSTALLED = (
     "ncu (the Nsight Compute CLI) was not found on this host: install Nsight Compute "
     "(or a CUDA toolkit that ships it) on the device"
 )
-NO_DRIVER = "no NVIDIA driver on this host: Nsight Compute has no GPU to read counters from"
+NO_DRIVER = no_nvidia_driver("Nsight Compute has no GPU to read counters from")
 COUNTERS_ADMIN_ONLY = (
     "the NVIDIA driver lets only root read GPU performance counters "
     "(RmProfilingAdminOnly=1) and the session does not run as root: ncu would fail with "
@@ -259,12 +267,9 @@ def _keys(launches: list[Launch]) -> dict[tuple[str, str], str]:
 
 def parse(session_dir: Path, entry: dict[str, Any], campaign: Campaign) -> ProfileResult:
     """ncu.csv -> kernels profiled, and per metric its mean over the profiled launches."""
-    result = ProfileResult()
-    path = session_dir / OUTPUT
-    read = read_output(path, MAX_BYTES, "ncu output", result)
-    if read is None:
+    result, text, capped = begin_parse_text(session_dir, OUTPUT, MAX_BYTES, "ncu output")
+    if text is None:
         return result
-    text, capped = read
     output = parse_text(text)
     if output.permission_error:
         result.data_quality.append(PERMISSION_NOTE)

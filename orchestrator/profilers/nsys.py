@@ -26,10 +26,18 @@ from typing import Any
 
 from orchestrator.campaign import Campaign, NsysSpec
 from orchestrator.models import HostFacts, ProfilerPlan
-from orchestrator.profilers.base import ProfileResult, ToolChoice, launcher_taken, read_capped
+from orchestrator.profilers.base import (
+    ProfileResult,
+    ToolChoice,
+    launcher_taken,
+    needs_launch,
+    no_nvidia_driver,
+    read_capped,
+)
 
 NAME = "nsys"
 # Starts the program itself (it cannot attach): the runner hands it the launch.
+LAUNCHER = True
 LAUNCH_ONLY = True
 TOOL = None  # Nsight Systems is installed on the device by its operator; nothing is pushed
 REPORT = "nsys-report"  # nsys profile --output: it adds .nsys-rep
@@ -47,15 +55,12 @@ REPORTS = {
     "osrt": ("osrt_sum", "osrtsum"),
 }
 
-NOT_LAUNCH = (
-    "Nsight Systems cannot attach to a running process: it profiles only a command it "
-    "starts itself (use `target: launch`)"
-)
+NOT_LAUNCH = needs_launch("Nsight Systems")
 NOT_INSTALLED = (
     "nsys (the Nsight Systems CLI) was not found on this host: install Nsight Systems "
     "(or a CUDA toolkit that ships it) on the device"
 )
-NO_DRIVER = "no NVIDIA driver on this host: Nsight Systems has no CUDA activity to trace"
+NO_DRIVER = no_nvidia_driver("Nsight Systems has no CUDA activity to trace")
 
 
 def stats_file(report: str) -> str:

@@ -28,10 +28,12 @@ from typing import Any
 
 from orchestrator.campaign import Campaign, NvidiaSmiSpec
 from orchestrator.models import HostFacts, ProfilerPlan
-from orchestrator.profilers.base import ProfileResult, ToolChoice, read_output
+from orchestrator.profilers.base import ProfileResult, ToolChoice, begin_parse_text
 
 NAME = "nvidia-smi"
 TOOL = None  # ships with the NVIDIA driver
+LAUNCHER = False
+LAUNCH_ONLY = False
 OUTPUT = "nvidia-smi.stdout"
 MAX_BYTES = 16 * 1024 * 1024
 MAX_GPUS = 64  # GPU keys kept; rows of further GPUs are counted as malformed
@@ -306,12 +308,9 @@ def metrics_from(output: NvidiaSmiOutput) -> dict[str, float]:
 
 def parse(session_dir: Path, entry: dict[str, Any], campaign: Campaign) -> ProfileResult:
     """nvidia-smi.stdout -> per-GPU and fleet-wide GPU figures."""
-    result = ProfileResult()
-    path = session_dir / OUTPUT
-    read = read_output(path, MAX_BYTES, "nvidia-smi output", result)
-    if read is None:
+    result, text, capped = begin_parse_text(session_dir, OUTPUT, MAX_BYTES, "nvidia-smi output")
+    if text is None:
         return result
-    text, capped = read
     output = parse_text(text)
     if output.cut or capped:
         result.data_quality.append("nvidia-smi's last line was incomplete (stopped or cut)")

@@ -7,9 +7,11 @@ runner executes, and the parser from its folded output to normalized data.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from orchestrator import toolcache
 from orchestrator.analysis.breakdown import (
     native_share,
     process_rows,
@@ -19,11 +21,14 @@ from orchestrator.analysis.breakdown import (
 from orchestrator.analysis.stacks import StackProfile, flame_tree, read_folded, top_functions
 from orchestrator.campaign import Campaign, PySpySpec
 from orchestrator.models import HostFacts, ProfilerPlan
-from orchestrator.profilers.base import ProfileResult, ToolChoice
+from orchestrator.profilers.base import ProfileResult, ToolChoice, begin_parse
 from orchestrator.values import number as _number
 
 NAME = "py-spy"
 TOOL = "py-spy"  # from the controller's tool cache
+# It can start the command of a launch target (py-spy record -- CMD), or attach.
+LAUNCHER = True
+LAUNCH_ONLY = False
 OUTPUT = "py-spy.folded"
 MAX_BYTES = 64 * 1024 * 1024
 # Below this share of the requested rate a host's profile is marked as short of samples.
@@ -33,6 +38,21 @@ MIN_RATE_FRACTION = 0.8
 def home_path(version: str) -> str:
     """Where py-spy lives on a device, under the connecting user's home (``~/``)."""
     return f"~/.fleetprof/tools/py-spy/{version}/py-spy"
+
+
+def tool_home() -> str:
+    """Where provision would put the cache's py-spy (hashed at preflight, so a device that
+    has it already is not provisioned again)."""
+    return home_path(toolcache.PYSPY_VERSION)
+
+
+def choose_tool(arch: str, log: Callable[[str], None] | None) -> ToolChoice:
+    """The tool cache's py-spy for ``arch``, or why there is none (then py-spy is skipped)."""
+    try:
+        tool = toolcache.ensure_pyspy(arch, log=log)
+    except toolcache.ToolCacheError as err:
+        return ToolChoice(toolcache.PYSPY_VERSION, None, None, str(err))
+    return ToolChoice(tool.version, str(tool.path), tool.sha256, None)
 
 
 def device_path(facts: HostFacts, version: str) -> str:
@@ -117,13 +137,12 @@ def parse(session_dir: Path, entry: dict[str, Any], campaign: Campaign) -> Profi
     py-spy prints how many thread samples it kept, not how many times it sampled: the
     rate per tick comes from the busiest thread's samples over the time py-spy sampled.
     """
-    result = ProfileResult()
+    result, path = begin_parse(session_dir, OUTPUT)
+    if path is None:
+        return result
     spec = campaign.profilers.py_spy or PySpySpec()
     quality = entry.get("data_quality")
     quality = quality if isinstance(quality, dict) else {}
-    path = session_dir / OUTPUT
-    if not path.is_file():
-        return result
     profile = read_folded(path, max_bytes=MAX_BYTES)
     result.stacks = profile if profile.total_samples > 0 else None
     result.top_functions = [

@@ -20,11 +20,13 @@ from typing import Any
 from orchestrator.campaign import Campaign, SystemSpec
 from orchestrator.models import HostFacts, ProfilerPlan
 from orchestrator.profilers import tree
-from orchestrator.profilers.base import ProfileResult, ToolChoice
+from orchestrator.profilers.base import ProfileResult, ToolChoice, begin_parse
 from orchestrator.values import number as finite
 
 NAME = "system"
 TOOL = None
+LAUNCHER = False
+LAUNCH_ONLY = False
 OUTPUT = "system.jsonl"
 # About 1 KiB a sample on an 8-core board with a few thermal zones: 9 hours at 1 s.
 MAX_BYTES = 32 * 1024 * 1024
@@ -183,9 +185,8 @@ def _r(value: float, digits: int = 3) -> float:
 
 def parse(session_dir: Path, entry: dict[str, Any], campaign: Campaign) -> ProfileResult:
     """system.jsonl -> scalar metrics (see docs/metrics.md) and data-quality notes."""
-    result = ProfileResult()
-    path = session_dir / OUTPUT
-    if not path.is_file():
+    result, path = begin_parse(session_dir, OUTPUT)
+    if path is None:
         return result
     series = read_jsonl(path, MAX_BYTES)
     records = series.records

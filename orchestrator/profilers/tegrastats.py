@@ -27,10 +27,12 @@ from typing import Any
 
 from orchestrator.campaign import Campaign, TegrastatsSpec
 from orchestrator.models import HostFacts, ProfilerPlan
-from orchestrator.profilers.base import ProfileResult, ToolChoice, read_output
+from orchestrator.profilers.base import ProfileResult, ToolChoice, begin_parse_text
 
 NAME = "tegrastats"
 TOOL = None  # part of JetPack (L4T)
+LAUNCHER = False
+LAUNCH_ONLY = False
 OUTPUT = "tegrastats.stdout"
 MAX_BYTES = 16 * 1024 * 1024
 MAX_LINE = 8192
@@ -263,12 +265,9 @@ def metrics_from(output: TegrastatsOutput) -> dict[str, float]:
 
 def parse(session_dir: Path, entry: dict[str, Any], campaign: Campaign) -> ProfileResult:
     """tegrastats.stdout -> board-wide RAM, CPU, GPU, temperature and power figures."""
-    result = ProfileResult()
-    path = session_dir / OUTPUT
-    read = read_output(path, MAX_BYTES, "tegrastats output", result)
-    if read is None:
+    result, text, capped = begin_parse_text(session_dir, OUTPUT, MAX_BYTES, "tegrastats output")
+    if text is None:
         return result
-    text, capped = read
     output = parse_text(text)
     if output.cut or capped:
         result.data_quality.append("tegrastats' last line was incomplete (stopped or cut)")

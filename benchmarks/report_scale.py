@@ -286,7 +286,7 @@ def campaign_yaml(shape: Shape) -> str:
 
 def generate(pool_dir: Path, shape: Shape) -> None:
     """Write ``shape.hosts`` hosts into ``pool_dir`` (a run directory)."""
-    from orchestrator.campaign import load_campaign
+    from orchestrator.campaign.loader import load_campaign
     from orchestrator.models import ClockOffset, HostFacts, HostStatus
     from orchestrator.plan import make_plan
     from orchestrator.profilers.base import ToolChoice
@@ -501,7 +501,7 @@ def worker(run_dir: Path) -> dict[str, Any]:
     """In the measured child: what `fleetprof report RUN_DIR` does, phase by phase."""
     started = time.perf_counter()
     from orchestrator import flow
-    from orchestrator.campaign import load_campaign
+    from orchestrator.campaign.loader import load_campaign
     from orchestrator.runs import RunDir
 
     imported = time.perf_counter()
@@ -539,7 +539,7 @@ def profile(run_dir: Path, hosts: int, top: int = 30) -> None:
     import pstats
     import tracemalloc
 
-    from orchestrator.campaign import load_campaign
+    from orchestrator.campaign.loader import load_campaign
     from orchestrator.flow import build_outputs
     from orchestrator.runs import RunDir
 

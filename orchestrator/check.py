@@ -23,7 +23,7 @@ from orchestrator.analysis.regressions import (
     judge,
     run_tests,
 )
-from orchestrator.campaign import CheckSpec
+from orchestrator.campaign.model import CheckSpec
 
 CHECK_FILE = "check.json"
 PASS, FINDINGS, INCOMPLETE = "pass", "findings", "incomplete"

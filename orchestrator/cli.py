@@ -29,7 +29,9 @@ from rich.table import Table
 from orchestrator import __version__, toolcache
 from orchestrator.analysis.stacks import StackProfile
 from orchestrator.ansible import REPO_ROOT, kill_playbooks
-from orchestrator.campaign import Campaign, CampaignError, load_campaign
+from orchestrator.campaign.loader import load_campaign
+from orchestrator.campaign.messages import CampaignError
+from orchestrator.campaign.model import Campaign
 from orchestrator.checkrun import BaselineError, Exports, pin_baseline, run_check
 from orchestrator.cli_stages import stages
 from orchestrator.compare import (

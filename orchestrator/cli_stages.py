@@ -18,7 +18,8 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from orchestrator.campaign import CampaignError, load_campaign
+from orchestrator.campaign.loader import load_campaign
+from orchestrator.campaign.messages import CampaignError
 from orchestrator.console import ConsoleUi, fail, make_console
 from orchestrator.flow import CampaignRun
 from orchestrator.inventory import InventoryError, load_inventory

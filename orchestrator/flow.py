@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from orchestrator import profilers, toolcache
 from orchestrator.analysis.fleet import HostView, build_report
 from orchestrator.ansible import HostOutcome, ProgressFn, StageResult, close_masters, run_stage
-from orchestrator.campaign import Campaign
+from orchestrator.campaign.model import Campaign
 from orchestrator.check import CHECK_FILE
 from orchestrator.inventory import FACT_KEYS, Inventory, group_values, host_var_values
 from orchestrator.models import ClockOffset, HostFacts, HostStatus, SessionPlan

@@ -13,7 +13,7 @@ from typing import Any
 from orchestrator import profilers
 from orchestrator.analysis.fleet import HostView
 from orchestrator.analysis.stacks import StackProfile, gc_paused
-from orchestrator.campaign import Campaign
+from orchestrator.campaign.model import Campaign
 from orchestrator.models import HostStatus
 from orchestrator.probe import load_probe, probe_result
 from orchestrator.runs import RunDir

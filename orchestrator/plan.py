@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Mapping
 
 from orchestrator import profilers
-from orchestrator.campaign import Campaign
+from orchestrator.campaign.model import Campaign
 from orchestrator.models import HostFacts, ProfilerPlan, SessionPlan, TargetPlan
 from orchestrator.probe import seconds_per_kind
 from orchestrator.profilers.base import ToolChoice

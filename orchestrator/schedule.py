@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Literal
 
 from orchestrator.ansible import REPO_ROOT
-from orchestrator.campaign import CampaignError, load_campaign
+from orchestrator.campaign.loader import load_campaign
+from orchestrator.campaign.messages import CampaignError
 
 __all__ = [
     "CRON_D",

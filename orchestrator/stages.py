@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from orchestrator.campaign import Campaign
+from orchestrator.campaign.model import Campaign
 from orchestrator.flow import CampaignRun, build_outputs, record_history
 from orchestrator.models import HostStatus
 from orchestrator.plan import effective_lead

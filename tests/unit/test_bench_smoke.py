@@ -41,7 +41,7 @@ from orchestrator.analysis.stacks import (
     read_folded,
     top_functions,
 )
-from orchestrator.campaign import load_campaign
+from orchestrator.campaign.loader import load_campaign
 from orchestrator.models import REPORT_SCHEMA
 from orchestrator.plan import make_plan
 from orchestrator.report.exports import folded_text

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.campaign import CheckSpec, ConfirmSpec
+from orchestrator.campaign.model import CheckSpec, ConfirmSpec
 from orchestrator.check import (
     Baseline,
     check_document,

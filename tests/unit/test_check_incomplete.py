@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.analysis.fleet import HostView, find_outliers
-from orchestrator.campaign import CheckSpec
+from orchestrator.campaign.model import CheckSpec
 from orchestrator.check import (
     EXIT_CODES,
     Baseline,

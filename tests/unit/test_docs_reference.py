@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from orchestrator.campaign import Campaign
+from orchestrator.campaign.model import Campaign
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = REPO / "docs"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.campaign import load_campaign
+from orchestrator.campaign.loader import load_campaign
 from orchestrator.plan import make_plan
 from orchestrator.runs import ARCHIVE, RunDir, write_json
 from orchestrator.stages import ingest

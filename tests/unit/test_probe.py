@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from orchestrator.campaign import Campaign, CampaignError
+from orchestrator.campaign.messages import CampaignError
+from orchestrator.campaign.model import Campaign
 from orchestrator.models import SessionPlan
 from orchestrator.plan import make_plan
 from orchestrator.probe import PROBE_FILE, PROBE_SCHEMA, SECONDS_PER_KIND, parse_probe

@@ -22,7 +22,7 @@ import pytest
 
 from orchestrator import profilers
 from orchestrator.ansible import Capture, HostOutcome
-from orchestrator.campaign import Campaign
+from orchestrator.campaign.model import Campaign
 from orchestrator.flow import facts_from
 from orchestrator.models import HostFacts
 from orchestrator.plan import make_plan

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from orchestrator import profilers
-from orchestrator.campaign import Campaign
+from orchestrator.campaign.model import Campaign
 from orchestrator.models import HostFacts
 from orchestrator.plan import make_plan
 from orchestrator.profilers import tegrastats

@@ -20,7 +20,7 @@ import pytest
 
 from orchestrator.analysis.breakdown import processes_by_command
 from orchestrator.analysis.stacks import parse_folded, read_folded
-from orchestrator.campaign import Campaign
+from orchestrator.campaign.model import Campaign
 from orchestrator.profilers import pyspy
 from orchestrator.profilers.base import ProfileResult
 from orchestrator.report.exports import FOLDED_FILE, SPEEDSCOPE_FILE, write_exports

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from orchestrator.campaign import Campaign, CampaignError
+from orchestrator.campaign.messages import CampaignError
+from orchestrator.campaign.model import Campaign
 from orchestrator.parse import parse_host
 from orchestrator.runs import RunDir
 from orchestrator.window import incomplete_reason, probe_shortfalls

@@ -3,7 +3,7 @@ completeness (docs/check.md). Pure functions over report.json dicts and what the
 store returned; the command (cli.py) runs the campaigns and writes the files.
 
 The judgement's result is ``check.json`` in the run directory (``check{}``,
-``regressions[]``, ``history{}``), which :func:`orchestrator.flow.build_outputs` merges
+``regressions[]``, ``history{}``), which :func:`orchestrator.stages.flow.build_outputs` merges
 into report.json, so `fleetprof report RUN_DIR` rebuilds a check's report too.
 """
 

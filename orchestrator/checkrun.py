@@ -21,11 +21,11 @@ from orchestrator.check import (
     judge_run,
     judged_metrics,
 )
-from orchestrator.flow import RunOutcome, build_outputs, record_history
 from orchestrator.report.junit import write_junit
 from orchestrator.report.markdown import check_markdown
 from orchestrator.report.prometheus import write_prometheus
-from orchestrator.runs import RunDir, read_json, write_json, write_text
+from orchestrator.stages.flow import RunOutcome, build_outputs, record_history
+from orchestrator.stages.rundir import RunDir, read_json, write_json, write_text
 from orchestrator.store import HistoryStore, StoreError
 
 # (campaign, limit: an Ansible pattern or None, kind: check | confirm) -> the finished run

@@ -27,8 +27,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from orchestrator import __version__, toolcache
-from orchestrator.analysis.stacks import StackProfile
-from orchestrator.ansible import REPO_ROOT, kill_playbooks
 from orchestrator.campaign.loader import load_campaign
 from orchestrator.campaign.messages import CampaignError
 from orchestrator.campaign.model import Campaign
@@ -43,20 +41,9 @@ from orchestrator.compare import (
     top_changes,
 )
 from orchestrator.console import ConsoleUi, fail, make_console
-from orchestrator.flow import (
-    CampaignRun,
-    RunOutcome,
-    build_outputs,
-    record_history,
-    resume_collect,
-)
-from orchestrator.inspect import InspectError, inspect_file
-from orchestrator.inventory import DEFAULT_INVENTORY, InventoryError, load_inventory
-from orchestrator.report.exports import host_profile
 from orchestrator.report.history import history_table
 from orchestrator.report.result import baseline_document, result_document, schedule_document
 from orchestrator.report.terminal import render_check, render_inspection, render_terminal
-from orchestrator.runs import UMASK, RunDir, read_json
 from orchestrator.schedule import (
     ScheduleError,
     ScheduleSpec,
@@ -65,6 +52,18 @@ from orchestrator.schedule import (
     list_schedules,
     remove,
 )
+from orchestrator.stages.ansible import REPO_ROOT, kill_playbooks
+from orchestrator.stages.finished import RunLoadError, load_run
+from orchestrator.stages.flow import (
+    CampaignRun,
+    RunOutcome,
+    build_outputs,
+    record_history,
+    resume_collect,
+)
+from orchestrator.stages.inspect import InspectError, inspect_file
+from orchestrator.stages.inventory import DEFAULT_INVENTORY, InventoryError, load_inventory
+from orchestrator.stages.rundir import UMASK, RunDir, read_json
 from orchestrator.store import HistoryStore, StoreError
 
 DEMO_CAMPAIGN = REPO_ROOT / "campaigns" / "demo.yml"
@@ -633,31 +632,6 @@ def inspect_command(profiler: str, file: Path, as_json: bool) -> None:
     render_inspection(data, console)
 
 
-def _load_run(path: Path, label: str) -> tuple[dict[str, Any], dict[str, StackProfile]]:
-    """A run's report.json and its hosts' stacks; bad input ends the command (exit 2)."""
-    report_path = path / "report.json"
-    if not (path / "run.json").is_file() or not report_path.is_file():
-        fail(f"{label} {path}: not a fleetprof run directory (no run.json or report.json)")
-    try:
-        report = read_json(report_path)
-    except (OSError, ValueError) as err:
-        fail(f"{label} {path}: cannot read report.json: {err}")
-    run = RunDir(path)
-    profiles: dict[str, StackProfile] = {}
-    hosts = report.get("hosts") if isinstance(report, dict) else None
-    for entry in hosts if isinstance(hosts, list) else []:
-        name = entry.get("name") if isinstance(entry, dict) else None
-        if not isinstance(name, str):
-            continue
-        try:
-            found = host_profile(run, name)
-        except ValueError:  # a name that cannot be a directory has no stacks here
-            found = None
-        if found is not None:
-            profiles[name] = found
-    return report, profiles
-
-
 def _pvalue(value: float | None) -> str:
     return "-" if value is None else f"{value:.2g}" if value >= 1e-4 else "<1e-4"
 
@@ -751,8 +725,11 @@ def _render_comparison(result: Comparison, console: Console, top: int) -> None:
 def compare_command(run_a: Path, run_b: Path, as_json: bool, alpha: float, top: int) -> None:
     """Compare RUN_A (before) with RUN_B (after): per host and fleet-wide, which
     functions' shares changed significantly and which metrics moved."""
-    report_a, profiles_a = _load_run(run_a, "RUN_A")
-    report_b, profiles_b = _load_run(run_b, "RUN_B")
+    try:
+        report_a, profiles_a = load_run(run_a, "RUN_A")
+        report_b, profiles_b = load_run(run_b, "RUN_B")
+    except RunLoadError as err:
+        fail(str(err))
     try:
         result = compare_runs(report_a, report_b, profiles_a, profiles_b, alpha=alpha)
     except CompareError as err:

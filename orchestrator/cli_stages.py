@@ -1,6 +1,6 @@
 """`fleetprof stages prepare|ingest`: the controller's side of a campaign whose device-side
 stages run in ansible-playbook or AWX (playbooks/site.yml; docs/awx.md). Commands only:
-parse arguments, call orchestrator.stages, print. Exit codes as every command's: 0 every
+parse arguments, call orchestrator.stages.handoff, print. Exit codes as every command's: 0 every
 host ok; 2 bad input, nothing run; 3 some hosts not ok (or none planned); 130 interrupted.
 """
 
@@ -21,11 +21,17 @@ from rich.markup import escape
 from orchestrator.campaign.loader import load_campaign
 from orchestrator.campaign.messages import CampaignError
 from orchestrator.console import ConsoleUi, fail, make_console
-from orchestrator.flow import CampaignRun
-from orchestrator.inventory import InventoryError, load_inventory
 from orchestrator.report.terminal import render_check
-from orchestrator.runs import RunDir
-from orchestrator.stages import EXTRAVARS_FILE, StagesError, ingest, prepare, resolve_run_dir
+from orchestrator.stages.flow import CampaignRun
+from orchestrator.stages.handoff import (
+    EXTRAVARS_FILE,
+    StagesError,
+    ingest,
+    prepare,
+    resolve_run_dir,
+)
+from orchestrator.stages.inventory import InventoryError, load_inventory
+from orchestrator.stages.rundir import RunDir
 
 SOME_NOT_OK = 3
 

@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from orchestrator.ansible import REPO_ROOT
 from orchestrator.campaign.loader import load_campaign
 from orchestrator.campaign.messages import CampaignError
+from orchestrator.stages.ansible import REPO_ROOT
 
 __all__ = [
     "CRON_D",

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from orchestrator.campaign.model import Campaign
-from orchestrator.flow import clock_offset
 from orchestrator.models import ClockOffset, HostFacts, SessionPlan
-from orchestrator.plan import effective_lead, make_plan, provision_needed, reschedule
 from orchestrator.profilers.base import ToolChoice
+from orchestrator.stages.flow import clock_offset
+from orchestrator.stages.plan import effective_lead, make_plan, provision_needed, reschedule
 from tests.unit.factories import host_facts
 
 TOOL = {"py-spy": ToolChoice(version="0.4.3", src="/cache/py-spy", sha256="ab" * 32, problem=None)}

@@ -1,5 +1,5 @@
 """The controller's side of a run whose device-side stages ran in ansible-playbook or AWX
-(orchestrator/stages.py): the extra variables site.yml gets, and bringing back what its
+(orchestrator/stages/handoff.py): the extra variables site.yml gets, and bringing back what its
 collect play fetched, on run directories laid out as `fleetprof stages prepare` leaves them.
 """
 
@@ -16,9 +16,7 @@ import pytest
 import yaml
 
 from orchestrator.campaign.loader import load_campaign
-from orchestrator.plan import make_plan
-from orchestrator.runs import ARCHIVE, RunDir, write_json
-from orchestrator.stages import (
+from orchestrator.stages.handoff import (
     NOT_COLLECTED,
     StagesError,
     extravars_text,
@@ -26,6 +24,8 @@ from orchestrator.stages import (
     resolve_run_dir,
     site_extravars,
 )
+from orchestrator.stages.plan import make_plan
+from orchestrator.stages.rundir import ARCHIVE, RunDir, write_json
 from tests.unit.factories import host_facts
 
 REPO = Path(__file__).resolve().parents[2]

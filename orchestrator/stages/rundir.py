@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.models import HostFacts, SessionPlan
-from orchestrator.safetar import ExtractResult, UnsafeArchive, safe_copy_dir, safe_extract
+from orchestrator.stages.safetar import ExtractResult, UnsafeArchive, safe_copy_dir, safe_extract
 from orchestrator.values import has_control, load_json
 
 ARCHIVE = "session.tar.gz"

@@ -28,10 +28,10 @@ from typing import Any
 
 import ansible_runner
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOKS_DIR = REPO_ROOT / "playbooks"
 ANSIBLE_CFG = REPO_ROOT / "ansible.cfg"
-WATCHDOG_DIR = Path(__file__).resolve().parent / "ansible_plugins" / "callback"
+WATCHDOG_DIR = Path(__file__).resolve().parents[1] / "ansible_plugins" / "callback"
 
 
 @dataclass

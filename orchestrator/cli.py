@@ -30,9 +30,7 @@ from orchestrator import __version__, toolcache
 from orchestrator.campaign.loader import load_campaign
 from orchestrator.campaign.messages import CampaignError
 from orchestrator.campaign.model import Campaign
-from orchestrator.checkrun import BaselineError, Exports, pin_baseline, run_check
-from orchestrator.cli_stages import stages
-from orchestrator.compare import (
+from orchestrator.check.compare import (
     DEFAULT_ALPHA,
     CompareError,
     Comparison,
@@ -40,6 +38,9 @@ from orchestrator.compare import (
     compare_runs,
     top_changes,
 )
+from orchestrator.check.run import BaselineError, Exports, pin_baseline, run_check
+from orchestrator.check.store import HistoryStore, StoreError
+from orchestrator.cli_stages import stages
 from orchestrator.console import ConsoleUi, fail, make_console
 from orchestrator.report.history import history_table
 from orchestrator.report.result import baseline_document, result_document, schedule_document
@@ -64,7 +65,6 @@ from orchestrator.stages.flow import (
 from orchestrator.stages.inspect import InspectError, inspect_file
 from orchestrator.stages.inventory import DEFAULT_INVENTORY, InventoryError, load_inventory
 from orchestrator.stages.rundir import UMASK, RunDir, read_json
-from orchestrator.store import HistoryStore, StoreError
 
 DEMO_CAMPAIGN = REPO_ROOT / "campaigns" / "demo.yml"
 PROG_NAME = "fleetprof"

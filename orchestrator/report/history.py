@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from rich.table import Table
 from rich.text import Text
 
+from orchestrator.check.store import SeriesPoint
 from orchestrator.report.terminal import MISSING, device_text
-from orchestrator.store import SeriesPoint
 
 BARS = "▁▂▃▄▅▆▇█"
 # A flat series sits at half height: no change is neither a low nor a high.

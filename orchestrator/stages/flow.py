@@ -19,7 +19,8 @@ from typing import Any, Protocol
 from orchestrator import profilers, toolcache
 from orchestrator.analysis.fleet import HostView, build_report
 from orchestrator.campaign.model import Campaign
-from orchestrator.check import CHECK_FILE
+from orchestrator.check.judge import CHECK_FILE
+from orchestrator.check.store import RUN_KINDS, HistoryStore, StoreError
 from orchestrator.models import ClockOffset, HostFacts, HostStatus, SessionPlan
 from orchestrator.profilers import pyspy
 from orchestrator.profilers.base import ToolChoice
@@ -38,7 +39,6 @@ from orchestrator.stages.parse import ParsedHost, parse_host
 from orchestrator.stages.plan import effective_lead, make_plan, provision_needed, reschedule
 from orchestrator.stages.rundir import RunDir, read_json, write_json, write_text
 from orchestrator.stages.safetar import UnsafeArchive
-from orchestrator.store import RUN_KINDS, HistoryStore, StoreError
 from orchestrator.values import visible
 
 

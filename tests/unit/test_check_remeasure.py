@@ -9,7 +9,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from orchestrator.campaign.model import Campaign
-from orchestrator.checkrun import remeasure, unmeasured
+from orchestrator.check.run import remeasure, unmeasured
 
 
 def campaign() -> Campaign:

@@ -15,7 +15,8 @@ from typing import Any
 
 from orchestrator.analysis.directions import SKIP, rule_for
 from orchestrator.analysis.outliers import noise_floor, score
-from orchestrator.analysis.regressions import (
+from orchestrator.campaign.model import CheckSpec
+from orchestrator.check.regressions import (
     Regression,
     confirm,
     fingerprint_diff,
@@ -23,7 +24,6 @@ from orchestrator.analysis.regressions import (
     judge,
     run_tests,
 )
-from orchestrator.campaign.model import CheckSpec
 
 CHECK_FILE = "check.json"
 PASS, FINDINGS, INCOMPLETE = "pass", "findings", "incomplete"

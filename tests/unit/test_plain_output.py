@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from orchestrator.check.store import SeriesPoint
-from orchestrator.console import PlainConsole, make_console, output_mode, plain_table
+from orchestrator.cli.live import PlainConsole, make_console, output_mode, plain_table
 from orchestrator.report.history import history_table
 from orchestrator.report.terminal import render_check, render_terminal
 from tests.unit.test_cli_scripting import ESC, FIXTURES, FLEETPROF, clean_env, run_on_tty

@@ -138,7 +138,7 @@ def test_ingest_on_bad_input_exits_2_with_the_reason_and_no_traceback(tmp_path: 
         (tmp_path, "not a fleetprof run directory (no run.json)"),
     ):
         done = subprocess.run(
-            [sys.executable, "-m", "orchestrator.cli_stages", "ingest", str(target)],
+            [sys.executable, "-m", "orchestrator.cli.stages", "ingest", str(target)],
             capture_output=True,
             text=True,
             timeout=60,

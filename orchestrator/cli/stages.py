@@ -8,19 +8,25 @@ from __future__ import annotations
 
 import json
 import shlex
-import signal
 import sys
-import threading
 from pathlib import Path
-from types import FrameType
 
 import click
-from rich.console import Console
 from rich.markup import escape
 
 from orchestrator.campaign.loader import load_campaign
 from orchestrator.campaign.messages import CampaignError
-from orchestrator.console import ConsoleUi, fail, make_console
+from orchestrator.cli.live import ConsoleUi, fail, make_console
+from orchestrator.cli.options import (
+    INTERRUPTED,
+    RUN_OUT_HELP,
+    forks_option,
+    install_interrupt,
+    inventory_option,
+    json_option,
+    limit_option,
+    out_option,
+)
 from orchestrator.report.terminal import render_check
 from orchestrator.stages.flow import CampaignRun
 from orchestrator.stages.handoff import (
@@ -34,21 +40,7 @@ from orchestrator.stages.inventory import InventoryError, load_inventory
 from orchestrator.stages.rundir import RunDir
 
 SOME_NOT_OK = 3
-
-
-def _interruptible(console: Console) -> threading.Event:
-    """First Ctrl-C: the stage in flight is cancelled and prepare stops; second: now."""
-    cancel = threading.Event()
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        if cancel.is_set():
-            sys.exit(130)
-        cancel.set()
-        console.print("[yellow]interrupted: stopping (Ctrl-C again to exit at once)[/]")
-
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
-    return cancel
+INTERRUPTED_MESSAGE = "[yellow]interrupted: stopping (Ctrl-C again to exit at once)[/]"
 
 
 @click.group(name="stages", context_settings={"help_option_names": ["-h", "--help"]})
@@ -59,24 +51,16 @@ def stages() -> None:
 
 @stages.command(name="prepare")
 @click.argument("campaign_file", type=click.Path(path_type=Path))
-@click.option("-i", "--inventory", help="Any Ansible inventory (file, directory, host list).")
-@click.option("-l", "--limit", help="Further limit the hosts (Ansible pattern).")
-@click.option(
-    "-o",
-    "--out",
-    "out_root",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=Path("reports"),
-    show_default=True,
-    help="Output root; the run goes to OUT/<campaign>/<run id>/.",
-)
-@click.option("-f", "--forks", type=click.IntRange(1, 1000), help="Parallel connections.")
+@inventory_option()
+@limit_option()
+@out_option(RUN_OUT_HELP, file_okay=False)
+@forks_option()
 @click.option(
     "--vars-out",
     type=click.Path(path_type=Path, dir_okay=False),
     help=f"Also write the extra variables here (always in RUN_DIR/{EXTRAVARS_FILE}).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+@json_option("Print the result as JSON on stdout.")
 def prepare_command(
     campaign_file: Path,
     inventory: str | None,
@@ -99,7 +83,7 @@ def prepare_command(
     if vars_out is not None and not vars_out.parent.is_dir():
         fail(f"--vars-out {vars_out}: its folder does not exist")
     console = make_console(stderr=as_json)
-    cancel = _interruptible(console)
+    cancel = install_interrupt(console, INTERRUPTED_MESSAGE)
     with ConsoleUi(console) as ui:
         flow = CampaignRun(
             campaign,
@@ -112,7 +96,7 @@ def prepare_command(
         )
         prepared = prepare(flow, vars_out)
     if cancel.is_set():
-        sys.exit(130)
+        sys.exit(INTERRUPTED)
     if as_json:
         click.echo(
             json.dumps(

@@ -13,8 +13,6 @@ from pathlib import Path
 import click
 from rich.markup import escape
 
-from orchestrator.campaign.loader import load_campaign
-from orchestrator.campaign.messages import CampaignError
 from orchestrator.campaign.model import Campaign
 from orchestrator.check.run import BaselineError, Exports, pin_baseline, run_check
 from orchestrator.check.store import HistoryStore, StoreError
@@ -22,6 +20,7 @@ from orchestrator.cli.live import fail, make_console
 from orchestrator.cli.options import (
     HISTORY_OUT_HELP,
     JSON_NOT_TABLE,
+    campaign_or_exit,
     forks_option,
     inventory_option,
     json_option,
@@ -78,10 +77,7 @@ def check_command(
     """Run CAMPAIGN_FILE and judge every host against its peers and its own baseline.
 
     Exit 0: pass; 1: findings; 2: bad input; 3: hosts failed or missing, nothing else."""
-    try:
-        campaign = load_campaign(campaign_file)
-    except CampaignError as err:
-        fail(str(err))
+    campaign = campaign_or_exit(campaign_file)
     for path, option in (
         (junit, "--junit"),
         (prometheus, "--prometheus"),

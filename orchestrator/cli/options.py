@@ -1,5 +1,6 @@
-"""What every command shares: the option declarations (-i, -l, -o, -f, --json), the one
-interrupt handler, and printing a JSON document on stdout."""
+"""What every command shares: the option declarations (-i, -l, -o, -f, --json), reading
+the campaign and the inventory (bad input: exit 2), the one interrupt handler, and
+printing a JSON document on stdout."""
 
 from __future__ import annotations
 
@@ -15,7 +16,12 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 
+from orchestrator.campaign.loader import load_campaign
+from orchestrator.campaign.messages import CampaignError
+from orchestrator.campaign.model import Campaign
+from orchestrator.cli.live import fail
 from orchestrator.stages.ansible import kill_playbooks
+from orchestrator.stages.inventory import Inventory, InventoryError, load_inventory
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -56,6 +62,22 @@ def forks_option() -> Callable[[F], F]:
 
 def json_option(help: str = JSON_HELP) -> Callable[[F], F]:
     return click.option("--json", "as_json", is_flag=True, help=help)
+
+
+def campaign_or_exit(path: Path) -> Campaign:
+    """The campaign in ``path``; a bad one ends the command with its message (exit 2)."""
+    try:
+        return load_campaign(path)
+    except CampaignError as err:
+        fail(str(err))
+
+
+def inventory_or_exit(source: str | None, hosts: str, limit: str | None = None) -> Inventory:
+    """The inventory's hosts for a campaign; a bad inventory ends the command (exit 2)."""
+    try:
+        return load_inventory(source, hosts, limit)
+    except InventoryError as err:
+        fail(str(err))
 
 
 def print_json(document: Any) -> None:

@@ -17,9 +17,11 @@ from orchestrator.campaign.model import Campaign
 from orchestrator.cli.live import ConsoleUi, fail, make_console
 from orchestrator.cli.options import (
     RUN_OUT_HELP,
+    campaign_or_exit,
     forks_option,
     install_interrupt,
     inventory_option,
+    inventory_or_exit,
     json_option,
     limit_option,
     out_option,
@@ -35,7 +37,7 @@ from orchestrator.stages.flow import (
     record_history,
     resume_collect,
 )
-from orchestrator.stages.inventory import DEFAULT_INVENTORY, InventoryError, load_inventory
+from orchestrator.stages.inventory import DEFAULT_INVENTORY
 from orchestrator.stages.rundir import RunDir, read_json
 
 INTERRUPTED_MESSAGE = (
@@ -57,10 +59,7 @@ def execute(
 ) -> RunOutcome:
     """Run one campaign with live progress; with ``as_json`` every word goes to stderr,
     keeping stdout for the caller's JSON document."""
-    try:
-        inventory = load_inventory(inventory_source, campaign.hosts, limit)
-    except InventoryError as err:
-        fail(str(err))
+    inventory = inventory_or_exit(inventory_source, campaign.hosts, limit)
     try:
         run_dir = RunDir.create(out_root, campaign.name)
     except OSError as err:
@@ -107,10 +106,7 @@ def run(
     as_json: bool,
 ) -> None:
     """Run CAMPAIGN_FILE on the inventory's hosts and write a report."""
-    try:
-        campaign = load_campaign(campaign_file)
-    except CampaignError as err:
-        fail(str(err))
+    campaign = campaign_or_exit(campaign_file)
     outcome = execute(campaign, inventory, limit, out_root, forks, as_json=as_json)
     finish(outcome, "run", as_json)
 
@@ -159,10 +155,7 @@ def report(run_dir: Path, as_json: bool) -> None:
     """Rebuild report.json, report.html, summary.md and the exports from RUN_DIR alone."""
     if not (run_dir / "run.json").is_file():
         fail(f"{run_dir}: not a fleetprof run directory (no run.json)")
-    try:
-        campaign = load_campaign(run_dir / "campaign.yml")
-    except CampaignError as err:
-        fail(str(err))
+    campaign = campaign_or_exit(run_dir / "campaign.yml")
     result = build_outputs(RunDir(run_dir), campaign)
     console = make_console(stderr=as_json)
     problem = record_history(RunDir(run_dir), result)
@@ -194,10 +187,7 @@ def collect_command(run_dir: Path, inventory: str | None, forks: int | None, as_
     except (OSError, ValueError) as err:
         fail(f"{run_dir}/run.json: unreadable: {err}")
     source = inventory or meta.get("inventory")
-    try:
-        loaded = load_inventory(source, campaign.hosts)
-    except InventoryError as err:
-        fail(str(err))
+    loaded = inventory_or_exit(source, campaign.hosts)
     console = make_console(stderr=as_json)
     cancel = install_interrupt(console, INTERRUPTED_MESSAGE)
     with ConsoleUi(console) as ui:

@@ -14,12 +14,11 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from orchestrator.campaign.loader import load_campaign
-from orchestrator.campaign.messages import CampaignError
 from orchestrator.cli.live import fail, make_console
 from orchestrator.cli.options import (
     HISTORY_OUT_HELP,
     JSON_NOT_TABLE,
+    campaign_or_exit,
     inventory_option,
     json_option,
     out_option,
@@ -93,10 +92,7 @@ def schedule_install(
     as_json: bool,
 ) -> None:
     """Run `fleetprof check CAMPAIGN_FILE` every day at --at."""
-    try:
-        load_campaign(campaign_file)
-    except CampaignError as err:
-        fail(str(err))
+    campaign_or_exit(campaign_file)
     extra: list[str] = []
     for option, path in (
         ("--junit", junit),

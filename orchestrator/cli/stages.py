@@ -14,15 +14,15 @@ from pathlib import Path
 import click
 from rich.markup import escape
 
-from orchestrator.campaign.loader import load_campaign
-from orchestrator.campaign.messages import CampaignError
 from orchestrator.cli.live import ConsoleUi, fail, make_console
 from orchestrator.cli.options import (
     INTERRUPTED,
     RUN_OUT_HELP,
+    campaign_or_exit,
     forks_option,
     install_interrupt,
     inventory_option,
+    inventory_or_exit,
     json_option,
     limit_option,
     out_option,
@@ -36,7 +36,6 @@ from orchestrator.stages.handoff import (
     prepare,
     resolve_run_dir,
 )
-from orchestrator.stages.inventory import InventoryError, load_inventory
 from orchestrator.stages.rundir import RunDir
 
 SOME_NOT_OK = 3
@@ -72,14 +71,8 @@ def prepare_command(
 ) -> None:
     """Load CAMPAIGN_FILE, preflight the hosts and plan their sessions; write the run
     directory and the extra variables for playbooks/site.yml. Nothing is pushed or run."""
-    try:
-        campaign = load_campaign(campaign_file)
-    except CampaignError as err:
-        fail(str(err))
-    try:
-        loaded = load_inventory(inventory, campaign.hosts, limit)
-    except InventoryError as err:
-        fail(str(err))
+    campaign = campaign_or_exit(campaign_file)
+    loaded = inventory_or_exit(inventory, campaign.hosts, limit)
     if vars_out is not None and not vars_out.parent.is_dir():
         fail(f"--vars-out {vars_out}: its folder does not exist")
     console = make_console(stderr=as_json)
@@ -143,10 +136,7 @@ def ingest_command(run: Path) -> None:
         fail(str(err))
     if not (run_dir / "run.json").is_file():
         fail(f"{run_dir}: not a fleetprof run directory (no run.json)")
-    try:
-        campaign = load_campaign(run_dir / "campaign.yml")
-    except CampaignError as err:
-        fail(str(err))
+    campaign = campaign_or_exit(run_dir / "campaign.yml")
     report, problem = ingest(RunDir(run_dir), campaign)
     console = make_console()
     if problem:

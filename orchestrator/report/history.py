@@ -15,7 +15,8 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrator.check.store import SeriesPoint
-from orchestrator.report.terminal import MISSING, device_text
+from orchestrator.report.formats import MISSING
+from orchestrator.report.terminal import device_text
 
 BARS = "▁▂▃▄▅▆▇█"
 # A flat series sits at half height: no change is neither a low nor a high.

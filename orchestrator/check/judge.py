@@ -1,6 +1,6 @@
 """`fleetprof check`: a finished run judged against its peers, its own baseline, and for
 completeness (docs/check.md). Pure functions over report.json dicts and what the history
-store returned; the command (cli.py) runs the campaigns and writes the files.
+store returned; check/run.py runs the campaigns and writes the files.
 
 The judgement's result is ``check.json`` in the run directory (``check{}``,
 ``regressions[]``, ``history{}``), which :func:`orchestrator.stages.flow.build_outputs` merges

@@ -525,7 +525,7 @@ def baseline_plan(plan: Mapping[str, Any], suffix: str, t0: float | None = None)
     given ``t0`` (controller clock), a new common start with the same window: the baselines
     run the very same session without touching fleetprof's files."""
     from orchestrator.models import SessionPlan
-    from orchestrator.plan import reschedule
+    from orchestrator.stages.plan import reschedule
 
     session = SessionPlan.from_dict(dict(plan))
     run_id = f"{session.run_id}-{suffix}"

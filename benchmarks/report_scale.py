@@ -24,7 +24,7 @@ What makes it realistic rather than random:
   heavy), every 60th a slow workload (fps), every 100th was unreachable.
 
 Each size is measured in a fresh child process doing what ``fleetprof report`` does:
-load the campaign, :func:`orchestrator.flow.build_outputs` (parse, analyze, report.json,
+load the campaign, :func:`orchestrator.stages.flow.build_outputs` (parse, analyze, report.json,
 report.html, summary.md, the per-host exports) and :func:`record_history`.
 The child's peak RSS is its own (``wait4``). Inputs are generated once, at the largest
 size, and the smaller runs hard-link the first N hosts' files, so every size reads the
@@ -286,11 +286,11 @@ def campaign_yaml(shape: Shape) -> str:
 
 def generate(pool_dir: Path, shape: Shape) -> None:
     """Write ``shape.hosts`` hosts into ``pool_dir`` (a run directory)."""
-    from orchestrator.campaign import load_campaign
+    from orchestrator.campaign.loader import load_campaign
     from orchestrator.models import ClockOffset, HostFacts, HostStatus
-    from orchestrator.plan import make_plan
     from orchestrator.profilers.base import ToolChoice
-    from orchestrator.runs import RunDir, write_json, write_text
+    from orchestrator.stages.plan import make_plan
+    from orchestrator.stages.rundir import RunDir, write_json, write_text
 
     run = RunDir(pool_dir)
     (pool_dir / "hosts").mkdir(parents=True, exist_ok=True)
@@ -461,7 +461,7 @@ def _dir_bytes(path: Path, pattern: str) -> int:
 # --------------------------------------------------------------------------- measuring
 
 
-# The stages of build_outputs, timed by wrapping what orchestrator.flow calls.
+# The stages of build_outputs, timed by wrapping what orchestrator.stages.flow calls.
 PHASES = {
     "parse_host": "parse_s",
     "build_report": "analyze_s",
@@ -500,9 +500,9 @@ def _timed_phases(module: Any) -> dict[str, Any]:
 def worker(run_dir: Path) -> dict[str, Any]:
     """In the measured child: what `fleetprof report RUN_DIR` does, phase by phase."""
     started = time.perf_counter()
-    from orchestrator import flow
-    from orchestrator.campaign import load_campaign
-    from orchestrator.runs import RunDir
+    from orchestrator.campaign.loader import load_campaign
+    from orchestrator.stages import flow
+    from orchestrator.stages.rundir import RunDir
 
     imported = time.perf_counter()
     phases = _timed_phases(flow)
@@ -539,9 +539,9 @@ def profile(run_dir: Path, hosts: int, top: int = 30) -> None:
     import pstats
     import tracemalloc
 
-    from orchestrator.campaign import load_campaign
-    from orchestrator.flow import build_outputs
-    from orchestrator.runs import RunDir
+    from orchestrator.campaign.loader import load_campaign
+    from orchestrator.stages.flow import build_outputs
+    from orchestrator.stages.rundir import RunDir
 
     campaign = load_campaign(run_dir / "campaign.yml")
     profiler = cProfile.Profile()

@@ -64,7 +64,7 @@ class HostView:
     series: dict[str, list[float | None]] = field(default_factory=dict)  # see docs/report.md
     tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     samples: dict[str, list[float]] = field(default_factory=dict)  # repetitions per metric
-    # Why the host's measurement window was not complete (orchestrator/window.py); None
+    # Why the host's measurement window was not complete (orchestrator/stages/window.py); None
     # when it was, or when there was no measurement at all.
     incomplete: str | None = None
 

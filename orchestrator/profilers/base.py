@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from orchestrator.analysis.stacks import StackProfile
-from orchestrator.campaign import Campaign
+from orchestrator.campaign.model import Campaign
 from orchestrator.models import HostFacts, ProfilerPlan
 
 

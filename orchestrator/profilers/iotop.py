@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.campaign import Campaign, IotopSpec
+from orchestrator.campaign.model import Campaign
+from orchestrator.campaign.profiler_specs import IotopSpec
 from orchestrator.models import HostFacts, ProfilerPlan
 from orchestrator.profilers.base import ProfileResult, ToolChoice, begin_parse_text
 from orchestrator.profilers.system import downsample

@@ -15,7 +15,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from orchestrator.campaign import Campaign, MemorySpec
+from orchestrator.campaign.model import Campaign
+from orchestrator.campaign.profiler_specs import MemorySpec
 from orchestrator.models import HostFacts, ProfilerPlan
 from orchestrator.profilers import tree
 from orchestrator.profilers.base import ProfileResult, ToolChoice, begin_parse

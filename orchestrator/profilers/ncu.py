@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.campaign import Campaign, NcuSpec
+from orchestrator.campaign.model import Campaign
+from orchestrator.campaign.profiler_specs import NcuSpec
 from orchestrator.models import HostFacts, ProfilerPlan
 from orchestrator.profilers.base import (
     ProfileResult,

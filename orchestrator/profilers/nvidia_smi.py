@@ -26,7 +26,8 @@ from pathlib import Path
 from statistics import fmean
 from typing import Any
 
-from orchestrator.campaign import Campaign, NvidiaSmiSpec
+from orchestrator.campaign.model import Campaign
+from orchestrator.campaign.profiler_specs import NvidiaSmiSpec
 from orchestrator.models import HostFacts, ProfilerPlan
 from orchestrator.profilers.base import ProfileResult, ToolChoice, begin_parse_text
 

@@ -19,7 +19,8 @@ from orchestrator.analysis.breakdown import (
     thread_rows,
 )
 from orchestrator.analysis.stacks import StackProfile, flame_tree, read_folded, top_functions
-from orchestrator.campaign import Campaign, PySpySpec
+from orchestrator.campaign.model import Campaign
+from orchestrator.campaign.profiler_specs import PySpySpec
 from orchestrator.models import HostFacts, ProfilerPlan
 from orchestrator.profilers.base import ProfileResult, ToolChoice, begin_parse
 from orchestrator.values import number as _number

@@ -17,7 +17,8 @@ from pathlib import Path
 from statistics import fmean
 from typing import Any
 
-from orchestrator.campaign import Campaign, SystemSpec
+from orchestrator.campaign.model import Campaign
+from orchestrator.campaign.profiler_specs import SystemSpec
 from orchestrator.models import HostFacts, ProfilerPlan
 from orchestrator.profilers import tree
 from orchestrator.profilers.base import ProfileResult, ToolChoice, begin_parse

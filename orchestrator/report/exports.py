@@ -27,7 +27,7 @@ from orchestrator import __version__
 from orchestrator.analysis.breakdown import profile_of
 from orchestrator.analysis.stacks import Frame, StackProfile, ThreadPart, gc_paused, read_folded
 from orchestrator.profilers import pyspy
-from orchestrator.runs import RunDir, write_text
+from orchestrator.stages.rundir import RunDir, write_text
 
 SPEEDSCOPE_SCHEMA = "https://www.speedscope.app/file-format-schema.json"
 SPEEDSCOPE_FILE = "profile.speedscope.json"

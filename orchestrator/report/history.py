@@ -14,8 +14,9 @@ from collections.abc import Sequence
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator.report.terminal import MISSING, device_text
-from orchestrator.store import SeriesPoint
+from orchestrator.check.store import SeriesPoint
+from orchestrator.report.formats import MISSING
+from orchestrator.report.terminal import device_text
 
 BARS = "▁▂▃▄▅▆▇█"
 # A flat series sits at half height: no change is neither a low nor a high.

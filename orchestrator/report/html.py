@@ -27,27 +27,27 @@ from orchestrator.report.flames import FLAME_WIDTH as FLAME_WIDTH
 from orchestrator.report.flames import diff_flame_svg as diff_flame_svg
 from orchestrator.report.flames import flame_svg as flame_svg
 from orchestrator.report.flames import frame_colour as frame_colour
+from orchestrator.report.formats import (
+    REGRESSION_KEYS,
+    confirmed_text,
+    fingerprint_text,
+    fmt_count,
+    fmt_duration,
+    fmt_num,
+    fmt_sci,
+    fmt_signed,
+    stability_text,
+    text_or_none,
+)
 from orchestrator.values import dicts as _dicts
 from orchestrator.values import mapping as _mapping
 from orchestrator.values import number as _number
-
-MISSING = "\u2013"  # an en dash stands for a value the report does not have
 
 STATUSES = ("ok", "partial", "failed", "unreachable", "skipped", "busy")
 """Known host statuses, in the order the page lists them; each has a CSS class."""
 
 VERDICTS = ("pass", "findings", "incomplete")
 """The nightly check's verdicts (docs/check.md); each has a CSS class."""
-
-# regressions[] keys the Regressions table shows in its own columns (or in a tooltip);
-# any other key a later report adds gets a generic column after them.
-REGRESSION_KEYS = frozenset(
-    {
-        "host", "group", "hw_model", "metric", "baseline", "value", "change_pct",
-        "direction", "test", "p_value", "q_value", "n", "baseline_n", "baseline_run",
-        "confirmed", "confirm", "fingerprint", "stability",
-    }
-)  # fmt: skip
 
 # Hosts get their sections open by default only in a small fleet; in a big one the
 # fleet table is the overview and a section opens on demand.
@@ -156,47 +156,6 @@ def _environment() -> Environment:
 
 
 # -- formatting helpers (also used as template filters) ---------------------------------
-
-
-def fmt_num(value: Any, digits: int = 1) -> str:
-    """A number for a table cell: ints with thousands separators, a dash when absent."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return f"{value:,}"
-    number = _number(value)
-    if number is None:
-        return MISSING if value is None else str(value)
-    return f"{number:,.{digits}f}"
-
-
-def fmt_count(value: Any) -> str:
-    """A count (samples, hosts) as an integer, even when the report holds it as a float."""
-    number = _number(value)
-    return MISSING if number is None else f"{round(number):,}"
-
-
-def fmt_signed(value: Any, digits: int = 2) -> str:
-    """A signed number (robust z): always with its sign, a dash when absent."""
-    number = _number(value)
-    return MISSING if number is None else f"{number:+,.{digits}f}"
-
-
-def fmt_sci(value: Any) -> str:
-    """A p- or q-value: three significant digits, small ones in scientific notation."""
-    number = _number(value)
-    return MISSING if number is None else f"{number:.3g}"
-
-
-def fmt_duration(value: Any) -> str:
-    seconds = _number(value)
-    if seconds is None:
-        return MISSING
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    minutes, rest = divmod(round(seconds), 60)
-    if minutes < 120:
-        return f"{minutes} min {rest} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min"
 
 
 def status_class(status: Any) -> str:
@@ -313,14 +272,14 @@ def _part_row(row: Mapping[str, Any], drawn: bool, rank: int) -> dict[str, Any]:
     return {
         "pid": row.get("pid"),
         "parent_pid": row.get("parent_pid"),
-        "tid": _text(row.get("tid")),
-        "name": _text(row.get("name")),
-        "command": _text(row.get("command")),
+        "tid": text_or_none(row.get("tid")),
+        "name": text_or_none(row.get("name")),
+        "command": text_or_none(row.get("command")),
         "samples": row.get("samples"),
         "share_pct": row.get("share_pct"),
         "share_bar": _bar(row.get("share_pct")),
         "threads": ", ".join(threads),
-        "top_function": _text(tops[0].get("function")) if tops else None,
+        "top_function": text_or_none(tops[0].get("function")) if tops else None,
         "flame_svg": (
             flame_svg(flame)
             if drawn and rank < PARTS_DRAWN and isinstance(flame, Mapping)
@@ -417,63 +376,22 @@ def _check_view(check: Any) -> dict[str, Any] | None:
         "verdict": verdict,
         "exit_code": check.get("exit_code"),
         "baseline": {
-            "run_id": _text(baseline.get("run_id")),
-            "source": _text(baseline.get("source")) or "none",
-            "path": _text(baseline.get("path")),
+            "run_id": text_or_none(baseline.get("run_id")),
+            "source": text_or_none(baseline.get("source")) or "none",
+            "path": text_or_none(baseline.get("path")),
         },
         "alpha": check.get("alpha"),
         "regression_pct": check.get("regression_pct"),
         "tests": check.get("tests"),
         "confirm": {
             "enabled": confirm.get("enabled") is True,
-            "run_id": _text(confirm.get("run_id")),
+            "run_id": text_or_none(confirm.get("run_id")),
             "hosts": [str(h) for h in _list(confirm.get("hosts"))],
         },
         "findings": findings,
         "unconfirmed": [_finding_view(f) for f in _dicts(check.get("unconfirmed"))],
         "judged": len(_dicts(check.get("hosts"))),
     }
-
-
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
-def _peers(value: Any) -> str:
-    """A fingerprint's peer values as one string: a list joined, a mapping (value: how
-    many peers have it) as "value (count)"."""
-    if isinstance(value, Mapping):
-        return ", ".join(
-            f"{k} ({fmt_count(v)})" if _number(v) is not None else str(k) for k, v in value.items()
-        )
-    if isinstance(value, list | tuple):
-        return ", ".join(str(v) for v in value)
-    return "" if value is None else str(value)
-
-
-def fingerprint_text(item: Mapping[str, Any]) -> str:
-    """One fingerprint entry as "key: value (peers: ...)"."""
-    peers = _peers(item.get("peers"))
-    text = f"{_text(item.get('key')) or '?'}: {_text(item.get('value')) or MISSING}"
-    return f"{text} (peers: {peers})" if peers else text
-
-
-def confirmed_text(value: Any) -> str:
-    """A regression's ``confirmed``: yes, no, or a dash when confirmation was off (null)."""
-    if value is True:
-        return "yes"
-    if value is False:
-        return "no"
-    return MISSING if value is None else str(value)
-
-
-def stability_text(value: Any) -> str:
-    """A regression's ``stability`` as "flagged/checks" (in how many recent checks)."""
-    stability = _mapping(value)
-    flagged, checks = _number(stability.get("flagged")), _number(stability.get("checks"))
-    if flagged is None or checks is None:
-        return MISSING
-    return f"{round(flagged)}/{round(checks)}"
 
 
 def _regression_view(row: Mapping[str, Any]) -> dict[str, Any]:

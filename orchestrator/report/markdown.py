@@ -13,7 +13,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from orchestrator.report.html import (
+from orchestrator.report.formats import (
+    MISSING,
     REGRESSION_KEYS,
     confirmed_text,
     fingerprint_text,
@@ -23,7 +24,6 @@ from orchestrator.values import dicts as _dicts
 from orchestrator.values import mapping as _mapping
 from orchestrator.values import number as _number
 
-MISSING = "\u2013"
 STATUSES = ("ok", "partial", "failed", "unreachable", "skipped", "busy")
 
 # The fleet table's metric columns, each shown only when some host has it: the first

@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-MISSING = "\u2013"  # an en dash stands for a value the report does not have
+from orchestrator.report.formats import MISSING as MISSING
 
 STATUS_STYLES: dict[str, str] = {
     "ok": "bold green",

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from orchestrator.campaign import CampaignError, load_campaign
+from orchestrator.campaign.loader import load_campaign
+from orchestrator.campaign.messages import CampaignError
 from orchestrator.paths import REPO_ROOT
 
 Kind = Literal["systemd", "cron"]

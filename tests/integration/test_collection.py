@@ -114,7 +114,7 @@ def test_a_prepared_run_runs_from_the_installed_collection_by_fqcn_and_reports(
     # The controller: load, preflight, plan; nothing on the devices yet.
     prepared = fleetprof(
         "prepare", str(campaign), "-i", str(fleet.inventory), "-o", str(out), "--json",
-        module="orchestrator.cli_stages",
+        module="orchestrator.cli.stages",
     )  # fmt: skip
     assert prepared.returncode == 0, prepared.stdout + prepared.stderr
     result = json.loads(prepared.stdout)
@@ -158,7 +158,7 @@ def test_a_prepared_run_runs_from_the_installed_collection_by_fqcn_and_reports(
         assert not Path(host.private_path(plan["workdir"])).exists()
 
     # The controller again: unpack, then the report from the run directory alone.
-    ingested = fleetprof("ingest", str(run_dir), module="orchestrator.cli_stages")
+    ingested = fleetprof("ingest", str(run_dir), module="orchestrator.cli.stages")
     assert ingested.returncode == 0, ingested.stdout + ingested.stderr
     reported = fleetprof("report", str(run_dir))
     assert reported.returncode == 0, reported.stdout + reported.stderr

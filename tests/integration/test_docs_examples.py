@@ -24,7 +24,8 @@ from typing import Any
 import pytest
 import yaml
 
-from orchestrator.campaign import CampaignError, load_campaign
+from orchestrator.campaign.loader import load_campaign
+from orchestrator.campaign.messages import CampaignError
 from tests.docs.markdown import Block, Command, MarkdownError, blocks, commands, doc_files
 from tests.docs.sandbox import (
     EXAMPLE_INVENTORY,

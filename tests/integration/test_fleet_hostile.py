@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.ansible import control_dir
+from orchestrator.stages.ansible import control_dir
 from tests.fleet.fixtures import requires_fleet
 from tests.integration.conftest import FLEETPROF, REPO
 

@@ -25,7 +25,7 @@ CONTROLLER = textwrap.dedent(
     """
     import sys
     import ansible_runner
-    from orchestrator.ansible import stage_env
+    from orchestrator.stages.ansible import stage_env
 
     private, playbook, watchdog = sys.argv[1], sys.argv[2], sys.argv[3] == "on"
     env = stage_env()

@@ -41,11 +41,11 @@ from orchestrator.analysis.stacks import (
     read_folded,
     top_functions,
 )
-from orchestrator.campaign import load_campaign
+from orchestrator.campaign.loader import load_campaign
 from orchestrator.models import REPORT_SCHEMA
-from orchestrator.plan import make_plan
 from orchestrator.report.exports import folded_text
 from orchestrator.report.html import DRAWN_UP_TO, render_html
+from orchestrator.stages.plan import make_plan
 from tests.unit.factories import host_facts
 
 

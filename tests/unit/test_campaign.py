@@ -10,17 +10,11 @@ from pathlib import Path
 import pydantic
 import pytest
 
-from orchestrator.campaign import (
-    AttachSpec,
-    Campaign,
-    CampaignError,
-    LaunchSpec,
-    PySpySpec,
-    StartSpec,
-    TargetSpec,
-    load_campaign,
-    parse_duration,
-)
+from orchestrator.campaign.loader import load_campaign
+from orchestrator.campaign.messages import CampaignError
+from orchestrator.campaign.model import AttachSpec, Campaign, LaunchSpec, StartSpec, TargetSpec
+from orchestrator.campaign.profiler_specs import PySpySpec
+from orchestrator.campaign.validators import parse_duration
 
 REPO = Path(__file__).resolve().parents[2]
 

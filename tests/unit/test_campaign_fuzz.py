@@ -26,7 +26,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from orchestrator.campaign import Campaign, CampaignError, load_campaign
+from orchestrator.campaign.loader import load_campaign
+from orchestrator.campaign.messages import CampaignError
+from orchestrator.campaign.model import Campaign
 
 KeyPath = tuple[str | int, ...]
 

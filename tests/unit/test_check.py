@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from orchestrator.campaign import CheckSpec, ConfirmSpec
-from orchestrator.check import (
+from orchestrator.campaign.model import CheckSpec, ConfirmSpec
+from orchestrator.check.judge import (
     Baseline,
     check_document,
     confirm_findings,
@@ -21,8 +21,8 @@ from orchestrator.check import (
     judged_metrics,
     verdict,
 )
-from orchestrator.checkrun import BaselineError, choose_baseline, pin_baseline
-from orchestrator.store import HistoryStore
+from orchestrator.check.run import BaselineError, choose_baseline, pin_baseline
+from orchestrator.check.store import HistoryStore
 
 CPU = "probe.cpu.single_ops_per_s"
 SPEC = CheckSpec()

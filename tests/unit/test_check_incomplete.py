@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.analysis.fleet import HostView, find_outliers
-from orchestrator.campaign import CheckSpec
-from orchestrator.check import (
+from orchestrator.campaign.model import CheckSpec
+from orchestrator.check.judge import (
     EXIT_CODES,
     Baseline,
     check_document,
@@ -19,8 +19,8 @@ from orchestrator.check import (
     judge_run,
     verdict,
 )
-from orchestrator.checkrun import choose_baseline
-from orchestrator.store import HistoryStore
+from orchestrator.check.run import choose_baseline
+from orchestrator.check.store import HistoryStore
 
 CPU = "probe.cpu.all_ops_per_s"
 SPEC = CheckSpec()

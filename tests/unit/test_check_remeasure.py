@@ -8,8 +8,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from orchestrator.campaign import Campaign
-from orchestrator.checkrun import remeasure, unmeasured
+from orchestrator.campaign.model import Campaign
+from orchestrator.check.run import remeasure, unmeasured
 
 
 def campaign() -> Campaign:

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from orchestrator import toolcache
-from orchestrator.cli import main
+from orchestrator.cli.app import main
 
 
 def test_fetch_reports_each_cached_binary_with_its_sha256() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from orchestrator.analysis.stacks import StackProfile, parse_folded
-from orchestrator.compare import (
+from orchestrator.check.compare import (
     CompareError,
     benjamini_hochberg,
     compare_across_hosts,

@@ -18,7 +18,7 @@ import pytest
 from scipy import stats  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
 from orchestrator.analysis.stacks import StackProfile, parse_folded
-from orchestrator.compare import DEFAULT_ALPHA, compare_across_hosts
+from orchestrator.check.compare import DEFAULT_ALPHA, compare_across_hosts
 
 SHARES = np.array([30, 20, 12, 10, 8, 6, 5, 4, 3, 2], dtype=float) / 100.0
 NAMES = [f"fn_{i}" for i in range(len(SHARES))]

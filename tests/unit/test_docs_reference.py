@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from orchestrator.campaign import Campaign
+from orchestrator.campaign.model import Campaign
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = REPO / "docs"
@@ -91,8 +91,8 @@ def test_the_campaign_key_walk_sees_every_profiler_and_nested_key() -> None:
 
 # -- metric names ----------------------------------------------------------------------------
 
-METRIC_SOURCES = [*sorted(PROFILERS.glob("*.py")), REPO / "orchestrator/probe.py"]
-METRIC_SOURCES.append(REPO / "orchestrator/parse.py")
+METRIC_SOURCES = [*sorted(PROFILERS.glob("*.py")), REPO / "orchestrator/stages/probe.py"]
+METRIC_SOURCES.append(REPO / "orchestrator/stages/parse.py")
 _METRIC_RE = re.compile(
     r"^(pyspy|system|target|thermal|cpufreq|memory|iotop|gpu|tegra|nsys|ncu|probe|session|"
     r"workload|overhead)\.[A-Za-z0-9_.{}]+$"
@@ -212,7 +212,7 @@ def test_the_metrics_reference_names_only_what_the_code_can_emit() -> None:
 REASON_FUNCTIONS = {
     # module: functions whose returned strings are reasons an operator sees
     "orchestrator/profilers/*.py": ("skip_reason", "launcher_taken"),
-    "orchestrator/plan.py": ("_unavailable",),
+    "orchestrator/stages/plan.py": ("_unavailable",),
     "roles/fleetprof_preflight/library/fleetprof_facts.py": ("attach_permission",),
     "roles/fleetprof_session/library/fleetprof_session.py": ("busy_reason", "too_little", "fell"),
     "orchestrator/toolcache/*.py": ("_offline_hint",),
@@ -296,13 +296,13 @@ def code_reasons() -> dict[str, str]:
                             if isinstance(value, str):
                                 reasons.setdefault(value, f"{where}:{statement.lineno}")
     # What the controller writes when a host drops out at preflight or plan.
-    flow = REPO / "orchestrator/flow.py"
+    flow = REPO / "orchestrator/stages/flow.py"
     for node in ast.walk(ast.parse(flow.read_text(encoding="utf-8"))):
         if isinstance(node, ast.FunctionDef) and node.name in ("preflight", "plan"):
             for call in (n for n in ast.walk(node) if isinstance(n, ast.Call)):
                 if isinstance(call.func, ast.Attribute) and call.func.attr == "_drop":
                     for text in _strings(call.args[3], {}, None):
-                        reasons.setdefault(text, f"orchestrator/flow.py:{call.lineno}")
+                        reasons.setdefault(text, f"orchestrator/stages/flow.py:{call.lineno}")
     # ToolUnavailable: no py-spy build for a device's architecture (py-spy is skipped);
     # TargetError: the session's target cannot be found when the window opens.
     for pattern, exception in (
@@ -319,13 +319,13 @@ def code_reasons() -> dict[str, str]:
                         for text in _strings(node.exc.args[0], {}, None):
                             reasons.setdefault(text, f"{where}:{node.lineno}")
     # The note on a device that started after the common start (a clock or lead problem).
-    parse = REPO / "orchestrator/parse.py"
+    parse = REPO / "orchestrator/stages/parse.py"
     for node in ast.walk(ast.parse(parse.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
             owner = node.func.value
             if node.func.attr == "append" and getattr(owner, "attr", "") == "data_quality":
                 for text in _strings(node.args[0], {}, None):
-                    reasons.setdefault(text, f"orchestrator/parse.py:{node.lineno}")
+                    reasons.setdefault(text, f"orchestrator/stages/parse.py:{node.lineno}")
     return {text: where for text, where in reasons.items() if len(text.strip("{} ")) > 3}
 
 

@@ -17,7 +17,7 @@ from orchestrator.report.exports import (
     speedscope,
     write_exports,
 )
-from orchestrator.runs import RunDir
+from orchestrator.stages.rundir import RunDir
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "py-spy"
 CPU_FOLDED = FIXTURES / "cpu-two-stages.threads-idle.folded.txt"

@@ -16,7 +16,7 @@ from orchestrator.analysis.fleet import (
     group_stats,
 )
 from orchestrator.analysis.stacks import StackProfile, parse_folded
-from orchestrator.inventory import group_values, host_var_values, load_inventory
+from orchestrator.stages.inventory import group_values, host_var_values, load_inventory
 
 META = {"campaign": "c", "run_id": "r", "started_at": "t", "duration_s": 5.0, "mode": "launch"}
 

@@ -6,9 +6,9 @@ import pytest
 from rich.console import Console
 from rich.table import Table
 
+from orchestrator.check.store import SeriesPoint
 from orchestrator.report.history import history_table, sparkline
 from orchestrator.report.terminal import MISSING
-from orchestrator.store import SeriesPoint
 
 
 @pytest.mark.parametrize(

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.campaign import load_campaign
-from orchestrator.plan import make_plan
-from orchestrator.runs import ARCHIVE, RunDir, write_json
-from orchestrator.stages import ingest
+from orchestrator.campaign.loader import load_campaign
+from orchestrator.stages.handoff import ingest
+from orchestrator.stages.plan import make_plan
+from orchestrator.stages.rundir import ARCHIVE, RunDir, write_json
 from orchestrator.values import load_json
 from tests.unit.factories import host_facts
 

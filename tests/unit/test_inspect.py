@@ -7,7 +7,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from orchestrator.cli import main
+from orchestrator.cli.app import main
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 

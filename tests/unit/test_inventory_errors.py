@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.inventory import InventoryError, load_inventory
+from orchestrator.stages.inventory import InventoryError, load_inventory
 
 INVENTORY = """\
 all:

@@ -13,8 +13,8 @@ import pytest
 import xmlschema
 from junit2htmlreport.parser import Junit  # type: ignore[import-untyped,unused-ignore]
 
-from orchestrator.campaign import CheckSpec
-from orchestrator.check import Baseline, check_document, judge_run
+from orchestrator.campaign.model import CheckSpec
+from orchestrator.check.judge import Baseline, check_document, judge_run
 from orchestrator.report.junit import write_junit
 from tests.unit.test_check_exports import NASTY, check_report, passing_report
 

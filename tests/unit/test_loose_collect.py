@@ -1,6 +1,6 @@
 """A session whose archive could not be made (a full device disk): the collect play
 fetched its files one by one into hosts/<host>/loose/, and the controller takes them into
-hosts/<host>/session/ as safely as it unpacks a tarball (orchestrator/safetar.py
+hosts/<host>/session/ as safely as it unpacks a tarball (orchestrator/stages/safetar.py
 ``safe_copy_dir``, RunDir.unpack, ingest_archives)."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.runs import LOOSE_DIR, RunDir
-from orchestrator.safetar import MAX_REJECTED_KEPT, UnsafeArchive, safe_copy_dir
-from orchestrator.stages import ingest_archives
+from orchestrator.stages.handoff import ingest_archives
+from orchestrator.stages.rundir import LOOSE_DIR, RunDir
+from orchestrator.stages.safetar import MAX_REJECTED_KEPT, UnsafeArchive, safe_copy_dir
 from tests.unit.test_stages import prepared_run
 
 MANIFEST = {"status": "partial", "reason": "device disk full: the archive ...", "profilers": {}}

@@ -22,10 +22,11 @@ from typing import Any
 import pytest
 import yaml
 
-from orchestrator.campaign import Campaign, CampaignError
+from orchestrator.campaign.messages import CampaignError
+from orchestrator.campaign.model import Campaign
 from orchestrator.models import SessionPlan
-from orchestrator.plan import make_plan
 from orchestrator.profilers.base import ToolChoice
+from orchestrator.stages.plan import make_plan
 from tests.unit.factories import host_facts
 
 ROOT = Path(__file__).resolve().parents[2]

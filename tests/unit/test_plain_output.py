@@ -14,10 +14,10 @@ import pytest
 from rich.console import Console
 from rich.table import Table
 
-from orchestrator.console import PlainConsole, make_console, output_mode, plain_table
+from orchestrator.check.store import SeriesPoint
+from orchestrator.cli.live import PlainConsole, make_console, output_mode, plain_table
 from orchestrator.report.history import history_table
 from orchestrator.report.terminal import render_check, render_terminal
-from orchestrator.store import SeriesPoint
 from tests.unit.test_cli_scripting import ESC, FIXTURES, FLEETPROF, clean_env, run_on_tty
 
 BOX = re.compile("[\u2500-\u257f]")  # box drawing, the progress bar's included

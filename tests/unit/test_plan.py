@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from orchestrator.campaign import Campaign
-from orchestrator.flow import clock_offset
+from orchestrator.campaign.model import Campaign
 from orchestrator.models import ClockOffset, HostFacts, SessionPlan
-from orchestrator.plan import effective_lead, make_plan, provision_needed, reschedule
 from orchestrator.profilers.base import ToolChoice
+from orchestrator.stages.flow import clock_offset
+from orchestrator.stages.plan import effective_lead, make_plan, provision_needed, reschedule
 from tests.unit.factories import host_facts
 
 TOOL = {"py-spy": ToolChoice(version="0.4.3", src="/cache/py-spy", sha256="ab" * 32, problem=None)}
@@ -181,7 +181,7 @@ def test_nsys_starts_the_command_itself_even_where_attaching_is_allowed() -> Non
 
 def test_every_campaign_profiler_key_has_a_profiler_module() -> None:
     from orchestrator import profilers
-    from orchestrator.campaign import ProfilersSpec
+    from orchestrator.campaign.profiler_specs import ProfilersSpec
 
     keys = {field.validation_alias or name for name, field in ProfilersSpec.model_fields.items()}
     assert keys == set(profilers.REGISTRY)

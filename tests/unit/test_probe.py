@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
-from orchestrator.campaign import Campaign, CampaignError
+from orchestrator.campaign.messages import CampaignError
+from orchestrator.campaign.model import Campaign
 from orchestrator.models import SessionPlan
-from orchestrator.plan import make_plan
-from orchestrator.probe import PROBE_FILE, PROBE_SCHEMA, SECONDS_PER_KIND, parse_probe
+from orchestrator.stages.plan import make_plan
+from orchestrator.stages.probe import PROBE_FILE, PROBE_SCHEMA, SECONDS_PER_KIND, parse_probe
 from tests.unit.test_plan import TOOL, facts
 from tests.unit.test_session_runner import make_plan as runner_plan
 from tests.unit.test_session_runner import run_module

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from orchestrator.probe import parse_probe
+from orchestrator.stages.probe import parse_probe
 from tests.unit.test_probe import probe_doc, write
 from tests.unit.test_session_runner import load_runner
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.campaign import Campaign
+from orchestrator.campaign.model import Campaign
 from orchestrator.profilers import memory, system
 from tests.unit.test_session_runner import builtin_profiler, make_plan, run_module
 

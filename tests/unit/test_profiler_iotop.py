@@ -21,12 +21,12 @@ from typing import Any
 import pytest
 
 from orchestrator import profilers
-from orchestrator.ansible import Capture, HostOutcome
-from orchestrator.campaign import Campaign
-from orchestrator.flow import facts_from
+from orchestrator.campaign.model import Campaign
 from orchestrator.models import HostFacts
-from orchestrator.plan import make_plan
 from orchestrator.profilers import iotop
+from orchestrator.stages.ansible import Capture, HostOutcome
+from orchestrator.stages.flow import facts_from
+from orchestrator.stages.plan import make_plan
 from tests.unit.factories import host_facts
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "iotop"

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from orchestrator.campaign import Campaign
+from orchestrator.campaign.model import Campaign
 from orchestrator.profilers import REGISTRY, memory
 from orchestrator.profilers.base import ProfileResult
 
@@ -115,7 +115,7 @@ def test_no_rss_at_all(tmp_path):
 
 
 def test_memory_is_skipped_for_a_probe_target_with_the_reason() -> None:
-    from orchestrator.campaign import Campaign
+    from orchestrator.campaign.model import Campaign
     from orchestrator.profilers import memory as memory_profiler
     from tests.unit.factories import host_facts
 

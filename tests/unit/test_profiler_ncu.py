@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from orchestrator import profilers
-from orchestrator.campaign import Campaign
+from orchestrator.campaign.model import Campaign
 from orchestrator.models import HostFacts
 from orchestrator.profilers import ncu
 from tests.unit.test_profiler_nsys import facts

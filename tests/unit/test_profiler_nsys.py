@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from orchestrator import profilers
-from orchestrator.campaign import Campaign
+from orchestrator.campaign.model import Campaign
 from orchestrator.models import HostFacts
-from orchestrator.plan import make_plan
 from orchestrator.profilers import nsys
+from orchestrator.stages.plan import make_plan
 from tests.unit.factories import host_facts
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "nsys"

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.campaign import Campaign
+from orchestrator.campaign.model import Campaign
 from orchestrator.profilers import REGISTRY, system
 from orchestrator.profilers.base import ProfileResult
 

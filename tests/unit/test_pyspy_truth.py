@@ -20,11 +20,11 @@ import pytest
 
 from orchestrator.analysis.breakdown import processes_by_command
 from orchestrator.analysis.stacks import parse_folded, read_folded
-from orchestrator.campaign import Campaign
+from orchestrator.campaign.model import Campaign
 from orchestrator.profilers import pyspy
 from orchestrator.profilers.base import ProfileResult
 from orchestrator.report.exports import FOLDED_FILE, SPEEDSCOPE_FILE, write_exports
-from orchestrator.runs import RunDir
+from orchestrator.stages.rundir import RunDir
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "py-spy"
 RUNNER = FIXTURES.parents[2] / "roles/fleetprof_session/library/fleetprof_session.py"

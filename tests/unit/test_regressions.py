@@ -8,7 +8,7 @@ import random
 import pytest
 
 from orchestrator.analysis.directions import HIGHER, LOWER
-from orchestrator.analysis.regressions import (
+from orchestrator.check.regressions import (
     confirm,
     fingerprint_diff,
     host_fingerprint,

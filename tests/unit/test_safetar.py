@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.safetar import ExtractResult, UnsafeArchive, _copy_capped, safe_extract
+from orchestrator.stages.safetar import ExtractResult, UnsafeArchive, _copy_capped, safe_extract
 
 MiB = 1024 * 1024
 
@@ -433,7 +433,7 @@ def test_many_long_rejected_names_keep_memory_small(tmp_path: Path) -> None:
     script.write_text(
         "import io, resource, sys, tarfile\n"
         "from pathlib import Path\n"
-        "from orchestrator.safetar import safe_extract\n"
+        "from orchestrator.stages.safetar import safe_extract\n"
         "tmp = Path(sys.argv[1])\n"
         "with tarfile.open(tmp / 'hostile.tar.gz', 'w:gz', format=tarfile.PAX_FORMAT) as tar:\n"
         "    for i in range(2000):\n"

@@ -24,9 +24,9 @@ from typing import Any
 
 import pytest
 
-from orchestrator.campaign import Campaign
+from orchestrator.campaign.model import Campaign
 from orchestrator.models import SessionPlan
-from orchestrator.plan import make_plan as controller_plan
+from orchestrator.stages.plan import make_plan as controller_plan
 from tests.unit.test_plan import TOOL, campaign, facts
 from tests.unit.test_session_runner import (
     MODULE,

@@ -1167,7 +1167,7 @@ def test_a_sampler_whose_output_is_its_own_stdout_is_captured(tmp_path: Path) ->
 def test_each_profiler_reports_its_own_cpu_time(tmp_path, fleet):
     """The manifest's ``cpu_s`` is the profiler process's own CPU time: a busy one shows
     what it burned, an idle one next to nothing (the report's overhead.<name>.cpu_pct)."""
-    from orchestrator.parse import profiler_cost
+    from orchestrator.stages.parse import profiler_cost
 
     fleet.start()
     burns = "import time\nwhile time.process_time() < 0.8: pass\nopen('b.txt', 'w').write('x')"

@@ -1,5 +1,5 @@
 """The controller's side of a run whose device-side stages ran in ansible-playbook or AWX
-(orchestrator/stages.py): the extra variables site.yml gets, and bringing back what its
+(orchestrator/stages/handoff.py): the extra variables site.yml gets, and bringing back what its
 collect play fetched, on run directories laid out as `fleetprof stages prepare` leaves them.
 """
 
@@ -15,10 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.campaign import load_campaign
-from orchestrator.plan import make_plan
-from orchestrator.runs import ARCHIVE, RunDir, write_json
-from orchestrator.stages import (
+from orchestrator.campaign.loader import load_campaign
+from orchestrator.stages.handoff import (
     NOT_COLLECTED,
     StagesError,
     extravars_text,
@@ -26,6 +24,8 @@ from orchestrator.stages import (
     resolve_run_dir,
     site_extravars,
 )
+from orchestrator.stages.plan import make_plan
+from orchestrator.stages.rundir import ARCHIVE, RunDir, write_json
 from tests.unit.factories import host_facts
 
 REPO = Path(__file__).resolve().parents[2]
@@ -138,7 +138,7 @@ def test_ingest_on_bad_input_exits_2_with_the_reason_and_no_traceback(tmp_path: 
         (tmp_path, "not a fleetprof run directory (no run.json)"),
     ):
         done = subprocess.run(
-            [sys.executable, "-m", "orchestrator.cli_stages", "ingest", str(target)],
+            [sys.executable, "-m", "orchestrator.cli.stages", "ingest", str(target)],
             capture_output=True,
             text=True,
             timeout=60,

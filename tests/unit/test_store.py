@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from orchestrator import store
-from orchestrator.store import HistoryStore, RunRecord, SeriesPoint, StoreError
+from orchestrator.check import store
+from orchestrator.check.store import HistoryStore, RunRecord, SeriesPoint, StoreError
 
 
 def report(

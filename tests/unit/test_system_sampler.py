@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.campaign import Campaign
+from orchestrator.campaign.model import Campaign
 from orchestrator.profilers import memory, system
 from tests.unit.test_session_runner import builtin_profiler, make_plan, run_module
 

@@ -1,4 +1,4 @@
-"""Complete windows (orchestrator/window.py): a host that lost more than
+"""Complete windows (orchestrator/stages/window.py): a host that lost more than
 ``limits.max_window_loss_pct`` of its window (late start, cut end, short probe
 repetitions) is incomplete, with a reason a person can read; the rest is complete."""
 
@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
-from orchestrator.campaign import Campaign, CampaignError
-from orchestrator.parse import parse_host
-from orchestrator.runs import RunDir
-from orchestrator.window import incomplete_reason, probe_shortfalls
+from orchestrator.campaign.messages import CampaignError
+from orchestrator.campaign.model import Campaign
+from orchestrator.stages.parse import parse_host
+from orchestrator.stages.rundir import RunDir
+from orchestrator.stages.window import incomplete_reason, probe_shortfalls
 from tests.unit.test_session_runner import make_plan, python_profiler, run_module
 
 T0 = 1_800_000_000.0

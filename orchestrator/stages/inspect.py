@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import profilers
-from orchestrator.campaign import Campaign
+from orchestrator.campaign.model import Campaign
 
 
 class InspectError(Exception):

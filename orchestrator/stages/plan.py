@@ -11,10 +11,10 @@ import dataclasses
 from collections.abc import Mapping
 
 from orchestrator import profilers
-from orchestrator.campaign import Campaign
+from orchestrator.campaign.model import Campaign
 from orchestrator.models import HostFacts, ProfilerPlan, SessionPlan, TargetPlan
-from orchestrator.probe import seconds_per_kind
 from orchestrator.profilers.base import ToolChoice
+from orchestrator.stages.probe import seconds_per_kind
 
 # Starting the session takes one play launch plus the async start, which Ansible cannot
 # pipeline: a temporary directory, the module and its wrapper put, modes set, the wrapper

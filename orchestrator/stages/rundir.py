@@ -16,7 +16,7 @@ from typing import Any
 
 from orchestrator.atomic import replacing_text, write_atomic
 from orchestrator.models import HostFacts, HostProgress, HostStatus, SessionPlan
-from orchestrator.safetar import ExtractResult, UnsafeArchive, safe_copy_dir, safe_extract
+from orchestrator.stages.safetar import ExtractResult, UnsafeArchive, safe_copy_dir, safe_extract
 from orchestrator.values import has_control, load_json
 
 ARCHIVE = "session.tar.gz"

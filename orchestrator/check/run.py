@@ -1,6 +1,6 @@
 """The nightly check's flow (docs/check.md): run the campaign, pick the baseline, judge,
 re-measure the flagged hosts alone, write check.json and rebuild the report, pin the
-first baseline, write the exports. The judging itself is pure (orchestrator.check)."""
+first baseline, write the exports. The judging itself is pure (orchestrator.check.judge)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.campaign import Campaign
-from orchestrator.check import (
+from orchestrator.campaign.model import Campaign
+from orchestrator.check.judge import (
     CHECK_FILE,
     PASS,
     Baseline,
@@ -21,12 +21,12 @@ from orchestrator.check import (
     judge_run,
     judged_metrics,
 )
-from orchestrator.flow import RunOutcome, build_outputs, record_history
+from orchestrator.check.store import HistoryStore, StoreError
 from orchestrator.report.junit import write_junit
 from orchestrator.report.markdown import check_markdown
 from orchestrator.report.prometheus import write_prometheus
-from orchestrator.runs import RunDir, read_json, write_json, write_text
-from orchestrator.store import HistoryStore, StoreError
+from orchestrator.stages.flow import RunOutcome, build_outputs, record_history
+from orchestrator.stages.rundir import RunDir, read_json, write_json, write_text
 
 # (campaign, limit: an Ansible pattern or None, kind: check | confirm) -> the finished run
 Execute = Callable[[Campaign, str | None, str], RunOutcome]

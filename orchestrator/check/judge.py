@@ -1,9 +1,9 @@
 """`fleetprof check`: a finished run judged against its peers, its own baseline, and for
 completeness (docs/check.md). Pure functions over report.json dicts and what the history
-store returned; the command (cli.py) runs the campaigns and writes the files.
+store returned; check/run.py runs the campaigns and writes the files.
 
 The judgement's result is ``check.json`` in the run directory (``check{}``,
-``regressions[]``, ``history{}``), which :func:`orchestrator.flow.build_outputs` merges
+``regressions[]``, ``history{}``), which :func:`orchestrator.stages.flow.build_outputs` merges
 into report.json, so `fleetprof report RUN_DIR` rebuilds a check's report too.
 """
 
@@ -15,7 +15,8 @@ from typing import Any
 
 from orchestrator.analysis.directions import SKIP, rule_for
 from orchestrator.analysis.outliers import noise_floor, score
-from orchestrator.analysis.regressions import (
+from orchestrator.campaign.model import CheckSpec
+from orchestrator.check.regressions import (
     Regression,
     confirm,
     fingerprint_diff,
@@ -23,7 +24,6 @@ from orchestrator.analysis.regressions import (
     judge,
     run_tests,
 )
-from orchestrator.campaign import CheckSpec
 
 CHECK_FILE = "check.json"
 PASS, FINDINGS, INCOMPLETE = "pass", "findings", "incomplete"

@@ -13,13 +13,13 @@ from typing import Any
 from orchestrator import profilers
 from orchestrator.analysis.fleet import HostView
 from orchestrator.analysis.stacks import StackProfile, gc_paused
-from orchestrator.campaign import Campaign
+from orchestrator.campaign.model import Campaign
 from orchestrator.models import HostProgress, HostStatus
-from orchestrator.probe import load_probe, probe_result
-from orchestrator.runs import RunDir
+from orchestrator.stages.probe import load_probe, probe_result
+from orchestrator.stages.rundir import RunDir
+from orchestrator.stages.window import incomplete_reason
 from orchestrator.values import load_json, mapping
 from orchestrator.values import number as _number
-from orchestrator.window import incomplete_reason
 
 WORKLOAD_FILE = "fps.json"
 LATE_WARNING_S = 0.05

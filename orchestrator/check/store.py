@@ -14,8 +14,7 @@ stored as bounded text and numbers only when they are finite.
 from __future__ import annotations
 
 import sqlite3
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
+from collections.abc import Iterable, Iterator, Mapping, Sequence, Sized
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,79 +22,26 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from orchestrator.check.rows import (
+    count,
+    finding_rows,
+    host_rows,
+    metric_rows,
+    sample_rows,
+    text,
+    utc_iso,
+)
+from orchestrator.check.schema import BUSY_TIMEOUT_S, FILENAME, configure, migrate, rollback
+from orchestrator.check.schema import MAX_TEXT as MAX_TEXT
+from orchestrator.check.schema import MIGRATIONS as MIGRATIONS
+from orchestrator.check.schema import StoreError as StoreError
 from orchestrator.values import dicts as _dicts
 from orchestrator.values import mapping as _mapping
-from orchestrator.values import number as _number
 
-FILENAME = "history.sqlite"
-BUSY_TIMEOUT_S = 30.0
 RUN_KINDS = ("run", "check", "confirm")
 # What trends and last-run lookups consider: a confirm run re-measures flagged hosts only.
 MEASURED_KINDS = ("run", "check")
-MAX_TEXT = 1000
 
-# One step per schema version, applied in order: step i takes user_version i to i + 1.
-# Statements, not scripts: executescript() would commit the migration's transaction.
-MIGRATIONS: list[tuple[str, ...]] = [
-    (
-        """CREATE TABLE runs (
-            run_id TEXT PRIMARY KEY,
-            seq INTEGER NOT NULL UNIQUE,
-            campaign TEXT NOT NULL,
-            started_at TEXT NOT NULL,
-            path TEXT,
-            kind TEXT NOT NULL CHECK (kind IN ('run', 'check', 'confirm')),
-            hosts_total INTEGER NOT NULL,
-            hosts_ok INTEGER NOT NULL,
-            verdict TEXT,
-            recorded_at TEXT NOT NULL
-        )""",
-        """CREATE TABLE hosts (
-            run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
-            host TEXT NOT NULL,
-            hw_model TEXT,
-            grp TEXT,
-            status TEXT,
-            reason TEXT,
-            PRIMARY KEY (run_id, host)
-        )""",
-        """CREATE TABLE metrics (
-            run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
-            host TEXT NOT NULL,
-            metric TEXT NOT NULL,
-            value REAL NOT NULL,
-            PRIMARY KEY (run_id, host, metric)
-        )""",
-        """CREATE TABLE samples (
-            run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
-            host TEXT NOT NULL,
-            metric TEXT NOT NULL,
-            seq INTEGER NOT NULL,
-            value REAL NOT NULL,
-            PRIMARY KEY (run_id, host, metric, seq)
-        )""",
-        """CREATE TABLE findings (
-            id INTEGER PRIMARY KEY,
-            run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
-            host TEXT NOT NULL,
-            kind TEXT NOT NULL,
-            metric TEXT,
-            confirmed INTEGER,
-            message TEXT
-        )""",
-        """CREATE TABLE baselines (
-            campaign TEXT PRIMARY KEY,
-            run_id TEXT NOT NULL REFERENCES runs (run_id),
-            set_at TEXT NOT NULL
-        )""",
-        "CREATE INDEX runs_by_campaign ON runs (campaign, started_at)",
-        "CREATE INDEX metrics_by_host ON metrics (host, metric)",
-        "CREATE INDEX findings_by_run ON findings (run_id)",
-    ),
-    # report.json hosts[].incomplete: why the host's measurement window was incomplete
-    # (NULL: complete). Such a host's samples are never a baseline.
-    ("ALTER TABLE hosts ADD COLUMN incomplete TEXT",),
-]
 
 _RUN_COLUMNS = "run_id, campaign, started_at, path, kind, hosts_total, hosts_ok, verdict"
 _HOST_COLUMNS = ("run_id", "host", "hw_model", "grp", "status", "reason", "incomplete")
@@ -104,10 +50,6 @@ _SAMPLE_COLUMNS = ("run_id", "host", "metric", "seq", "value")
 _FINDING_COLUMNS = ("run_id", "host", "kind", "metric", "confirmed", "message")
 # Runs ordered in time; seq (the order of first recording) breaks ties inside a second.
 _POSITION = "(started_at < ? OR (started_at = ? AND seq {op} ?))"
-
-
-class StoreError(Exception):
-    """The history store cannot be used: unreadable, corrupt, newer, or a bad request."""
 
 
 @dataclass(frozen=True)
@@ -149,8 +91,8 @@ class HistoryStore:
         except (OSError, sqlite3.Error) as err:
             raise StoreError(f"{path}: cannot open the history store: {err}") from err
         try:
-            _configure(conn)
-            _migrate(conn, path, MIGRATIONS)
+            configure(conn)
+            migrate(conn, path, MIGRATIONS)
         except sqlite3.Error as err:
             conn.close()
             raise StoreError(f"{path}: not a usable history store: {err}") from err
@@ -186,10 +128,10 @@ class HistoryStore:
             self._upsert_run(row)
             for table in ("hosts", "metrics", "samples", "findings"):
                 self._conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
-            self._insert("hosts", _HOST_COLUMNS, _host_rows(run_id, hosts))
-            self._insert("metrics", _METRIC_COLUMNS, _metric_rows(run_id, hosts))
-            self._insert("samples", _SAMPLE_COLUMNS, _sample_rows(run_id, hosts))
-            findings = _finding_rows(run_id, _mapping(report.get("check")))
+            self._insert("hosts", _HOST_COLUMNS, host_rows(run_id, hosts))
+            self._insert("metrics", _METRIC_COLUMNS, metric_rows(run_id, hosts))
+            self._insert("samples", _SAMPLE_COLUMNS, sample_rows(run_id, hosts))
+            findings = finding_rows(run_id, _mapping(report.get("check")))
             self._insert("findings", _FINDING_COLUMNS, findings)
 
     def set_baseline(self, campaign: str, run_id: str) -> None:
@@ -378,11 +320,11 @@ class HistoryStore:
     # --- internals -----------------------------------------------------------------
 
     def _run_row(self, report: Mapping[str, Any], run_dir: Path, kind: str) -> tuple[Any, ...]:
-        run_id = _text(report.get("run_id"))
-        campaign = _text(report.get("campaign"))
+        run_id = text(report.get("run_id"))
+        campaign = text(report.get("campaign"))
         if not run_id or not campaign:
             raise StoreError(f"{self.path}: a report needs a run_id and a campaign to record")
-        started_at = _utc_iso(report.get("started_at"))
+        started_at = utc_iso(report.get("started_at"))
         if started_at is None:
             raise StoreError(
                 f"{self.path}: run {run_id!r} has no valid started_at"
@@ -397,9 +339,9 @@ class HistoryStore:
             started_at,
             self._stored_path(run_dir),
             kind,
-            _count(summary.get("hosts"), len(hosts)),
-            _count(summary.get("ok"), ok),
-            _text(_mapping(report.get("check")).get("verdict")),
+            count(summary.get("hosts"), len(hosts)),
+            count(summary.get("ok"), ok),
+            text(_mapping(report.get("check")).get("verdict")),
             _now(),
         )
 
@@ -471,149 +413,10 @@ class HistoryStore:
             yield
             self._conn.execute("COMMIT")
         except BaseException as err:
-            _rollback(self._conn)
+            rollback(self._conn)
             if isinstance(err, sqlite3.Error):
                 raise StoreError(f"{self.path}: cannot write the history store: {err}") from err
             raise
-
-
-# --- connection and schema ---------------------------------------------------------
-
-
-def _configure(conn: sqlite3.Connection) -> None:
-    conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-    conn.execute("PRAGMA foreign_keys = ON")
-    _retry_busy(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone())
-
-
-def _retry_busy(action: Callable[[], object], attempts: int = 300) -> None:
-    """Switching to WAL needs a moment alone with the file, and SQLite reports a
-    concurrent opener as busy without waiting on the busy timeout."""
-    for attempt in range(attempts):
-        try:
-            action()
-            return
-        except sqlite3.OperationalError as err:
-            if "locked" not in str(err) and "busy" not in str(err):
-                raise
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.1)
-
-
-def _migrate(conn: sqlite3.Connection, path: Path, migrations: Sequence[Sequence[str]]) -> None:
-    """Bring the schema to ``len(migrations)``, under an exclusive lock so that two
-    processes opening a fresh store do not both migrate it."""
-    if _user_version(conn, path, migrations) == len(migrations):
-        return
-    conn.execute("BEGIN EXCLUSIVE")
-    try:
-        version = _user_version(conn, path, migrations)
-        for step in migrations[version:]:
-            for statement in step:
-                conn.execute(statement)
-        conn.execute(f"PRAGMA user_version = {len(migrations)}")
-        conn.execute("COMMIT")
-    except BaseException:
-        _rollback(conn)
-        raise
-
-
-def _rollback(conn: sqlite3.Connection) -> None:
-    # SQLite may have rolled back already (a failed COMMIT, a full disk).
-    if conn.in_transaction:
-        conn.execute("ROLLBACK")
-
-
-def _user_version(conn: sqlite3.Connection, path: Path, migrations: Sequence[Any]) -> int:
-    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    if version > len(migrations):
-        raise StoreError(
-            f"{path}: schema version {version} was written by a newer fleetprof"
-            f" (this one knows up to {len(migrations)})"
-        )
-    return version
-
-
-# --- report.json -> rows -----------------------------------------------------------
-
-
-def _host_rows(run_id: str, hosts: Sequence[Mapping[str, Any]]) -> Iterator[tuple[Any, ...]]:
-    for host in hosts:
-        name = _text(host.get("name"))
-        if name:
-            yield (
-                run_id,
-                name,
-                _text(host.get("hw_model")),
-                _text(host.get("group")),
-                _text(host.get("status")),
-                _text(host.get("reason")),
-                _incomplete(host.get("incomplete")),
-            )
-
-
-def _metric_rows(run_id: str, hosts: Sequence[Mapping[str, Any]]) -> Iterator[tuple[Any, ...]]:
-    for host in hosts:
-        name = _text(host.get("name"))
-        for metric, raw in _mapping(host.get("metrics")).items():
-            value = _number(raw)
-            if name and metric and value is not None:
-                yield run_id, name, _text(metric), value
-
-
-def _sample_rows(run_id: str, hosts: Sequence[Mapping[str, Any]]) -> Iterator[tuple[Any, ...]]:
-    for host in hosts:
-        name = _text(host.get("name"))
-        for metric, raw in _mapping(host.get("samples")).items():
-            if not name or not isinstance(raw, list):
-                continue
-            values = [v for v in map(_number, raw) if v is not None]
-            for seq, value in enumerate(values):
-                yield run_id, name, _text(metric), seq, value
-
-
-def _finding_rows(run_id: str, check: Mapping[str, Any]) -> Iterator[tuple[Any, ...]]:
-    for key, default in (("findings", None), ("unconfirmed", 0)):
-        for finding in _dicts(check.get(key)):
-            host, kind = _text(finding.get("host")), _text(finding.get("kind"))
-            if not host or not kind:
-                continue
-            flag = finding.get("confirmed")
-            confirmed = int(flag) if isinstance(flag, bool) else default
-            metric, message = _text(finding.get("metric")), _text(finding.get("message"))
-            yield run_id, host, kind, metric, confirmed, message
-
-
-def _incomplete(value: Any) -> str | None:
-    """hosts[].incomplete as stored: its reason, NULL for a complete window (or none)."""
-    if value is None or value is False:
-        return None
-    return _text(value) if not isinstance(value, bool) else "incomplete measurement window"
-
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    return str(value)[:MAX_TEXT]
-
-
-def _count(value: Any, default: int) -> int:
-    number = _number(value)
-    return int(number) if number is not None else default
-
-
-def _utc_iso(value: Any) -> str | None:
-    """A report's ``started_at`` in one comparable form: ISO 8601 in UTC (naive = UTC)."""
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat()
 
 
 def _now() -> str:

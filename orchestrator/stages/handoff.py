@@ -19,11 +19,11 @@ from typing import Any
 
 import yaml
 
-from orchestrator.campaign import Campaign
-from orchestrator.flow import CampaignRun, build_outputs, record_history
+from orchestrator.campaign.model import Campaign
 from orchestrator.models import HostStatus
-from orchestrator.plan import effective_lead
-from orchestrator.runs import RunDir, read_json, write_text
+from orchestrator.stages.flow import CampaignRun, build_outputs, record_history
+from orchestrator.stages.plan import effective_lead
+from orchestrator.stages.rundir import RunDir, read_json, write_text
 
 EXTRAVARS_FILE = "extravars.yml"
 RUN_DIR_VAR = "fleetprof_run_dir"

@@ -18,19 +18,25 @@ from typing import Any, Protocol
 
 from orchestrator import profilers
 from orchestrator.analysis.fleet import HostView, build_report
-from orchestrator.ansible import HostOutcome, ProgressFn, StageResult, close_masters, run_stage
-from orchestrator.campaign import Campaign
-from orchestrator.check import CHECK_FILE
-from orchestrator.inventory import FACT_KEYS, Inventory, group_values, host_var_values
+from orchestrator.campaign.model import Campaign
+from orchestrator.check.judge import CHECK_FILE
+from orchestrator.check.store import RUN_KINDS, HistoryStore, StoreError
 from orchestrator.models import ClockOffset, HostFacts, HostProgress, HostStatus, SessionPlan
-from orchestrator.parse import ParsedHost, parse_host
-from orchestrator.plan import effective_lead, make_plan, provision_needed, reschedule
 from orchestrator.profilers.base import ToolChoice
 from orchestrator.report.exports import write_exports
 from orchestrator.report.html import render_html
 from orchestrator.report.markdown import render_markdown
-from orchestrator.runs import RunDir, read_json, write_json, write_text
-from orchestrator.store import RUN_KINDS, HistoryStore, StoreError
+from orchestrator.stages.ansible import (
+    HostOutcome,
+    ProgressFn,
+    StageResult,
+    close_masters,
+    run_stage,
+)
+from orchestrator.stages.inventory import FACT_KEYS, Inventory, group_values, host_var_values
+from orchestrator.stages.parse import ParsedHost, parse_host
+from orchestrator.stages.plan import effective_lead, make_plan, provision_needed, reschedule
+from orchestrator.stages.rundir import RunDir, read_json, write_json, write_text
 from orchestrator.values import visible
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from orchestrator.paths import REPO_ROOT
-from orchestrator.runs import host_name_problem
+from orchestrator.stages.rundir import host_name_problem
 
 DEFAULT_INVENTORY = REPO_ROOT / "inventory" / "localhost.yml"
 HW_MODEL_VAR = "fleetprof_hw_model"

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from orchestrator.analysis.stacks import StackProfile
-from orchestrator.check import incomplete_reason
+from orchestrator.check.judge import incomplete_reason
 from orchestrator.values import number as _finite
 
 SCHEMA = "fleetprof.report/1"

@@ -1,6 +1,6 @@
 """`fleetprof stages prepare|ingest`: the controller's side of a campaign whose device-side
 stages run in ansible-playbook or AWX (playbooks/site.yml; docs/awx.md). Commands only:
-parse arguments, call orchestrator.stages, print. Exit codes as every command's: 0 every
+parse arguments, call orchestrator.stages.handoff, print. Exit codes as every command's: 0 every
 host ok; 2 bad input, nothing run; 3 some hosts not ok (or none planned); 130 interrupted.
 """
 
@@ -8,40 +8,38 @@ from __future__ import annotations
 
 import json
 import shlex
-import signal
 import sys
-import threading
 from pathlib import Path
-from types import FrameType
 
 import click
-from rich.console import Console
 from rich.markup import escape
 
-from orchestrator.campaign import CampaignError, load_campaign
-from orchestrator.console import ConsoleUi, fail, make_console
-from orchestrator.flow import CampaignRun
-from orchestrator.inventory import InventoryError, load_inventory
+from orchestrator.cli.live import ConsoleUi, fail, make_console
+from orchestrator.cli.options import (
+    INTERRUPTED,
+    RUN_OUT_HELP,
+    campaign_or_exit,
+    forks_option,
+    install_interrupt,
+    inventory_option,
+    inventory_or_exit,
+    json_option,
+    limit_option,
+    out_option,
+)
 from orchestrator.report.terminal import render_check
-from orchestrator.runs import RunDir
-from orchestrator.stages import EXTRAVARS_FILE, StagesError, ingest, prepare, resolve_run_dir
+from orchestrator.stages.flow import CampaignRun
+from orchestrator.stages.handoff import (
+    EXTRAVARS_FILE,
+    StagesError,
+    ingest,
+    prepare,
+    resolve_run_dir,
+)
+from orchestrator.stages.rundir import RunDir
 
 SOME_NOT_OK = 3
-
-
-def _interruptible(console: Console) -> threading.Event:
-    """First Ctrl-C: the stage in flight is cancelled and prepare stops; second: now."""
-    cancel = threading.Event()
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        if cancel.is_set():
-            sys.exit(130)
-        cancel.set()
-        console.print("[yellow]interrupted: stopping (Ctrl-C again to exit at once)[/]")
-
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
-    return cancel
+INTERRUPTED_MESSAGE = "[yellow]interrupted: stopping (Ctrl-C again to exit at once)[/]"
 
 
 @click.group(name="stages", context_settings={"help_option_names": ["-h", "--help"]})
@@ -52,24 +50,16 @@ def stages() -> None:
 
 @stages.command(name="prepare")
 @click.argument("campaign_file", type=click.Path(path_type=Path))
-@click.option("-i", "--inventory", help="Any Ansible inventory (file, directory, host list).")
-@click.option("-l", "--limit", help="Further limit the hosts (Ansible pattern).")
-@click.option(
-    "-o",
-    "--out",
-    "out_root",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=Path("reports"),
-    show_default=True,
-    help="Output root; the run goes to OUT/<campaign>/<run id>/.",
-)
-@click.option("-f", "--forks", type=click.IntRange(1, 1000), help="Parallel connections.")
+@inventory_option()
+@limit_option()
+@out_option(RUN_OUT_HELP, file_okay=False)
+@forks_option()
 @click.option(
     "--vars-out",
     type=click.Path(path_type=Path, dir_okay=False),
     help=f"Also write the extra variables here (always in RUN_DIR/{EXTRAVARS_FILE}).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+@json_option("Print the result as JSON on stdout.")
 def prepare_command(
     campaign_file: Path,
     inventory: str | None,
@@ -81,18 +71,12 @@ def prepare_command(
 ) -> None:
     """Load CAMPAIGN_FILE, preflight the hosts and plan their sessions; write the run
     directory and the extra variables for playbooks/site.yml. Nothing is pushed or run."""
-    try:
-        campaign = load_campaign(campaign_file)
-    except CampaignError as err:
-        fail(str(err))
-    try:
-        loaded = load_inventory(inventory, campaign.hosts, limit)
-    except InventoryError as err:
-        fail(str(err))
+    campaign = campaign_or_exit(campaign_file)
+    loaded = inventory_or_exit(inventory, campaign.hosts, limit)
     if vars_out is not None and not vars_out.parent.is_dir():
         fail(f"--vars-out {vars_out}: its folder does not exist")
     console = make_console(stderr=as_json)
-    cancel = _interruptible(console)
+    cancel = install_interrupt(console, INTERRUPTED_MESSAGE)
     with ConsoleUi(console) as ui:
         flow = CampaignRun(
             campaign,
@@ -105,7 +89,7 @@ def prepare_command(
         )
         prepared = prepare(flow, vars_out)
     if cancel.is_set():
-        sys.exit(130)
+        sys.exit(INTERRUPTED)
     if as_json:
         click.echo(
             json.dumps(
@@ -152,10 +136,7 @@ def ingest_command(run: Path) -> None:
         fail(str(err))
     if not (run_dir / "run.json").is_file():
         fail(f"{run_dir}: not a fleetprof run directory (no run.json)")
-    try:
-        campaign = load_campaign(run_dir / "campaign.yml")
-    except CampaignError as err:
-        fail(str(err))
+    campaign = campaign_or_exit(run_dir / "campaign.yml")
     report, problem = ingest(RunDir(run_dir), campaign)
     console = make_console()
     if problem:

@@ -1,0 +1,161 @@
+"""Each profiler's settings in a campaign (``profilers:``), validated as the rest."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    Field,
+    PlainValidator,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
+
+from orchestrator.campaign.validators import (
+    DEFAULT_INTERVAL_S,
+    DEFAULT_LEAK_MB_PER_MIN,
+    DEFAULT_PYSPY_RATE,
+    METRIC_RE,
+    Interval,
+    LeakRate,
+    Rate,
+    Spec,
+    check_regex,
+    describe,
+    int_check,
+    invalid,
+    yaml_keys,
+)
+
+
+class PySpySpec(Spec):
+    rate: Rate = DEFAULT_PYSPY_RATE
+    native: bool = False
+    idle: bool = False
+    gil: bool = False
+    subprocesses: bool = False
+    # py-spy pauses the target at each sample unless told not to; not pausing can tear stacks.
+    nonblocking: bool = False
+
+
+class _SamplerSpec(Spec):
+    """A profiler that takes a sample every ``interval``."""
+
+    interval_s: Interval = Field(
+        default=DEFAULT_INTERVAL_S, validation_alias="interval", serialization_alias="interval"
+    )
+
+
+class SystemSpec(_SamplerSpec):
+    """The runner's own sampler: CPU, memory, I/O of the system and the target, thermal."""
+
+
+class IotopSpec(_SamplerSpec):
+    """iotop in batch mode: per-process read/write rates."""
+
+
+class MemorySpec(Spec):
+    """The target's RSS/PSS over the window: peak, growth slope, likely leaks."""
+
+    leak_mb_per_min: LeakRate = DEFAULT_LEAK_MB_PER_MIN
+
+
+class NvidiaSmiSpec(_SamplerSpec):
+    """GPU utilization, memory, SM clock, temperature and power, from nvidia-smi."""
+
+
+class TegrastatsSpec(_SamplerSpec):
+    """Jetson boards' own sampler: RAM, CPU and GPU load and clocks, temperatures, power."""
+
+
+NSYS_TRACES = ("cuda", "nvtx", "osrt", "cublas", "cudnn", "opengl", "vulkan")
+NCU_SETS = ("basic", "detailed", "full")
+
+
+def _check_traces(value: object) -> list[str]:
+    allowed = ", ".join(NSYS_TRACES)
+    if not isinstance(value, list) or not value:
+        raise invalid(f"expected a non-empty list of traces ({allowed}), got {describe(value)}")
+    for index, item in enumerate(value):
+        if item not in NSYS_TRACES:
+            raise invalid(f"expected one of {allowed}, got {describe(item)}", index)
+    return list(dict.fromkeys(value))
+
+
+def check_metric_names(value: object) -> list[str]:
+    if not isinstance(value, list) or not value:
+        raise invalid(f"expected a non-empty list of metric names, got {describe(value)}")
+    for index, item in enumerate(value):
+        if not isinstance(item, str) or not METRIC_RE.fullmatch(item):
+            raise invalid(
+                "expected a metric name (letters, digits, _ and .), such as "
+                f"sm__throughput.avg.pct_of_peak_sustained_elapsed, got {describe(item)}",
+                index,
+            )
+    return list(value)
+
+
+class NsysSpec(Spec):
+    """Nsight Systems (launch mode only: it starts the program; it cannot attach)."""
+
+    trace: Annotated[list[str], PlainValidator(_check_traces)] = Field(
+        default_factory=lambda: ["cuda", "nvtx", "osrt"]
+    )
+    # Also bring back the .nsys-rep report (within the size cap) for the Nsight GUI.
+    keep_report: bool = False
+
+
+class NcuSpec(Spec):
+    """Nsight Compute (launch mode only): per-kernel metrics for the kernels it matches."""
+
+    kernel: Annotated[str, PlainValidator(check_regex)] | None = None
+    metrics: Annotated[list[str], PlainValidator(check_metric_names)] | None = None
+    set: Literal["basic", "detailed", "full"] | None = None
+    launch_count: Annotated[int, int_check(1, 10_000, "an integer from 1 to 10000")] = 20
+
+
+class ProfilersSpec(Spec):
+    """Which profilers run and how; a profiler that is absent (None) does not run."""
+
+    py_spy: PySpySpec | None = Field(
+        default=None, validation_alias="py-spy", serialization_alias="py-spy"
+    )
+    system: SystemSpec | None = None
+    iotop: IotopSpec | None = None
+    memory: MemorySpec | None = None
+    nvidia_smi: NvidiaSmiSpec | None = Field(
+        default=None, validation_alias="nvidia-smi", serialization_alias="nvidia-smi"
+    )
+    tegrastats: TegrastatsSpec | None = None
+    nsys: NsysSpec | None = None
+    ncu: NcuSpec | None = None
+
+    @model_serializer(mode="wrap")
+    def _only_enabled(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # A profiler that does not run is left out: in a campaign file `py-spy: null`
+        # means "py-spy with its defaults", so a dump must not say null for "off".
+        dumped: dict[str, Any] = handler(self)
+        return {key: value for key, value in dumped.items() if value is not None}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults(cls, data: Any) -> Any:
+        available = ", ".join(yaml_keys(cls))
+        if data is None or (isinstance(data, dict) and not data):
+            raise invalid(f"enable at least one profiler (available: {available})")
+        if isinstance(data, dict):
+            # `py-spy:` with nothing under it means "py-spy with its defaults".
+            data = {k: ({} if v is None else v) for k, v in data.items()}
+        return data
+
+    @property
+    def enabled(self) -> dict[str, BaseModel]:
+        """YAML name -> settings of every profiler that runs, in declaration order."""
+        specs = ((key, getattr(self, name)) for key, name in yaml_keys(type(self)).items())
+        return {key: spec for key, spec in specs if spec is not None}
+
+
+def default_profilers() -> ProfilersSpec:
+    return ProfilersSpec.model_validate({"py-spy": {}})

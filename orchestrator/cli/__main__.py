@@ -1,0 +1,5 @@
+"""``python -m orchestrator.cli``: the ``fleetprof`` command."""
+
+from orchestrator.cli.app import main
+
+main()

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.paths import REPO
+
 FLEETPROF = [sys.executable, "-m", "orchestrator.cli"]
 
 

@@ -35,8 +35,8 @@ from tests.docs.sandbox import (
     map_inventory,
 )
 from tests.fleet.fixtures import requires_fleet
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 DOCS = doc_files(REPO)
 # The project's two commands: CI runs them itself (they set up the venv and run every
 # test, this one included), so the docs test does not run them again.

@@ -21,8 +21,7 @@ from orchestrator.campaign import (
     load_campaign,
     parse_duration,
 )
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.paths import REPO
 
 MINIMAL = """\
 name: t

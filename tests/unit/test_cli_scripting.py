@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 
 from orchestrator.report.result import baseline_document, result_document, schedule_document
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 FLEETPROF = BIN / "fleetprof"
 FIXTURES = REPO / "tests" / "fixtures"

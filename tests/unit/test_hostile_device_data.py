@@ -16,9 +16,9 @@ from orchestrator.plan import make_plan
 from orchestrator.runs import ARCHIVE, RunDir, write_json
 from orchestrator.stages import ingest
 from orchestrator.values import load_json
+from tests.support.paths import REPO
 from tests.unit.factories import host_facts
 
-REPO = Path(__file__).resolve().parents[2]
 CAMPAIGN = REPO / "campaigns" / "nightly-variability.yml"
 DEEP = b"[" * 100_000 + b"]" * 100_000  # 1.4 KB gzipped; RecursionError in json.loads
 

@@ -6,7 +6,6 @@ output, see tests/fixtures/SOURCES.md): iotop prints K/s with -k, K = 1024 bytes
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import random
@@ -27,15 +26,14 @@ from orchestrator.flow import facts_from
 from orchestrator.models import HostFacts
 from orchestrator.plan import make_plan
 from orchestrator.profilers import iotop
+from tests.support.paths import FIXTURES as _FIXTURES
+from tests.support.runner import FACTS_MODULE, load_device_module
 from tests.unit.factories import host_facts
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "iotop"
+FIXTURES = _FIXTURES / "iotop"
 WITH_DELAYACCT = FIXTURES / "iotop-b-o-t-k-P.txt"
 NO_DELAYACCT = FIXTURES / "iotop-b-o-t-k-P.no-delayacct.txt"
 BUSY = FIXTURES / "iotop-b-o-t-k-P.busy-n3.txt"
-FACTS_MODULE = (
-    Path(__file__).resolve().parents[2] / "roles/fleetprof_preflight/library/fleetprof_facts.py"
-)
 K = 1024.0
 
 
@@ -313,11 +311,7 @@ def test_no_output_file_gives_no_metrics(tmp_path: Path) -> None:
 
 
 def load_facts_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("fleetprof_facts", FACTS_MODULE)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_device_module(FACTS_MODULE)
 
 
 def test_preflight_reads_delay_accounting(tmp_path: Path) -> None:

@@ -18,9 +18,10 @@ from orchestrator.campaign import Campaign
 from orchestrator.models import HostFacts
 from orchestrator.plan import make_plan
 from orchestrator.profilers import nsys
+from tests.support.paths import FIXTURES as _FIXTURES
 from tests.unit.factories import host_facts
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "nsys"
+FIXTURES = _FIXTURES / "nsys"
 KERN = FIXTURES / "cuda_gpu_kern_sum.nsys-2024.6.2.csv"
 API = FIXTURES / "cuda_api_sum.nsys-2024.6.2.csv"
 NSYS = "/usr/local/cuda/bin/nsys"

@@ -17,9 +17,10 @@ from orchestrator.campaign import Campaign
 from orchestrator.models import HostFacts
 from orchestrator.plan import make_plan
 from orchestrator.profilers import tegrastats
+from tests.support.paths import FIXTURES as _FIXTURES
 from tests.unit.factories import host_facts
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tegrastats"
+FIXTURES = _FIXTURES / "tegrastats"
 
 
 def fixture(name: str) -> str:

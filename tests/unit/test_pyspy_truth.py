@@ -9,7 +9,6 @@ in ``recordings.json``, as the device runner would have measured it.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from itertools import pairwise
@@ -25,9 +24,10 @@ from orchestrator.profilers import pyspy
 from orchestrator.profilers.base import ProfileResult
 from orchestrator.report.exports import FOLDED_FILE, SPEEDSCOPE_FILE, write_exports
 from orchestrator.runs import RunDir
+from tests.support.paths import FIXTURES as _FIXTURES
+from tests.support.runner import SESSION_MODULE, load_device_module
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "py-spy"
-RUNNER = FIXTURES.parents[2] / "roles/fleetprof_session/library/fleetprof_session.py"
+FIXTURES = _FIXTURES / "py-spy"
 RECORDINGS = json.loads((FIXTURES / "recordings.json").read_text())
 POINTS = 5.0  # the issue's tolerance, in percentage points
 
@@ -78,11 +78,7 @@ def parse(tmp_path: Path, name: str, ran_s: float | None = None, **spec: Any) ->
 
 def runner() -> Any:
     """The device runner module (stdlib only), loaded from its file."""
-    spec = importlib.util.spec_from_file_location("fleetprof_session", RUNNER)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_device_module(SESSION_MODULE)
 
 
 def walk(node: dict[str, Any]) -> list[dict[str, Any]]:

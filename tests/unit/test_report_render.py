@@ -13,7 +13,6 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from html.parser import HTMLParser
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,8 +21,9 @@ from rich.console import Console
 from orchestrator.analysis.stacks import flame_tree, parse_folded, read_folded, top_functions
 from orchestrator.report.html import render_html
 from orchestrator.report.terminal import render_terminal
+from tests.support.paths import FIXTURES as _FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "py-spy"
+FIXTURES = _FIXTURES / "py-spy"
 
 IMG = "<img src=x onerror=alert(1)>"
 SCRIPT = '"><script>alert(1)</script>'

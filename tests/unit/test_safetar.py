@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.safetar import ExtractResult, UnsafeArchive, _copy_capped, safe_extract
+from tests.support.paths import REPO
 
 MiB = 1024 * 1024
 
@@ -455,8 +456,8 @@ def test_many_long_rejected_names_keep_memory_small(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         check=True,
-        cwd=Path(__file__).parents[2],
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     grown_mib, count, kept, summary_chars, *files = done.stdout.split()
     assert (int(count), int(kept), files) == (2000, 20, ["manifest.json"])

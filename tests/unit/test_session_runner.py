@@ -10,7 +10,6 @@ past deadline + grace.
 from __future__ import annotations
 
 import glob
-import importlib.util
 import json
 import math
 import os
@@ -28,9 +27,11 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-MODULE = ROOT / "roles" / "fleetprof_session" / "library" / "fleetprof_session.py"
-PY_SPY = ROOT / ".venv" / "bin" / "py-spy"
+from tests.support.paths import REPO
+from tests.support.runner import SESSION_MODULE as MODULE
+from tests.support.runner import load_device_module
+
+PY_SPY = REPO / ".venv" / "bin" / "py-spy"
 
 WORKLOAD = """\
 import os
@@ -759,10 +760,7 @@ def test_the_runner_works_on_python_3_8(tmp_path, fleet):
 
 def test_py_spy_sampling_trouble_is_counted_from_its_own_words(tmp_path):
     """py-spy reports falling behind on stdout; the manifest counts it for every host."""
-    spec = importlib.util.spec_from_file_location("fleetprof_session", MODULE)
-    assert spec is not None and spec.loader is not None
-    runner = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(runner)
+    runner = load_runner()
     stdout = tmp_path / "py-spy.stdout"
     stdout.write_text(
         "py-spy> Sampling process 97 times a second for 30 seconds. Press Control-C to exit.\n"
@@ -803,11 +801,7 @@ def builtin_profiler(name: str, interval: float = 0.2, max_bytes: int = 1 << 20)
 
 
 def load_runner() -> Any:
-    spec = importlib.util.spec_from_file_location("fleetprof_session", MODULE)
-    assert spec is not None and spec.loader is not None
-    runner = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(runner)
-    return runner
+    return load_device_module(MODULE)
 
 
 def jsonl(run: Run, name: str) -> list[dict]:

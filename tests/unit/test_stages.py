@@ -26,9 +26,9 @@ from orchestrator.stages import (
     resolve_run_dir,
     site_extravars,
 )
+from tests.support.paths import REPO
 from tests.unit.factories import host_facts
 
-REPO = Path(__file__).resolve().parents[2]
 CAMPAIGN = REPO / "campaigns" / "nightly-variability.yml"
 
 

@@ -24,8 +24,8 @@ import pytest
 from orchestrator.toolcache import PYSPY_VERSION
 from tests.fleet import Fleet
 from tests.fleet.fixtures import requires_fleet
-from tests.integration.conftest import needs_ptrace
-from tests.integration.test_fleet import PYTHON, deploy
+from tests.support.cli import needs_ptrace
+from tests.support.fleet import PYTHON, deploy
 from tests.support.paths import FIXTURES
 
 pytestmark = [pytest.mark.integration, requires_fleet, needs_ptrace]

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.schedule import ScheduleSpec, check_argv, install, list_schedules
+from tests.support.cron import cron_hands_to_shell
 from tests.support.paths import REPO
-from tests.unit.test_schedule import cron_hands_to_shell
 
 FLEETPROF = Path(sys.executable).parent / "fleetprof"
 CAMPAIGN = "name: sched-smoke\nduration: 3s\nstart: {lead: 2s}\ntarget: {probe: [cpu]}\n"

@@ -16,8 +16,8 @@ from orchestrator.plan import make_plan
 from orchestrator.runs import ARCHIVE, RunDir, write_json
 from orchestrator.stages import ingest
 from orchestrator.values import load_json
+from tests.support.factories import host_facts
 from tests.support.paths import REPO
-from tests.unit.factories import host_facts
 
 CAMPAIGN = REPO / "campaigns" / "nightly-variability.yml"
 DEEP = b"[" * 100_000 + b"]" * 100_000  # 1.4 KB gzipped; RecursionError in json.loads

@@ -15,7 +15,7 @@ import pytest
 from orchestrator.runs import LOOSE_DIR, RunDir
 from orchestrator.safetar import MAX_REJECTED_KEPT, UnsafeArchive, safe_copy_dir
 from orchestrator.stages import ingest_archives
-from tests.unit.test_stages import prepared_run
+from tests.support.runs import prepared_run
 
 MANIFEST = {"status": "partial", "reason": "device disk full: the archive ...", "profilers": {}}
 

@@ -26,9 +26,9 @@ from orchestrator.campaign import Campaign, CampaignError
 from orchestrator.models import SessionPlan
 from orchestrator.plan import make_plan
 from orchestrator.profilers.base import ToolChoice
+from tests.support.factories import host_facts
 from tests.support.paths import REPO
 from tests.support.runner import SESSION_MODULE as RUNNER
-from tests.unit.factories import host_facts
 
 # ----------------------------------------------------------------------------- Python, static
 

@@ -17,8 +17,8 @@ from orchestrator.console import PlainConsole, make_console, output_mode, plain_
 from orchestrator.report.history import history_table
 from orchestrator.report.terminal import render_check, render_terminal
 from orchestrator.store import SeriesPoint
-from tests.support.paths import REPO
-from tests.unit.test_cli_scripting import ESC, FIXTURES, FLEETPROF, clean_env, run_on_tty
+from tests.support.cli import ESC, FLEETPROF, clean_env, run_on_tty
+from tests.support.paths import FIXTURES, REPO
 
 BOX = re.compile("[\u2500-\u257f]")  # box drawing, the progress bar's included
 REASON = " ".join(

@@ -17,8 +17,8 @@ from orchestrator.campaign import Campaign
 from orchestrator.models import HostFacts
 from orchestrator.plan import make_plan
 from orchestrator.profilers import nvidia_smi
+from tests.support.factories import host_facts
 from tests.support.paths import FIXTURES as _FIXTURES
-from tests.unit.factories import host_facts
 
 FIXTURES = _FIXTURES / "nvidia-smi"
 LOOP = FIXTURES / "gtx-loop-index-units.520.csv"

@@ -13,7 +13,7 @@ from orchestrator.campaign import Campaign, CampaignError
 from orchestrator.parse import parse_host
 from orchestrator.runs import RunDir
 from orchestrator.window import incomplete_reason, probe_shortfalls
-from tests.unit.test_session_runner import make_plan, python_profiler, run_module
+from tests.support.session import make_plan, python_profiler, run_module
 
 T0 = 1_800_000_000.0
 

@@ -1,4 +1,5 @@
-"""Probe targets: the campaign rules, the plan, probe.json parsing, (the real probe: tests/process/test_probe_run.py)."""
+"""Probe targets: the campaign rules, the plan and probe.json parsing (the real probe:
+tests/process/test_probe_run.py)."""
 
 from __future__ import annotations
 

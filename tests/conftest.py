@@ -12,8 +12,15 @@ import pytest
 
 # Folders whose modules are exclusive: the fleet, real campaigns, real processes and timing.
 EXCLUSIVE_FOLDERS = ("tests/fleet/", "tests/integration/", "tests/process/")
-# Modules there that need neither the fleet nor a quiet machine (tests/README.md).
-SHARED_MODULES = frozenset({"tests/integration/test_bad_input.py"})
+# Modules there that need neither the fleet nor a quiet machine: they run no campaign on
+# a reachable host and assert nothing about time.
+SHARED_MODULES = frozenset(
+    {
+        "tests/integration/test_bad_input.py",
+        "tests/integration/test_plain_output.py",
+        "tests/integration/test_report_chromium.py",
+    }
+)
 EXCLUSIVE_UNIT = "exclusive"
 
 

@@ -9,16 +9,25 @@ export ANSIBLE_NOCOLOR ?= 1
 # The venv's tools (ansible-playbook, ansible-lint's helpers) come first.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: demo test lint unit integration system-deps venv tools clean bench bench-smoke molecule collection
+.PHONY: demo test lint unit process integration system-deps venv tools clean bench bench-smoke molecule collection
 
 demo: venv
 	$(BIN)/fleetprof demo
 
+# Two pytest-xdist workers: the tests that need a quiet machine (the SSH test fleet, real
+# campaigns, real processes, timing) run one after another on one worker, the light ones
+# beside them on the other (tests/conftest.py, tests/README.md). XDIST= runs serially.
+XDIST ?= -n 2 --dist loadgroup
+
 test: venv system-deps lint
-	$(BIN)/python -m pytest -q --durations=20 tests
+	$(BIN)/python -m pytest -q --durations=20 $(XDIST) tests
 
 unit: venv
-	$(BIN)/python -m pytest -q tests/unit
+	$(BIN)/python -m pytest -q $(XDIST) tests/unit
+
+# Real processes as a device runs them (the session runner, samplers, py-spy) and timing.
+process: venv
+	$(BIN)/python -m pytest -q tests/process
 
 integration: venv
 	$(BIN)/python -m pytest -q tests/integration

@@ -92,7 +92,7 @@ def pyspy_device_path() -> str:
     """Where fleetprof puts py-spy on a fleet host (root's home), as ``seed_pyspy`` does."""
     from orchestrator import toolcache
     from orchestrator.profilers.pyspy import device_path
-    from tests.unit.factories import host_facts
+    from tests.support.factories import host_facts
 
     tool = toolcache.ensure_pyspy(platform.machine())
     return device_path(host_facts(home=str(Path.home())), tool.version)

@@ -94,7 +94,7 @@ def seed_pyspy(fleet: Fleet) -> None:
 
     from orchestrator import toolcache
     from orchestrator.profilers.pyspy import device_path
-    from tests.unit.factories import host_facts
+    from tests.support.factories import host_facts
 
     tool = toolcache.ensure_pyspy(platform.machine())
     home = str(Path.home())

@@ -26,10 +26,11 @@ from tests.fleet.cgroups import (
     detect,
 )
 from tests.fleet.fixtures import FleetFactory, requires_fleet
+from tests.support.paths import REPO
 
 pytestmark = [pytest.mark.fleet, requires_fleet]
 
-REPO = Path(__file__).resolve().parents[2]
+
 ANSIBLE = REPO / ".venv" / "bin" / "ansible"
 MODELS: dict[str, Any] = {"model-a": 2, "model-b": {"count": 1, "cpu": 0.2}}
 BUSY_LOOP = (

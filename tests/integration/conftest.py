@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-FLEETPROF = [sys.executable, "-m", "orchestrator.cli"]
+from tests.support.cli import FLEETPROF_ARGV
+from tests.support.paths import REPO
 
 
 @dataclass
@@ -42,7 +42,7 @@ def fleetprof(tmp_path: Path) -> Any:
         out_root = tmp_path / "reports"
         env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
         proc = subprocess.run(
-            [*FLEETPROF, *args, "-o", str(out_root)],
+            [*FLEETPROF_ARGV, *args, "-o", str(out_root)],
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -52,19 +52,6 @@ def fleetprof(tmp_path: Path) -> Any:
         return CliResult(proc.returncode, proc.stdout, proc.stderr, out_root)
 
     return run
-
-
-def ptrace_allowed() -> bool:
-    try:
-        scope = int(Path("/proc/sys/kernel/yama/ptrace_scope").read_text())
-    except (OSError, ValueError):
-        scope = 0
-    return (os.geteuid() == 0 and scope < 3) or scope == 0
-
-
-needs_ptrace = pytest.mark.skipif(
-    not ptrace_allowed(), reason="py-spy needs root or kernel.yama.ptrace_scope=0 to attach"
-)
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import needs_ptrace
-from tests.unit.test_cli_scripting import ESC, FLEETPROF, REPO, clean_env, run_on_tty
+from tests.support.cli import ESC, FLEETPROF, clean_env, needs_ptrace, run_on_tty
+from tests.support.paths import REPO
 
 pytestmark = [
     pytest.mark.integration,

@@ -19,7 +19,7 @@ import yaml
 
 from orchestrator.collection import build, read_metadata
 from tests.fleet.fixtures import requires_fleet
-from tests.integration.conftest import REPO
+from tests.support.paths import REPO
 
 pytestmark = [pytest.mark.integration]
 

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import FLEETPROF, REPO, needs_ptrace
+from tests.support.cli import FLEETPROF_ARGV, needs_ptrace
+from tests.support.paths import REPO
 
 pytestmark = [pytest.mark.integration, needs_ptrace]
 
@@ -52,7 +53,7 @@ while True:
 
 def compare(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*FLEETPROF, "compare", *args],
+        [*FLEETPROF_ARGV, "compare", *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -91,7 +92,11 @@ def test_compare_shows_the_function_that_moved(
     # `report` writes the exports (as `run` does once the flow calls them).
     for run in (run_a, run_b):
         rebuilt = subprocess.run(
-            [*FLEETPROF, "report", str(run)], capture_output=True, text=True, timeout=60, cwd=REPO
+            [*FLEETPROF_ARGV, "report", str(run)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=REPO,
         )
         assert rebuilt.returncode == 0, rebuilt.stderr
         host_dir = run / "hosts" / "localhost"

@@ -6,8 +6,8 @@ the documented text, from a copy of the repository (the venv's bin first on PATH
 must exit as documented (0, or a block's ``<!-- exit: N -->``). The example inventory's
 devices are played by a test fleet with the same host names, groups and hardware models;
 the few substitutions that keep commands inside the sandbox are listed in
-tests/docs/sandbox.py. Campaign YAML blocks load with ``load_campaign``; other YAML and
-JSON blocks parse. The convention itself: tests/docs/markdown.py.
+tests/support/docs/sandbox.py. Campaign YAML blocks load with ``load_campaign``; other YAML and
+JSON blocks parse. The convention itself: tests/support/docs/markdown.py.
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ import yaml
 
 from orchestrator.campaign.loader import load_campaign
 from orchestrator.campaign.messages import CampaignError
-from tests.docs.markdown import Block, Command, MarkdownError, blocks, commands, doc_files
-from tests.docs.sandbox import (
+from tests.fleet.fixtures import requires_fleet
+from tests.support.docs.markdown import Block, Command, MarkdownError, blocks, commands, doc_files
+from tests.support.docs.sandbox import (
     EXAMPLE_INVENTORY,
     Sandbox,
     copy_repository,
@@ -35,9 +36,8 @@ from tests.docs.sandbox import (
     example_models,
     map_inventory,
 )
-from tests.fleet.fixtures import requires_fleet
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 DOCS = doc_files(REPO)
 # The project's two commands: CI runs them itself (they set up the venv and run every
 # test, this one included), so the docs test does not run them again.
@@ -189,7 +189,9 @@ def sandbox(
     )
     root = copy_repository(REPO, tmp_path_factory.mktemp("docs") / "fleetprof")
     mapped = map_inventory(example, yaml.safe_load(fleet.inventory.read_text()))
-    header = "# The test fleet playing inventory/example-fleet.yml (tests/docs/sandbox.py).\n"
+    header = (
+        "# The test fleet playing inventory/example-fleet.yml (tests/support/docs/sandbox.py).\n"
+    )
     (root / EXAMPLE_INVENTORY).write_text(header + yaml.safe_dump(mapped, sort_keys=False))
     control_dir = Path(tempfile.mkdtemp(prefix="fleetprof-docs-cp-"))
     box = Sandbox(root=root, venv_bin=REPO / ".venv" / "bin", control_dir=control_dir)

@@ -7,7 +7,6 @@ CPU quota. fleetprof reaches them only through Ansible, with host key checking o
 from __future__ import annotations
 
 import json
-import shutil
 import statistics
 import time
 from pathlib import Path
@@ -15,26 +14,12 @@ from typing import Any
 
 import pytest
 
-from tests.fleet import Fleet
 from tests.fleet.fixtures import requires_fleet
-from tests.integration.conftest import REPO
-from tests.integration.test_localhost import SPLIT_WORKLOAD, function_pct
+from tests.support.fleet import PYTHON, deploy
+from tests.support.paths import REPO
+from tests.support.workloads import SPLIT_WORKLOAD, function_pct
 
 pytestmark = [pytest.mark.integration, requires_fleet]
-
-PYTHON = "/usr/bin/python3"
-
-
-def deploy(fleet: Fleet, source: Path | str, name: str) -> str:
-    """Put a file into every host's private /opt, as a deployment would; its device path."""
-    for host in fleet.hosts:
-        target = Path(host.private_path(f"/opt/{name}"))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(source, Path):
-            shutil.copyfile(source, target)
-        else:
-            target.write_text(source)
-    return f"/opt/{name}"
 
 
 def test_one_campaign_profiles_six_hosts_in_one_window_each_its_own_process(

@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fleet import Fleet
 from tests.fleet.fixtures import requires_fleet
-from tests.integration.conftest import REPO
+from tests.support.paths import REPO
 
 pytestmark = [pytest.mark.integration, requires_fleet]
 

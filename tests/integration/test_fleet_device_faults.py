@@ -17,9 +17,10 @@ import pytest
 
 from tests.fleet import Fleet
 from tests.fleet.fixtures import requires_fleet
-from tests.integration.conftest import FLEETPROF, REPO
-from tests.integration.test_fleet import PYTHON, deploy
-from tests.integration.test_localhost import SPLIT_WORKLOAD
+from tests.support.cli import FLEETPROF_ARGV
+from tests.support.fleet import PYTHON, deploy
+from tests.support.paths import REPO
+from tests.support.workloads import SPLIT_WORKLOAD
 
 pytestmark = [pytest.mark.integration, requires_fleet]
 
@@ -32,7 +33,7 @@ def fleet(module_fleet_factory: Any) -> Iterator[Fleet]:
 
 def run(campaign: Path, fleet: Fleet, out: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*FLEETPROF, "run", str(campaign), "-i", str(fleet.inventory), "-o", str(out)],
+        [*FLEETPROF_ARGV, "run", str(campaign), "-i", str(fleet.inventory), "-o", str(out)],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -61,7 +62,7 @@ def test_a_second_campaign_on_busy_hosts_gets_busy_and_the_first_is_undisturbed(
     second.write_text(f"name: second\nduration: 3s\nstart: {{lead: 3s}}\n{attach}")
     out = tmp_path / "out"
     long_run = subprocess.Popen(
-        [*FLEETPROF, "run", str(first), "-i", str(fleet.inventory), "-o", str(out)],
+        [*FLEETPROF_ARGV, "run", str(first), "-i", str(fleet.inventory), "-o", str(out)],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -138,7 +139,7 @@ def test_only_a_host_that_lacks_its_tool_is_provisioned(fleet: Fleet, tmp_path: 
 
     from orchestrator import toolcache
     from orchestrator.profilers.pyspy import device_path
-    from tests.unit.factories import host_facts
+    from tests.support.factories import host_facts
 
     tool = toolcache.ensure_pyspy(platform.machine())
     dest = device_path(host_facts(home=str(Path.home())), tool.version)

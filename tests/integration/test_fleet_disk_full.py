@@ -24,7 +24,8 @@ import pytest
 
 from tests.fleet import Fleet
 from tests.fleet.fixtures import requires_fleet
-from tests.integration.conftest import FLEETPROF, REPO
+from tests.support.cli import FLEETPROF_ARGV
+from tests.support.paths import REPO
 
 pytestmark = [pytest.mark.integration, requires_fleet]
 
@@ -64,7 +65,7 @@ def test_a_device_disk_full_to_the_last_byte_comes_back_partial_with_its_samples
     campaign.write_text(CAMPAIGN)
     out = tmp_path / "out"
     run = subprocess.Popen(
-        [*FLEETPROF, "run", str(campaign), "-i", str(fleet.inventory), "-o", str(out)],
+        [*FLEETPROF_ARGV, "run", str(campaign), "-i", str(fleet.inventory), "-o", str(out)],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -159,7 +160,7 @@ def test_a_hostile_workdir_left_without_an_archive_brings_back_only_plain_files(
     (host_dir / "status.json").write_text(json.dumps(status))
 
     done = subprocess.run(
-        [*FLEETPROF, "collect", str(run_dir)],
+        [*FLEETPROF_ARGV, "collect", str(run_dir)],
         capture_output=True,
         text=True,
         timeout=240,

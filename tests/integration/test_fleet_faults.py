@@ -15,30 +15,18 @@ import pytest
 
 from tests.fleet import Fleet
 from tests.fleet.fixtures import requires_fleet
-from tests.integration.conftest import FLEETPROF, REPO
-from tests.integration.test_fleet import PYTHON, deploy
+from tests.support.cli import FLEETPROF_ARGV
+from tests.support.fleet import (
+    PYTHON,
+    deploy,
+    wait_for_t0,
+)
+from tests.support.paths import REPO
 
 pytestmark = [pytest.mark.integration, requires_fleet]
 
 WINDOW_S = 30.0
 GRACE_S = 90.0  # the issue's bound on what comes after the window
-
-
-def wait_for_t0(out: Path, name: str, proc: subprocess.Popen[str], timeout: float = 120) -> float:
-    """The common start (controller clock) once the session's plans are rescheduled."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"fleetprof ended before the window: {proc.communicate()[0]}")
-        for path in out.glob(f"{name}/*/hosts/*/plan.json"):
-            plan = json.loads(path.read_text())
-            t0 = plan["t0_device"] - plan["clock_offset_s"]
-            # The first plan is written at planning time; the session's has a T0 in the
-            # near future and the session stage has begun.
-            if (path.parents[2] / "ansible/artifacts/session").exists():
-                return float(t0)
-        time.sleep(0.2)
-    pytest.fail("the session never started")
 
 
 def leftovers(fleet: Fleet, host: str) -> list[str]:
@@ -61,7 +49,7 @@ def test_a_frozen_and_a_dead_host_mid_window_do_not_sink_the_others(
     )
     out = tmp_path / "out"
     proc = subprocess.Popen(
-        [*FLEETPROF, "run", str(campaign), "-i", str(fleet.inventory), "-o", str(out)],
+        [*FLEETPROF_ARGV, "run", str(campaign), "-i", str(fleet.inventory), "-o", str(out)],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -18,7 +18,8 @@ import pytest
 
 from orchestrator.stages.ansible import control_dir
 from tests.fleet.fixtures import requires_fleet
-from tests.integration.conftest import FLEETPROF, REPO
+from tests.support.cli import FLEETPROF_ARGV
+from tests.support.paths import REPO
 
 pytestmark = [pytest.mark.integration, requires_fleet]
 
@@ -148,7 +149,7 @@ def test_hostile_payloads_through_real_collect_leave_the_honest_host_its_report(
         (host_dir / "status.json").write_text(json.dumps(status))
 
         done = subprocess.run(
-            [*FLEETPROF, "collect", str(run_dir)],
+            [*FLEETPROF_ARGV, "collect", str(run_dir)],
             capture_output=True,
             text=True,
             timeout=240,

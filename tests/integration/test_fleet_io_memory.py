@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from tests.fleet.fixtures import requires_fleet
-from tests.integration.test_fleet import PYTHON, deploy
-from tests.unit.test_system_sampler import WORKLOAD
+from tests.support.fleet import PYTHON, deploy
+from tests.support.workloads import RUSAGE_WORKLOAD
 
 pytestmark = [
     pytest.mark.integration,
@@ -41,7 +41,7 @@ def test_cpu_peak_rss_and_io_rates_agree_with_the_kernel(
     fleet_factory: Any, fleetprof: Any, tmp_path: Path
 ) -> None:
     fleet = fleet_factory({"io-box": 1})
-    script = deploy(fleet, WORKLOAD, "io_memory_workload.py")
+    script = deploy(fleet, RUSAGE_WORKLOAD, "io_memory_workload.py")
     campaign = tmp_path / "io-memory.yml"
     campaign.write_text(
         "name: io-memory\nduration: 6s\nstart: {lead: 2s}\n"

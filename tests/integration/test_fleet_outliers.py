@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from tests.fleet.fixtures import requires_fleet
-from tests.integration.conftest import REPO
-from tests.integration.test_fleet import PYTHON, deploy
+from tests.support.fleet import PYTHON, deploy
+from tests.support.paths import REPO
 
 pytestmark = [pytest.mark.integration, requires_fleet]
 

@@ -24,12 +24,13 @@ import pytest
 from orchestrator.toolcache import PYSPY_VERSION
 from tests.fleet import Fleet
 from tests.fleet.fixtures import requires_fleet
-from tests.integration.conftest import needs_ptrace
-from tests.integration.test_fleet import PYTHON, deploy
+from tests.support.cli import needs_ptrace
+from tests.support.fleet import PYTHON, deploy
+from tests.support.paths import FIXTURES
 
 pytestmark = [pytest.mark.integration, requires_fleet, needs_ptrace]
 
-PROGRAMS = Path(__file__).resolve().parents[1] / "fixtures" / "py-spy" / "programs"
+PROGRAMS = FIXTURES / "py-spy" / "programs"
 POINTS = 5.0
 WINDOW_S = 10  # about 970 ticks at 97 Hz: a share's sampling error is under 2 points
 TRUTH = "/tmp/truth.json"

@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from tests.fleet.fixtures import requires_fleet
-from tests.integration.conftest import FLEETPROF, REPO
-from tests.integration.test_fleet_faults import wait_for_t0
+from tests.support.cli import FLEETPROF_ARGV
+from tests.support.fleet import wait_for_t0
+from tests.support.paths import REPO
 
 pytestmark = [pytest.mark.integration, requires_fleet]
 
@@ -37,7 +38,7 @@ def test_a_host_frozen_across_t0_is_incomplete_and_its_peers_are_not(
     )
     out = tmp_path / "out"
     proc = subprocess.Popen(
-        [*FLEETPROF, "run", str(campaign), "-i", str(fleet.inventory), "-o", str(out)],
+        [*FLEETPROF_ARGV, "run", str(campaign), "-i", str(fleet.inventory), "-o", str(out)],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

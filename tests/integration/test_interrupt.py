@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import FLEETPROF, REPO, needs_ptrace
-from tests.integration.test_localhost import SPLIT_WORKLOAD
+from tests.support.cli import FLEETPROF_ARGV, needs_ptrace
+from tests.support.paths import REPO
+from tests.support.workloads import SPLIT_WORKLOAD
 
 pytestmark = [pytest.mark.integration, needs_ptrace]
 
@@ -40,7 +41,7 @@ def start_long_run(
     )
     out = tmp_path / "reports"
     proc = subprocess.Popen(
-        [*FLEETPROF, "run", str(campaign), "-o", str(out)],
+        [*FLEETPROF_ARGV, "run", str(campaign), "-o", str(out)],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -95,7 +96,7 @@ def test_a_controller_killed_outright_is_recovered_by_fleetprof_collect(
     )
     out = tmp_path / "reports"
     proc = subprocess.Popen(
-        [*FLEETPROF, "run", str(campaign), "-o", str(out)],
+        [*FLEETPROF_ARGV, "run", str(campaign), "-o", str(out)],
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -114,7 +115,7 @@ def test_a_controller_killed_outright_is_recovered_by_fleetprof_collect(
     subprocess.run(["pkill", "-KILL", "-f", f"ansible-playbook.*{run_dir}"], check=False)
     assert not (run_dir / "report.json").exists()
     collected = subprocess.run(
-        [*FLEETPROF, "collect", str(run_dir)],
+        [*FLEETPROF_ARGV, "collect", str(run_dir)],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -130,7 +131,7 @@ def test_a_controller_killed_outright_is_recovered_by_fleetprof_collect(
     # collect waited for the session's deadline: nothing of it outlived deadline + grace.
     assert not running(f"--pid {target.pid} ")
     again = subprocess.run(
-        [*FLEETPROF, "collect", str(run_dir)],
+        [*FLEETPROF_ARGV, "collect", str(run_dir)],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -15,41 +15,15 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import FLEETPROF, needs_ptrace
+from tests.support.cli import FLEETPROF_ARGV, needs_ptrace
+from tests.support.workloads import SPLIT_WORKLOAD, function_pct
 
 pytestmark = [pytest.mark.integration, needs_ptrace]
-
-# A process fleetprof has never seen: 70% of its time in alpha_work, 30% in beta_work,
-# both burning CPU in their own frames, so py-spy's self share is the truth.
-SPLIT_WORKLOAD = """
-import sys, time
-
-def alpha_work():
-    end = time.perf_counter() + 0.007
-    while time.perf_counter() < end:
-        pass
-
-def beta_work():
-    end = time.perf_counter() + 0.003
-    while time.perf_counter() < end:
-        pass
-
-while True:
-    alpha_work()
-    beta_work()
-"""
 
 
 def write_campaign(path: Path, body: str) -> Path:
     path.write_text(body)
     return path
-
-
-def function_pct(host: dict[str, Any], name: str) -> float:
-    for row in host["top_functions"]:
-        if row["function"] == name:
-            return float(row["self_pct"])
-    raise AssertionError(f"{name} not in {[r['function'] for r in host['top_functions']]}")
 
 
 def test_attach_to_an_unknown_process_reports_its_real_hot_functions(
@@ -142,7 +116,7 @@ def test_report_rebuilds_every_output_from_the_run_directory(
     (run_dir / "report.json").unlink()
     (run_dir / "report.html").unlink()
     rebuilt = subprocess.run(
-        [*FLEETPROF, "report", str(run_dir)],
+        [*FLEETPROF_ARGV, "report", str(run_dir)],
         capture_output=True,
         text=True,
         timeout=60,

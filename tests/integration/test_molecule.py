@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.fleet import fleet_unavailable, registry
-from tests.integration.conftest import REPO
+from tests.support.paths import REPO
 
 pytestmark = pytest.mark.integration
 

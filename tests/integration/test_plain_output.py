@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import REPO
+from tests.support.paths import REPO
 
 pytestmark = [
     pytest.mark.integration,

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.report.html import render_html
-from tests.unit.test_report_render import fleet_report
+from tests.support.reports import fleet_report
 
 CHROMIUM = shutil.which("chromium") or (
     "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from orchestrator.schedule import ScheduleSpec, check_argv, install, list_schedules
-from tests.unit.test_schedule import cron_hands_to_shell
+from tests.support.cron import cron_hands_to_shell
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 FLEETPROF = Path(sys.executable).parent / "fleetprof"
 CAMPAIGN = "name: sched-smoke\nduration: 3s\nstart: {lead: 2s}\ntarget: {probe: [cpu]}\n"
 # What systemd's manager gives a service, and cron a job: no venv on PATH, no terminal.

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import needs_ptrace
-from tests.integration.test_localhost import SPLIT_WORKLOAD
+from tests.support.cli import needs_ptrace
+from tests.support.workloads import SPLIT_WORKLOAD
 
 pytestmark = [
     pytest.mark.integration,

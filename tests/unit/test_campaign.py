@@ -15,8 +15,7 @@ from orchestrator.campaign.messages import CampaignError
 from orchestrator.campaign.model import AttachSpec, Campaign, LaunchSpec, StartSpec, TargetSpec
 from orchestrator.campaign.profiler_specs import PySpySpec
 from orchestrator.campaign.validators import parse_duration
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.paths import REPO
 
 MINIMAL = """\
 name: t

@@ -13,14 +13,8 @@ from typing import Any
 from orchestrator.report.charts import OTHER_HOSTS_COLOUR, PALETTE, trend_charts
 from orchestrator.report.html import render_html
 from orchestrator.report.markdown import check_markdown, render_markdown
-from tests.unit.test_check_exports import (
-    BASELINE_RUN,
-    NASTY,
-    check_report,
-    passing_report,
-)
-from tests.unit.test_report_markdown import _cells, _unescape
-from tests.unit.test_report_render import _elements, fleet_report
+from tests.support.check_reports import BASELINE_RUN, NASTY, check_report, passing_report
+from tests.support.reports import cells, fleet_report, start_tags, unescape
 
 # -- Markdown ------------------------------------------------------------------------------
 
@@ -54,8 +48,8 @@ def test_markdown_findings_and_unconfirmed_apart() -> None:
     findings = _rows(_section(summary, "### Findings"))
     assert len(findings) == 2 + 3
     for row in findings:
-        assert len(_cells(row)) == 4  # a | in a host name cannot add a column
-    assert [_unescape(c).strip() for c in _cells(findings[2])][:2] == [
+        assert len(cells(row)) == 4  # a | in a host name cannot add a column
+    assert [unescape(c).strip() for c in cells(findings[2])][:2] == [
         "regression",
         NASTY.replace("\n", " "),
     ]
@@ -68,13 +62,13 @@ def test_markdown_findings_and_unconfirmed_apart() -> None:
 def test_markdown_regressions_table() -> None:
     summary = render_markdown(check_report())
     rows = _rows(_section(summary, "### Regressions"))
-    header = [c.strip() for c in _cells(rows[0])]
+    header = [c.strip() for c in cells(rows[0])]
     assert header == [
         "host", "metric", "baseline", "value", "change %", "q", "confirmed", "stability",
         "fingerprint",
     ]  # fmt: skip
     assert len(rows) == 2 + 2
-    nasty = [_unescape(c).strip() for c in _cells(rows[2])]
+    nasty = [unescape(c).strip() for c in cells(rows[2])]
     assert nasty[:8] == [
         NASTY.replace("\n", " "), "probe.cpu.ops_per_s", "1,000.00", "800.00", "-20.0",
         "0.0021", "yes (re-measure -19.5 %)", "3/5",
@@ -83,7 +77,7 @@ def test_markdown_regressions_table() -> None:
         "kernel: 5.10.120-tegra (peers: 5.15.136-tegra); "
         "governor: <b>powersave</b> (peers: performance (2))"
     )
-    edge = [_unescape(c).strip() for c in _cells(rows[3])]
+    edge = [unescape(c).strip() for c in cells(rows[3])]
     assert edge[6] == "no (re-measure -0.2 %)"
 
 
@@ -167,7 +161,7 @@ def test_html_escapes_device_strings_in_check_and_trends() -> None:
     page = render_html(check_report())
     assert "<script>alert" not in page and "<b>powersave" not in page and "<img" not in page
     assert page.count("<script") == 1  # the page's own
-    elements = _elements(page)
+    elements = start_tags(page)
     assert not [(tag, a) for tag, attrs in elements for a, _ in attrs if a.startswith("on")]
     assert not [tag for tag, _ in elements if tag in ("img", "iframe", "object", "embed")]
     assert "edge &#34;02&#34; \\ &lt;script&gt;alert(1)&lt;/script&gt;" in page
@@ -181,7 +175,7 @@ def test_html_fleet_report_with_a_check_still_escapes_everything() -> None:
     for raw in ("<script>document", "<img src", "<script>alert"):
         assert raw not in page
     assert page.count("<script") == 1
-    hrefs = [v for _, attrs in _elements(page) for a, v in attrs if a in ("href", "src")]
+    hrefs = [v for _, attrs in start_tags(page) for a, v in attrs if a in ("href", "src")]
     assert all(re.fullmatch(r"#host-\d+", v or "") for v in hrefs)
 
 

@@ -12,8 +12,7 @@ import pytest
 import yaml
 
 from orchestrator.collection import CollectionError, read_metadata, stage
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.paths import REPO
 
 
 def pyproject() -> dict[str, Any]:

@@ -22,8 +22,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from orchestrator.campaign.model import Campaign
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 DOCS = REPO / "docs"
 PROFILERS = REPO / "orchestrator" / "profilers"
 

@@ -18,8 +18,9 @@ from orchestrator.report.exports import (
     write_exports,
 )
 from orchestrator.stages.rundir import RunDir
+from tests.support.paths import FIXTURES as _FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "py-spy"
+FIXTURES = _FIXTURES / "py-spy"
 CPU_FOLDED = FIXTURES / "cpu-two-stages.threads-idle.folded.txt"
 PYSPY_SPEEDSCOPE = FIXTURES / "cpu-two-stages.speedscope.json"
 

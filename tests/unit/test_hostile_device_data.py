@@ -16,9 +16,9 @@ from orchestrator.stages.handoff import ingest
 from orchestrator.stages.plan import make_plan
 from orchestrator.stages.rundir import ARCHIVE, RunDir, write_json
 from orchestrator.values import load_json
-from tests.unit.factories import host_facts
+from tests.support.factories import host_facts
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 CAMPAIGN = REPO / "campaigns" / "nightly-variability.yml"
 DEEP = b"[" * 100_000 + b"]" * 100_000  # 1.4 KB gzipped; RecursionError in json.loads
 

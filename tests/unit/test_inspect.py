@@ -8,8 +8,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from orchestrator.cli.app import main
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+from tests.support.paths import FIXTURES
 
 
 def test_inspect_prints_what_a_pyspy_file_holds_as_json() -> None:

@@ -16,9 +16,10 @@ from junit2htmlreport.parser import Junit  # type: ignore[import-untyped,unused-
 from orchestrator.campaign.model import CheckSpec
 from orchestrator.check.judge import Baseline, check_document, judge_run
 from orchestrator.report.junit import write_junit
-from tests.unit.test_check_exports import NASTY, check_report, passing_report
+from tests.support.check_reports import NASTY, check_report, passing_report
+from tests.support.paths import FIXTURES
 
-SCHEMA = xmlschema.XMLSchema(Path(__file__).parents[1] / "fixtures" / "junit" / "junit-10.xsd")
+SCHEMA = xmlschema.XMLSchema(FIXTURES / "junit" / "junit-10.xsd")
 CPU = "probe.cpu.single_ops_per_s"
 
 

@@ -15,7 +15,7 @@ import pytest
 from orchestrator.stages.handoff import ingest_archives
 from orchestrator.stages.rundir import LOOSE_DIR, RunDir
 from orchestrator.stages.safetar import MAX_REJECTED_KEPT, UnsafeArchive, safe_copy_dir
-from tests.unit.test_stages import prepared_run
+from tests.support.runs import prepared_run
 
 MANIFEST = {"status": "partial", "reason": "device disk full: the archive ...", "profilers": {}}
 

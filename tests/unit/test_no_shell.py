@@ -27,10 +27,9 @@ from orchestrator.campaign.model import Campaign
 from orchestrator.models import SessionPlan
 from orchestrator.profilers.base import ToolChoice
 from orchestrator.stages.plan import make_plan
-from tests.unit.factories import host_facts
-
-ROOT = Path(__file__).resolve().parents[2]
-RUNNER = ROOT / "roles" / "fleetprof_session" / "library" / "fleetprof_session.py"
+from tests.support.factories import host_facts
+from tests.support.paths import REPO
+from tests.support.runner import SESSION_MODULE as RUNNER
 
 # ----------------------------------------------------------------------------- Python, static
 
@@ -44,8 +43,8 @@ SHELL_MODULES = {"commands", "popen2"}
 
 
 def python_sources() -> list[Path]:
-    files = sorted((ROOT / "orchestrator").rglob("*.py"))
-    files += sorted(ROOT.glob("roles/*/library/*.py"))
+    files = sorted((REPO / "orchestrator").rglob("*.py"))
+    files += sorted(REPO.glob("roles/*/library/*.py"))
     return files
 
 
@@ -97,7 +96,7 @@ def test_the_python_code_never_asks_for_a_shell() -> None:
     found: list[str] = []
     calls: list[str] = []
     for path in python_sources():
-        shells, subprocess_calls = shell_uses(path.read_text(), str(path.relative_to(ROOT)))
+        shells, subprocess_calls = shell_uses(path.read_text(), str(path.relative_to(REPO)))
         found += shells
         calls += subprocess_calls
     assert found == [], "shell use found:\n" + "\n".join(found)
@@ -153,7 +152,7 @@ _AnsibleLoader.add_multi_constructor(
 
 
 def ansible_files() -> list[Path]:
-    return sorted(ROOT.glob("roles/*/tasks/*.yml")) + sorted(ROOT.glob("playbooks/*.yml"))
+    return sorted(REPO.glob("roles/*/tasks/*.yml")) + sorted(REPO.glob("playbooks/*.yml"))
 
 
 def tasks_of(path: Path) -> Iterator[dict[str, Any]]:
@@ -206,7 +205,7 @@ def ansible_problems(paths: list[Path]) -> tuple[list[str], dict[str, set[str]]]
     problems: list[str] = []
     modules: dict[str, set[str]] = {}
     for path in paths:
-        where = path.relative_to(ROOT if path.is_relative_to(ROOT) else path.parents[1])
+        where = path.relative_to(REPO if path.is_relative_to(REPO) else path.parents[1])
         for task in tasks_of(path):
             module, arguments = action_of(task)
             modules.setdefault(module, set()).add(str(where))
@@ -418,5 +417,5 @@ def test_the_device_runner_starts_the_command_with_exactly_its_argv(tmp_path: Pa
     with tarfile.open(result["archive"]) as tar:
         pwned += [name for name in tar.getnames() if "PWNED" in name]
     assert pwned == []
-    assert not any("PWNED" in name for name in os.listdir(ROOT))
+    assert not any("PWNED" in name for name in os.listdir(REPO))
     assert (cwd / "glob-bait.txt").exists()

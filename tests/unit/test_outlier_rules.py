@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,8 +25,9 @@ from orchestrator.analysis.outliers import (
     robust_z,
     spread_floor,
 )
+from tests.support.paths import FIXTURES
 
-FIXTURE = Path(__file__).parents[1] / "fixtures" / "probe" / "cpu-single-identical-6x20.json"
+FIXTURE = FIXTURES / "probe" / "cpu-single-identical-6x20.json"
 CPU = "probe.cpu.single_ops_per_s"
 THRESHOLD = 3.5
 

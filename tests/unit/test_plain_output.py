@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import re
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +17,8 @@ from orchestrator.check.store import SeriesPoint
 from orchestrator.cli.live import PlainConsole, make_console, output_mode, plain_table
 from orchestrator.report.history import history_table
 from orchestrator.report.terminal import render_check, render_terminal
-from tests.unit.test_cli_scripting import ESC, FIXTURES, FLEETPROF, clean_env, run_on_tty
+from tests.support.cli import ESC, FLEETPROF, clean_env, run_on_tty
+from tests.support.paths import FIXTURES, REPO
 
 BOX = re.compile("[\u2500-\u257f]")  # box drawing, the progress bar's included
 REASON = " ".join(
@@ -236,5 +236,5 @@ def test_rich_output_into_a_pipe_when_asked_at_columns_wide() -> None:
 
 
 def test_docs_name_the_setting() -> None:
-    docs = (Path(__file__).resolve().parents[2] / "docs" / "commands.md").read_text()
+    docs = (REPO / "docs" / "commands.md").read_text()
     assert "FLEETPROF_OUTPUT" in docs

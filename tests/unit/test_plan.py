@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,20 +11,7 @@ from orchestrator.models import ClockOffset, HostFacts, SessionPlan
 from orchestrator.profilers.base import ToolChoice
 from orchestrator.stages.flow import clock_offset
 from orchestrator.stages.plan import effective_lead, make_plan, provision_needed, reschedule
-from tests.unit.factories import host_facts
-
-TOOL = {"py-spy": ToolChoice(version="0.4.3", src="/cache/py-spy", sha256="ab" * 32, problem=None)}
-
-
-def campaign(**overrides: Any) -> Campaign:
-    data: dict[str, Any] = {
-        "name": "unit",
-        "duration": "30s",
-        "target": {"attach": {"process": "video_pipeline"}},
-        "profilers": {"py-spy": {"rate": 97}},
-    }
-    data.update(overrides)
-    return Campaign.from_mapping(data, source=Path("unit.yml"))
+from tests.support.factories import TOOL, campaign, host_facts
 
 
 def facts(**overrides: Any) -> HostFacts:

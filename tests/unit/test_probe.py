@@ -1,10 +1,10 @@
-"""Probe targets: the campaign rules, the plan, probe.json parsing, and a real short probe."""
+"""Probe targets: the campaign rules, the plan and probe.json parsing (the real probe:
+tests/process/test_probe_run.py)."""
 
 from __future__ import annotations
 
 import json
 import statistics
-import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -15,17 +15,8 @@ from orchestrator.campaign.model import Campaign
 from orchestrator.models import SessionPlan
 from orchestrator.stages.plan import make_plan
 from orchestrator.stages.probe import PROBE_FILE, PROBE_SCHEMA, SECONDS_PER_KIND, parse_probe
-from tests.unit.test_plan import TOOL, facts
-from tests.unit.test_session_runner import make_plan as runner_plan
-from tests.unit.test_session_runner import run_module
-
-ALL_METRICS = (
-    "probe.cpu.single_ops_per_s",
-    "probe.cpu.all_ops_per_s",
-    "probe.memory.copy_mb_per_s",
-    "probe.disk.write_mb_per_s",
-    "probe.disk.read_mb_per_s",
-)
+from tests.support.factories import TOOL, host_facts
+from tests.support.probes import probe_doc, write
 
 
 def probe_campaign(target: Any = None, **overrides: Any) -> Campaign:
@@ -97,7 +88,7 @@ def test_attach_and_launch_still_need_a_profiler() -> None:
 
 
 def test_the_plan_runs_the_probe_without_profilers_and_skips_pyspy() -> None:
-    plan = make_plan(probe_campaign(), facts(), "run1", TOOL, t0=1000.0)
+    plan = make_plan(probe_campaign(), host_facts(), "run1", TOOL, t0=1000.0)
     assert plan.target.mode == "probe"
     assert plan.target.probe == ["cpu", "memory", "disk"]
     assert plan.target.probe_seconds == SECONDS_PER_KIND
@@ -105,7 +96,7 @@ def test_the_plan_runs_the_probe_without_profilers_and_skips_pyspy() -> None:
     assert SessionPlan.from_dict(json.loads(json.dumps(plan.to_dict()))) == plan
 
     pyspy = make_plan(
-        probe_campaign(profilers={"py-spy": None, "system": None}), facts(), "r", TOOL, 1000.0
+        probe_campaign(profilers={"py-spy": None, "system": None}), host_facts(), "r", TOOL, 1000.0
     )
     by_name = {p.name: p for p in pyspy.profilers}
     assert by_name["py-spy"].status == "skipped"
@@ -115,23 +106,13 @@ def test_the_plan_runs_the_probe_without_profilers_and_skips_pyspy() -> None:
 
 
 def test_a_short_window_scales_each_benchmark_down() -> None:
-    plan = make_plan(probe_campaign(duration="1.5s"), facts(), "run1", TOOL, t0=1000.0)
+    plan = make_plan(probe_campaign(duration="1.5s"), host_facts(), "run1", TOOL, t0=1000.0)
     assert plan.target.probe_seconds is not None
     assert plan.target.probe_seconds * 3 <= 1.5
     assert plan.target.probe_seconds < SECONDS_PER_KIND
 
 
 # --------------------------------------------------------------------------- parse
-
-
-def probe_doc(**results: Any) -> dict[str, Any]:
-    return {"schema": PROBE_SCHEMA, "nominal_s": 2.0, "results": results}
-
-
-def write(tmp_path: Path, data: Any) -> Path:
-    text = data if isinstance(data, str) else json.dumps(data)
-    (tmp_path / PROBE_FILE).write_text(text)
-    return tmp_path
 
 
 def test_medians_and_coefficients_of_variation(tmp_path: Path) -> None:
@@ -218,72 +199,6 @@ def test_a_missing_or_huge_file_is_a_note(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- runner
-
-
-def probe_target(kinds: list[str], seconds: float | None, repeats: int = 3) -> dict[str, Any]:
-    return {"mode": "probe", "probe": kinds, "probe_seconds": seconds, "probe_repeats": repeats}
-
-
-def unpack(run: Any, tmp_path: Path) -> Path:
-    out = tmp_path / "unpacked"
-    out.mkdir()
-    with tarfile.open(run.result["archive"]) as tar:
-        tar.extractall(out, filter="data")
-    return out
-
-
-def test_the_runner_runs_a_real_short_probe(tmp_path: Path) -> None:
-    plan = runner_plan(tmp_path, probe_target(["cpu", "memory", "disk"], 0.3), [], window=2.0)
-    run = run_module(tmp_path, plan)
-    assert run.returncode == 0, run.result
-    assert run.result["status"] == "ok", run.result["reason"]
-    assert run.finished_at < plan["deadline_device"] + 1.0
-    manifest = run.manifest
-    assert manifest["target"]["mode"] == "probe"
-    assert manifest["target"]["probe"] == ["cpu", "memory", "disk"]
-    assert sorted(run.members()) == ["manifest.json", "probe.json", "runner.log"]
-    doc = json.loads(run.read("probe.json"))
-    results = doc["results"]
-    assert doc["reps"] == 3  # the plan's probe_repeats
-    assert [len(results["cpu"][part]["reps"]) for part in ("single", "all")] == [3, 3]
-    assert len(results["cpu"]["all"]["reps"][0]["workers"]) == doc["cpu_count"]
-    assert len(results["memory"]["copy"]["reps"]) == 3
-    assert len(results["disk"]["write"]["reps"]) == len(results["disk"]["read"]["reps"]) == 3
-    for kind in ("cpu", "memory", "disk"):
-        assert results[kind]["error"] is None
-        assert results[kind]["ran_s"] < 0.6
-    workdir = Path(plan["workdir"])
-    assert not (workdir / ".probe-disk.tmp").exists()
-    assert not list(workdir.glob("probe-cpu-*"))
-    parsed = parse_probe(unpack(run, tmp_path), ["cpu", "memory", "disk"])
-    for metric in ALL_METRICS:
-        assert parsed.metrics[metric] > 0, metric
-        assert parsed.metrics[f"{metric}_cv"] >= 0, metric
-    # All cores together do at least most of what one does, even with 50 ms repetitions on
-    # a loaded machine (on a quiet one: about cpu_count times as much).
-    assert (
-        parsed.metrics["probe.cpu.all_ops_per_s"]
-        > parsed.metrics["probe.cpu.single_ops_per_s"] * 0.6
-    )
-
-
-def test_the_probe_stops_by_the_deadline_when_the_window_is_short(tmp_path: Path) -> None:
-    plan = runner_plan(tmp_path, probe_target(["cpu", "memory"], 5.0), [], window=1.0)
-    run = run_module(tmp_path, plan)
-    assert run.result["status"] == "ok", run.result["reason"]
-    assert run.finished_at < plan["deadline_device"] + 0.5
-    doc = json.loads(run.read("probe.json"))
-    assert all(doc["results"][k]["budget_s"] < 0.5 for k in ("cpu", "memory"))
-    parsed = parse_probe(unpack(run, tmp_path), ["cpu", "memory"])
-    assert "probe.cpu.single_ops_per_s" in parsed.metrics
-    assert any("instead of 5 s" in note for note in parsed.data_quality)
-
-
-def test_the_runner_rejects_a_bad_probe_target(tmp_path: Path) -> None:
-    plan = runner_plan(tmp_path, probe_target(["cpu", "cpu", "gpu"], None), [])
-    run = run_module(tmp_path, plan)
-    assert run.returncode == 1
-    assert "probe target needs probe" in run.result["msg"]
 
 
 def test_a_late_all_core_worker_counts_over_the_whole_window(tmp_path: Path) -> None:

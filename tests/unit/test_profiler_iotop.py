@@ -6,80 +6,31 @@ output, see tests/fixtures/SOURCES.md): iotop prints K/s with -k, K = 1024 bytes
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import random
-import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 import pytest
 
 from orchestrator import profilers
 from orchestrator.campaign.model import Campaign
-from orchestrator.models import HostFacts
 from orchestrator.profilers import iotop
 from orchestrator.stages.ansible import Capture, HostOutcome
 from orchestrator.stages.flow import facts_from
 from orchestrator.stages.plan import make_plan
-from tests.unit.factories import host_facts
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "iotop"
-WITH_DELAYACCT = FIXTURES / "iotop-b-o-t-k-P.txt"
-NO_DELAYACCT = FIXTURES / "iotop-b-o-t-k-P.no-delayacct.txt"
-BUSY = FIXTURES / "iotop-b-o-t-k-P.busy-n3.txt"
-FACTS_MODULE = (
-    Path(__file__).resolve().parents[2] / "roles/fleetprof_preflight/library/fleetprof_facts.py"
+from tests.support.profilers.iotop import (
+    BUSY,
+    NO_DELAYACCT,
+    WITH_DELAYACCT,
+    K,
+    campaign,
+    facts,
+    parse,
 )
-K = 1024.0
-
-
-def campaign(duration: str = "30s", interval: str = "1s") -> Campaign:
-    data: dict[str, Any] = {
-        "name": "unit",
-        "duration": duration,
-        "target": {"attach": {"process": "iow"}},
-        "profilers": {"iotop": {"interval": interval}},
-    }
-    return Campaign.from_mapping(data, source=Path("unit.yml"))
-
-
-def facts(**overrides: Any) -> HostFacts:
-    defaults = {"home": "/root", "is_root": True, "tools": {"iotop": "/usr/sbin/iotop"}}
-    return host_facts(**{**defaults, "delayacct": False, **overrides})
-
-
-def session(
-    tmp_path: Path,
-    text: str | bytes,
-    pid: int | None = None,
-    cmdline: list[str] | None = None,
-    **entry: Any,
-) -> tuple[Path, dict[str, Any]]:
-    """A session directory as collect leaves it: iotop's output and the manifest."""
-    out = tmp_path / "iotop.stdout"
-    out.write_bytes(text.encode() if isinstance(text, str) else text)
-    target: dict[str, Any] = {"mode": "attach", "pid": pid, "cmdline": cmdline}
-    profiler_entry = {
-        "status": "ok",
-        "exit_code": 0,
-        "outputs": {"iotop.stdout": {"bytes": out.stat().st_size, "truncated": False}},
-        **entry,
-    }
-    manifest = {"target": target, "profilers": {"iotop": profiler_entry}}
-    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
-    return tmp_path, profiler_entry
-
-
-def parse(tmp_path: Path, text: str | bytes, **kwargs: Any) -> iotop.ProfileResult:
-    session_dir, entry = session(tmp_path, text, **kwargs)
-    return iotop.parse(session_dir, entry, campaign())
-
+from tests.support.runner import FACTS_MODULE, load_device_module
 
 # -- plan ----------------------------------------------------------------------------------
 
@@ -313,11 +264,7 @@ def test_no_output_file_gives_no_metrics(tmp_path: Path) -> None:
 
 
 def load_facts_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("fleetprof_facts", FACTS_MODULE)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_device_module(FACTS_MODULE)
 
 
 def test_preflight_reads_delay_accounting(tmp_path: Path) -> None:
@@ -363,78 +310,6 @@ def test_preflight_facts_carry_iotop_and_delay_accounting_to_the_plan(tmp_path: 
 
 
 # -- a real run ------------------------------------------------------------------------------
-
-WRITER = """
-import os, sys, time
-path, seconds, rate = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
-block = b"x" * (256 * 1024)
-fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-written, start = 0, time.monotonic()
-print("ready", flush=True)
-while time.monotonic() - start < seconds:
-    os.pwrite(fd, block, written % (64 * 1024 * 1024))
-    os.fsync(fd)
-    written += len(block)
-    # paced: a steady rate, so any window of it is the whole run's rate
-    time.sleep(max(0.0, start + written / rate - time.monotonic()))
-elapsed = time.monotonic() - start
-os.close(fd)
-os.unlink(path)
-print(written / elapsed, flush=True)
-"""
-
-
-def _fs_type(path: Path) -> str:
-    best, kind = "", ""
-    with open("/proc/mounts") as mounts:
-        for line in mounts:
-            fields = line.split()
-            if len(fields) > 2 and str(path).startswith(fields[1]) and len(fields[1]) > len(best):
-                best, kind = fields[1], fields[2]
-    return kind
-
-
-def test_real_iotop_measures_a_writers_rate(tmp_path: Path) -> None:
-    binary = shutil.which("iotop") or next(
-        (p for p in ("/usr/sbin/iotop", "/usr/bin/iotop", "/sbin/iotop") if os.access(p, os.X_OK)),
-        None,
-    )
-    if binary is None:
-        pytest.skip("iotop is not installed")
-    if os.geteuid() != 0:
-        pytest.skip("iotop needs root (taskstats)")
-    if _fs_type(tmp_path) in ("tmpfs", "ramfs"):
-        pytest.skip(f"{tmp_path} is on {_fs_type(tmp_path)}: its writes reach no disk")
-    rate = 8 * 1024 * 1024.0
-    script = tmp_path / "writer.py"
-    script.write_text(WRITER)
-    command = [sys.executable, str(script), str(tmp_path / "data"), "4.5", str(rate)]
-    writer = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert writer.stdout is not None
-        assert writer.stdout.readline().strip() == "ready"
-        time.sleep(0.5)
-        argv = iotop.plan(campaign("2s", "1s"), facts(tools={"iotop": binary}), None).argv
-        assert argv == [binary, "-b", "-o", "-t", "-k", "-P", "-d", "1", "-n", "3"]
-        ran = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=30)
-        if ran.returncode != 0:
-            pytest.skip(f"iotop cannot run here: {ran.stderr.strip()[-300:]}")
-        out, _ = writer.communicate(timeout=30)
-    finally:
-        if writer.poll() is None:
-            writer.kill()
-            writer.wait()
-    actual = float(out.split()[-1])
-    result = parse(tmp_path, ran.stdout, pid=writer.pid, cmdline=command, exit_code=0)
-    m = result.metrics
-    print(f"wrote {actual:.0f} B/s; iotop: {m}")
-    assert m["iotop.samples"] == 2
-    assert m["iotop.target.write_bytes_per_s.mean"] == pytest.approx(actual, rel=0.3)
-    assert m["iotop.total.write_bytes_per_s.mean"] >= 0.7 * actual
 
 
 def test_samples_after_the_target_ended_do_not_dilute_its_rates(tmp_path: Path) -> None:

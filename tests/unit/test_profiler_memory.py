@@ -2,40 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 from typing import Any
 
 from orchestrator.campaign.model import Campaign
 from orchestrator.profilers import REGISTRY, memory
-from orchestrator.profilers.base import ProfileResult
-
-
-def campaign(leak: float | None = None) -> Campaign:
-    spec = {} if leak is None else {"leak_mb_per_min": leak}
-    return Campaign.from_mapping(
-        {
-            "name": "mem",
-            "hosts": "all",
-            "duration": "1m",
-            "target": {"attach": {"process": "app"}},
-            "profilers": {"memory": spec},
-        }
-    )
-
-
-def parse(tmp_path: Path, lines: list[Any], leak: float | None = None) -> ProfileResult:
-    text = "".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines)
-    (tmp_path / "memory.jsonl").write_text(text)
-    return memory.parse(tmp_path, {}, campaign(leak))
-
-
-def series(rss_mb: list[float], step_s: float = 1.0) -> list[dict[str, Any]]:
-    return [
-        {"t": 1000.0 + i * step_s, "target": {"pid": 7, "rss_kb": mb * 1024, "pss_kb": mb * 512}}
-        for i, mb in enumerate(rss_mb)
-    ]
+from tests.support.profilers.memory import campaign, parse, series
 
 
 def test_it_is_registered_and_plans_a_builtin_sampler():
@@ -115,9 +87,8 @@ def test_no_rss_at_all(tmp_path):
 
 
 def test_memory_is_skipped_for_a_probe_target_with_the_reason() -> None:
-    from orchestrator.campaign.model import Campaign
     from orchestrator.profilers import memory as memory_profiler
-    from tests.unit.factories import host_facts
+    from tests.support.factories import host_facts
 
     probe = Campaign.from_mapping(
         {"name": "p", "duration": "5s", "target": {"probe": ["cpu"]}, "profilers": {"memory": {}}}

@@ -17,7 +17,7 @@ from orchestrator import profilers
 from orchestrator.campaign.model import Campaign
 from orchestrator.models import HostFacts
 from orchestrator.profilers import ncu
-from tests.unit.test_profiler_nsys import facts
+from tests.support.profilers.nsys import facts
 
 NCU = "/usr/local/cuda/bin/ncu"
 HEADER = (

@@ -18,12 +18,12 @@ from orchestrator.campaign.model import Campaign
 from orchestrator.models import HostFacts
 from orchestrator.profilers import nsys
 from orchestrator.stages.plan import make_plan
-from tests.unit.factories import host_facts
+from tests.support.paths import FIXTURES as _FIXTURES
+from tests.support.profilers.nsys import NSYS, facts
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "nsys"
+FIXTURES = _FIXTURES / "nsys"
 KERN = FIXTURES / "cuda_gpu_kern_sum.nsys-2024.6.2.csv"
 API = FIXTURES / "cuda_api_sum.nsys-2024.6.2.csv"
-NSYS = "/usr/local/cuda/bin/nsys"
 
 
 def campaign(profilers_: dict[str, Any] | None = None, **target: Any) -> Campaign:
@@ -34,19 +34,6 @@ def campaign(profilers_: dict[str, Any] | None = None, **target: Any) -> Campaig
         "profilers": profilers_ if profilers_ is not None else {"nsys": {}},
     }
     return Campaign.from_mapping(data, source=Path("unit.yml"))
-
-
-def facts(**overrides: Any) -> HostFacts:
-    gpu = {"nvidia_driver": True, "jetson": True, "gpu_counters_admin_only": False}
-    defaults = {
-        "host": "orin-1",
-        "arch": "aarch64",
-        "ptrace_scope": 1,
-        "can_attach": False,
-        "tools": {"nsys": NSYS, "ncu": "/usr/local/cuda/bin/ncu"},
-        "gpu": gpu,
-    }
-    return host_facts(**{**defaults, **overrides})
 
 
 def session(tmp_path: Path, **files: Path) -> Path:

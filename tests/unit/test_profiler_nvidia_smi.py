@@ -17,9 +17,10 @@ from orchestrator.campaign.model import Campaign
 from orchestrator.models import HostFacts
 from orchestrator.profilers import nvidia_smi
 from orchestrator.stages.plan import make_plan
-from tests.unit.factories import host_facts
+from tests.support.factories import host_facts
+from tests.support.paths import FIXTURES as _FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "nvidia-smi"
+FIXTURES = _FIXTURES / "nvidia-smi"
 LOOP = FIXTURES / "gtx-loop-index-units.520.csv"
 TWO_GPUS = FIXTURES / "two-gpus-no-index.csv"
 GB10 = FIXTURES / "gb10-memory-na.csv"

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from orchestrator.profilers.system import SERIES_POINTS, pick_evenly
-from tests.unit import test_profiler_iotop as iotop_tests
-from tests.unit import test_profiler_memory as memory_tests
-from tests.unit import test_profiler_system as system_tests
+from tests.support.profilers import iotop as iotop_tests
+from tests.support.profilers import memory as memory_tests
+from tests.support.profilers import system as system_tests
 
 
 def _aligned(series: dict[str, list[float | None]], source: str) -> None:

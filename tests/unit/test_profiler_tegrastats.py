@@ -17,9 +17,10 @@ from orchestrator.campaign.model import Campaign
 from orchestrator.models import HostFacts
 from orchestrator.profilers import tegrastats
 from orchestrator.stages.plan import make_plan
-from tests.unit.factories import host_facts
+from tests.support.factories import host_facts
+from tests.support.paths import FIXTURES as _FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tegrastats"
+FIXTURES = _FIXTURES / "tegrastats"
 
 
 def fixture(name: str) -> str:

@@ -13,7 +13,7 @@ import pytest
 
 from orchestrator.analysis.fleet import HostView, build_report
 from orchestrator.report.html import render_html
-from tests.unit.test_pyspy_truth import parse, truth
+from tests.support.pyspy import parse, truth
 
 META = {
     "campaign": "truth",

@@ -9,7 +9,6 @@ in ``recordings.json``, as the device runner would have measured it.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from itertools import pairwise
@@ -20,69 +19,12 @@ import pytest
 
 from orchestrator.analysis.breakdown import processes_by_command
 from orchestrator.analysis.stacks import parse_folded, read_folded
-from orchestrator.campaign.model import Campaign
 from orchestrator.profilers import pyspy
-from orchestrator.profilers.base import ProfileResult
 from orchestrator.report.exports import FOLDED_FILE, SPEEDSCOPE_FILE, write_exports
 from orchestrator.stages.rundir import RunDir
+from tests.support.pyspy import FIXTURES, RECORDINGS, parse, runner, truth
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "py-spy"
-RUNNER = FIXTURES.parents[2] / "roles/fleetprof_session/library/fleetprof_session.py"
-RECORDINGS = json.loads((FIXTURES / "recordings.json").read_text())
 POINTS = 5.0  # the issue's tolerance, in percentage points
-
-
-def truth(name: str) -> dict[str, Any]:
-    return dict(json.loads((FIXTURES / f"{name}.truth.json").read_text()))
-
-
-def parse(tmp_path: Path, name: str, ran_s: float | None = None, **spec: Any) -> ProfileResult:
-    """pyspy.parse on a recording, as the controller parses a host's session directory
-    (``ran_s``: another time py-spy ran than the recording's)."""
-    recording = dict(RECORDINGS[name])
-    if ran_s is not None:
-        recording["ran_s"] = ran_s
-    flags = recording["flags"]
-    settings = {
-        "rate": int(flags[flags.index("--rate") + 1]),
-        "native": "--native" in flags,
-        "idle": "--idle" in flags,
-        "subprocesses": "--subprocesses" in flags,
-        "nonblocking": "--nonblocking" in flags,
-        **spec,
-    }
-    campaign = Campaign.from_mapping(
-        {
-            "name": "truth",
-            "duration": recording["duration"],
-            "target": {"attach": {"pid": 1}},
-            "profilers": {"py-spy": settings},
-        }
-    )
-    session = tmp_path / name
-    session.mkdir()
-    shutil.copy(FIXTURES / f"{name}.folded.txt", session / pyspy.OUTPUT)
-    # The manifest entry the device runner writes: its argv, when py-spy ran, and what
-    # py-spy said on stdout as the runner reads it.
-    argv = ["py-spy", "record", "--pid", "1", "--duration", str(recording["duration"]), *flags]
-    stdout = FIXTURES / f"{name}.stdout.txt"
-    entry = {
-        "status": "ok",
-        "argv": argv,
-        "started_at_device": 1000.0,
-        "stopped_at_device": 1000.0 + recording["ran_s"],
-        "data_quality": runner().sampling_quality([str(stdout)], argv, recording["ran_s"]),
-    }
-    return pyspy.parse(session, entry, campaign)
-
-
-def runner() -> Any:
-    """The device runner module (stdlib only), loaded from its file."""
-    spec = importlib.util.spec_from_file_location("fleetprof_session", RUNNER)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def walk(node: dict[str, Any]) -> list[dict[str, Any]]:

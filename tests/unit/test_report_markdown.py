@@ -12,18 +12,19 @@ from typing import Any
 import pytest
 
 from orchestrator.report.markdown import md_text, render_markdown
-from tests.unit.test_report_render import PWN_IMG, PWN_MD, PWN_SCRIPT, fleet_report
+from tests.support.reports import (
+    PWN_IMG,
+    PWN_MD,
+    PWN_SCRIPT,
+    cells,
+    fleet_report,
+    unescape,
+)
 
 
 @pytest.fixture
 def summary() -> str:
     return render_markdown(fleet_report())
-
-
-def _unescape(text: str) -> str:
-    """What a Markdown renderer shows for md_text's output."""
-    text = re.sub(r"\\(.)", r"\1", text)
-    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
 @pytest.mark.parametrize(
@@ -36,7 +37,7 @@ def test_md_text_is_literal(raw: str) -> None:
     assert "\n" not in out
     assert "<" not in out and ">" not in out
     assert not re.search(r"(?<!\\)[`|\[\]#*_]", out)  # every special is escaped
-    assert _unescape(out) == raw.replace("\n", " ")
+    assert unescape(out) == raw.replace("\n", " ")
 
 
 def test_header_and_status_counts(summary: str) -> None:
@@ -53,18 +54,14 @@ def _table(summary: str, heading: str) -> list[str]:
     return section.splitlines()
 
 
-def _cells(row: str) -> list[str]:
-    return re.split(r"(?<!\\)\|", row.strip())[1:-1]
-
-
 def test_fleet_table_rows_keep_their_columns(summary: str) -> None:
     rows = _table(summary, "## Fleet")
-    header = _cells(rows[0])
+    header = cells(rows[0])
     assert [c.strip() for c in header][:3] == ["host", "group", "status"]
     assert "fps" in rows[0] and "max °C" in rows[0]
     assert len(rows) == 2 + 5
     for row in rows:
-        assert len(_cells(row)) == len(header)  # a pipe in a name cannot add a column
+        assert len(cells(row)) == len(header)  # a pipe in a name cannot add a column
     hot = next(r for r in rows if "document.title" in r and "partial" in r)
     assert "**partial**" in hot
     assert "12.0" in hot and "84.0" in hot and "| ⚠ 1 data-quality note |" in hot
@@ -77,7 +74,7 @@ def test_outliers_table(summary: str) -> None:
     assert "+9.40" in rows[3]
     assert "function\\_share" in rows[3]
     for row in rows:
-        assert len(_cells(row)) == 7
+        assert len(cells(row)) == 7
 
 
 def test_top_functions_per_group(summary: str) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.stages.safetar import ExtractResult, UnsafeArchive, _copy_capped, safe_extract
+from tests.support.paths import REPO
 
 MiB = 1024 * 1024
 
@@ -382,6 +383,8 @@ def test_a_tarball_cut_just_before_the_gzip_trailer_is_refused(tmp_path: Path, d
         (b"this is not an archive\n" * 10, "not a valid gzip"),
         (gzip.compress(b"plain text, gzip but not tar\n" * 10), "not a valid tar"),
     ],
+    # Fixed ids: gzip's header carries the time, and xdist's workers must collect one name.
+    ids=["empty", "text", "gzip-not-tar"],
 )
 def test_not_a_tar_gz_is_refused(tmp_path: Path, dest: Path, content: bytes, match: str) -> None:
     archive = tmp_path / "session.tar.gz"
@@ -455,8 +458,8 @@ def test_many_long_rejected_names_keep_memory_small(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         check=True,
-        cwd=Path(__file__).parents[2],
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     grown_mib, count, kept, summary_chars, *files = done.stdout.split()
     assert (int(count), int(kept), files) == (2000, 20, ["manifest.json"])

@@ -7,7 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.paths import REPO
+
 CAMPAIGN = REPO / "campaigns/nightly-variability.yml"
 
 

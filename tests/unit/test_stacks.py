@@ -18,8 +18,9 @@ from orchestrator.analysis.stacks import (
     read_folded,
     top_functions,
 )
+from tests.support.paths import FIXTURES as _FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "py-spy"
+FIXTURES = _FIXTURES / "py-spy"
 FOLDED = sorted(FIXTURES.glob("*.folded.txt"))
 
 

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.campaign.loader import load_campaign
 from orchestrator.stages.handoff import (
     NOT_COLLECTED,
     StagesError,
@@ -24,12 +23,11 @@ from orchestrator.stages.handoff import (
     resolve_run_dir,
     site_extravars,
 )
-from orchestrator.stages.plan import make_plan
-from orchestrator.stages.rundir import ARCHIVE, RunDir, write_json
-from tests.unit.factories import host_facts
-
-REPO = Path(__file__).resolve().parents[2]
-CAMPAIGN = REPO / "campaigns" / "nightly-variability.yml"
+from orchestrator.stages.rundir import ARCHIVE
+from tests.support.paths import REPO
+from tests.support.runs import (
+    prepared_run,
+)
 
 
 def tarball(path: Path, members: dict[str, bytes]) -> None:
@@ -39,20 +37,6 @@ def tarball(path: Path, members: dict[str, bytes]) -> None:
             info = tarfile.TarInfo(name)
             info.size = len(data)
             archive.addfile(info, io.BytesIO(data))
-
-
-def prepared_run(tmp_path: Path, hosts: list[str]) -> RunDir:
-    """A run directory as prepare leaves it: run.json, and a runnable plan and status
-    "planned" for every host."""
-    campaign = load_campaign(CAMPAIGN)
-    run = RunDir.create(tmp_path / "reports", campaign.name, "20261125-120000-abcd")
-    write_json(run.path / "run.json", {"campaign": campaign.name, "hosts": hosts})
-    for host in hosts:
-        plan = make_plan(campaign, host_facts(host=host), run.run_id, {}, t0=1000.0)
-        assert plan.runnable
-        run.write_plan(plan)
-        run.write_status(host, "plan", "planned", None)
-    return run
 
 
 def test_fetched_tarballs_are_unpacked_and_hosts_without_one_stay_resumable(

@@ -38,6 +38,7 @@ from orchestrator.toolcache import (
     ensure_pyspy,
     normalize_arch,
 )
+from tests.support.paths import REPO
 
 ELF_MACHINE_AARCH64 = 183
 ELF_MACHINE_X86_64 = 62
@@ -385,7 +386,7 @@ def test_two_processes_filling_the_cache_at_once_download_once(
         print("sha", tool.sha256)
         """
     )
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     workers = [
         subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env)
         for _ in range(2)

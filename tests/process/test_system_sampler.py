@@ -19,72 +19,8 @@ import pytest
 
 from orchestrator.campaign.model import Campaign
 from orchestrator.profilers import memory, system
-from tests.unit.test_session_runner import builtin_profiler, make_plan, run_module
-
-WORKLOAD = """\
-import json, os, resource, signal, sys, time
-
-ALLOC_B_S, WRITE_B_S, READ_B_S, DUTY = 4_000_000, 2_000_000, 1_000_000, 0.5
-
-
-def snapshot():
-    io = dict(l.split(": ") for l in open("/proc/self/io").read().splitlines() if l)
-    rss = [l for l in open("/proc/self/status") if l.startswith("VmRSS:")][0].split()[1]
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    data = {"t": time.time(), "cpu_s": ru.ru_utime + ru.ru_stime, "maxrss_kb": ru.ru_maxrss,
-            "rss_kb": int(rss), "ctx": ru.ru_nvcsw + ru.ru_nivcsw}
-    data.update((k, int(v)) for k, v in io.items())
-    return data
-
-
-begin = snapshot()  # the program's start: launched, it starts at T0 with the samplers
-out = os.open("io.bin", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-with open("src.bin", "wb") as handle:
-    handle.write(os.urandom(4 << 20))
-    handle.flush()
-    os.fsync(handle.fileno())
-src = os.open("src.bin", os.O_RDONLY)
-os.posix_fadvise(src, 0, 0, os.POSIX_FADV_DONTNEED)
-first = snapshot()
-start = time.time()
-blocks, allocated, written, read = [], 0, 0, 0
-
-
-def stop(*_):
-    with open("truth.json", "w") as handle:
-        json.dump({"begin": begin, "first": first, "last": snapshot()}, handle)
-    sys.exit(0)
-
-
-signal.signal(signal.SIGTERM, stop)
-chunk = b"x" * 65536
-cpu0 = time.process_time()
-# Attached: the session's deadline (snapshot there, then idle until killed); launched, the
-# runner's SIGTERM at the deadline ends it.
-stop_at = float(sys.argv[1]) if len(sys.argv) > 1 else float("inf")
-while True:
-    if time.time() >= stop_at:
-        with open("truth.json", "w") as handle:
-            json.dump({"begin": begin, "first": first, "last": snapshot()}, handle)
-        time.sleep(30)
-    elapsed = time.time() - start
-    while allocated < ALLOC_B_S * elapsed:
-        blocks.append(bytearray(b"y" * 1_000_000))
-        allocated += 1_000_000
-    while written < WRITE_B_S * elapsed:
-        os.write(out, chunk)
-        written += len(chunk)
-    while read < READ_B_S * elapsed:
-        offset = read % (4 << 20)
-        os.posix_fadvise(src, offset, 65536, os.POSIX_FADV_DONTNEED)
-        read += len(os.pread(src, 65536, offset))
-    if time.process_time() - cpu0 < DUTY * elapsed:
-        end = time.time() + 0.01
-        while time.time() < end:
-            pass
-    else:
-        time.sleep(0.005)
-"""
+from tests.support.session import builtin_profiler, make_plan, run_module
+from tests.support.workloads import RUSAGE_WORKLOAD
 
 TOLERANCE = 0.10
 
@@ -110,7 +46,7 @@ def close(measured: float, truth: float, what: str) -> None:
 def sampled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp_path = tmp_path_factory.mktemp("sampler")
     script = tmp_path / "work.py"
-    script.write_text(WORKLOAD)
+    script.write_text(RUSAGE_WORKLOAD)
     plan = make_plan(
         tmp_path,
         {},

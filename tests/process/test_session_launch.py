@@ -11,11 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.test_session_runner import (  # noqa: F401 - fixtures
+from tests.support.session import (
     builtin_profiler,
-    fleet,
     make_plan,
-    py_spy,
     pyspy_profiler,
     run_module,
 )
@@ -66,7 +64,7 @@ def launch_plan(tmp_path: Path, spy: str, seconds: float, code: int, window: flo
     )
 
 
-def test_a_three_second_program_is_profiled_from_t0_to_its_end_and_is_ok(tmp_path, py_spy):  # noqa: F811
+def test_a_three_second_program_is_profiled_from_t0_to_its_end_and_is_ok(tmp_path, py_spy):
     plan = launch_plan(tmp_path, py_spy, 3.0, 0, window=8.0)
 
     run = run_module(tmp_path, plan)
@@ -101,7 +99,7 @@ def test_a_three_second_program_is_profiled_from_t0_to_its_end_and_is_ok(tmp_pat
     assert run.manifest["profilers"]["memory"]["status"] == "ok"
 
 
-def test_a_program_failing_with_a_code_is_partial_with_that_code(tmp_path, py_spy):  # noqa: F811
+def test_a_program_failing_with_a_code_is_partial_with_that_code(tmp_path, py_spy):
     plan = launch_plan(tmp_path, py_spy, 1.0, 3, window=6.0)
 
     run = run_module(tmp_path, plan)
@@ -115,7 +113,7 @@ def test_a_program_failing_with_a_code_is_partial_with_that_code(tmp_path, py_sp
 
 def test_a_program_py_spy_launched_has_its_end_recorded_and_an_unknown_exit_code(
     tmp_path,
-    py_spy,  # noqa: F811
+    py_spy,
 ):
     """Where the host cannot attach, py-spy starts the command: it exits 0 whatever the
     program's code, so the runner records the end and says the code is unknown."""
@@ -141,7 +139,7 @@ def test_a_program_py_spy_launched_has_its_end_recorded_and_an_unknown_exit_code
 
 def test_py_spy_is_started_again_when_the_command_becomes_python_only_later(
     tmp_path,
-    py_spy,  # noqa: F811
+    py_spy,
 ):
     """A wrapper that execs Python a second later: py-spy, attached at T0 to the shell,
     gives up after half a second; the runner starts it again until Python is there."""

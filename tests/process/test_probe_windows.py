@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.stages.probe import parse_probe
-from tests.unit.test_probe import probe_doc, write
-from tests.unit.test_session_runner import load_runner
+from tests.support.probes import probe_doc, write
+from tests.support.session import load_runner
 
 # Starts the real worker command after a delay: an interpreter that is slow to come up.
 SLOW_START = (

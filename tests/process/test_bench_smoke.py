@@ -46,7 +46,7 @@ from orchestrator.models import REPORT_SCHEMA
 from orchestrator.report.exports import folded_text
 from orchestrator.report.html import DRAWN_UP_TO, render_html
 from orchestrator.stages.plan import make_plan
-from tests.unit.factories import host_facts
+from tests.support.factories import host_facts
 
 
 def test_every_registered_benchmark_has_a_name_a_summary_and_a_bench() -> None:

@@ -19,7 +19,9 @@ from typing import Any
 
 import pytest
 
-WORKLOAD = Path(__file__).resolve().parents[2] / "examples" / "workloads" / "video_pipeline.py"
+from tests.support.paths import REPO
+
+WORKLOAD = REPO / "examples" / "workloads" / "video_pipeline.py"
 STAGES = ("decode_frame", "detect_motion", "summarize_scene", "write_results")
 SHARE_TOLERANCE = 0.08  # fraction of all samples
 

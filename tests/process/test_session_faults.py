@@ -27,8 +27,8 @@ import pytest
 from orchestrator.campaign.model import Campaign
 from orchestrator.models import SessionPlan
 from orchestrator.stages.plan import make_plan as controller_plan
-from tests.unit.test_plan import TOOL, campaign, facts
-from tests.unit.test_session_runner import (
+from tests.support.factories import TOOL, campaign, host_facts
+from tests.support.session import (
     MODULE,
     Fleet,
     Run,
@@ -775,12 +775,12 @@ def test_a_bad_tool_sha256_fails_the_module(tmp_path, digest):
 
 
 def test_the_plan_pins_the_pushed_py_spy_and_carries_the_disk_floor() -> None:
-    plan = controller_plan(campaign(), facts(), "r", TOOL, t0=0.0)
+    plan = controller_plan(campaign(), host_facts(), "r", TOOL, t0=0.0)
     pyspy = next(p for p in plan.profilers if p.name == "py-spy")
     assert pyspy.argv[0] == plan.tools["py-spy"]["dest"]
     assert pyspy.tool_sha256 == "ab" * 32
     assert plan.min_free_mb == 200.0
-    floored = controller_plan(campaign(limits={"min_free_mb": 0}), facts(), "r", TOOL, t0=0.0)
+    floored = controller_plan(campaign(limits={"min_free_mb": 0}), host_facts(), "r", TOOL, t0=0.0)
     assert floored.min_free_mb == 0.0
     # The controller's plan is one the runner accepts.
     load_runner().validate_plan(json.loads(json.dumps(plan.to_dict())))
@@ -788,14 +788,14 @@ def test_the_plan_pins_the_pushed_py_spy_and_carries_the_disk_floor() -> None:
 
 def test_a_profiler_that_runs_no_pushed_tool_is_not_pinned() -> None:
     plan = controller_plan(
-        campaign(profilers={"py-spy": {}, "system": {}}), facts(), "r", TOOL, t0=0.0
+        campaign(profilers={"py-spy": {}, "system": {}}), host_facts(), "r", TOOL, t0=0.0
     )
     system = next(p for p in plan.profilers if p.name == "system")
     assert system.tool_sha256 is None
 
 
 def test_plans_written_before_the_new_fields_still_load() -> None:
-    data: dict[str, Any] = controller_plan(campaign(), facts(), "r", TOOL, t0=0.0).to_dict()
+    data: dict[str, Any] = controller_plan(campaign(), host_facts(), "r", TOOL, t0=0.0).to_dict()
     del data["min_free_mb"]
     for profiler in data["profilers"]:
         del profiler["tool_sha256"]

@@ -14,7 +14,7 @@ import pytest
 
 from orchestrator.campaign.model import Campaign
 from orchestrator.profilers import memory, system
-from tests.unit.test_session_runner import builtin_profiler, make_plan, run_module
+from tests.support.session import builtin_profiler, make_plan, run_module
 
 # parent OUT UNTIL MB...: starts one child per further size; every process spins 0.5 s,
 # holds its own block until UNTIL and writes "<VmRSS kB> <its CPU s>" to OUT.<role> once

@@ -14,7 +14,7 @@ from orchestrator.campaign.model import Campaign
 from orchestrator.stages.parse import parse_host
 from orchestrator.stages.rundir import RunDir
 from orchestrator.stages.window import incomplete_reason, probe_shortfalls
-from tests.unit.test_session_runner import make_plan, python_profiler, run_module
+from tests.support.session import make_plan, python_profiler, run_module
 
 T0 = 1_800_000_000.0
 

@@ -1,10 +1,14 @@
-"""Values the unit tests build often: one device as preflight would describe it."""
+"""Values the tests build often: one device as preflight would describe it, a campaign, a
+resolved py-spy tool."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from orchestrator.campaign.model import Campaign
 from orchestrator.models import ClockOffset, HostFacts
+from orchestrator.profilers.base import ToolChoice
 
 
 def host_facts(**overrides: Any) -> HostFacts:
@@ -29,3 +33,17 @@ def host_facts(**overrides: Any) -> HostFacts:
     }
     values.update(overrides)
     return HostFacts(**values)
+
+
+TOOL = {"py-spy": ToolChoice(version="0.4.3", src="/cache/py-spy", sha256="ab" * 32, problem=None)}
+
+
+def campaign(**overrides: Any) -> Campaign:
+    data: dict[str, Any] = {
+        "name": "unit",
+        "duration": "30s",
+        "target": {"attach": {"process": "video_pipeline"}},
+        "profilers": {"py-spy": {"rate": 97}},
+    }
+    data.update(overrides)
+    return Campaign.from_mapping(data, source=Path("unit.yml"))

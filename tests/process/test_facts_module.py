@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import platform
 import subprocess
@@ -13,17 +12,12 @@ from types import ModuleType
 
 import pytest
 
-MODULE = (
-    Path(__file__).resolve().parents[2] / "roles/fleetprof_preflight/library/fleetprof_facts.py"
-)
+from tests.support.runner import FACTS_MODULE as MODULE
+from tests.support.runner import load_device_module
 
 
 def load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("fleetprof_facts", MODULE)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_device_module(MODULE)
 
 
 @pytest.mark.parametrize(

@@ -1,1 +1,0 @@
-"""Helpers for the tests that run the documentation's examples (tests/docs/README.md)."""

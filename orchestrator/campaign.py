@@ -31,6 +31,12 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from fleetprof_device.contract import MAX_SAMPLE_INTERVAL_S as MAX_INTERVAL_S
+from fleetprof_device.contract import MIN_SAMPLE_INTERVAL_S as MIN_INTERVAL_S
+from fleetprof_device.contract import PROBE_KINDS
+from fleetprof_device.contract import PROBE_MAX_REPS as MAX_PROBE_REPEATS
+from fleetprof_device.contract import PROBE_REPS as DEFAULT_PROBE_REPEATS
+
 __all__ = [
     "AttachSpec",
     "Campaign",
@@ -60,8 +66,6 @@ DEFAULT_LEAD_S = 5.0
 DEFAULT_PYSPY_RATE = 97
 MAX_PYSPY_RATE = 1000
 # Samplers (system, iotop): finer than 100 ms costs more than it tells.
-MIN_INTERVAL_S = 0.1
-MAX_INTERVAL_S = 60.0
 DEFAULT_INTERVAL_S = 1.0
 # A target whose memory grows faster than this (MB per minute) is flagged as a likely leak.
 DEFAULT_LEAK_MB_PER_MIN = 1.0
@@ -395,9 +399,6 @@ class LaunchSpec(_Spec):
         return data
 
 
-PROBE_KINDS = ("cpu", "memory", "disk")
-
-
 def _check_probe(value: object) -> list[str]:
     allowed = ", ".join(PROBE_KINDS)
     if not isinstance(value, list) or not value:
@@ -411,10 +412,6 @@ def _check_probe(value: object) -> list[str]:
             raise _fail(f"{item} is listed twice; each benchmark runs once", index)
         seen.add(item)
     return list(value)
-
-
-DEFAULT_PROBE_REPEATS = 5
-MAX_PROBE_REPEATS = 50
 
 
 class TargetSpec(_Spec):

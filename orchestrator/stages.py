@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from orchestrator import device_bundle
 from orchestrator.campaign import Campaign
 from orchestrator.flow import CampaignRun, build_outputs, record_history
 from orchestrator.models import HostStatus
@@ -54,6 +55,7 @@ def site_extravars(run: RunDir, hosts: list[str], lead_s: float) -> dict[str, An
         RUN_DIR_VAR: str(run.path.resolve()),
         "fleetprof_hosts": ",".join(hosts),
         "fleetprof_lead_s": round(lead_s, 3),
+        **device_bundle.extravars(),
     }
 
 

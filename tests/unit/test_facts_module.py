@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import platform
 import subprocess
@@ -13,17 +12,15 @@ from types import ModuleType
 
 import pytest
 
+from fleetprof_device import facts as facts_module
+
 MODULE = (
     Path(__file__).resolve().parents[2] / "roles/fleetprof_preflight/library/fleetprof_facts.py"
 )
 
 
 def load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("fleetprof_facts", MODULE)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return facts_module
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,6 @@ output, see tests/fixtures/SOURCES.md): iotop prints K/s with -k, K = 1024 bytes
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import random
@@ -20,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from fleetprof_device import facts as facts_module
 from orchestrator import profilers
 from orchestrator.ansible import Capture, HostOutcome
 from orchestrator.campaign import Campaign
@@ -313,11 +313,7 @@ def test_no_output_file_gives_no_metrics(tmp_path: Path) -> None:
 
 
 def load_facts_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("fleetprof_facts", FACTS_MODULE)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return facts_module
 
 
 def test_preflight_reads_delay_accounting(tmp_path: Path) -> None:

@@ -9,7 +9,6 @@ in ``recordings.json``, as the device runner would have measured it.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from itertools import pairwise
@@ -18,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from fleetprof_device import pyspy_output
 from orchestrator.analysis.breakdown import processes_by_command
 from orchestrator.analysis.stacks import parse_folded, read_folded
 from orchestrator.campaign import Campaign
@@ -27,7 +27,6 @@ from orchestrator.report.exports import FOLDED_FILE, SPEEDSCOPE_FILE, write_expo
 from orchestrator.runs import RunDir
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "py-spy"
-RUNNER = FIXTURES.parents[2] / "roles/fleetprof_session/library/fleetprof_session.py"
 RECORDINGS = json.loads((FIXTURES / "recordings.json").read_text())
 POINTS = 5.0  # the issue's tolerance, in percentage points
 
@@ -77,12 +76,8 @@ def parse(tmp_path: Path, name: str, ran_s: float | None = None, **spec: Any) ->
 
 
 def runner() -> Any:
-    """The device runner module (stdlib only), loaded from its file."""
-    spec = importlib.util.spec_from_file_location("fleetprof_session", RUNNER)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The device side's reading of py-spy's output (stdlib only)."""
+    return pyspy_output
 
 
 def walk(node: dict[str, Any]) -> list[dict[str, Any]]:

@@ -10,7 +10,6 @@ past deadline + grace.
 from __future__ import annotations
 
 import glob
-import importlib.util
 import json
 import math
 import os
@@ -27,6 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from fleetprof_device import procread
+from tests.support.device import device_namespace
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULE = ROOT / "roles" / "fleetprof_session" / "library" / "fleetprof_session.py"
@@ -759,10 +761,7 @@ def test_the_runner_works_on_python_3_8(tmp_path, fleet):
 
 def test_py_spy_sampling_trouble_is_counted_from_its_own_words(tmp_path):
     """py-spy reports falling behind on stdout; the manifest counts it for every host."""
-    spec = importlib.util.spec_from_file_location("fleetprof_session", MODULE)
-    assert spec is not None and spec.loader is not None
-    runner = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(runner)
+    runner = device_namespace()
     stdout = tmp_path / "py-spy.stdout"
     stdout.write_text(
         "py-spy> Sampling process 97 times a second for 30 seconds. Press Control-C to exit.\n"
@@ -803,11 +802,7 @@ def builtin_profiler(name: str, interval: float = 0.2, max_bytes: int = 1 << 20)
 
 
 def load_runner() -> Any:
-    spec = importlib.util.spec_from_file_location("fleetprof_session", MODULE)
-    assert spec is not None and spec.loader is not None
-    runner = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(runner)
-    return runner
+    return device_namespace()
 
 
 def jsonl(run: Run, name: str) -> list[dict]:
@@ -908,7 +903,7 @@ def test_a_broken_builtin_entry_fails_the_module(tmp_path, change, message):
     assert message in run.result["msg"]
 
 
-def test_thermal_and_cpufreq_are_read_where_the_device_has_them(tmp_path):
+def test_thermal_and_cpufreq_are_read_where_the_device_has_them(tmp_path, monkeypatch):
     """This machine has neither: a sysfs tree shaped like a Jetson's stands in."""
     runner = load_runner()
     sys_root = tmp_path / "sys"
@@ -926,7 +921,7 @@ def test_thermal_and_cpufreq_are_read_where_the_device_has_them(tmp_path):
         (directory / "cpuinfo_max_freq").write_text("2000000\n")
         (directory / "scaling_max_freq").write_text("1500000\n" if cpu == 0 else "2000000\n")
     (sys_root / "devices" / "system" / "cpu" / "cpu2").mkdir()  # offline, no cpufreq
-    runner.SYS_ROOT = str(sys_root)
+    monkeypatch.setattr(procread, "SYS_ROOT", str(sys_root))
 
     log = runner.RunnerLog(str(tmp_path / "runner.log"), time.time())
     sampler = runner.Sampler("system", str(tmp_path / "s.jsonl"), 1.0, 1 << 20, 0.0, log)
@@ -940,11 +935,11 @@ def test_thermal_and_cpufreq_are_read_where_the_device_has_them(tmp_path):
     ]
 
 
-def test_a_device_without_the_optional_files_still_samples(tmp_path):
+def test_a_device_without_the_optional_files_still_samples(tmp_path, monkeypatch):
     """Edge kernels differ: whatever is missing is left out, nothing crashes."""
     runner = load_runner()
-    runner.SYS_ROOT = str(tmp_path / "no-sys")
-    runner.PROC_ROOT = str(tmp_path / "no-proc")
+    monkeypatch.setattr(procread, "SYS_ROOT", str(tmp_path / "no-sys"))
+    monkeypatch.setattr(procread, "PROC_ROOT", str(tmp_path / "no-proc"))
     log = runner.RunnerLog(str(tmp_path / "runner.log"), time.time())
     sampler = runner.Sampler("system", str(tmp_path / "s.jsonl"), 1.0, 1 << 20, 0.0, log)
     sampler.pid = 12345

@@ -336,7 +336,7 @@ def render(data: dict[str, Any]) -> str:
     setup, summary = data["setup"], data["summary"]
     return (
         f"window {setup['window_s']:g} s, py-spy {setup['py_spy_rate_hz']} Hz; bytes on the"
-        f" wire (runner module {setup['runner_module_kib']:.0f} KiB, py-spy"
+        f" wire (device zipapp {setup['runner_module_kib']:.0f} KiB, py-spy"
         f" {setup['pyspy_kib']:.0f} KiB); peak resident MiB\n\n"
         + table(data["rows"], COLUMNS)
         + "\n\nbytes per stage (median host)\n\n"

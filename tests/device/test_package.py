@@ -34,16 +34,22 @@ def test_the_entry_point_names_its_commands(capsys):
     assert "session|facts|stop" in capsys.readouterr().err
 
 
+def run_command(command, args):
+    """``python -m fleetprof_device COMMAND ARGS_FILE`` -> (exit code, its JSON result)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "fleetprof_device", command, str(args)],
+        cwd=str(ROOT),
+        stdout=subprocess.PIPE,
+        check=False,
+    )
+    return done.returncode, json.loads(done.stdout.decode())
+
+
 def test_facts_run_through_the_entry_point(tmp_path):
     args = tmp_path / "args.json"
     args.write_text(json.dumps({"hw_model": "bench-1"}))
-    done = subprocess.run(
-        [sys.executable, "-m", "fleetprof_device", "facts", str(args)],
-        cwd=str(ROOT),
-        stdout=subprocess.PIPE,
-        check=True,
-    )
-    result = json.loads(done.stdout.decode())
+    code, result = run_command("facts", args)
+    assert code == 0
     assert result["facts"]["hw_model"] == "bench-1"
     assert result["facts"]["python"] == ".".join(map(str, sys.version_info[:3]))
 
@@ -51,14 +57,8 @@ def test_facts_run_through_the_entry_point(tmp_path):
 def test_a_session_with_a_broken_plan_fails_with_one_json_object(tmp_path):
     args = tmp_path / "args.json"
     args.write_text(json.dumps({"plan": {"schema": "fleetprof.plan/0"}}))
-    done = subprocess.run(
-        [sys.executable, "-m", "fleetprof_device", "session", str(args)],
-        cwd=str(ROOT),
-        stdout=subprocess.PIPE,
-        check=False,
-    )
-    result = json.loads(done.stdout.decode())
-    assert done.returncode == 1 and result["failed"] is True
+    code, result = run_command("session", args)
+    assert code == 1 and result["failed"] is True
     assert contract.PLAN_SCHEMA in result["msg"]
 
 

@@ -65,7 +65,8 @@ DEFAULT_LEAD_S = 5.0
 # A prime, so sampling does not lock step with periodic work (frame loops, timers).
 DEFAULT_PYSPY_RATE = 97
 MAX_PYSPY_RATE = 1000
-# Samplers (system, iotop): finer than 100 ms costs more than it tells.
+# Samplers (system, iotop): finer than 100 ms costs more than it tells (MIN_INTERVAL_S and
+# MAX_INTERVAL_S are the contract's, fleetprof_device/contract.py: the device checks the same).
 DEFAULT_INTERVAL_S = 1.0
 # A target whose memory grows faster than this (MB per minute) is flagged as a likely leak.
 DEFAULT_LEAK_MB_PER_MIN = 1.0

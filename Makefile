@@ -9,7 +9,7 @@ export ANSIBLE_NOCOLOR ?= 1
 # The venv's tools (ansible-playbook, ansible-lint's helpers) come first.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: demo test lint unit process integration system-deps venv tools clean bench bench-smoke molecule collection
+.PHONY: demo test lint unit process integration system-deps venv tools clean bench bench-smoke molecule collection device-venv device-test
 
 demo: venv
 	$(BIN)/fleetprof demo
@@ -19,7 +19,7 @@ demo: venv
 # beside them on the other (tests/conftest.py, tests/README.md). XDIST= runs serially.
 XDIST ?= -n 2 --dist loadgroup
 
-test: venv system-deps lint
+test: venv system-deps lint device-test
 	$(BIN)/python -m pytest -q --durations=20 $(XDIST) tests
 
 unit: venv
@@ -32,11 +32,38 @@ process: venv
 integration: venv
 	$(BIN)/python -m pytest -q tests/integration
 
-lint: venv
-	$(BIN)/ruff check orchestrator tests examples benchmarks
-	$(BIN)/ruff format --check orchestrator tests examples benchmarks
+lint: venv device-venv
+	$(BIN)/ruff check orchestrator fleetprof_device $(DEVICE_MODULES) tests examples benchmarks
+	$(BIN)/ruff format --check orchestrator fleetprof_device $(DEVICE_MODULES) tests examples benchmarks
 	$(BIN)/mypy
+	@if [ -x $(VENV38)/bin/mypy ]; then \
+		$(VENV38)/bin/mypy --python-version 3.8 --strict fleetprof_device $(DEVICE_MODULES); \
+	else \
+		echo "no Python 3.8 ($(PYTHON38)): the device code is type-checked for $$($(BIN)/python -c 'import sys; print(sys.version[:4])') only"; \
+		$(BIN)/mypy --strict fleetprof_device $(DEVICE_MODULES); \
+	fi
 	$(BIN)/ansible-lint --profile production playbooks roles
+
+# The device code (fleetprof_device/ and the Ansible modules that run it) targets the
+# devices' Python, 3.8 or newer: its lint and unit tests run under a Python 3.8 where one
+# is installed, in a small venv of its own (pytest, and the last mypy that checks for 3.8).
+PYTHON38 ?= /root/.pyenv/versions/3.8.18/bin/python3.8
+VENV38 ?= .venv38
+DEVICE_MODULES := $(wildcard roles/*/library/*.py)
+DEVICE_TESTS := tests/device
+
+device-venv: $(VENV38)/.installed-stamp
+
+$(VENV38)/.installed-stamp:
+	@if [ -x $(PYTHON38) ]; then \
+		$(PYTHON38) -m venv $(VENV38) && $(VENV38)/bin/pip install -q "pytest==8.3.5" "mypy==1.14.1" \
+		&& touch $@; \
+	else echo "no Python 3.8 at $(PYTHON38): skipping the 3.8 venv"; fi
+
+device-test: device-venv
+	@if [ -x $(VENV38)/bin/pytest ]; then \
+		$(VENV38)/bin/python -m pytest -q -p no:cacheprovider --noconftest $(DEVICE_TESTS); \
+	else echo "no Python 3.8 at $(PYTHON38): the device unit tests ran under $$($(BIN)/python -V) only"; fi
 
 # Benchmarks (benchmarks/README.md; figures in docs/performance.md): every one at full size,
 # results in benchmarks/results/; bench-smoke runs each at a tiny size (seconds), as CI does.

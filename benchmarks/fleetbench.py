@@ -38,7 +38,15 @@ from benchmarks.common import ROOT, BenchmarkError, python
 if TYPE_CHECKING:
     from tests.fleet import Fleet
 
-RUNNER_MODULE = ROOT / "roles" / "fleetprof_session" / "library" / "fleetprof_session.py"
+
+def runner_zipapp() -> Path:
+    """The device package as fleetprof ships it (orchestrator/device_bundle.py): the
+    baselines run its session command, ``python3 fleetprof_device.pyz session ARGS``."""
+    from orchestrator import device_bundle
+
+    return device_bundle.build().src
+
+
 MODEL = "bench"
 STAGES = ("preflight", "provision", "session", "collect")
 # A Python process for py-spy to sample that costs the emulated devices (which share the

@@ -38,7 +38,6 @@ from typing import TYPE_CHECKING, Any
 
 from benchmarks.common import ROOT, add_run_options, publish, python, table
 from benchmarks.fleetbench import (
-    RUNNER_MODULE,
     STAGES,
     DeviceMemory,
     FleetprofRun,
@@ -47,6 +46,7 @@ from benchmarks.fleetbench import (
     pyspy_stamp,
     require_fleet,
     run_fleetprof,
+    runner_zipapp,
     skip_smoke,
     write_campaign,
     write_inventory,
@@ -278,7 +278,7 @@ def summarise(
             "py_spy_rate_hz": RATE_HZ,
             "workload": f"{DEVICE_WORKLOAD} (examples/workloads/video_pipeline.py)"
             f" --scale {SCALE:g}",
-            "runner_module_kib": RUNNER_MODULE.stat().st_size / KIB,
+            "runner_module_kib": runner_zipapp().stat().st_size / KIB,
             "pyspy_kib": _pyspy_size() / KIB,
         },
         "goal": {"pushed_on_repeat": "nothing (no tool pushed again)"},
@@ -336,7 +336,7 @@ def render(data: dict[str, Any]) -> str:
     setup, summary = data["setup"], data["summary"]
     return (
         f"window {setup['window_s']:g} s, py-spy {setup['py_spy_rate_hz']} Hz; bytes on the"
-        f" wire (runner module {setup['runner_module_kib']:.0f} KiB, py-spy"
+        f" wire (device zipapp {setup['runner_module_kib']:.0f} KiB, py-spy"
         f" {setup['pyspy_kib']:.0f} KiB); peak resident MiB\n\n"
         + table(data["rows"], COLUMNS)
         + "\n\nbytes per stage (median host)\n\n"

@@ -48,7 +48,6 @@ from benchmarks.common import (
     table,
 )
 from benchmarks.fleetbench import (
-    RUNNER_MODULE,
     SshHost,
     ansible_forks,
     baseline_plan,
@@ -59,6 +58,7 @@ from benchmarks.fleetbench import (
     pyspy_stamp,
     require_fleet,
     run_fleetprof,
+    runner_zipapp,
     skip_smoke,
     ssh_hosts,
     start_figures,
@@ -118,12 +118,12 @@ def run_floor(
     """The same sessions with plain parallel ssh/scp; wall time and where it went."""
     archives = work / "archives"
     archives.mkdir(parents=True)
-    module = f"/tmp/fleetprof-floor-{secrets.token_hex(4)}.py"
+    module = f"/tmp/fleetprof-floor-{secrets.token_hex(4)}.pyz"
     targets = [hosts[name] for name in plans]
 
     def copy(host: SshHost) -> float:
         began = time.monotonic()
-        _checked(host.scp_to(RUNNER_MODULE, module))
+        _checked(host.scp_to(runner_zipapp(), module))
         return time.monotonic() - began
 
     began = time.monotonic()
@@ -135,7 +135,7 @@ def run_floor(
 
         def run(host: SshHost) -> None:
             # The runner reads its arguments file; /dev/stdin is the plan sent with the command.
-            argv = host.ssh([host.python, module, "/dev/stdin"])
+            argv = host.ssh([host.python, module, "session", "/dev/stdin"])
             _checked(argv, stdin=json.dumps({"plan": session[host.name]}))
 
         def fetch(host: SshHost) -> None:
@@ -184,7 +184,7 @@ def run_naive(
     extra.write_text(
         json.dumps(
             {
-                "naive_runner": str(RUNNER_MODULE),
+                "naive_runner": str(runner_zipapp()),
                 "naive_plans": str(plans_dir),
                 "naive_out": str(archives),
                 "naive_lead": lead_s,

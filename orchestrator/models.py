@@ -10,8 +10,8 @@ from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
-PLAN_SCHEMA = "fleetprof.plan/1"
-MANIFEST_SCHEMA = "fleetprof.manifest/1"
+from fleetprof_device.contract import PLAN_SCHEMA
+
 REPORT_SCHEMA = "fleetprof.report/1"
 
 

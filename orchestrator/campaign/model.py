@@ -17,6 +17,9 @@ from pydantic import (
     model_validator,
 )
 
+from fleetprof_device.contract import PROBE_KINDS
+from fleetprof_device.contract import PROBE_MAX_REPS as MAX_PROBE_REPEATS
+from fleetprof_device.contract import PROBE_REPS as DEFAULT_PROBE_REPEATS
 from orchestrator.campaign.profiler_specs import (
     ProfilersSpec,
     check_metric_names,
@@ -81,9 +84,6 @@ class LaunchSpec(Spec):
         return data
 
 
-PROBE_KINDS = ("cpu", "memory", "disk")
-
-
 def _check_probe(value: object) -> list[str]:
     allowed = ", ".join(PROBE_KINDS)
     if not isinstance(value, list) or not value:
@@ -97,10 +97,6 @@ def _check_probe(value: object) -> list[str]:
             raise invalid(f"{item} is listed twice; each benchmark runs once", index)
         seen.add(item)
     return list(value)
-
-
-DEFAULT_PROBE_REPEATS = 5
-MAX_PROBE_REPEATS = 50
 
 
 class TargetSpec(Spec):

@@ -19,15 +19,17 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from fleetprof_device.contract import MAX_SAMPLE_INTERVAL_S as MAX_INTERVAL_S
+from fleetprof_device.contract import MIN_SAMPLE_INTERVAL_S as MIN_INTERVAL_S
+
 MAX_DURATION_S = 24 * 3600.0
 MAX_LEAD_S = 3600.0
 DEFAULT_LEAD_S = 5.0
 # A prime, so sampling does not lock step with periodic work (frame loops, timers).
 DEFAULT_PYSPY_RATE = 97
 MAX_PYSPY_RATE = 1000
-# Samplers (system, iotop): finer than 100 ms costs more than it tells.
-MIN_INTERVAL_S = 0.1
-MAX_INTERVAL_S = 60.0
+# Samplers (system, iotop): finer than 100 ms costs more than it tells (MIN_INTERVAL_S and
+# MAX_INTERVAL_S are the contract's, fleetprof_device/contract.py: the device checks the same).
 DEFAULT_INTERVAL_S = 1.0
 # A target whose memory grows faster than this (MB per minute) is flagged as a likely leak.
 DEFAULT_LEAK_MB_PER_MIN = 1.0

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from fleetprof_device.pyspy_output import option_value
 from orchestrator import toolcache
 from orchestrator.analysis.breakdown import (
     native_share,
@@ -238,13 +239,7 @@ def _sampling_window_s(
 
 def _option(argv: list[Any], name: str) -> float | None:
     """The number after ``name`` in an argv (device data: anything else is None)."""
-    for at, arg in enumerate(argv[:-1]):
-        if arg == name:
-            try:
-                return _number(float(argv[at + 1]))
-            except (TypeError, ValueError):
-                return None
-    return None
+    return _number(option_value(argv, (name,)))
 
 
 def _window_s(entry: dict[str, Any]) -> float | None:

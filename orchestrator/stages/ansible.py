@@ -28,6 +28,7 @@ from typing import Any
 
 import ansible_runner
 
+from orchestrator import device_bundle
 from orchestrator.atomic import write_atomic
 from orchestrator.paths import ANSIBLE_CFG, PLAYBOOKS_DIR, ROLES_DIR, WATCHDOG_DIR
 
@@ -284,7 +285,12 @@ def run_stage(
     private.mkdir(parents=True, exist_ok=True)
     collector = _Collector(stage, capture, progress)
     cancel = cancel or threading.Event()
-    variables = {"fleetprof_run_dir": str(run_dir.resolve()), **(extravars or {})}
+    # Every play gets the device package (fleetprof_device_bundle): preflight pushes it.
+    variables = {
+        "fleetprof_run_dir": str(run_dir.resolve()),
+        **device_bundle.extravars(),
+        **(extravars or {}),
+    }
     envvars = stage_env()
     masters = control_dir(run_dir)
     masters.mkdir(mode=0o700, parents=True, exist_ok=True)

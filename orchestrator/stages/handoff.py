@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from orchestrator import device_bundle
 from orchestrator.campaign.model import Campaign
 from orchestrator.models import HostStatus
 from orchestrator.stages.flow import CampaignRun, build_outputs, record_history
@@ -53,6 +54,7 @@ def site_extravars(run: RunDir, hosts: list[str], lead_s: float) -> dict[str, An
         RUN_DIR_VAR: str(run.path.resolve()),
         "fleetprof_hosts": ",".join(hosts),
         "fleetprof_lead_s": round(lead_s, 3),
+        **device_bundle.extravars(),
     }
 
 

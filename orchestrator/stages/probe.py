@@ -16,11 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from fleetprof_device.contract import PROBE_FILE, PROBE_SCHEMA
 from orchestrator.profilers.base import ProfileResult
 from orchestrator.values import number as _finite
 
-PROBE_FILE = "probe.json"
-PROBE_SCHEMA = "fleetprof.probe/1"
 # Each benchmark runs this long when the window allows it...
 SECONDS_PER_KIND = 2.0
 # ... within this share of the window; the rest absorbs set-up and a late start.

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from orchestrator import device_bundle
 from tests.fleet import Fleet
 from tests.fleet.fixtures import requires_fleet
 from tests.support.cli import FLEETPROF_ARGV
@@ -111,9 +112,11 @@ def test_a_device_disk_full_to_the_last_byte_comes_back_partial_with_its_samples
     assert other["metrics"]["system.samples"] >= 20
 
     # Nothing of the session is left on the full device: no workdir, archive, reserve,
-    # temp file, Ansible job status or module file; only the filler and fleetprof's lock.
+    # temp file, Ansible job status or module file; only the filler, fleetprof's lock and
+    # the device package preflight pushed (a tool, kept for the next run like py-spy).
     left = fleet.run(FULL, ["find", "/root", "-type", "f", "-printf", "%P\\n"]).stdout.split()
-    assert sorted(left) == [".fleetprof/session.lock", "fill"], left
+    package = device_bundle.build().path
+    assert sorted(left) == [".fleetprof/session.lock", package, "fill"], left
 
 
 LIGHT = """\

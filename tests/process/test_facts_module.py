@@ -12,12 +12,12 @@ from types import ModuleType
 
 import pytest
 
+from fleetprof_device import facts as facts_module
 from tests.support.runner import FACTS_MODULE as MODULE
-from tests.support.runner import load_device_module
 
 
 def load() -> ModuleType:
-    return load_device_module(MODULE)
+    return facts_module
 
 
 @pytest.mark.parametrize(

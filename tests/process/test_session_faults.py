@@ -591,12 +591,11 @@ def test_a_disk_full_to_the_last_byte_leaves_the_samples_for_collect(tmp_path, e
 
 
 PACK_ON_FULL_DISK = r"""
-import errno, importlib.util, json, os, subprocess, sys
-mnt, module = sys.argv[1:3]
+import errno, json, os, subprocess, sys
+mnt, root = sys.argv[1:3]
 subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", mnt], check=True)
-spec = importlib.util.spec_from_file_location("runner", module)
-runner = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(runner)
+sys.path.insert(0, root)
+from fleetprof_device import files as runner
 workdir = os.path.join(mnt, "w")
 os.mkdir(workdir)
 with open(os.path.join(workdir, "data.bin"), "wb") as handle:  # random: gzip cannot shrink it
@@ -632,7 +631,7 @@ def test_an_archive_or_manifest_that_cannot_be_written_leaves_no_temp_file(tmp_p
             sys.executable,
             str(script),
             str(mnt),
-            str(MODULE),
+            str(MODULE.parents[3]),
         ],
         capture_output=True,
         text=True,

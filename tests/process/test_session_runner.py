@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from fleetprof_device import procread
 from tests.support.runner import SESSION_MODULE as MODULE
 from tests.support.session import (
     Run,
@@ -648,7 +649,7 @@ def test_a_broken_builtin_entry_fails_the_module(tmp_path, change, message):
     assert message in run.result["msg"]
 
 
-def test_thermal_and_cpufreq_are_read_where_the_device_has_them(tmp_path):
+def test_thermal_and_cpufreq_are_read_where_the_device_has_them(tmp_path, monkeypatch):
     """This machine has neither: a sysfs tree shaped like a Jetson's stands in."""
     runner = load_runner()
     sys_root = tmp_path / "sys"
@@ -666,7 +667,7 @@ def test_thermal_and_cpufreq_are_read_where_the_device_has_them(tmp_path):
         (directory / "cpuinfo_max_freq").write_text("2000000\n")
         (directory / "scaling_max_freq").write_text("1500000\n" if cpu == 0 else "2000000\n")
     (sys_root / "devices" / "system" / "cpu" / "cpu2").mkdir()  # offline, no cpufreq
-    runner.SYS_ROOT = str(sys_root)
+    monkeypatch.setattr(procread, "SYS_ROOT", str(sys_root))
 
     log = runner.RunnerLog(str(tmp_path / "runner.log"), time.time())
     sampler = runner.Sampler("system", str(tmp_path / "s.jsonl"), 1.0, 1 << 20, 0.0, log)
@@ -680,11 +681,11 @@ def test_thermal_and_cpufreq_are_read_where_the_device_has_them(tmp_path):
     ]
 
 
-def test_a_device_without_the_optional_files_still_samples(tmp_path):
+def test_a_device_without_the_optional_files_still_samples(tmp_path, monkeypatch):
     """Edge kernels differ: whatever is missing is left out, nothing crashes."""
     runner = load_runner()
-    runner.SYS_ROOT = str(tmp_path / "no-sys")
-    runner.PROC_ROOT = str(tmp_path / "no-proc")
+    monkeypatch.setattr(procread, "SYS_ROOT", str(tmp_path / "no-sys"))
+    monkeypatch.setattr(procread, "PROC_ROOT", str(tmp_path / "no-proc"))
     log = runner.RunnerLog(str(tmp_path / "runner.log"), time.time())
     sampler = runner.Sampler("system", str(tmp_path / "s.jsonl"), 1.0, 1 << 20, 0.0, log)
     sampler.pid = 12345

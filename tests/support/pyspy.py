@@ -7,11 +7,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from fleetprof_device import pyspy_output
 from orchestrator.campaign.model import Campaign
 from orchestrator.profilers import pyspy
 from orchestrator.profilers.base import ProfileResult
 from tests.support.paths import FIXTURES as _FIXTURES
-from tests.support.runner import SESSION_MODULE, load_device_module
 
 
 def truth(name: str) -> dict[str, Any]:
@@ -65,5 +65,5 @@ RECORDINGS = json.loads((FIXTURES / "recordings.json").read_text())
 
 
 def runner() -> Any:
-    """The device runner module (stdlib only), loaded from its file."""
-    return load_device_module(SESSION_MODULE)
+    """The device side's reading of py-spy's output (stdlib only)."""
+    return pyspy_output

@@ -20,7 +20,7 @@ import pytest
 
 from tests.support.paths import REPO
 from tests.support.runner import SESSION_MODULE as MODULE
-from tests.support.runner import load_device_module
+from tests.support.runner import device_namespace
 
 PY_SPY = REPO / ".venv" / "bin" / "py-spy"
 
@@ -283,4 +283,4 @@ def builtin_profiler(name: str, interval: float = 0.2, max_bytes: int = 1 << 20)
 
 
 def load_runner() -> Any:
-    return load_device_module(MODULE)
+    return device_namespace()

@@ -213,8 +213,8 @@ REASON_FUNCTIONS = {
     # module: functions whose returned strings are reasons an operator sees
     "orchestrator/profilers/*.py": ("skip_reason", "launcher_taken"),
     "orchestrator/stages/plan.py": ("_unavailable",),
-    "roles/fleetprof_preflight/library/fleetprof_facts.py": ("attach_permission",),
-    "roles/fleetprof_session/library/fleetprof_session.py": ("busy_reason", "too_little", "fell"),
+    "fleetprof_device/facts.py": ("attach_permission",),
+    "fleetprof_device/*.py": ("busy_reason", "too_little", "fell"),
     "orchestrator/toolcache/*.py": ("_offline_hint",),
 }
 # Module constants that are reasons or notes by their name (NOT_INSTALLED, NO_DRIVER,
@@ -307,7 +307,8 @@ def code_reasons() -> dict[str, str]:
     # TargetError: the session's target cannot be found when the window opens.
     for pattern, exception in (
         ("orchestrator/toolcache/*.py", "ToolUnavailable"),
-        ("roles/fleetprof_session/library/fleetprof_session.py", "TargetError"),
+        ("fleetprof_device/procfs.py", "TargetError"),
+        ("fleetprof_device/target.py", "TargetError"),
     ):
         for path in sorted(REPO.glob(pattern)):
             where = str(path.relative_to(REPO))

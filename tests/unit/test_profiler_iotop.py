@@ -15,6 +15,7 @@ from types import ModuleType
 
 import pytest
 
+from fleetprof_device import facts as facts_module
 from orchestrator import profilers
 from orchestrator.campaign.model import Campaign
 from orchestrator.profilers import iotop
@@ -30,7 +31,7 @@ from tests.support.profilers.iotop import (
     facts,
     parse,
 )
-from tests.support.runner import FACTS_MODULE, load_device_module
+from tests.support.runner import FACTS_MODULE
 
 # -- plan ----------------------------------------------------------------------------------
 
@@ -264,7 +265,7 @@ def test_no_output_file_gives_no_metrics(tmp_path: Path) -> None:
 
 
 def load_facts_module() -> ModuleType:
-    return load_device_module(FACTS_MODULE)
+    return facts_module
 
 
 def test_preflight_reads_delay_accounting(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from orchestrator import device_bundle
 from orchestrator.stages.handoff import (
     NOT_COLLECTED,
     StagesError,
@@ -88,6 +89,7 @@ def test_the_extra_variables_are_what_site_yml_reads(tmp_path: Path) -> None:
         "fleetprof_run_dir": str(run.path.resolve()),
         "fleetprof_hosts": "a,b",
         "fleetprof_lead_s": 5.432,
+        **device_bundle.extravars(),
     }
     written = tmp_path / "vars.yml"
     written.write_text(text)

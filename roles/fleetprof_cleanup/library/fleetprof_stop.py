@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # WANT_JSON
 """Stop a running fleetprof session on a device and wait for its archive.
 
@@ -33,6 +32,12 @@ options:
     description: How long to wait for the runner to exit after SIGTERM.
     type: float
     default: 15
+  device_bundle:
+    description:
+      - The device package this module runs (fleetprof_device, a zipapp the controller
+        builds and preflight pushes): C(path) under the connecting user's home and C(sha256).
+      - Without it the module uses the C(fleetprof_device/) of the source checkout it is in.
+    type: dict
 author: fleetprof
 """
 
@@ -51,85 +56,53 @@ archive_ready:
   returned: always
 """
 
+import hashlib
 import json
 import os
-import signal
 import sys
-import time
-
-LOG_NAME = "runner.log"
+from typing import Optional
 
 
-def runner_pids(workdir):
-    """Processes of this user holding <workdir>/runner.log open: the session's runner."""
-    wanted = os.path.realpath(os.path.join(workdir, LOG_NAME))
-    uid = os.getuid()
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == os.getpid():
-            continue
-        fd_dir = os.path.join("/proc", name, "fd")
+def load_device_package(args_file: str) -> Optional[str]:
+    """Put fleetprof_device on sys.path -> None, or why it cannot be (the caller reports it).
+
+    ``device_bundle`` in the arguments names the zipapp the controller pushed (its path
+    under the home and its sha256, checked here); without it, the fleetprof_device/ of the
+    source checkout this file is in (tests, a run by hand: docs/device.md).
+    """
+    try:
+        with open(args_file, encoding="utf-8") as handle:
+            bundle = json.load(handle).get("device_bundle")
+    except (OSError, ValueError, AttributeError):
+        bundle = None
+    if not isinstance(bundle, dict):
+        here = os.path.dirname(os.path.abspath(__file__))
+        sys.path.insert(0, os.path.join(here, os.pardir, os.pardir, os.pardir))
+        return None
+    path = os.path.join(os.path.expanduser("~"), str(bundle.get("path")))
+    try:
+        with open(path, "rb") as handle:
+            found: Optional[str] = hashlib.sha256(handle.read()).hexdigest()
+    except OSError:
+        found = None
+    if found != bundle.get("sha256"):
+        return "the device package %s is missing or another version (sha256 %s)" % (path, found)
+    sys.path.insert(0, path)
+    return None
+
+
+def main() -> int:
+    problem = load_device_package(sys.argv[1] if len(sys.argv) > 1 else "")
+    if problem is None:
         try:
-            if os.stat(os.path.join("/proc", name)).st_uid != uid:
-                continue
-            links = os.listdir(fd_dir)
-        except OSError:
-            continue
-        for fd in links:
-            try:
-                if os.readlink(os.path.join(fd_dir, fd)) == wanted:
-                    found.append(int(name))
-                    break
-            except OSError:
-                continue
-    return sorted(found)
-
-
-def alive(pid):
-    try:
-        with open("/proc/%d/stat" % pid, "rb") as handle:
-            state = handle.read().rsplit(b")", 1)[-1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in (b"Z", b"X")
-
-
-def stop(workdir, archive, wait_s):
-    result = {"changed": False, "failed": False, "runner_pid": None, "stopped": True}
-    pids = runner_pids(workdir)
-    if pids:
-        result.update(changed=True, runner_pid=pids[0], stopped=False)
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except OSError:
-                pass
-        deadline = time.time() + max(0.0, wait_s)
-        while time.time() < deadline and any(alive(pid) for pid in pids):
-            time.sleep(0.1)
-        result["stopped"] = not any(alive(pid) for pid in pids)
-    result["archive_ready"] = os.path.isfile(archive)
-    result["msg"] = (
-        "no session runner was running for %s" % workdir if not pids
-        else "runner %d %s" % (pids[0], "stopped" if result["stopped"] else "still stopping")
-    )
-    return result
-
-
-def main():
-    with open(sys.argv[1]) as handle:
-        args = json.load(handle)
-    workdir, archive = args.get("workdir"), args.get("archive")
-    if not (isinstance(workdir, str) and workdir and isinstance(archive, str) and archive):
-        print(json.dumps({"failed": True, "msg": "workdir and archive are required strings"}))
-        return
-    try:
-        wait_s = float(args.get("wait_s", 15))
-    except (TypeError, ValueError):
-        print(json.dumps({"failed": True, "msg": "wait_s must be a number of seconds"}))
-        return
-    print(json.dumps(stop(os.path.expanduser(workdir), os.path.expanduser(archive), wait_s)))
+            from fleetprof_device import stop
+        except ImportError as exc:
+            problem = "cannot import the device package: %s" % exc
+        else:
+            return stop.main()
+    print(json.dumps({"failed": True, "bundle_missing": True, "msg": problem}))
+    return 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

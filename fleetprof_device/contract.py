@@ -1,0 +1,57 @@
+"""What the device and the controller must agree on, defined once: schema names and
+versions, file names, probe kinds, limits and their units.
+
+Both sides import this module: the device code from the zipapp, the controller
+(orchestrator/models.py, campaign.py, probe.py) from the installed package.
+tests/unit/test_contract.py fails when the two could disagree.
+"""
+
+from __future__ import annotations
+
+# Schemas: plan.json (controller -> device), manifest.json and probe.json (device -> controller).
+PLAN_SCHEMA = "fleetprof.plan/1"
+MANIFEST_SCHEMA = "fleetprof.manifest/1"
+PROBE_SCHEMA = "fleetprof.probe/1"
+RUNNER_VERSION = "1"
+
+# Files the runner writes into a session's workdir (and so into its archive).
+MANIFEST_FILE = "manifest.json"
+RUNNER_LOG = "runner.log"
+PROBE_FILE = "probe.json"
+RESERVED_FILES = (
+    MANIFEST_FILE,
+    RUNNER_LOG,
+    "target.stdout",
+    "target.stderr",
+    PROBE_FILE,
+    ".probe-disk.tmp",
+    "manifest.json.tmp",
+    ".reserve",
+)
+
+# Locks (see locks.SessionLock): one per user and host in the fleetprof home, one per target
+# process in a directory every user shares, so two users' campaigns on one process collide.
+HOST_LOCK_FILE = "session.lock"
+
+# Units.
+MIB = 1 << 20
+
+# Probe targets: the benchmarks there are, and how many repetitions each measurement is
+# split into (a spread, not a point): PROBE_REPS when the campaign does not say.
+PROBE_KINDS = ("cpu", "memory", "disk")
+PROBE_REPS = 5
+PROBE_MAX_REPS = 50
+
+# Interval samplers, in seconds. The runner's own samplers (BUILTINS) accept the same
+# bounds as the campaign's `interval` (orchestrator/campaign/validators.py): 0.1 s to 60 s. (Before
+# the contract the runner took 0.05 s to 3600 s, wider than any plan the controller made.)
+BUILTINS = ("system", "memory")
+MIN_SAMPLE_INTERVAL_S = 0.1
+MAX_SAMPLE_INTERVAL_S = 60.0
+
+# The device package as shipped: one zipapp, pushed by checksum into the fleetprof home's
+# tool directory (like py-spy), named by its sha256 so a device can hold several versions.
+# Each Ansible module gets DEVICE_BUNDLE_ARG = {"path": <relative to the home>, "sha256": ...}.
+DEVICE_BUNDLE_ARG = "device_bundle"
+DEVICE_BUNDLE_NAME = "fleetprof_device.pyz"
+DEVICE_BUNDLE_DIR = ".fleetprof/tools/fleetprof_device"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 # Deeper than any file fleetprof or a workload writes (a manifest nests 4 levels); a
@@ -38,6 +39,18 @@ def number(value: Any) -> float | None:
     except OverflowError:
         return None
     return result if math.isfinite(result) else None
+
+
+def moment(value: Any) -> datetime | None:
+    """An ISO 8601 time (a report's ``started_at``) as an aware datetime, a time without a
+    zone taken as UTC; anything else is missing."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def load_json(text: str | bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:

@@ -5,12 +5,13 @@ finite (what a device wrote is never trusted).
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 from orchestrator.check.schema import MAX_TEXT
 from orchestrator.values import dicts as _dicts
 from orchestrator.values import mapping as _mapping
+from orchestrator.values import moment
 from orchestrator.values import number as _number
 
 
@@ -81,12 +82,5 @@ def count(value: Any, default: int) -> int:
 
 def utc_iso(value: Any) -> str | None:
     """A report's ``started_at`` in one comparable form: ISO 8601 in UTC (naive = UTC)."""
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat()
+    parsed = moment(value)
+    return parsed.astimezone(UTC).isoformat() if parsed is not None else None

@@ -18,7 +18,6 @@ encode at all (lone surrogates) is replaced here, so the file is always written.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 
 from orchestrator.values import dicts as _dicts
 from orchestrator.values import mapping as _mapping
+from orchestrator.values import moment
 from orchestrator.values import number as _number
 
 KINDS = ("outlier", "regression", "failed", "missing", "incomplete")
@@ -40,15 +40,8 @@ def label(value: Any) -> str:
 
 def timestamp(value: Any) -> float | None:
     """An ISO 8601 ``started_at`` as Unix seconds (a time without zone taken as UTC)."""
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+    parsed = moment(value)
+    return parsed.timestamp() if parsed is not None else None
 
 
 def _group(host: Mapping[str, Any]) -> str:

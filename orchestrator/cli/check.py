@@ -18,9 +18,11 @@ from orchestrator.check.run import BaselineError, Exports, pin_baseline, run_che
 from orchestrator.check.store import HistoryStore, StoreError
 from orchestrator.cli.live import fail, make_console
 from orchestrator.cli.options import (
+    EXPORT_OPTIONS,
     HISTORY_OUT_HELP,
     JSON_NOT_TABLE,
     campaign_or_exit,
+    export_options,
     forks_option,
     inventory_option,
     json_option,
@@ -54,13 +56,7 @@ def _writable(path: Path | None, option: str) -> None:
     help="Compare with the last run, or a run directory (default: the pinned baseline, "
     "else the last run).",
 )
-@click.option("--junit", type=click.Path(path_type=Path, dir_okay=False), help="JUnit XML.")
-@click.option(
-    "--prometheus",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Prometheus text file (node_exporter textfile collector).",
-)
-@click.option("--markdown", type=click.Path(path_type=Path, dir_okay=False), help="Markdown.")
+@export_options()
 @forks_option()
 @json_option()
 def check_command(
@@ -78,11 +74,7 @@ def check_command(
 
     Exit 0: pass; 1: findings; 2: bad input; 3: hosts failed or missing, nothing else."""
     campaign = campaign_or_exit(campaign_file)
-    for path, option in (
-        (junit, "--junit"),
-        (prometheus, "--prometheus"),
-        (markdown, "--markdown"),
-    ):
+    for path, option in zip((junit, prometheus, markdown), EXPORT_OPTIONS, strict=True):
         _writable(path, option)
     console = make_console(stderr=as_json)
 

@@ -64,6 +64,24 @@ def json_option(help: str = JSON_HELP) -> Callable[[F], F]:
     return click.option("--json", "as_json", is_flag=True, help=help)
 
 
+# The check's exports, in the order the check writes them and a schedule passes them on.
+EXPORT_OPTIONS = ("--junit", "--prometheus", "--markdown")
+PROMETHEUS_HELP = "Prometheus text file (node_exporter textfile collector)."
+
+
+def export_options(prometheus_help: str = PROMETHEUS_HELP) -> Callable[[F], F]:
+    """--junit, --prometheus and --markdown: a file each, written by the check."""
+    helps = {"--junit": "JUnit XML.", "--prometheus": prometheus_help, "--markdown": "Markdown."}
+
+    def apply(command: F) -> F:
+        for option in reversed(EXPORT_OPTIONS):
+            kind = click.Path(path_type=Path, dir_okay=False)
+            command = click.option(option, type=kind, help=helps[option])(command)
+        return command
+
+    return apply
+
+
 def campaign_or_exit(path: Path) -> Campaign:
     """The campaign in ``path``; a bad one ends the command with its message (exit 2)."""
     try:

@@ -16,9 +16,11 @@ from rich.table import Table
 
 from orchestrator.cli.live import fail, make_console
 from orchestrator.cli.options import (
+    EXPORT_OPTIONS,
     HISTORY_OUT_HELP,
     JSON_NOT_TABLE,
     campaign_or_exit,
+    export_options,
     inventory_option,
     json_option,
     out_option,
@@ -70,9 +72,7 @@ def _fleetprof_script() -> Path:
 @inventory_option()
 @out_option(HISTORY_OUT_HELP, file_okay=False)
 @click.option("--name", default="", help="Schedule name (default: fleetprof-<campaign>).")
-@click.option("--junit", type=click.Path(path_type=Path, dir_okay=False), help="JUnit XML.")
-@click.option("--prometheus", type=click.Path(path_type=Path, dir_okay=False), help="Prometheus.")
-@click.option("--markdown", type=click.Path(path_type=Path, dir_okay=False), help="Markdown.")
+@export_options(prometheus_help="Prometheus.")
 @USER_OPTION
 @UNIT_DIR_OPTION
 @CRON_FILE_OPTION
@@ -94,11 +94,7 @@ def schedule_install(
     """Run `fleetprof check CAMPAIGN_FILE` every day at --at."""
     campaign_or_exit(campaign_file)
     extra: list[str] = []
-    for option, path in (
-        ("--junit", junit),
-        ("--prometheus", prometheus),
-        ("--markdown", markdown),
-    ):
+    for option, path in zip(EXPORT_OPTIONS, (junit, prometheus, markdown), strict=True):
         if path is not None:
             extra += [option, str(path.resolve())]
     try:

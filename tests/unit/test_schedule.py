@@ -30,7 +30,6 @@ from orchestrator.schedule import (
     ScheduleSpec,
     check_argv,
     cron_quote,
-    cron_unescape,
     install,
     list_schedules,
     parse_cron_line,
@@ -41,6 +40,7 @@ from orchestrator.schedule import (
     systemd_quote,
     systemd_split,
 )
+from tests.support.cron import cron_hands_to_shell
 
 # Every argument a shell, systemd or cron could get wrong.
 NASTY = [
@@ -101,17 +101,6 @@ def spec(tmp_path: Path, name: str = "fleetprof-nightly", at: str = "02:00") -> 
 def echo_argv(*args: str) -> list[str]:
     """A command that prints the arguments it received and its directory, as JSON."""
     return [sys.executable, "-c", ECHO_ARGV, *args]
-
-
-def cron_hands_to_shell(command: str) -> str:
-    """What cron (vixie/cronie do_command) passes to ``sh -c``: ``\\%`` -> ``%``, and an
-    unescaped ``%`` would end the command (the rest becomes stdin), which must not happen.
-    The schedule's own reading of cron (``cron_unescape``), so a mistake there shows here.
-    """
-    text, cut = cron_unescape(command)
-    if cut:
-        raise AssertionError(f"unescaped % would cut the command: {command!r}")
-    return text
 
 
 def run_cron_line(line: str, *, system: bool) -> tuple[list[str], str]:

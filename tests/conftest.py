@@ -30,6 +30,7 @@ def exclusive(module: str) -> bool:
     return module.startswith(EXCLUSIVE_FOLDERS) and module not in SHARED_MODULES
 
 
+@pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """``--dist loadgroup``, by module: every exclusive module in one work unit (in
     collection order), every other module a unit of its own. xdist's own loadgroup reads

@@ -40,6 +40,10 @@ class Capture:
     res: dict[str, Any]
     started: float | None
     finished: float
+    # When the device first answered this action: a task asked again (preflight asks for
+    # the facts a second time after pushing the device package) keeps its first answer's
+    # time, so the push is not taken for the time a play needs to reach the device.
+    first_finished: float | None = None
 
 
 @dataclass
@@ -121,10 +125,13 @@ class _Collector:
                 self.started[(host, uuid)] = _timestamp(event)
             elif kind == "runner_on_ok":
                 if action in self.capture:
+                    earlier = outcome.captures.get(action)
+                    finished = _timestamp(event)
                     outcome.captures[action] = Capture(
                         res=dict(res),
                         started=self.started.get((host, uuid)),
-                        finished=_timestamp(event),
+                        finished=finished,
+                        first_finished=earlier.first_finished if earlier else finished,
                     )
             elif kind == "runner_on_unreachable":
                 outcome.unreachable = True

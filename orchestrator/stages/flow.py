@@ -90,7 +90,8 @@ def facts_from(
     for name, path in found.items() if isinstance(found, dict) else ():
         if isinstance(name, str) and isinstance(path, str) and path and name not in tools:
             tools[name] = path
-    ready = capture.finished - launched_at if launched_at is not None else None
+    answered = capture.first_finished if capture.first_finished is not None else capture.finished
+    ready = answered - launched_at if launched_at is not None else None
     return HostFacts.from_dict(
         {
             **raw,

@@ -42,10 +42,13 @@ class FleetFactory:
         seed_tools: bool = True,
         **kwargs: Any,
     ) -> Fleet:
-        """``seed_tools``: the hosts already have the controller's py-spy, as a fleet
-        profiled before does (provision then only checks its sha256 on each device);
-        pushing it is tested by the tools role's molecule scenario. It saves a push of
-        several MB to every host of every fleet test (20 s for six loaded hosts on CI)."""
+        """``seed_tools``: the hosts already have the controller's device package and
+        py-spy, as a fleet profiled before does (preflight then finds the package in
+        place, provision only checks py-spy's sha256 on each device). What a first
+        campaign pushes to fresh devices is tested with ``seed_tools=False``
+        (tests/integration/test_fleet.py) and by the tools role's molecule scenario. It
+        saves every fleet test the first run's pushes: a second facts call, the copies, and
+        a longer lead (20-40 s on hosts with a quarter of a core on CI)."""
         try:
             fleet = Fleet.up(models, **kwargs)
         except FleetUnavailable as exc:
@@ -53,6 +56,7 @@ class FleetFactory:
         self.fleets.append(fleet)
         if seed_tools:
             seed_pyspy(fleet)
+            seed_device_package(fleet)
         return fleet
 
     def down_all(self) -> None:
@@ -100,6 +104,14 @@ def seed_pyspy(fleet: Fleet) -> None:
     home = str(Path.home())
     dest = device_path(host_facts(home=home), tool.version)
     fleet.seed_file(Path(tool.path), dest)
+
+
+def seed_device_package(fleet: Fleet) -> None:
+    """Copy this controller's device package (zipapp) where preflight would push it."""
+    from orchestrator import device_bundle
+
+    bundle = device_bundle.build()
+    fleet.seed_file(bundle.src, f"{Path.home()}/{bundle.path}", mode=0o600)
 
 
 def _factory() -> Iterator[FleetFactory]:

@@ -48,7 +48,7 @@ def first_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, An
     proc = subprocess.Popen([sys.executable, str(script), f"--token={token}"], cwd=work)
     campaign = work / "scripted.yml"
     campaign.write_text(
-        "name: scripted\nduration: 1s\nstart: {lead: 1s}\n"
+        "name: scripted\nduration: 1s\nstart: {lead: 4s}\n"
         f"target:\n  attach:\n    process: 'spin_workload.py --token={token}'\n"
         "check:\n  confirm: {enabled: false}\n"
     )

@@ -103,7 +103,7 @@ def test_a_prepared_run_runs_from_the_installed_collection_by_fqcn_and_reports(
             {
                 "name": "site-fqcn",
                 "duration": "3s",
-                "start": {"lead": "2s"},
+                "start": {"lead": "4s"},
                 "target": {"launch": {"command": ["/usr/bin/python3", "-c", BUSY]}},
                 "profilers": {"py-spy": {"rate": 97}},
             }

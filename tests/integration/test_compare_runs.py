@@ -77,7 +77,7 @@ def test_compare_shows_the_function_that_moved(
     time.sleep(0.5)
     campaign = tmp_path / "switch.yml"
     campaign.write_text(
-        f"name: switch\nduration: 3s\nstart: {{lead: 1s}}\n"
+        f"name: switch\nduration: 3s\nstart: {{lead: 4s}}\n"
         f"target:\n  attach:\n    process: 'workload_.*--token={token}'\n"
         "profilers:\n  py-spy: {rate: 97}\n"
     )

@@ -7,6 +7,7 @@ CPU quota. fleetprof reaches them only through Ansible, with host key checking o
 from __future__ import annotations
 
 import json
+import stat
 import statistics
 import time
 from pathlib import Path
@@ -14,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from orchestrator import device_bundle
+from orchestrator.toolcache import PYSPY_VERSION
 from tests.fleet.fixtures import requires_fleet
 from tests.support.fleet import PYTHON, deploy
 from tests.support.paths import REPO
@@ -26,9 +29,11 @@ def test_one_campaign_profiles_six_hosts_in_one_window_each_its_own_process(
     fleet_factory: Any, fleetprof: Any, tmp_path: Path
 ) -> None:
     # Quotas on both models keep six CPU-bound workloads from starving the controller's
-    # Ansible on the 2-core CI machine (it ran 64 s without them).
+    # Ansible on the 2-core CI machine (it ran 64 s without them). Fresh devices: nothing
+    # of fleetprof's on them yet, so this campaign pushes the device package and py-spy.
     fleet = fleet_factory(
-        {"edge-x86": {"count": 3, "cpu": 0.5}, "edge-slow": {"count": 3, "cpu": 0.3}}
+        {"edge-x86": {"count": 3, "cpu": 0.5}, "edge-slow": {"count": 3, "cpu": 0.3}},
+        seed_tools=False,
     )
     script = deploy(fleet, SPLIT_WORKLOAD, "split_workload.py")
     for host in fleet.hosts:
@@ -58,6 +63,22 @@ def test_one_campaign_profiles_six_hosts_in_one_window_each_its_own_process(
     assert max(offsets) - min(offsets) <= 100.0, offsets
     assert report["start_skew_ms"] <= 100.0
     assert {g["hw_model"] for g in report["groups"]} == {"edge-x86", "edge-slow"}
+    # What the first campaign pushed stays, private: the package 0600, py-spy 0755, every
+    # directory fleetprof made 0700.
+    package = f"/root/{device_bundle.build().path}"
+    pyspy = f"/root/.fleetprof/tools/py-spy/{PYSPY_VERSION}/py-spy"
+    for host in fleet.hosts:
+        assert mode(host.private_path(package)) == 0o600, host.name
+        assert mode(host.private_path(pyspy)) == 0o755, host.name
+        for path in (package, pyspy):
+            for parent in Path(path).parents:
+                if parent in (Path("/root"), Path("/")):
+                    break
+                assert mode(host.private_path(str(parent))) == 0o700, (host.name, parent)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
 
 
 def test_a_throttled_model_shows_a_lower_frame_rate_in_launch_mode(

@@ -44,7 +44,7 @@ def test_cpu_peak_rss_and_io_rates_agree_with_the_kernel(
     script = deploy(fleet, RUSAGE_WORKLOAD, "io_memory_workload.py")
     campaign = tmp_path / "io-memory.yml"
     campaign.write_text(
-        "name: io-memory\nduration: 6s\nstart: {lead: 2s}\n"
+        "name: io-memory\nduration: 6s\nstart: {lead: 4s}\n"
         f"target:\n  launch:\n    command: ['{PYTHON}', '{script}']\n"
         "profilers:\n"
         "  py-spy: {rate: 97}\n"

@@ -34,7 +34,7 @@ def test_attach_to_an_unknown_process_reports_its_real_hot_functions(
     time.sleep(0.5)
     campaign = write_campaign(
         tmp_path / "attach.yml",
-        f"name: attach-it\nduration: 6s\nstart: {{lead: 2s}}\n"
+        f"name: attach-it\nduration: 6s\nstart: {{lead: 4s}}\n"
         f"target:\n  attach:\n    process: 'workload_.*--token={token}'\n"
         "profilers:\n  py-spy: {rate: 97}\n",
     )
@@ -89,7 +89,7 @@ def test_a_target_that_matches_nothing_fails_that_host_with_the_reason(
 ) -> None:
     campaign = write_campaign(
         tmp_path / "nothing.yml",
-        "name: nothing\nduration: 2s\nstart: {lead: 1s}\n"
+        "name: nothing\nduration: 2s\nstart: {lead: 4s}\n"
         "target:\n  attach:\n    process: 'no-such-process-$(id);rm -rf /tmp/x'\n",
     )
     result = fleetprof("run", str(campaign))
@@ -106,7 +106,7 @@ def test_report_rebuilds_every_output_from_the_run_directory(
     workload(SPLIT_WORKLOAD, f"--token={token}")
     campaign = write_campaign(
         tmp_path / "again.yml",
-        f"name: again\nduration: 2s\nstart: {{lead: 1s}}\n"
+        f"name: again\nduration: 2s\nstart: {{lead: 4s}}\n"
         f"target:\n  attach:\n    process: '--token={token}'\n",
     )
     first = fleetprof("run", str(campaign))

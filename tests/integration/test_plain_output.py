@@ -34,7 +34,7 @@ def test_an_unreachable_hosts_whole_reason_reaches_a_pipe(tmp_path: Path) -> Non
         "      fleetprof_hw_model: phantom-board-with-a-long-model-name\n"
     )
     campaign = tmp_path / "piped.yml"
-    campaign.write_text("name: piped\nduration: 2s\nstart: {lead: 1s}\ntarget: {probe: [cpu]}\n")
+    campaign.write_text("name: piped\nduration: 2s\nstart: {lead: 4s}\ntarget: {probe: [cpu]}\n")
     env = {
         k: v
         for k, v in os.environ.items()

@@ -19,7 +19,7 @@ from tests.support.cron import cron_hands_to_shell
 from tests.support.paths import REPO
 
 FLEETPROF = Path(sys.executable).parent / "fleetprof"
-CAMPAIGN = "name: sched-smoke\nduration: 3s\nstart: {lead: 2s}\ntarget: {probe: [cpu]}\n"
+CAMPAIGN = "name: sched-smoke\nduration: 3s\nstart: {lead: 4s}\ntarget: {probe: [cpu]}\n"
 # What systemd's manager gives a service, and cron a job: no venv on PATH, no terminal.
 SYSTEMD_ENV = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin",

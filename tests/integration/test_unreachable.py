@@ -37,7 +37,7 @@ def test_an_unreachable_host_is_reported_and_the_others_run(
     )
     campaign = tmp_path / "mixed.yml"
     campaign.write_text(
-        f"name: mixed\nduration: 2s\nstart: {{lead: 1s}}\n"
+        f"name: mixed\nduration: 2s\nstart: {{lead: 4s}}\n"
         f"target:\n  attach:\n    process: '--token={token}'\n"
     )
     result = fleetprof("run", str(campaign), "-i", str(inventory))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -9,7 +11,8 @@ import pytest
 from orchestrator.campaign.model import Campaign
 from orchestrator.models import ClockOffset, HostFacts, SessionPlan
 from orchestrator.profilers.base import ToolChoice
-from orchestrator.stages.flow import clock_offset
+from orchestrator.stages.ansible import _Collector
+from orchestrator.stages.flow import clock_offset, facts_from
 from orchestrator.stages.plan import effective_lead, make_plan, provision_needed, reschedule
 from tests.support.factories import TOOL, campaign, host_facts
 
@@ -150,6 +153,33 @@ def test_the_lead_covers_the_time_a_play_took_to_reach_the_slowest_device() -> N
     late = facts(host="pi", clock=ClockOffset(offset_s=0.0, uncertainty_s=0.05), ready_s=4.0)
     assert effective_lead(4.0, [quick]) == 4.0
     assert effective_lead(4.0, [quick, late]) == pytest.approx(2.0 * 4.0 + 1.0)
+
+
+def test_the_time_to_reach_a_device_is_its_first_answer_not_the_package_push() -> None:
+    # A device without the device package answers the facts twice, around the push: the
+    # session play will not push again, so its reach is the first answer's (T+2), not T+9.
+    collector = _Collector("preflight", ["fleetprof_facts"], None)
+
+    def event(kind: str, second: int, res: dict[str, Any], task: str) -> dict[str, Any]:
+        return {
+            "event": kind,
+            "created": f"2026-12-07T10:00:{second:02d}.000000",
+            "event_data": {
+                "host": "pi",
+                "task_action": "fleetprof_facts",
+                "res": res,
+                "task_uuid": task,
+            },
+        }
+
+    collector(event("runner_on_ok", 2, {"bundle_missing": True}, "first"))
+    collector(event("runner_on_start", 8, {}, "again"))
+    described_facts = {k: v for k, v in asdict(facts()).items() if k not in ("clock", "ready_s")}
+    collector(event("runner_on_ok", 9, {"facts": described_facts, "device_time": 0.0}, "again"))
+    launched = datetime(2026, 12, 7, 10, 0, 0, tzinfo=UTC).timestamp()
+    described = facts_from("pi", collector.hosts["pi"], launched_at=launched)
+    assert described is not None and described.ready_s == 2.0
+    assert described.clock.uncertainty_s == 0.5  # the clock from the answer that has it
 
 
 def test_nsys_starts_the_command_itself_even_where_attaching_is_allowed() -> None:

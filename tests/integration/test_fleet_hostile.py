@@ -23,7 +23,7 @@ from tests.support.paths import REPO
 
 pytestmark = [pytest.mark.integration, requires_fleet]
 
-CAMPAIGN = "name: hostile\nduration: 2s\nstart: {lead: 15s}\ntarget: {probe: [cpu]}\n"
+CAMPAIGN = "name: hostile\nduration: 2s\nstart: {lead: 4s}\ntarget: {probe: [cpu]}\n"
 
 
 def test_no_secret_owner_only_modes_and_a_changed_host_key_refused_on_the_next_run(
@@ -118,7 +118,7 @@ def hostile_tarball(path: Path, payload: str) -> None:
 # A light session (the machine's two cores are shared by the whole fleet): the runner's
 # own sampler on a launched sleep.
 LIGHT = (
-    "name: hostile\nduration: 2s\nstart: {lead: 15s}\n"
+    "name: hostile\nduration: 2s\nstart: {lead: 4s}\n"
     "target: {launch: {command: [sleep, '30']}}\nprofilers: {system: {}}\n"
 )
 PAYLOADS = ["deep-manifest", "deep-workload", "huge-manifest", "escapes", "link-flood"]

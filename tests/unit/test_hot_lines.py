@@ -24,7 +24,18 @@ from orchestrator.analysis.stacks import parse_folded
 from orchestrator.campaign.model import Campaign
 from orchestrator.profilers import pyspy
 from orchestrator.profilers.base import ToolChoice
+from orchestrator.report.html import render_html
+from orchestrator.report.markdown import render_markdown
 from tests.support.factories import host_facts
+from tests.support.reports import (
+    PWN_IMG,
+    PWN_MD,
+    PWN_SCRIPT,
+    cells,
+    fleet_report,
+    start_tags,
+    unescape,
+)
 
 META = {"campaign": "c", "run_id": "r", "started_at": "t", "duration_s": 5.0, "mode": "launch"}
 
@@ -212,3 +223,33 @@ def test_groups_merge_their_hosts_lines_and_take_the_hosts_text() -> None:
     ]  # fmt: skip
     assert report["groups"][1]["hot_lines"][0]["lines"][0]["text"] is None  # no host read it
     assert report["hosts"][0]["hot_lines"] == hosts[0].hot_lines
+
+
+def test_report_html_has_a_hot_lines_table_under_each_host_and_group_escaped() -> None:
+    report = fleet_report()
+    page = render_html(report)
+    tables = [attrs for tag, attrs in start_tags(page) if tag == "table"]
+    hot = [a for a in tables if ("class", "top hot-lines") in a]
+    assert len(hot) == len(report["hosts"]) + len(report["groups"])
+    for raw in (PWN_IMG, PWN_SCRIPT):
+        assert raw not in page
+    section = page[page.index('<table class="top hot-lines">') :]
+    section = section[: section.index("</table>")]
+    assert (
+        "<code>&#34;&gt;&lt;script&gt;document.title=&#39;pwned&#39;&lt;/script&gt;</code>"
+        in section
+    )
+    assert "video_pipeline.py:20" in section and "decode_frame" in section
+    assert page.count("<script") == 1  # the page's own, under its CSP
+
+
+def test_summary_md_has_the_groups_hot_lines_escaped() -> None:
+    summary = render_markdown(fleet_report())
+    section = summary[summary.index("## Hot lines per group") :]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "---" not in line]
+    header, body = rows[0], rows[1:]
+    assert cells(header)[2].strip() == "file:line"
+    assert all(len(cells(row)) == 6 for row in body)
+    sources = [unescape(cells(row)[5].strip()) for row in body]
+    assert PWN_MD in sources and PWN_SCRIPT in sources
+    assert "<script>" not in section

@@ -14,48 +14,12 @@ from pathlib import Path
 from fleetprof_device.contract import SOURCE_LINES_FILE, SOURCE_LINES_OPTION
 from orchestrator.campaign.model import Campaign
 from orchestrator.profilers import pyspy
+from tests.support.hot_lines import HEAVY, LIGHT, WORKLOAD, line_of
 from tests.support.session import make_plan, pyspy_profiler, run_module
 
 RATE = 250
 SECONDS = 5.0
 WINDOW = 10.0
-# hot() does the same kind of work on two lines, about 70% of it on the first; it adds
-# up the time each part took, and writes the heavy line's share when it is done.
-WORKLOAD = """\
-import json
-import sys
-import time
-from time import perf_counter
-
-
-def hot(heavy, light, spent):
-    start = perf_counter()
-    total = 0
-    for i in range(heavy): total += i * i  # HEAVY
-    middle = perf_counter()
-    for i in range(light): total -= i  # LIGHT
-    end = perf_counter()
-    spent[0] += middle - start
-    spent[1] += end - start
-    return total
-
-
-def main():
-    seconds, out = float(sys.argv[1]), sys.argv[2]
-    spent = [0.0, 0.0]
-    began = time.time()
-    while time.time() - began < seconds:
-        hot(6000, 2500, spent)
-    with open(out, "w") as handle:
-        json.dump({"heavy_share": spent[0] / spent[1], "hot_s": spent[1]}, handle)
-
-
-main()
-"""
-
-
-def _line_of(marker: str) -> int:
-    return next(n for n, text in enumerate(WORKLOAD.splitlines(), 1) if marker in text)
 
 
 def _session(tmp_path: Path, archive: str) -> Path:
@@ -101,12 +65,12 @@ def test_the_line_a_function_spends_most_on_is_its_first_hot_line_within_5_point
     assert (first["function"], first["file"]) == ("hot", script.name), result.hot_lines
     assert first["self_samples"] >= 0.5 * RATE * SECONDS  # enough samples to judge
     line = first["lines"][0]
-    assert line["line"] == _line_of("# HEAVY"), first
-    assert line["text"] == "for i in range(heavy): total += i * i  # HEAVY"
+    assert line["line"] == line_of(HEAVY), first
+    assert line["text"] == HEAVY
     print(
         f"hot line: {line['function_pct']:.1f}% of hot(), truth {100 * truth['heavy_share']:.1f}%"
     )
     assert abs(line["function_pct"] - 100.0 * truth["heavy_share"]) <= 5.0, (line, truth)
     light = first["lines"][1]
-    assert light["line"] == _line_of("# LIGHT") and light["text"].endswith("# LIGHT")
+    assert (light["line"], light["text"]) == (line_of(LIGHT), LIGHT)
     assert not [q for q in result.data_quality if SOURCE_LINES_FILE in q]

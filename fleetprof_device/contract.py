@@ -18,6 +18,7 @@ RUNNER_VERSION = "1"
 MANIFEST_FILE = "manifest.json"
 RUNNER_LOG = "runner.log"
 PROBE_FILE = "probe.json"
+SOURCE_LINES_FILE = "pyspy.lines.json"
 RESERVED_FILES = (
     MANIFEST_FILE,
     RUNNER_LOG,
@@ -26,6 +27,8 @@ RESERVED_FILES = (
     PROBE_FILE,
     ".probe-disk.tmp",
     "manifest.json.tmp",
+    SOURCE_LINES_FILE,
+    SOURCE_LINES_FILE + ".tmp",
     ".reserve",
 )
 
@@ -55,3 +58,18 @@ MAX_SAMPLE_INTERVAL_S = 60.0
 DEVICE_BUNDLE_ARG = "device_bundle"
 DEVICE_BUNDLE_NAME = "fleetprof_device.pyz"
 DEVICE_BUNDLE_DIR = ".fleetprof/tools/fleetprof_device"
+
+# py-spy's hot lines (docs/report.md, "Hot lines"): the report shows, per host and per group,
+# the HOT_FUNCTIONS functions with the most self samples and each one's HOT_LINES lines with
+# the most. A profiler whose plan options set SOURCE_LINES_OPTION has the runner read those
+# lines' source text after the window (fleetprof_device/source_lines.py) into
+# SOURCE_LINES_FILE: {"schema", "files": {name: {"path", "lines": {"N": text}}}}, ``name`` as
+# py-spy wrote it. A line is cut at SOURCE_LINE_MAX_CHARS; no file is read past
+# SOURCE_FILE_MAX_BYTES, and the file holds at most SOURCE_LINES_MAX_BYTES of text.
+SOURCE_LINES_SCHEMA = "fleetprof.source-lines/1"
+SOURCE_LINES_OPTION = "source_lines"
+HOT_FUNCTIONS = 10
+HOT_LINES = 5
+SOURCE_LINE_MAX_CHARS = 200
+SOURCE_FILE_MAX_BYTES = 4 * MIB
+SOURCE_LINES_MAX_BYTES = 64 * 1024

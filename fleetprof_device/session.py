@@ -23,6 +23,7 @@ from .probe import Probe
 from .procfs import kill_quietly, os_error_text, shorten
 from .profilers import STOP_POLL_S, ProfilerRun
 from .runlog import RunnerLog
+from .source_lines import after_window
 from .target import Target
 
 WARMUP_S = 1.0  # resolve an attach target this long before T0 (a launch target starts at T0)
@@ -148,7 +149,7 @@ class Session:
     def post_process(self) -> None:
         """After everything stopped, before the manifest: each started profiler's post_argv
         (bounded by deadline + grace, and the watchdog, like everything else), then the
-        files its plan discards."""
+        files its plan discards, then py-spy's hot lines' source text (source_lines.py)."""
         kill_at = self.clock.hard_deadline
         for prof in self.profilers:
             if prof.child is None:
@@ -163,6 +164,7 @@ class Session:
                     self._disk_full,
                 )
             prof.discard_files(self.workdir, self.log)
+        after_window(self.profilers, self.target, self.workdir, kill_at, self.log)
 
     def _run_steps(self) -> None:
         clock, target = self.clock, self.target

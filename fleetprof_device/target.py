@@ -4,6 +4,7 @@ at T0, and how it ended.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -56,6 +57,9 @@ class Target:
         self.exit_code: Optional[int] = None  # known only for self.child
         self.exited_at: Optional[float] = None
         self.stopped_by_runner = False
+        # Where the live target ran ("exe", "cwd": /proc links): after the window a
+        # launched program is gone, and its hot lines' source is looked for there.
+        self.seen: Dict[str, str] = {}
 
     def resolve(self) -> None:
         """Attach mode: find the process by regex, pid or pidfile (TargetError if not)."""
@@ -110,6 +114,7 @@ class Target:
         """Whether the target has ended; notes when (and how) the first time it is seen."""
         if self.exited_at is not None:
             return True
+        self._remember()
         if self.child is not None:
             if self.child.exited():
                 self.exited_at, self.exit_code = self.child.stopped_at, self.child.exit_code
@@ -121,6 +126,13 @@ class Target:
                 % (" with code %d" % self.exit_code if self.exit_code is not None else "")
             )
         return self.exited_at is not None
+
+    def _remember(self) -> None:
+        if self.pid is None:
+            return
+        for name in ("exe", "cwd"):
+            with contextlib.suppress(OSError):
+                self.seen[name] = os.readlink("/proc/%d/%s" % (self.pid, name))
 
     def stop_step(self, now: float, stop_from: float, kill_at: float) -> bool:
         """One step of stopping a launched target; True while it is alive."""

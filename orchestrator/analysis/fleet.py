@@ -18,6 +18,7 @@ from typing import Any
 
 from orchestrator.analysis.breakdown import processes_by_command
 from orchestrator.analysis.diff import diff_tree
+from orchestrator.analysis.lines import with_group_hot_lines
 from orchestrator.analysis.outliers import (
     Outlier,
     function_share_outliers,
@@ -67,6 +68,8 @@ class HostView:
     # Why the host's measurement window was not complete (orchestrator/stages/window.py); None
     # when it was, or when there was no measurement at all.
     incomplete: str | None = None
+    # py-spy's hot lines: the hottest functions' lines (orchestrator/analysis/lines.py).
+    hot_lines: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -81,6 +84,7 @@ class HostView:
             "metrics": self.metrics,
             "top_functions": self.top_functions,
             "flamegraph": self.flamegraph,
+            "hot_lines": self.hot_lines,
             "series": self.series,
             "tables": self.tables,
             "samples": self.samples,
@@ -356,7 +360,9 @@ def _build_report(
         "start_skew_ms": round(max(offsets) - min(offsets), 1) if offsets else None,
         "compare": {"group_by": group_by, "threshold": threshold},
         "hosts": [h.to_dict() for h in sorted(hosts, key=lambda h: (_group_of(h), h.name))],
-        "groups": group_stats(hosts, usable, trees),
+        "groups": with_group_hot_lines(
+            group_stats(hosts, usable, trees), {h.name: h.hot_lines for h in hosts}, usable
+        ),
         "outliers": [o.to_dict() for o in outliers],
         "function_matrix": function_matrix(hosts, shares, outliers),
         "diffs": fleet_diffs(hosts, usable, outliers, trees=trees),

@@ -64,6 +64,8 @@ class ProfileResult:
     # the nightly check tests against the baseline's.
     samples: dict[str, list[float]] = field(default_factory=dict)
     stacks: StackProfile | None = None
+    # py-spy's hot lines: report.json hosts[].hot_lines (orchestrator/analysis/lines.py).
+    hot_lines: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Profiler(Protocol):

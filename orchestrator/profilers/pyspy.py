@@ -11,6 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from fleetprof_device.contract import (
+    SOURCE_LINES_FILE,
+    SOURCE_LINES_MAX_BYTES,
+    SOURCE_LINES_OPTION,
+)
 from fleetprof_device.pyspy_output import option_value
 from orchestrator import toolcache
 from orchestrator.analysis.breakdown import (
@@ -19,11 +24,13 @@ from orchestrator.analysis.breakdown import (
     sampling_rate,
     thread_rows,
 )
+from orchestrator.analysis.lines import hot_lines, line_counts, source_texts
 from orchestrator.analysis.stacks import StackProfile, flame_tree, read_folded, top_functions
 from orchestrator.campaign.model import Campaign
 from orchestrator.campaign.profiler_specs import PySpySpec
 from orchestrator.models import HostFacts, ProfilerPlan
-from orchestrator.profilers.base import ProfileResult, ToolChoice, begin_parse
+from orchestrator.profilers.base import ProfileResult, ToolChoice, begin_parse, read_capped
+from orchestrator.values import load_json
 from orchestrator.values import number as _number
 
 NAME = "py-spy"
@@ -33,6 +40,8 @@ LAUNCHER = True
 LAUNCH_ONLY = False
 OUTPUT = "py-spy.folded"
 MAX_BYTES = 64 * 1024 * 1024
+# pyspy.lines.json: the device's cap on its text, and room for JSON's escapes and indents.
+MAX_SOURCE_LINES_BYTES = 4 * SOURCE_LINES_MAX_BYTES
 # Below this share of the requested rate a host's profile is marked as short of samples.
 MIN_RATE_FRACTION = 0.8
 
@@ -129,6 +138,8 @@ def plan(campaign: Campaign, facts: HostFacts, tool: ToolChoice | None) -> Profi
         launch_argv=[binary, "record", *options, "--", *launch.command] if launch else [],
         outputs=[OUTPUT],
         max_bytes=MAX_BYTES,
+        # The runner reads the hot lines' source text after the window (SOURCE_LINES_FILE).
+        options={SOURCE_LINES_OPTION: True},
     )
 
 
@@ -157,6 +168,7 @@ def parse(session_dir: Path, entry: dict[str, Any], campaign: Campaign) -> Profi
         for stat in top_functions(profile, limit=25)
     ]
     result.flamegraph = flame_tree(profile) if profile.total_samples else None
+    result.hot_lines = _hot_lines(session_dir, profile, result)
     result.metrics["pyspy.samples"] = float(profile.total_samples)
     result.metrics["pyspy.requested_rate_hz"] = float(spec.rate)
     _breakdown(profile, spec, result)
@@ -177,6 +189,32 @@ def parse(session_dir: Path, entry: dict[str, Any], campaign: Campaign) -> Profi
     if truncated or profile.truncated:
         result.data_quality.append(f"py-spy output was cut at {MAX_BYTES} bytes")
     return result
+
+
+def _hot_lines(
+    session_dir: Path, profile: StackProfile, result: ProfileResult
+) -> list[dict[str, Any]]:
+    """The hot lines of the host's hottest functions, with the source text the device
+    read (``SOURCE_LINES_FILE``, untrusted: capped, checked, control characters made
+    visible; a bad file costs the text only, with a note)."""
+    if profile.total_samples <= 0:
+        return []
+    texts: dict[str, dict[int, str]] = {}
+    path = session_dir / SOURCE_LINES_FILE
+    try:
+        if path.is_file():
+            text, cut = read_capped(path, MAX_SOURCE_LINES_BYTES)
+            if cut:
+                raise ValueError(f"larger than {MAX_SOURCE_LINES_BYTES} bytes")
+            texts, dropped = source_texts(load_json(text))
+            if dropped:
+                result.data_quality.append(
+                    f"{SOURCE_LINES_FILE}: {dropped} malformed entries left out"
+                )
+    except (OSError, ValueError) as error:
+        result.data_quality.append(f"{SOURCE_LINES_FILE} left out (no source text): {error}")
+    found = hot_lines(line_counts(profile), profile.total_samples, texts)
+    return [function.to_dict() for function in found]
 
 
 def _breakdown(profile: StackProfile, spec: PySpySpec, result: ProfileResult) -> None:

@@ -196,6 +196,29 @@ class HostView:
     threads: list[dict[str, Any]] = field(default_factory=list)
     processes: list[dict[str, Any]] = field(default_factory=list)
     native: list[dict[str, Any]] = field(default_factory=list)
+    hot_lines: list[dict[str, Any]] = field(default_factory=list)  # under the flame graph
+
+
+def _hot_line_rows(value: Any) -> list[dict[str, Any]]:
+    """report.json ``hot_lines`` (a host's or a group's) -> one row per line, the function
+    named on its first line only."""
+    rows = []
+    for function in _dicts(value):
+        file = text_or_none(function.get("file"))
+        for index, line in enumerate(_dicts(function.get("lines"))):
+            number = line.get("line")
+            rows.append(
+                {
+                    "function": str(function.get("function", "")) if index == 0 else "",
+                    "where": f"{file or '?'}:{number if isinstance(number, int) else '?'}",
+                    "self_pct": line.get("self_pct"),
+                    "self_bar": _bar(line.get("self_pct")),
+                    "function_pct": line.get("function_pct"),
+                    "text": text_or_none(line.get("text")),
+                    "first": index == 0,
+                }
+            )
+    return rows
 
 
 def _group_name(item: Mapping[str, Any]) -> str:
@@ -261,6 +284,7 @@ def _host_view(
             or bool(_mapping(host.get("series")))
         ),
         **_breakdown_views(_mapping(host.get("tables")), drawn),
+        hot_lines=_hot_line_rows(host.get("hot_lines")),
     )
 
 
@@ -336,6 +360,7 @@ def _group_view(
         "metrics": sorted(metrics),
         "charts": group_charts(members),
         "flame_svg": flame_svg(flame) if isinstance(flame, Mapping) else None,
+        "hot_lines": _hot_line_rows(group.get("hot_lines")),
     }
 
 

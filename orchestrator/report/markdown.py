@@ -38,6 +38,7 @@ KEY_METRICS: tuple[tuple[str, tuple[str, ...], int], ...] = (
 )
 MAX_ROWS = 100  # per table: a CI comment has a size limit; the HTML has everything
 TOP_FUNCTIONS = 5
+HOT_LINES = 5  # per group: its hottest lines, whichever function they are in
 MAX_GROUP_HOSTS = 8  # host columns per group in the top-functions table
 MAX_LISTED_HOSTS = 10  # host names in one line of text (the re-measured hosts)
 
@@ -119,6 +120,7 @@ def _render(report: Mapping[str, Any], check_always: bool) -> str:
     out += _fleet(_dicts(report.get("hosts")))
     out += _outliers(_dicts(report.get("outliers")))
     out += _group_functions(report)
+    out += _group_hot_lines(_dicts(report.get("groups")))
     if not isinstance(check, Mapping):
         out += _regressions(regressions)
     return "\n".join(out).rstrip("\n") + "\n"
@@ -263,6 +265,35 @@ def _group_functions(report: Mapping[str, Any]) -> list[str]:
             out += ["", f"… and {len(indices) - len(shown)} more hosts (see report.html)"]
         out.append("")
     return ["## Top functions per group", "", *out] if out else []
+
+
+def _group_hot_lines(groups: list[Mapping[str, Any]]) -> list[str]:
+    """One table: each group's hottest lines (py-spy's hot lines, its hosts merged),
+    whichever function they are in, with the source text where a device read it."""
+    rows: list[list[str]] = []
+    for group in groups:
+        lines = [
+            (function, line)
+            for function in _dicts(group.get("hot_lines"))
+            for line in _dicts(function.get("lines"))
+        ]
+        lines.sort(key=lambda pair: -(_number(pair[1].get("self_pct")) or 0.0))
+        for function, line in lines[:HOT_LINES]:
+            text = line.get("text")
+            rows.append(
+                [
+                    md_text(_group_of(group)),
+                    md_text(function.get("function")),
+                    md_text(f"{function.get('file') or '?'}:{line.get('line')}"),
+                    _num(line.get("self_pct"), 1),
+                    _num(line.get("function_pct"), 1),
+                    md_text(text) if text is not None else MISSING,
+                ]
+            )
+    if not rows:
+        return []
+    header = ["group", "function", "file:line", "self %", "of function %", "source"]
+    return ["## Hot lines per group", "", *_table(header, rows, {3, 4}), ""]
 
 
 def _plural(count: int, word: str) -> str:

@@ -121,6 +121,7 @@ def _parse_host(
         view.metrics.update(profiler_cost(name, entry))
         view.top_functions = view.top_functions or result.top_functions
         view.flamegraph = view.flamegraph or result.flamegraph
+        view.hot_lines = view.hot_lines or result.hot_lines
         view.series.update(result.series)
         for table, rows in result.tables.items():  # memory and system: one process split
             view.tables.setdefault(table, rows)

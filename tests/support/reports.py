@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from html.parser import HTMLParser
 from typing import Any
 
+from orchestrator.analysis.lines import hot_lines, line_counts
 from orchestrator.analysis.stacks import flame_tree, parse_folded, top_functions
 
 PWN_IMG = "<img src=x onerror=\"document.title='pwned'\">"
@@ -71,6 +72,7 @@ def fleet_report() -> dict[str, Any]:
                     PWN_IMG: {"median": 1.0, "mad": 0.0, "n": len(members)},
                 },
                 "flamegraph": members[0]["flamegraph"],
+                "hot_lines": members[0]["hot_lines"],
             }
         )
     functions = [
@@ -197,6 +199,15 @@ def _host_from(name: str, folded_profile: Any, status: str = "ok") -> dict[str, 
             for s in top_functions(folded_profile)
         ],
         "flamegraph": flame_tree(folded_profile),
+        # The device's source text of each line: hostile too.
+        "hot_lines": [
+            f.to_dict()
+            for f in hot_lines(
+                line_counts(folded_profile),
+                folded_profile.total_samples,
+                {PWN_IMG: {3: PWN_SCRIPT}, "x.py": {1: PWN_MD}, "video_pipeline.py": {20: PWN_IMG}},
+            )
+        ],
         "data_quality": [],
     }
 

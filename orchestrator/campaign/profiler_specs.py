@@ -38,6 +38,9 @@ class PySpySpec(Spec):
     subprocesses: bool = False
     # py-spy pauses the target at each sample unless told not to; not pausing can tear stacks.
     nonblocking: bool = False
+    # The device reads the hot lines' source text into the report; false keeps the code
+    # itself off the controller (line numbers only).
+    source_lines: bool = True
 
 
 class _SamplerSpec(Spec):

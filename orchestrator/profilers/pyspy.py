@@ -139,7 +139,7 @@ def plan(campaign: Campaign, facts: HostFacts, tool: ToolChoice | None) -> Profi
         outputs=[OUTPUT],
         max_bytes=MAX_BYTES,
         # The runner reads the hot lines' source text after the window (SOURCE_LINES_FILE).
-        options={SOURCE_LINES_OPTION: True},
+        options={SOURCE_LINES_OPTION: spec.source_lines},
     )
 
 

@@ -302,7 +302,7 @@ BAD_FILES: list[tuple[str, str, str, str]] = [
         "unknown key in py-spy",
         MINIMAL + "profilers:\n  py-spy:\n    rtae: 50\n",
         "8:5: profilers.py-spy.rtae",
-        "unknown key (allowed: rate, native, idle, gil, subprocesses, nonblocking)",
+        "unknown key (allowed: rate, native, idle, gil, subprocesses, nonblocking, source_lines)",
     ),
     (
         "unknown profiler",

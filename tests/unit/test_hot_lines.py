@@ -131,9 +131,14 @@ def test_source_texts_keep_well_formed_entries_only() -> None:
     assert source_texts({"schema": SOURCE_LINES_SCHEMA, "files": []}) == ({}, 1)
 
 
-def _campaign() -> Campaign:
+def _campaign(**pyspy_options: Any) -> Campaign:
     return Campaign.from_mapping(
-        {"name": "c", "duration": 5, "target": {"attach": {"pid": 1}}, "profilers": {"py-spy": {}}}
+        {
+            "name": "c",
+            "duration": 5,
+            "target": {"attach": {"pid": 1}},
+            "profilers": {"py-spy": pyspy_options},
+        }
     )
 
 
@@ -185,6 +190,9 @@ def test_the_plan_asks_the_runner_for_the_source_lines() -> None:
     tool = ToolChoice("0.4.3", "/tmp/py-spy", "0" * 64, None)
     planned = pyspy.plan(_campaign(), host_facts(), tool)
     assert planned.options == {SOURCE_LINES_OPTION: True}
+    # A campaign can keep the code off the controller: hot lines by number only.
+    private = pyspy.plan(_campaign(source_lines=False), host_facts(), tool)
+    assert private.options == {SOURCE_LINES_OPTION: False}
 
 
 def test_groups_merge_their_hosts_lines_and_take_the_hosts_text() -> None:

@@ -55,3 +55,6 @@ MAX_SAMPLE_INTERVAL_S = 60.0
 DEVICE_BUNDLE_ARG = "device_bundle"
 DEVICE_BUNDLE_NAME = "fleetprof_device.pyz"
 DEVICE_BUNDLE_DIR = ".fleetprof/tools/fleetprof_device"
+# A post step's argv element the runner replaces with the path that puts this package on
+# sys.path (its zipapp, or the source checkout it runs from): cProfile's converter.
+DEVICE_PACKAGE_ARG = "{device_package}"

@@ -42,6 +42,10 @@ class Target:
     profiler launched (via_profiler: nsys, ncu, py-spy where attaching is not allowed)
     shares that profiler's process group, so it alone gets SIGTERM, and the profiler sees
     it exit and writes its output; its exit code is unknown to the runner.
+
+    A target with ``interrupt_s`` (a profiler runs inside it: ``python -m cProfile`` writes
+    its profile on KeyboardInterrupt, not on SIGTERM) gets SIGINT first, like Ctrl-C on a
+    terminal, and SIGTERM only ``interrupt_s`` later if it is still alive.
     """
 
     def __init__(self, spec: Dict[str, Any], log: RunnerLog) -> None:
@@ -56,6 +60,10 @@ class Target:
         self.exit_code: Optional[int] = None  # known only for self.child
         self.exited_at: Optional[float] = None
         self.stopped_by_runner = False
+        interrupt = spec.get("interrupt_s")
+        self.interrupt_s: Optional[float] = (
+            float(interrupt) if self.mode == "launch" and interrupt is not None else None
+        )
 
     def resolve(self) -> None:
         """Attach mode: find the process by regex, pid or pidfile (TargetError if not)."""
@@ -127,6 +135,9 @@ class Target:
         if self.child is not None:
             if self.exited_at is None and not self.child.exited():
                 self.stopped_by_runner = True
+            if self.interrupt_s is not None and not self.child.exited() and now >= stop_from:
+                self.child.send(signal.SIGINT, group=True)
+                stop_from = min(stop_from + self.interrupt_s, kill_at)
             return self.child.stop_step(
                 now,
                 signal.SIGTERM,

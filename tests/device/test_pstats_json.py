@@ -45,7 +45,7 @@ def test_a_real_profile_becomes_functions_edges_and_totals(tmp_path):
     code, doc, _ = convert(tmp_path, profile_of(tmp_path))
     assert code == 0
     assert doc["schema"] == pstats_json.SCHEMA
-    assert doc["python"] == "%d.%d.%d" % sys.version_info[:3]
+    assert doc["python"] == "{}.{}.{}".format(*sys.version_info[:3])
     by_name = {f["function"]: f for f in doc["functions"]}
     assert by_name["branch"]["calls"] == 7 and by_name["branch"]["primitive_calls"] == 7
     assert by_name["leaf"]["calls"] == 350
@@ -62,7 +62,7 @@ def test_top_and_edges_are_capped(tmp_path):
     assert code == 0
     assert doc["edges"] == []
     assert 1 <= len(doc["functions"]) <= 2  # the first by tottime and the first by cumtime
-    data = {("f%d.py" % i, i, "fn"): (1, 1, 0.001, 0.001, {}) for i in range(2000)}
+    data = {(f"f{i}.py", i, "fn"): (1, 1, 0.001, 0.001, {}) for i in range(2000)}
     assert len(pstats_json.summarize(data, 10_000, 10_000)["functions"]) == pstats_json.MAX_TOP
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from fleetprof_device.pstats_json import post_argv
-from tests.support.session import make_plan, run_module
+from tests.support.session import make_plan, pyspy_profiler, run_module
 
 PY38 = Path("/root/.pyenv/versions/3.8.18/bin/python3.8")
 PYTHONS = [
@@ -102,3 +102,36 @@ def test_a_program_that_ends_before_the_deadline_leaves_its_profile_too(tmp_path
     assert entry["signals_sent"] == []
     assert run.manifest["window"]["ended_by"] == "target finished"
     assert entry["post"][0]["status"] == "ok"
+
+
+def test_py_spy_attaching_from_outside_samples_the_program_cprofile_runs_in(tmp_path, py_spy):
+    plan = cprofile_plan(tmp_path, sys.executable, 60.0, window=3.0)
+    plan["profilers"].append(pyspy_profiler(py_spy, 3.0))
+
+    run = run_module(tmp_path, plan)
+
+    entries = run.manifest["profilers"]
+    assert entries["cprofile"]["status"] == "ok", entries["cprofile"]["reason"]
+    assert entries["py-spy"]["status"] == "ok", entries["py-spy"]["reason"]
+    # py-spy attached to the launched program (the runner's child), and saw hot() in it.
+    assert str(run.manifest["target"]["pid"]) in entries["py-spy"]["argv"]
+    assert "hot (" in run.read(next(m for m in run.members() if m.endswith("py-spy.folded")))
+
+
+def test_a_python_without_cprofile_is_a_reason_naming_it_not_a_traceback(tmp_path):
+    # A Python built without cProfile: a module of that name that cannot be imported.
+    fake = tmp_path / "nocprofile"
+    fake.mkdir()
+    (fake / "cProfile.py").write_text("raise ImportError(\"No module named 'cProfile'\")\n")
+    plan = cprofile_plan(tmp_path, sys.executable, 60.0, window=2.0)
+    plan["target"]["env"] = {"PYTHONPATH": str(fake)}
+
+    run = run_module(tmp_path, plan)
+
+    entry = run.manifest["profilers"]["cprofile"]
+    assert entry["status"] in ("partial", "failed")
+    assert "output 'cprofile.prof' was not written" in entry["reason"]
+    assert "No module named 'cProfile'" in entry["reason"]
+    assert run.result["status"] == "partial"  # the target failed; the session still reports
+    assert "target exited at" in run.result["reason"]
+    assert "Traceback" not in run.manifest["profilers"]["cprofile"]["post"][0]["stderr_tail"]

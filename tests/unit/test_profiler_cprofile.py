@@ -17,6 +17,8 @@ from orchestrator import profilers
 from orchestrator.analysis.fleet import CPROFILE_EDGES, CPROFILE_TABLE, HostView, build_report
 from orchestrator.campaign.model import Campaign
 from orchestrator.profilers import cprofile
+from orchestrator.report.html import render_html
+from orchestrator.report.markdown import render_markdown
 from orchestrator.stages.inspect import inspect_file
 from orchestrator.stages.plan import make_plan
 from tests.support.factories import TOOL, host_facts
@@ -260,6 +262,11 @@ def test_the_fleet_matrix_lays_functions_out_by_host(tmp_path) -> None:
     names = [f["function"] for f in matrix["functions"]]
     light = names.index("light")
     assert all(cell is not None and cell > 0 for cell in matrix["cells"][light])
+    html = render_html(report)
+    assert "cProfile: own time across hosts" in html and 'id="cprofile-matrix"' in html
+    assert "cProfile: functions by own time" in html and "callers and callees" in html
+    summary = render_markdown(report)
+    assert "## cProfile: own time per host" in summary and "| light |" in summary
     assert "cprofile_function_matrix" not in build_report(
         meta, [HostView("c", "box", "x86_64", "ok")]
     )

@@ -314,14 +314,21 @@ class ProfilerRun:
             and self.child.exit_code in (-signal.SIGINT, -signal.SIGTERM, 130, 143)
         ):
             problems.append(ending)  # not when told to stop because the program had ended
+        hint = last_line(entry["stderr_tail"], entry["stdout_tail"])
+        return self._settle(entry, problems, "said: " + hint if hint else None)
+
+    def _settle(
+        self, entry: Dict[str, Any], problems: List[str], said: Optional[str] = None
+    ) -> Dict[str, Any]:
+        """The entry's status: its post steps' problems added, ``failed`` (with ``said``)
+        when no output has a byte, ``partial`` with problems, else ``ok``."""
         if self.spec.get("post_argv"):
             entry["post"] = self.post
             entry["discarded"] = self.discarded
             problems.extend(post_problems(self.post))
         if not any(info["bytes"] > 0 for info in entry["outputs"].values()):
-            hint = last_line(entry["stderr_tail"], entry["stdout_tail"])
             entry["status"] = "failed"
-            entry["reason"] = "; ".join(problems + (["said: " + hint] if hint else []))
+            entry["reason"] = "; ".join(problems + ([said] if said else []))
         elif problems:
             entry["status"], entry["reason"] = "partial", "; ".join(problems)
         else:
@@ -409,17 +416,7 @@ class ProfilerRun:
                 "the target did not end on SIGINT: it was stopped with %s, so the profile "
                 "may not have been written" % ", ".join(inside.signals_sent()[1:])
             )
-        if self.spec.get("post_argv"):
-            entry["post"] = self.post
-            entry["discarded"] = self.discarded
-            problems.extend(post_problems(self.post))
-        if not any(info["bytes"] > 0 for info in entry["outputs"].values()):
-            entry["status"], entry["reason"] = "failed", "; ".join(problems)
-        elif problems:
-            entry["status"], entry["reason"] = "partial", "; ".join(problems)
-        else:
-            entry["status"], entry["reason"] = "ok", None
-        return entry
+        return self._settle(entry, problems)
 
     def _signals_sent(self, watchdog_fired: bool) -> List[str]:
         assert self.child is not None

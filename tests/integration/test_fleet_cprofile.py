@@ -1,9 +1,10 @@
 """Acceptance for cprofile: a launched Python program with a known CPU split, profiled by
 cProfile on every host of a small CPU-capped fleet, converted on the device, compared.
 
-The workload measures the truth itself: each of its two functions adds its own CPU time
-(``time.thread_time`` around its body, which calls nothing, so its cProfile own time is
-that body) to a file, and a third is called a known number of times. cProfile's tottime
+The program is still running (idle) at the deadline: the runner stops it with SIGINT and
+cProfile writes its profile then. The workload measures the truth itself: each of its
+two functions adds its own CPU time (``time.thread_time`` around its body, which calls
+nothing, so its cProfile own time is that body) to a file, and a third is called a known number of times. cProfile's tottime
 shares of the two must be within 5 points of the measured ones, and the call counts exact.
 One campaign, two hosts (two hardware models) capped at 0.9 core each (see
 test_fleet_outliers.py: capped hosts leave the CI runner's cores to the controller).
@@ -69,6 +70,8 @@ def main():
         tiny(i)
     with open("truth.json", "w") as handle:
         json.dump({{"cpu": SPENT, "wall": WALL}}, handle)
+    while True:  # then idle until the runner stops it at the deadline (SIGINT)
+        time.sleep(0.05)
 
 
 main()
@@ -82,7 +85,7 @@ def test_cprofile_shares_and_call_counts_match_the_truth_on_every_host(
     program = deploy(fleet, WORKLOAD, "split.py")
     campaign = tmp_path / "fleet-cprofile.yml"
     campaign.write_text(
-        "name: fleet-cprofile\nduration: 12s\nstart: {lead: 4s}\n"
+        "name: fleet-cprofile\nduration: 8s\nstart: {lead: 4s}\n"
         f"target:\n  launch:\n    command: ['{PYTHON}', '{program}']\n"
         "profilers:\n  cprofile: {top: 20, edges: 3}\n"
     )
@@ -96,7 +99,12 @@ def test_cprofile_shares_and_call_counts_match_the_truth_on_every_host(
     for name, host in hosts.items():
         assert host["status"] == "ok", (name, host["reason"], host["data_quality"])
         assert host["profilers"]["cprofile"]["status"] == "ok"
+        assert host["incomplete"] is None
         session = run_dir / "hosts" / name / "session"
+        # Still running at the deadline: stopped with SIGINT alone, and cProfile wrote.
+        manifest = json.loads((session / "manifest.json").read_text())
+        assert manifest["profilers"]["cprofile"]["signals_sent"] == ["SIGINT(group)"]
+        assert manifest["window"]["ended_by"] == "deadline"
         truth = json.loads((session / "truth.json").read_text())["cpu"]
         assert (session / "cprofile.prof").stat().st_size > 0  # kept for snakeviz
         rows = {r["function"]: r for r in host["tables"]["cprofile.functions"]}

@@ -4,8 +4,9 @@ cProfile on every host of a small CPU-capped fleet, converted on the device, com
 The program is still running (idle) at the deadline: the runner stops it with SIGINT and
 cProfile writes its profile then. The workload measures the truth itself: each of its
 two functions adds its own CPU time (``time.thread_time`` around its body, which calls
-nothing, so its cProfile own time is that body) to a file, and a third is called a known number of times. cProfile's tottime
-shares of the two must be within 5 points of the measured ones, and the call counts exact.
+nothing, so its cProfile own time is that body) to a file, and a third is called a known
+number of times. cProfile's tottime shares of the two must be within 5 points of the
+measured ones, and the call counts exact.
 One campaign, two hosts (two hardware models) capped at 0.9 core each (see
 test_fleet_outliers.py: capped hosts leave the CI runner's cores to the controller).
 cProfile's times are wall-clock: a host throttled hard (half a core) stretches whichever

@@ -62,8 +62,10 @@ def _target(
         cwd=launch.cwd,
         env=dict(launch.env),
         # Where the kernel lets a process trace only its descendants, py-spy must be the
-        # one that starts the command; nsys and ncu always start it themselves.
-        via_profiler=launcher_planned or not facts.can_attach,
+        # one that starts the command; nsys and ncu always start it themselves. cProfile
+        # runs inside the command, which the runner starts (it is planned only where no
+        # profiler has to start the command).
+        via_profiler=launcher_planned or (not facts.can_attach and inside is None),
     )
 
 

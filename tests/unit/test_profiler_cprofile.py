@@ -115,6 +115,12 @@ def test_py_spy_attaching_runs_alongside_and_samples_the_same_process() -> None:
     assert "{pid}" in spy.argv  # it attaches to the program the runner launched
 
 
+def test_alone_on_a_host_that_cannot_attach_cprofile_runs_and_the_runner_launches() -> None:
+    plan = session_plan(campaign(), can_attach=False, attach_reason="ptrace_scope=2")
+    assert plan.profilers[0].status == "planned"
+    assert plan.target.via_profiler is False and plan.target.command[1:3] == ["-m", "cProfile"]
+
+
 def test_where_py_spy_must_launch_the_command_cprofile_is_skipped() -> None:
     plan = session_plan(
         campaign(profilers_={"py-spy": {}, "cprofile": {}}),

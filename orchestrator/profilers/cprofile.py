@@ -34,7 +34,7 @@ from orchestrator.profilers.base import (
     begin_parse_text,
     needs_launch,
 )
-from orchestrator.values import load_json
+from orchestrator.values import load_json, visible
 from orchestrator.values import number as _number
 
 NAME = "cprofile"
@@ -160,7 +160,8 @@ def _seconds(value: Any) -> float | None:
 
 
 def _text(value: Any, limit: int = 300) -> str:
-    return str(value)[:limit] if isinstance(value, (str, int)) else ""
+    """A device string, cut, its control characters made visible (names reach renderers)."""
+    return visible(str(value)[:limit]) if isinstance(value, (str, int)) else ""
 
 
 def _function_row(raw: Any, total: float) -> dict[str, Any] | None:

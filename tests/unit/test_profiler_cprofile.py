@@ -207,6 +207,18 @@ def test_recursion_shows_total_over_primitive_calls(tmp_path) -> None:
     assert row["ncalls"] == "10/1" and row["cumtime_per_call_us"] == 1e6
 
 
+def test_control_characters_in_names_are_made_visible(tmp_path) -> None:
+    doc = {
+        "schema": "fleetprof.cprofile/1", "tottime": 1.0, "calls": 1, "edges": [],
+        "functions": [{"file": "a\x1b[31m.py", "line": 1, "function": "f\rg", "calls": 1,
+                       "primitive_calls": 1, "tottime": 1.0, "cumtime": 1.0}],
+    }  # fmt: skip
+    row = cprofile.parse(session(tmp_path, text=json.dumps(doc)), {}, campaign()).tables[
+        CPROFILE_TABLE
+    ][0]
+    assert "\x1b" not in row["file"] and "\r" not in row["function"]
+
+
 @pytest.mark.parametrize(
     ("text", "note"),
     [

@@ -278,9 +278,7 @@ class ProfilerRun:
             return self._inside_entry(entry, workdir, clock, session_failure, log)
         child = self.child
         if child is None:
-            reason = self.error or "not started: %s" % (session_failure or "unknown")
-            entry.update(status="failed", reason=reason)
-            return entry
+            return self._not_started(entry, session_failure)
         stdout = os.path.join(workdir, self.name + ".stdout")
         stderr = os.path.join(workdir, self.name + ".stderr")
         ran_s = child.stopped_at - child.started_at if child.stopped_at else None
@@ -317,6 +315,10 @@ class ProfilerRun:
         hint = last_line(entry["stderr_tail"], entry["stdout_tail"])
         return self._settle(entry, problems, "said: " + hint if hint else None)
 
+    def _not_started(self, entry: Dict[str, Any], why: Optional[str]) -> Dict[str, Any]:
+        entry.update(status="failed", reason=self.error or "not started: %s" % (why or "unknown"))
+        return entry
+
     def _settle(
         self, entry: Dict[str, Any], problems: List[str], said: Optional[str] = None
     ) -> Dict[str, Any]:
@@ -346,9 +348,7 @@ class ProfilerRun:
         """ok once it sampled and its output exists; partial when it cut or broke off."""
         sampler = self.sampler
         if sampler is None:
-            reason = self.error or "not started: %s" % (session_failure or "unknown")
-            entry.update(status="failed", reason=reason)
-            return entry
+            return self._not_started(entry, session_failure)
         entry.update(
             argv=[],
             builtin=self.builtin,
@@ -395,9 +395,7 @@ class ProfilerRun:
         (a Python without the module, a program that would not stop on SIGINT)."""
         inside = self.inside
         if inside is None:
-            reason = "not started: %s" % (session_failure or "the target was not launched")
-            entry.update(status="failed", reason=reason)
-            return entry
+            return self._not_started(entry, session_failure or "the target was not launched")
         entry.update(
             in_target=True,
             exit_code=inside.exit_code,

@@ -136,6 +136,9 @@ def _target_errors(target: Any) -> List[str]:
             errors.append("target.env must map strings to strings")
         if not isinstance(target.get("via_profiler", False), bool):
             errors.append("target.via_profiler must be a boolean")
+        interrupt = target.get("interrupt_s")
+        if interrupt is not None and not (is_number(interrupt) and 0 <= interrupt <= 60):
+            errors.append("target.interrupt_s must be a number of seconds from 0 to 60")
         return errors
     if mode == "probe":
         kinds = target.get("probe")
@@ -193,6 +196,9 @@ def _profiler_errors(prof: Dict[str, Any]) -> List[str]:
     builtin = prof.get("builtin")
     if builtin is not None:
         errors.extend(_builtin_errors(prof, builtin))
+    elif prof.get("in_target"):
+        if prof.get("argv") or prof.get("launch_argv"):
+            errors.append("a profiler inside the target takes no argv")
     elif prof.get("status") == "planned" and not (prof.get("argv") or prof.get("launch_argv")):
         errors.append("a planned profiler needs an argv")
     errors.extend(_post_errors(prof))

@@ -73,3 +73,6 @@ HOT_LINES = 5
 SOURCE_LINE_MAX_CHARS = 200
 SOURCE_FILE_MAX_BYTES = 4 * MIB
 SOURCE_LINES_MAX_BYTES = 64 * 1024
+# A post step's argv element the runner replaces with the path that puts this package on
+# sys.path (its zipapp, or the source checkout it runs from): cProfile's converter.
+DEVICE_PACKAGE_ARG = "{device_package}"

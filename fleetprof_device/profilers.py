@@ -15,6 +15,7 @@ from typing import Any, Callable, Dict, List, Optional
 from .checksums import ToolHashes
 from .children import Child
 from .clock import Clock
+from .contract import DEVICE_PACKAGE_ARG
 from .files import LOG_CAP_BYTES, cap_output, file_tail, keep_tail, last_line, post_problems
 from .procfs import os_error_text
 from .pyspy_output import sampling_quality
@@ -22,6 +23,8 @@ from .runlog import RunnerLog
 from .samplers import Sampler
 
 STOP_POLL_S = 0.05
+# What sys.path needs to import this package: its zipapp, or the checkout holding it.
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class ProfilerRun:
@@ -41,6 +44,10 @@ class ProfilerRun:
         self.cut_short: Optional[str] = None  # stopped early by the runner: why
         self.ended_with_target = False  # still running when the launched program ended
         self.attach_tries = 0  # started again after giving up on a starting program
+        # in_target: it runs inside the launched target (cProfile), no process of its own;
+        # the target's process, once the runner launched it.
+        self.in_target = bool(spec.get("in_target"))
+        self.inside: Optional[Child] = None
 
     @property
     def planned(self) -> bool:
@@ -50,11 +57,13 @@ class ProfilerRun:
         """Whether it is still at work: its process running or its sampler sampling."""
         if self.sampler is not None:
             return self.sampler.alive()
+        if self.inside is not None:
+            return not self.inside.exited()
         return self.child is not None and not self.child.exited()
 
     @property
     def started(self) -> bool:
-        return self.child is not None or self.sampler is not None
+        return self.child is not None or self.sampler is not None or self.inside is not None
 
     def start_sampler(
         self, workdir: str, pid: Optional[int], deadline: float, log: RunnerLog
@@ -133,10 +142,12 @@ class ProfilerRun:
         """Its post_argv, in order, once it has stopped: each a process of its own (cwd
         workdir, output to <name>.post<i>.stdout/.stderr), killed at ``kill_at``. A step in
         options.post_fallback runs only when the step before it failed (another version of
-        the tool, say); it is ``not-needed`` otherwise. Nothing is substituted in argv.
+        the tool, say); it is ``not-needed`` otherwise. Only DEVICE_PACKAGE_ARG is
+        substituted in argv: the path of this device package (its zipapp, or checkout).
         ``blocked`` says why no further step may start (free space below the floor)."""
         fallback = set((self.spec.get("options") or {}).get("post_fallback") or [])
         for index, argv in enumerate(self.spec.get("post_argv") or []):
+            argv = [PACKAGE_ROOT if arg == DEVICE_PACKAGE_ARG else arg for arg in argv]
             step: Dict[str, Any] = {
                 "argv": list(argv),
                 "status": "not-needed",
@@ -263,11 +274,11 @@ class ProfilerRun:
             entry["tool_check"] = self.tool_check
         if self.builtin is not None:
             return self._sampler_entry(entry, workdir, clock, session_failure, log)
+        if self.in_target:
+            return self._inside_entry(entry, workdir, clock, session_failure, log)
         child = self.child
         if child is None:
-            reason = self.error or "not started: %s" % (session_failure or "unknown")
-            entry.update(status="failed", reason=reason)
-            return entry
+            return self._not_started(entry, session_failure)
         stdout = os.path.join(workdir, self.name + ".stdout")
         stderr = os.path.join(workdir, self.name + ".stderr")
         ran_s = child.stopped_at - child.started_at if child.stopped_at else None
@@ -301,14 +312,25 @@ class ProfilerRun:
             and self.child.exit_code in (-signal.SIGINT, -signal.SIGTERM, 130, 143)
         ):
             problems.append(ending)  # not when told to stop because the program had ended
+        hint = last_line(entry["stderr_tail"], entry["stdout_tail"])
+        return self._settle(entry, problems, "said: " + hint if hint else None)
+
+    def _not_started(self, entry: Dict[str, Any], why: Optional[str]) -> Dict[str, Any]:
+        entry.update(status="failed", reason=self.error or "not started: %s" % (why or "unknown"))
+        return entry
+
+    def _settle(
+        self, entry: Dict[str, Any], problems: List[str], said: Optional[str] = None
+    ) -> Dict[str, Any]:
+        """The entry's status: its post steps' problems added, ``failed`` (with ``said``)
+        when no output has a byte, ``partial`` with problems, else ``ok``."""
         if self.spec.get("post_argv"):
             entry["post"] = self.post
             entry["discarded"] = self.discarded
             problems.extend(post_problems(self.post))
         if not any(info["bytes"] > 0 for info in entry["outputs"].values()):
-            hint = last_line(entry["stderr_tail"], entry["stdout_tail"])
             entry["status"] = "failed"
-            entry["reason"] = "; ".join(problems + (["said: " + hint] if hint else []))
+            entry["reason"] = "; ".join(problems + ([said] if said else []))
         elif problems:
             entry["status"], entry["reason"] = "partial", "; ".join(problems)
         else:
@@ -326,9 +348,7 @@ class ProfilerRun:
         """ok once it sampled and its output exists; partial when it cut or broke off."""
         sampler = self.sampler
         if sampler is None:
-            reason = self.error or "not started: %s" % (session_failure or "unknown")
-            entry.update(status="failed", reason=reason)
-            return entry
+            return self._not_started(entry, session_failure)
         entry.update(
             argv=[],
             builtin=self.builtin,
@@ -362,6 +382,39 @@ class ProfilerRun:
         else:
             entry["status"], entry["reason"] = "ok", None
         return entry
+
+    def _inside_entry(
+        self,
+        entry: Dict[str, Any],
+        workdir: str,
+        clock: Clock,
+        session_failure: Optional[str],
+        log: RunnerLog,
+    ) -> Dict[str, Any]:
+        """In the target: ok when its outputs were written; what the target said otherwise
+        (a Python without the module, a program that would not stop on SIGINT)."""
+        inside = self.inside
+        if inside is None:
+            return self._not_started(entry, session_failure or "the target was not launched")
+        entry.update(
+            in_target=True,
+            exit_code=inside.exit_code,
+            started_at_device=inside.started_at,
+            stopped_at_device=inside.stopped_at,
+            started_at_controller=clock.controller(inside.started_at),
+            stopped_at_controller=clock.controller(inside.stopped_at),
+            signals_sent=inside.signals_sent(),
+        )
+        problems = self._collect_outputs(workdir, entry["outputs"], log)
+        said = last_line(file_tail(os.path.join(workdir, "target.stderr")))
+        if said and any(p.endswith("was not written") for p in problems):
+            problems.append("the target said: " + said)
+        if any(s.startswith("SIGTERM") or s.startswith("SIGKILL") for s in inside.sent):
+            problems.append(
+                "the target did not end on SIGINT: it was stopped with %s, so the profile "
+                "may not have been written" % ", ".join(inside.signals_sent()[1:])
+            )
+        return self._settle(entry, problems)
 
     def _signals_sent(self, watchdog_fired: bool) -> List[str]:
         assert self.child is not None

@@ -152,7 +152,7 @@ class Session:
         files its plan discards, then py-spy's hot lines' source text (source_lines.py)."""
         kill_at = self.clock.hard_deadline
         for prof in self.profilers:
-            if prof.child is None:
+            if prof.child is None and prof.inside is None:
                 continue
             if prof.spec.get("post_argv"):
                 prof.run_post(
@@ -334,7 +334,9 @@ class Session:
                 self.target.adopt_child_of(launcher.child, launcher.name)
             planned.remove(launcher)
         for prof in planned:
-            if prof.builtin is None:
+            if prof.in_target:  # inside the program the runner launched (cProfile)
+                prof.inside = self.target.child
+            elif prof.builtin is None:
                 prof.start(self._spawn, self.workdir, self.target.pid, self.log, self.hashes)
         # Threads only now: every process of the session has been spawned.
         for prof in planned:

@@ -43,6 +43,10 @@ class Target:
     profiler launched (via_profiler: nsys, ncu, py-spy where attaching is not allowed)
     shares that profiler's process group, so it alone gets SIGTERM, and the profiler sees
     it exit and writes its output; its exit code is unknown to the runner.
+
+    A target with ``interrupt_s`` (a profiler runs inside it: ``python -m cProfile`` writes
+    its profile on KeyboardInterrupt, not on SIGTERM) gets SIGINT first, like Ctrl-C on a
+    terminal, and SIGTERM only ``interrupt_s`` later if it is still alive.
     """
 
     def __init__(self, spec: Dict[str, Any], log: RunnerLog) -> None:
@@ -60,6 +64,10 @@ class Target:
         # Where the live target ran ("exe", "cwd": /proc links): after the window a
         # launched program is gone, and its hot lines' source is looked for there.
         self.seen: Dict[str, str] = {}
+        interrupt = spec.get("interrupt_s")
+        self.interrupt_s: Optional[float] = (
+            float(interrupt) if self.mode == "launch" and interrupt is not None else None
+        )
 
     def resolve(self) -> None:
         """Attach mode: find the process by regex, pid or pidfile (TargetError if not)."""
@@ -139,6 +147,9 @@ class Target:
         if self.child is not None:
             if self.exited_at is None and not self.child.exited():
                 self.stopped_by_runner = True
+            if self.interrupt_s is not None and not self.child.exited() and now >= stop_from:
+                self.child.send(signal.SIGINT, group=True)
+                stop_from = min(stop_from + self.interrupt_s, kill_at)
             return self.child.stop_step(
                 now,
                 signal.SIGTERM,

@@ -107,6 +107,10 @@ class HostFacts:
         return cls(**values)
 
 
+# In a ProfilerPlan's target_wrap: the session's workdir on the device (stages/plan.py).
+WORKDIR_ARG = "{workdir}"
+
+
 @dataclass(frozen=True)
 class TargetPlan:
     mode: str  # attach | launch | probe
@@ -117,6 +121,8 @@ class TargetPlan:
     cwd: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     via_profiler: bool = False
+    # A profiler inside the target (cProfile): SIGINT first, SIGTERM this many seconds later.
+    interrupt_s: float | None = None
     # probe: the micro-benchmarks to run at T0, in order, and the seconds each may take.
     probe: list[str] = field(default_factory=list)
     probe_seconds: float | None = None
@@ -141,6 +147,12 @@ class ProfilerPlan:
     # sha256 of argv[0] when it is a tool provision pushed (py-spy): the runner checks the
     # binary against it just before starting it, and does not run one that differs.
     tool_sha256: str | None = None
+    # A profiler that runs inside the launched target (cProfile): no process of its own.
+    # The target's command becomes ``target_wrap`` + the command without its first
+    # ``options["replaces"]`` arguments (WORKDIR_ARG in target_wrap is the session's
+    # workdir), and it is stopped with SIGINT first, ``options["interrupt_s"]`` before SIGTERM.
+    in_target: bool = False
+    target_wrap: list[str] = field(default_factory=list)
 
     @classmethod
     def skipped(

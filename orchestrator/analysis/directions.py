@@ -47,6 +47,8 @@ RULES: tuple[Rule, ...] = (
     Rule("memory.rss_slope_r2", SKIP),
     Rule("system.sampler_cpu_pct", SKIP),
     Rule("*_cv", SKIP),
+    Rule("cprofile.tottime_s", SKIP),
+    Rule("cprofile.distinct_functions", SKIP),
     # How many processes the target's tree had: its shape, not how the host did.
     Rule("*.processes.max", SKIP),
     # Higher is better: work done per second, clocks kept up.
@@ -66,6 +68,8 @@ RULES: tuple[Rule, ...] = (
     # A launched program that ended by itself: how long it took (a second more or less
     # than its peers is start-up noise on a loaded board).
     Rule("target.runtime_s", LOWER, floor=1.0),
+    # cProfile's own time per Python call (its overhead included): a slower core.
+    Rule("cprofile.us_per_call", LOWER, floor=0.05),
     Rule("thermal.*", LOWER, floor=2.0),
     Rule("tegra.temp.*", LOWER, floor=2.0),
     Rule("*.temp_c.max", LOWER, floor=2.0),

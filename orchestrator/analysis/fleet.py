@@ -44,6 +44,9 @@ MAX_GROUP_DIFFS = 10
 ALL_PAIRS_UP_TO = 5  # groups; beyond, only groups next to each other by name
 
 FunctionKey = tuple[str, str | None]
+# A host's cProfile functions (profilers/cprofile.py): the rows of its own-time matrix.
+CPROFILE_TABLE = "cprofile.functions"
+CPROFILE_EDGES = "cprofile.edges"  # and its caller -> callee edges
 
 
 @dataclass
@@ -240,6 +243,23 @@ def function_matrix(
     }
 
 
+def table_shares(
+    hosts: Sequence[HostView], table: str, share: str
+) -> dict[str, dict[FunctionKey, float]]:
+    """Each host's share per function from one of its tables (rows with ``function``,
+    ``file`` and ``share``): what :func:`function_matrix` lays out, for hosts with data."""
+    found: dict[str, dict[FunctionKey, float]] = {}
+    for host in hosts:
+        rows = host.tables.get(table) if _has_data(host) else None
+        if rows:
+            found[host.name] = {
+                (str(r["function"]), r.get("file")): float(r[share])
+                for r in rows
+                if isinstance(r.get(share), (int, float))
+            }
+    return found
+
+
 def _group_pairs(names: Sequence[str]) -> list[tuple[str, str]]:
     ordered = sorted(names)
     if len(ordered) <= ALL_PAIRS_UP_TO:
@@ -349,7 +369,7 @@ def _build_report(
     for host in hosts:
         counts[str(host.status)] = counts.get(str(host.status), 0) + 1
     offsets = [h.start_offset_ms for h in hosts if h.start_offset_ms is not None]
-    return {
+    report = {
         "schema": REPORT_SCHEMA,
         "campaign": meta["campaign"],
         "run_id": meta["run_id"],
@@ -369,3 +389,8 @@ def _build_report(
         # py-spy's processes (subprocesses: true) merged by command line across hosts.
         "processes": processes_by_command(usable),
     }
+    cprofile = table_shares(hosts, CPROFILE_TABLE, "tottime_pct")
+    if cprofile:
+        # cProfile's own time (tottime %) by function and host: exact where py-spy samples.
+        report["cprofile_function_matrix"] = function_matrix(hosts, cprofile)
+    return report

@@ -119,6 +119,15 @@ class NcuSpec(Spec):
     launch_count: Annotated[int, int_check(1, 10_000, "an integer from 1 to 10000")] = 20
 
 
+class CprofileSpec(Spec):
+    """cProfile inside a launched Python command (``python -m cProfile``): exact calls."""
+
+    # Functions kept per host, the first by own time (and as many by cumulative time).
+    top: Annotated[int, int_check(1, 500, "an integer from 1 to 500")] = 30
+    # Callers and callees kept for each of those functions (the largest by cumulative time).
+    edges: Annotated[int, int_check(0, 50, "an integer from 0 to 50")] = 5
+
+
 class ProfilersSpec(Spec):
     """Which profilers run and how; a profiler that is absent (None) does not run."""
 
@@ -134,6 +143,7 @@ class ProfilersSpec(Spec):
     tegrastats: TegrastatsSpec | None = None
     nsys: NsysSpec | None = None
     ncu: NcuSpec | None = None
+    cprofile: CprofileSpec | None = None
 
     @model_serializer(mode="wrap")
     def _only_enabled(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:

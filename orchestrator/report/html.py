@@ -21,6 +21,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
+from orchestrator.analysis.fleet import CPROFILE_EDGES, CPROFILE_TABLE
 from orchestrator.analysis.stacks import gc_paused
 from orchestrator.report.charts import Chart, group_charts, host_charts, trend_charts
 from orchestrator.report.flames import FLAME_WIDTH as FLAME_WIDTH
@@ -61,6 +62,7 @@ OPEN_SECTIONS_UP_TO = 4
 DRAWN_UP_TO = 50
 # Of a drawn host, the busiest threads and processes get a flame graph of their own each.
 PARTS_DRAWN = 8
+CPROFILE_ROWS = 15  # cProfile functions and edges shown per host
 
 # The hot-function matrix's cells are coloured by self %, full at the matrix's maximum.
 HEAT_RGB = (230, 85, 13)
@@ -126,6 +128,7 @@ def _render_html(report: Mapping[str, Any]) -> str:
         groups=[_group_view(g, raw_hosts) for g in _dicts(report.get("groups"))],
         outliers=[_outlier_view(o) for o in _dicts(report.get("outliers"))],
         matrix=_matrix_view(report.get("function_matrix"), raw_hosts),
+        cprofile_matrix=_matrix_view(report.get("cprofile_function_matrix"), raw_hosts),
         comparisons=_comparisons(diffs.get("group_vs_group")),
         check=check,
         regressions=[_regression_view(r) for r in regressions],
@@ -197,6 +200,9 @@ class HostView:
     processes: list[dict[str, Any]] = field(default_factory=list)
     native: list[dict[str, Any]] = field(default_factory=list)
     hot_lines: list[dict[str, Any]] = field(default_factory=list)  # under the flame graph
+    # cProfile's functions by own time, and the edges of the top ones (_cprofile_views)
+    cprofile: list[dict[str, Any]] = field(default_factory=list)
+    cprofile_edges: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _hot_line_rows(value: Any) -> list[dict[str, Any]]:
@@ -285,7 +291,17 @@ def _host_view(
         ),
         **_breakdown_views(_mapping(host.get("tables")), drawn),
         hot_lines=_hot_line_rows(host.get("hot_lines")),
+        **_cprofile_views(_mapping(host.get("tables"))),
     )
+
+
+def _cprofile_views(tables: Mapping[str, Any]) -> dict[str, Any]:
+    """The host's cProfile tables (metrics.md, cprofile), their first CPROFILE_ROWS rows."""
+    rows = _dicts(tables.get(CPROFILE_TABLE))[:CPROFILE_ROWS]
+    return {
+        "cprofile": [dict(r, tottime_bar=_bar(r.get("tottime_pct"))) for r in rows],
+        "cprofile_edges": [dict(e) for e in _dicts(tables.get(CPROFILE_EDGES))[:CPROFILE_ROWS]],
+    }
 
 
 def _part_row(row: Mapping[str, Any], drawn: bool, rank: int) -> dict[str, Any]:

@@ -121,6 +121,7 @@ def _render(report: Mapping[str, Any], check_always: bool) -> str:
     out += _outliers(_dicts(report.get("outliers")))
     out += _group_functions(report)
     out += _group_hot_lines(_dicts(report.get("groups")))
+    out += _cprofile(report)
     if not isinstance(check, Mapping):
         out += _regressions(regressions)
     return "\n".join(out).rstrip("\n") + "\n"
@@ -210,6 +211,32 @@ def _outliers(outliers: list[Mapping[str, Any]]) -> list[str]:
         )
     header = ["host", "group", "kind", "metric / function", "value", "group median", "robust z"]
     return ["## Outliers", "", *_table(header, rows, {4, 5, 6}), ""]
+
+
+def _cprofile(report: Mapping[str, Any]) -> list[str]:
+    """cProfile's own-time matrix (report.md): its first functions x its first hosts."""
+    matrix = _mapping(report.get("cprofile_function_matrix"))
+    hosts = [str(h) for h in _list(matrix.get("hosts"))][:MAX_GROUP_HOSTS]
+    functions = _dicts(matrix.get("functions"))[: 2 * TOP_FUNCTIONS]
+    if not hosts or not functions:
+        return []
+    cells = _list(matrix.get("cells"))
+    rows = []
+    for i, function in enumerate(functions):
+        values = _list(cells[i]) if i < len(cells) else []
+        rows.append(
+            [md_text(function.get("function")), md_text(function.get("file"))]
+            + [_num(values[j] if j < len(values) else None, 1) for j in range(len(hosts))]
+        )
+    header = ["function", "file", *(md_text(h) for h in hosts)]
+    return [
+        "## cProfile: own time per host",
+        "",
+        "tottime % of each host's profiled time",
+        "",
+        *_table(header, rows, set(range(2, len(header)))),
+        "",
+    ]
 
 
 def _group_functions(report: Mapping[str, Any]) -> list[str]:

@@ -184,10 +184,39 @@ def render_inspection(data: Mapping[str, Any], console: Console) -> None:
                 _num(row.get("total_pct"), 2),
             )
         console.print(table)
+    tables = _mapping(data.get("tables"))
+    for name in tables:
+        _inspect_table(str(name), _dicts(tables[name]), console)
     for note in data.get("data_quality") or []:
         console.print(device_text(f"note: {note}", "yellow"))
-    if not metrics and not functions:
+    if not metrics and not functions and not any(_dicts(t) for t in tables.values()):
         console.print("nothing recognisable in this file")
+
+
+INSPECT_ROWS = 15  # rows of each per-profiler table `fleetprof inspect` shows
+
+
+def _inspect_table(name: str, rows: Sequence[Mapping[str, Any]], console: Console) -> None:
+    """One of the profiler's tables (cprofile's functions, nsys's kernels): its first rows,
+    its scalar columns in the first row's order."""
+    if not rows:
+        return
+    columns = [k for k, v in rows[0].items() if not isinstance(v, (dict, list))]
+    table = Table(title=name, title_justify="left")
+    for column in columns:
+        numeric = isinstance(rows[0].get(column), (int, float))
+        table.add_column(column, justify="right" if numeric else "left", overflow="fold")
+    for row in rows[:INSPECT_ROWS]:
+        cells = [row.get(c) for c in columns]
+        table.add_row(
+            *(
+                _num(v, 3)
+                if isinstance(v, (int, float)) and not isinstance(v, bool)
+                else device_text("" if v is None else str(v))
+                for v in cells
+            )
+        )
+    console.print(table)
 
 
 VERDICT_STYLES = {"pass": "bold green", "findings": "bold red", "incomplete": "bold yellow"}

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from orchestrator import profilers
 from orchestrator.campaign.model import Campaign
-from orchestrator.models import HostFacts, ProfilerPlan, SessionPlan, TargetPlan
+from orchestrator.models import WORKDIR_ARG, HostFacts, ProfilerPlan, SessionPlan, TargetPlan
 from orchestrator.profilers.base import ToolChoice
 from orchestrator.stages.probe import seconds_per_kind
 
@@ -27,7 +27,13 @@ LEAD_READY_FACTOR = 2.0
 LEAD_MARGIN_S = 1.0
 
 
-def _target(campaign: Campaign, facts: HostFacts, launcher_planned: bool) -> TargetPlan:
+def _target(
+    campaign: Campaign,
+    facts: HostFacts,
+    launcher_planned: bool,
+    inside: ProfilerPlan | None = None,
+    workdir: str = "",
+) -> TargetPlan:
     attach, launch, probe = campaign.target.attach, campaign.target.launch, campaign.target.probe
     if probe is not None:
         return TargetPlan(
@@ -41,14 +47,25 @@ def _target(campaign: Campaign, facts: HostFacts, launcher_planned: bool) -> Tar
             mode="attach", process=attach.process, pid=attach.pid, pidfile=attach.pidfile
         )
     assert launch is not None
+    command = list(launch.command)
+    interrupt_s = None
+    if inside is not None:
+        # A profiler inside the target (cProfile): its wrap in place of the interpreter
+        # and its options (``replaces`` arguments), then the script or module and the rest.
+        wrap = [arg.replace(WORKDIR_ARG, workdir) for arg in inside.target_wrap]
+        command = wrap + command[int(inside.options.get("replaces", 1)) :]
+        interrupt_s = float(inside.options.get("interrupt_s", 0.0))
     return TargetPlan(
         mode="launch",
-        command=list(launch.command),
+        command=command,
+        interrupt_s=interrupt_s,
         cwd=launch.cwd,
         env=dict(launch.env),
         # Where the kernel lets a process trace only its descendants, py-spy must be the
-        # one that starts the command; nsys and ncu always start it themselves.
-        via_profiler=launcher_planned or not facts.can_attach,
+        # one that starts the command; nsys and ncu always start it themselves. cProfile
+        # runs inside the command, which the runner starts (it is planned only where no
+        # profiler has to start the command).
+        via_profiler=launcher_planned or (not facts.can_attach and inside is None),
     )
 
 
@@ -79,19 +96,24 @@ def make_plan(
             pushes[profiler.TOOL] = push
             planned = _pin_tool(planned, push)
         plans.append(planned)
-    launcher_planned = any(p.status == "planned" and profilers.launch_only(p.name) for p in plans)
+    # A launcher of its own process (nsys, ncu); one inside the target (cProfile) is not.
+    launcher_planned = any(
+        p.status == "planned" and profilers.launch_only(p.name) and not p.in_target for p in plans
+    )
+    inside = next((p for p in plans if p.status == "planned" and p.in_target), None)
+    workdir = f"{base}/{run_id}"
     t0_device = t0 + facts.clock.correction_s
     return SessionPlan(
         campaign=campaign.name,
         run_id=run_id,
         host=facts.host,
-        workdir=f"{base}/{run_id}",
+        workdir=workdir,
         archive=f"{base}/{run_id}.tar.gz",
         t0_device=t0_device,
         deadline_device=t0_device + campaign.duration_s,
         grace_s=campaign.limits.grace_s if grace_s is None else grace_s,
         clock_offset_s=facts.clock.correction_s,
-        target=_target(campaign, facts, launcher_planned),
+        target=_target(campaign, facts, launcher_planned, inside, workdir),
         profilers=plans,
         tools=pushes,
         min_free_mb=campaign.limits.min_free_mb,

@@ -114,3 +114,29 @@ def test_a_manifest_the_device_writes_reads_back_on_the_controller(tmp_path: Pat
     assert parse._manifest_status(manifest["status"]) == manifest["status"] == "ok"
     parsed = system.parse(tmp_path / "session", manifest["profilers"]["system"], spec)
     assert parsed.metrics, parsed
+
+
+@pytest.mark.parametrize("top", [1, 500])
+def test_a_cprofile_plan_the_controller_makes_the_device_accepts(top: int) -> None:
+    made = make_plan(
+        campaign(
+            target={"launch": {"command": ["python3", "-u", "app.py"]}},
+            profilers={"cprofile": {"top": top, "edges": 50}, "system": {}},
+        ),
+        host_facts(),
+        "20261125-111500-ab12",
+        {},
+        time.time() + 60,
+    )
+    plan = json.loads(json.dumps(made.to_dict()))
+    arguments.validate_plan(plan)
+    entry = next(p for p in plan["profilers"] if p["name"] == "cprofile")
+    assert entry["in_target"] is True and contract.DEVICE_PACKAGE_ARG in entry["post_argv"][0]
+    assert plan["target"]["command"][:4] == ["python3", "-u", "-m", "cProfile"]
+    assert plan["target"]["interrupt_s"] > 0
+    entry["argv"] = ["x"]
+    plan["target"]["interrupt_s"] = 61
+    with pytest.raises(InvocationError) as error:
+        arguments.validate_plan(plan)
+    assert "a profiler inside the target takes no argv" in str(error.value)
+    assert "target.interrupt_s must be a number of seconds from 0 to 60" in str(error.value)

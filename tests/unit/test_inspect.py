@@ -38,3 +38,15 @@ def test_inspect_rejects_an_unknown_profiler_and_a_missing_file_with_exit_2(
     missing = CliRunner().invoke(main, ["inspect", "py-spy", str(tmp_path / "none")])
     assert missing.exit_code == 2
     assert "not a readable file" in missing.output
+
+
+def test_inspect_shows_cprofile_functions_and_edges() -> None:
+    path = FIXTURES / "cprofile" / "finished.py3.11.json"
+    result = CliRunner().invoke(main, ["inspect", "cprofile", str(path)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    functions, edges = (
+        result.output.index("cprofile.functions"),
+        result.output.index("cprofile.edges"),
+    )
+    assert "cprofile.us_per_call" in result.output and functions < edges
+    assert "light" in result.output and "step (workload.py:18)" in result.output

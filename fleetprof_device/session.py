@@ -147,9 +147,8 @@ class Session:
         self.post_process()
 
     def post_process(self) -> None:
-        """After everything stopped, before the manifest: each started profiler's post_argv
-        (bounded by deadline + grace, and the watchdog, like everything else), then the
-        files its plan discards, then py-spy's hot lines' source text (source_lines.py)."""
+        """After everything stopped: each started profiler's post_argv (bounded by deadline
+        + grace, and the watchdog), its discarded files, hot lines' text (source_lines.py)."""
         kill_at = self.clock.hard_deadline
         for prof in self.profilers:
             if prof.child is None and prof.inside is None:

@@ -10,7 +10,8 @@ measured ones, and the call counts exact.
 One campaign, two hosts (two hardware models) capped at 0.9 core each (see
 test_fleet_outliers.py: capped hosts leave the CI runner's cores to the controller).
 cProfile's times are wall-clock: a host throttled hard (half a core) stretches whichever
-function the pause falls in, so the truth (CPU time) holds only where pauses are short.
+function the pause falls in, so the CPU split and the wall split part there; the test
+holds cProfile to each body's wall time, which the program measures too.
 """
 
 from __future__ import annotations
@@ -106,7 +107,10 @@ def test_cprofile_shares_and_call_counts_match_the_truth_on_every_host(
         manifest = json.loads((session / "manifest.json").read_text())
         assert manifest["profilers"]["cprofile"]["signals_sent"] == ["SIGINT(group)"]
         assert manifest["window"]["ended_by"] == "deadline"
-        truth = json.loads((session / "truth.json").read_text())["cpu"]
+        # cProfile's own time is wall-clock time (its timer is perf_counter): the truth it
+        # must match is each body's wall time, the same as its CPU time where nothing
+        # throttles or preempts the host, and still the truth on a loaded CI machine.
+        truth = json.loads((session / "truth.json").read_text())["wall"]
         assert (session / "cprofile.prof").stat().st_size > 0  # kept for snakeviz
         rows = {r["function"]: r for r in host["tables"]["cprofile.functions"]}
         own = {f: rows[f]["tottime_s"] for f in ("heavy", "light")}

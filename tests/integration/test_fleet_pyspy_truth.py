@@ -213,7 +213,15 @@ def test_native_zlib_is_one_row_with_its_true_share(
         f"zlib: truth {expected:.1f} %, fleetprof libz {libz['self_pct']:.1f} %; "
         f"direct: truth {expected_direct:.1f} %, py-spy {by_py_spy:.1f} %"
     )
-    assert abs(libz["self_pct"] - expected) <= POINTS, (libz, expected)
+    # py-spy itself finds somewhat less time in libz than the program measures (its native
+    # unwinder loses some samples there: 44.6 % for a true 47.8 % in one CI run), and
+    # fleetprof can be no truer than py-spy: its share is held to the truth of its own
+    # window less the bias py-spy showed when run directly on the same process, and to
+    # the truth itself within twice that tolerance.
+    bias = expected_direct - by_py_spy
+    context = (libz, expected, expected_direct, by_py_spy)
+    assert abs(libz["self_pct"] - (expected - bias)) <= POINTS, context
+    assert abs(libz["self_pct"] - expected) <= 2 * POINTS, context
     unresolved = [t for t in host["top_functions"] if t["function"].startswith("libz")]
     assert [t["function"] for t in unresolved] == [f"{libz['library']} (unresolved)"]
     assert not any(t["function"].startswith("0x") for t in host["top_functions"])

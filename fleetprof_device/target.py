@@ -16,6 +16,7 @@ from .clock import Clock
 from .contract import PROBE_FILE
 from .errors import TargetError
 from .files import file_tail
+from .inprogram import launch_env
 from .procfs import (
     ProcessRef,
     check_pid,
@@ -45,8 +46,11 @@ class Target:
     it exit and writes its output; its exit code is unknown to the runner.
     """
 
-    def __init__(self, spec: Dict[str, Any], log: RunnerLog) -> None:
+    def __init__(
+        self, spec: Dict[str, Any], log: RunnerLog, profilers: Optional[List[Dict[str, Any]]] = None
+    ) -> None:
         self.spec = spec
+        self.profilers = profilers or []  # the plan's: one may hook into the program
         self.log = log
         self.mode: str = spec["mode"]
         self.via_profiler = self.mode == "launch" and bool(spec.get("via_profiler"))
@@ -82,6 +86,7 @@ class Target:
         """Launch mode: start the command (argv, never a shell) in its own process group."""
         env = dict(os.environ)
         env.update(self.spec.get("env") or {})
+        env = launch_env(env, self.profilers, workdir, self.log)
         argv = list(self.spec["command"])
         try:
             self.child = spawn("target", argv, self.spec.get("cwd") or workdir, env)

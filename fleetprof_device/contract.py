@@ -65,6 +65,8 @@ TRACEMALLOC_HOOK_DIR = "tracemalloc.hook"
 TRACEMALLOC_MAX_FRAMES = 25
 TRACEMALLOC_MAX_TOP = 100
 TRACEMALLOC_MAX_BYTES = 1 * MIB
+TRACEMALLOC_MAX_PATH_CHARS = 300  # a longer file name keeps its end, after "..."
+TRACEMALLOC_MAX_ERRORS = 10  # the hook's own errors it records, each at most 300 chars
 
 # The device package as shipped: one zipapp, pushed by checksum into the fleetprof home's
 # tool directory (like py-spy), named by its sha256 so a device can hold several versions.

@@ -17,7 +17,9 @@ from .contract import (
     TRACEMALLOC_FILE,
     TRACEMALLOC_HOOK_DIR,
     TRACEMALLOC_MAX_BYTES,
+    TRACEMALLOC_MAX_ERRORS,
     TRACEMALLOC_MAX_FRAMES,
+    TRACEMALLOC_MAX_PATH_CHARS,
     TRACEMALLOC_MAX_TOP,
     TRACEMALLOC_SCHEMA,
 )
@@ -66,6 +68,8 @@ def launch_env(
         "frames": int(options["frames"]),
         "top": int(options["top"]),
         "max_bytes": min(int(spec["max_bytes"]), TRACEMALLOC_MAX_BYTES),
+        "max_path_chars": TRACEMALLOC_MAX_PATH_CHARS,
+        "max_errors": TRACEMALLOC_MAX_ERRORS,
         "environment": dict((name, env.get(name)) for name in ENVIRONMENT),
     }
     try:
@@ -161,5 +165,9 @@ class HookWatch:
             "interval_s": self.interval,
             "target_pid": self.pid,
             "ended": self.ended,
-            "hook_errors": [str(e)[:300] for e in errors[:10]] if isinstance(errors, list) else [],
+            "hook_errors": (
+                [str(e)[:300] for e in errors[:TRACEMALLOC_MAX_ERRORS]]
+                if isinstance(errors, list)
+                else []
+            ),
         }

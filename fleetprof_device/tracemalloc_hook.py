@@ -27,8 +27,6 @@ import threading
 import time
 
 CONFIG_NAME = "fleetprof-tracemalloc.json"  # beside this file; written by inprogram.py
-MAX_ERRORS = 10
-MAX_PATH_CHARS = 300
 SERIES_POINTS = 120
 TYPE_CHECKING = False  # typing is not imported into the program for the annotations
 if TYPE_CHECKING:
@@ -46,10 +44,15 @@ class _Tracer:
         self.top = int(config["top"])
         self.max_bytes = int(config["max_bytes"])
         self.schema = str(config["schema"])
+        self.max_path = int(config["max_path_chars"])
+        self.max_errors = int(config["max_errors"])
+        self.first_traced: int | None = None
         self.here = here
         self.lock = threading.Lock()
         self.first: dict[tuple[str, int], tuple[int, int]] | None = None  # size, count
         self.peak = 0
+        self.busy_s = 0.0  # seconds spent taking and writing snapshots (holding the GIL)
+        self.own_files: tuple[str, ...] = ()  # the hook's own allocations: not the program's
         self.first_at: float | None = None
         self.last_at: float | None = None
         self.snapshots = 0
@@ -60,7 +63,7 @@ class _Tracer:
         self.final = False
 
     def error(self, what: str, exc: BaseException) -> None:
-        if len(self.errors) < MAX_ERRORS:
+        if len(self.errors) < self.max_errors:
             self.errors.append(("%s: %s: %s" % (what, type(exc).__name__, exc))[:300])
 
     def loop(self) -> None:
@@ -87,23 +90,20 @@ class _Tracer:
         if not tracemalloc.is_tracing():
             return
         now = time.time()
+        began = time.perf_counter()
         # Read before the snapshot: its own work is not the program's memory. The peak is
         # then reset (Python 3.9+), so the next reading's peak is the program's alone.
         current, peak = tracemalloc.get_traced_memory()
         self.peak = max(self.peak, peak)
-        filters = (
-            tracemalloc.Filter(False, tracemalloc.__file__),
-            tracemalloc.Filter(False, __file__),
-            tracemalloc.Filter(False, os.path.join(os.path.dirname(json.__file__), "*")),
-        )
-        snapshot = tracemalloc.take_snapshot().filter_traces(filters)
-        sites = _sites(snapshot)
+        snapshot = tracemalloc.take_snapshot()
+        sites = _sites(snapshot, self.own_files)
         del snapshot
         if self.first is None:
             # Growth is measured from this first snapshot's sites (compare_to(first,
             # "lineno") without keeping the snapshot, and its traces, alive).
             self.first = dict((key, (site[0], site[1])) for key, site in sites.items())
             self.first_at = now
+            self.first_traced = current
         self.snapshots += 1
         self.last_at = now
         self.final = final
@@ -112,6 +112,7 @@ class _Tracer:
         self._write(summary)
         if hasattr(tracemalloc, "reset_peak"):
             tracemalloc.reset_peak()
+        self.busy_s += time.perf_counter() - began
 
     def _point(self, t: float, current: int, peak: int) -> None:
         self.series.append([round(t, 3), current, peak])
@@ -123,12 +124,12 @@ class _Tracer:
     ) -> dict[str, Any]:
         rows = [
             {
-                "file": _path(key[0]),
+                "file": self._path(key[0]),
                 "line": key[1],
                 "size": value[0],
                 "count": value[1],
                 "traceback": [
-                    {"file": _path(f.filename), "line": f.lineno} for f in reversed(value[2])
+                    {"file": self._path(f.filename), "line": f.lineno} for f in reversed(value[2])
                 ],
             }
             for key, value in sites.items()
@@ -144,7 +145,7 @@ class _Tracer:
                 if size > was_size:
                     growth.append(
                         {
-                            "file": _path(key[0]),
+                            "file": self._path(key[0]),
                             "line": key[1],
                             "size_diff": size - was_size,
                             "count_diff": count - was_count,
@@ -166,9 +167,12 @@ class _Tracer:
             "last_at": self.last_at,
             "snapshots": self.snapshots,
             "final": self.final,
+            "first_traced_bytes": self.first_traced,
             "traced_current_bytes": current,
             "traced_peak_bytes": self.peak,
             "tracemalloc_bytes": own,
+            # Up to the snapshot before this one: this one's cost is known once written.
+            "snapshot_seconds": round(self.busy_s, 3),
             "series": self.series,
             "top_by_size": by_size,
             "top_by_count": by_count,
@@ -176,6 +180,10 @@ class _Tracer:
             "errors": list(self.errors),
             "cut": False,
         }
+
+    def _path(self, name: object) -> str:
+        text = str(name)
+        return text if len(text) <= self.max_path else "..." + text[-self.max_path :]
 
     def _write(self, summary: dict[str, Any]) -> None:
         data = json.dumps(summary, separators=(",", ":")).encode("utf-8")
@@ -199,9 +207,10 @@ class _Tracer:
         os.replace(self.temp, self.output)
 
 
-def _sites(snapshot: Any) -> dict[tuple[str, int], list[Any]]:
+def _sites(snapshot: Any, own_files: tuple[str, ...]) -> dict[tuple[str, int], list[Any]]:
     """(file, line) of the allocating line -> [size, count, the traceback of its largest
-    group]: the snapshot's "lineno" statistics, each with a traceback."""
+    group]: the snapshot's "lineno" statistics, each with a traceback, without the lines
+    of ``own_files`` (grouped first: filtering every trace would cost a pass more)."""
     sites: dict[tuple[str, int], list[Any]] = {}
     for stat in snapshot.statistics("traceback"):
         frames = list(stat.traceback)  # oldest first (Python 3.7+)
@@ -212,12 +221,9 @@ def _sites(snapshot: Any) -> dict[tuple[str, int], list[Any]]:
         site[1] += stat.count
         if stat.size > site[3]:
             site[2], site[3] = frames, stat.size
+    for key in [key for key in sites if key[0].startswith(own_files)]:
+        del sites[key]
     return sites
-
-
-def _path(name: object) -> str:
-    text = str(name)
-    return text if len(text) <= MAX_PATH_CHARS else "..." + text[-MAX_PATH_CHARS:]
 
 
 def _restore_environment(config: dict[str, Any], here: str) -> None:
@@ -256,6 +262,11 @@ def _start() -> None:
         _restore_environment(config, here)
         import tracemalloc
 
+        tracer.own_files = (
+            os.path.abspath(__file__),
+            tracemalloc.__file__,
+            os.path.dirname(json.__file__) + os.sep,
+        )
         if not tracemalloc.is_tracing():  # PYTHONTRACEMALLOC was not honoured
             tracemalloc.start(tracer.frames)
             tracer.started_by = "hook"

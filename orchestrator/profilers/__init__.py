@@ -6,7 +6,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import cast
 
-from orchestrator.profilers import iotop, memory, ncu, nsys, nvidia_smi, pyspy, system, tegrastats
+from orchestrator.profilers import (
+    iotop,
+    memory,
+    ncu,
+    nsys,
+    nvidia_smi,
+    pyspy,
+    system,
+    tegrastats,
+    tracemalloc,
+)
 from orchestrator.profilers.base import Profiler, ToolChoice, ToolSource
 
 REGISTRY: dict[str, Profiler] = {
@@ -20,6 +30,7 @@ REGISTRY: dict[str, Profiler] = {
         tegrastats,
         nsys,
         ncu,
+        tracemalloc,
     )
 }
 

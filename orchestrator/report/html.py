@@ -22,6 +22,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
 from orchestrator.analysis.stacks import gc_paused
+from orchestrator.report.allocations import allocation_views
 from orchestrator.report.charts import Chart, group_charts, host_charts, trend_charts
 from orchestrator.report.flames import FLAME_WIDTH as FLAME_WIDTH
 from orchestrator.report.flames import diff_flame_svg as diff_flame_svg
@@ -197,6 +198,7 @@ class HostView:
     processes: list[dict[str, Any]] = field(default_factory=list)
     native: list[dict[str, Any]] = field(default_factory=list)
     hot_lines: list[dict[str, Any]] = field(default_factory=list)  # under the flame graph
+    allocations: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # tracemalloc
 
 
 def _hot_line_rows(value: Any) -> list[dict[str, Any]]:
@@ -285,6 +287,7 @@ def _host_view(
         ),
         **_breakdown_views(_mapping(host.get("tables")), drawn),
         hot_lines=_hot_line_rows(host.get("hot_lines")),
+        allocations=allocation_views(_mapping(host.get("tables"))),
     )
 
 

@@ -106,7 +106,9 @@ class HookWatch:
         self.stopped_at: Optional[float] = None
         self.pid: Optional[int] = None
         self.dropped = 0
-        self.cpu_s = 0.0  # the program's own time: the runner spends none
+        # None: no overhead.tracemalloc.cpu_pct. The runner spends nothing; the cost is the
+        # program's own (its summary's snapshot_seconds, tracemalloc.snapshot_pct).
+        self.cpu_s: Optional[float] = None
         self.ended: Optional[str] = None
         self._read: Optional[Dict[str, Any]] = None
         self._problem: Optional[str] = None

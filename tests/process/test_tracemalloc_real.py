@@ -12,6 +12,7 @@ import tarfile
 from pathlib import Path
 
 from orchestrator.profilers import tracemalloc as tm
+from orchestrator.stages.parse import profiler_cost
 from tests.support.factories import campaign, host_facts
 from tests.support.session import make_plan, run_module
 
@@ -84,3 +85,50 @@ def test_the_leaking_line_is_first_by_growth_within_ten_percent_of_the_truth(tmp
     assert result.metrics["tracemalloc.peak_mb"] >= result.metrics["tracemalloc.current_mb"]
     top = result.tables["tracemalloc.by_size"][0]
     assert top["traceback"][0].endswith(f"leaker.py:{LEAK_LINE}")
+
+
+def test_a_program_killed_before_its_first_snapshot_costs_tracemalloc_only(tmp_path):
+    program = tmp_path / "quick.py"
+    program.write_text("import os, time\ntime.sleep(0.3)\nos._exit(0)\n")
+    command = [sys.executable, str(program)]
+    chosen = campaign(
+        target={"launch": {"command": command}},
+        profilers={"tracemalloc": {"interval": "5s"}, "memory": {}},
+    )
+    planned = [tm.plan(chosen, host_facts(), None)]
+    memory = {
+        "name": "memory",
+        "status": "planned",
+        "reason": None,
+        "argv": [],
+        "launch_argv": [],
+        "outputs": ["memory.jsonl"],
+        "max_bytes": 1 << 20,
+        "builtin": "memory",
+        "options": {"interval_s": 0.1},
+    }
+    plan = make_plan(
+        tmp_path,
+        {"mode": "launch", "command": command},
+        [dataclasses.asdict(planned[0]), memory],
+        window=4.0,
+        lead=0.5,
+    )
+
+    run = run_module(tmp_path, plan, timeout=60)
+
+    # The program ended by itself with code 0 before the deadline: a complete window; only
+    # tracemalloc has nothing, and says why.
+    assert run.result["status"] == "partial", run.result["reason"]
+    entry = run.manifest["profilers"]["tracemalloc"]
+    assert entry["status"] == "failed"
+    assert "wrote no snapshot" in entry["reason"]
+    # The runner spent nothing on it: no overhead.tracemalloc.cpu_pct of 0 that would hide
+    # what the program paid.
+    assert entry["cpu_s"] is None and profiler_cost("tracemalloc", entry) == {}
+    assert run.manifest["profilers"]["memory"]["status"] == "ok"
+    session = tmp_path / "session"
+    with tarfile.open(run.result["archive"]) as tar:
+        tar.extractall(session, filter="data")
+    result = tm.parse(session, entry, chosen)
+    assert result.metrics == {} and "wrote no snapshot" in result.data_quality[0]

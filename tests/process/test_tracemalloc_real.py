@@ -14,35 +14,13 @@ from pathlib import Path
 from orchestrator.profilers import tracemalloc as tm
 from orchestrator.stages.parse import profiler_cost
 from tests.support.factories import campaign, host_facts
+from tests.support.leaker import LEAK_LINE, LEAKER, leaked_between
 from tests.support.session import make_plan, run_module
-
-LEAK_LINE = 14
-LEAKER = """\
-import json, signal, sys, time
-
-def stop(signum, frame):
-    sys.exit(0)
-
-signal.signal(signal.SIGTERM, stop)
-keep = []
-times = []
-block = 20000
-started = time.time()
-try:
-    while True:
-        times.append(time.time())
-        keep.append(bytearray(block))  # the leak: LEAK_LINE
-        time.sleep(0.01)
-finally:
-    with open(sys.argv[1], "w") as out:
-        json.dump({"times": times, "size": sys.getsizeof(keep[0])}, out)
-"""
 
 
 def test_the_leaking_line_is_first_by_growth_within_ten_percent_of_the_truth(tmp_path):
     program = tmp_path / "leaker.py"
     program.write_text(LEAKER)
-    assert LEAKER.splitlines()[LEAK_LINE - 1].strip().startswith("keep.append(bytearray")
     truth_file = tmp_path / "truth.json"
     command = [sys.executable, str(program), str(truth_file)]
     chosen = campaign(
@@ -74,8 +52,7 @@ def test_the_leaking_line_is_first_by_growth_within_ten_percent_of_the_truth(tmp
     growth = result.tables["tracemalloc.growth"]
     first = growth[0]
     assert (Path(first["file"]).name, first["line"]) == ("leaker.py", LEAK_LINE)
-    truth = json.loads(truth_file.read_text())
-    leaked = truth["size"] * sum(raw["first_at"] < t <= raw["last_at"] for t in truth["times"])
+    leaked = leaked_between(truth_file, raw["first_at"], raw["last_at"])
     assert abs(first["size_diff"] - leaked) <= 0.10 * leaked, (first, leaked)
     span_min = (raw["last_at"] - raw["first_at"]) / 60.0
     assert abs(first["mb_per_min"] - leaked / 1048576 / span_min) <= 0.1 * first["mb_per_min"]

@@ -216,6 +216,7 @@ def parse(session_dir: Path, entry: dict[str, Any], campaign: Campaign) -> Profi
         notes.append(f"tracemalloc: {OUTPUT} is not a {TRACEMALLOC_SCHEMA} summary: not read")
         return result
     _read_summary(summary, result)
+    _last_snapshot(summary, finite(entry.get("stopped_at_device")), result)
     return result
 
 
@@ -260,11 +261,20 @@ def _read_summary(summary: dict[str, Any], result: ProfileResult) -> None:
             f"tracemalloc: the summary reached its cap ({MAX_BYTES} bytes) on the device: "
             "tracebacks or rows were left out"
         )
-    if summary.get("final") is not True and snapshots:
-        notes.append(
-            "tracemalloc: the program was stopped (or killed): its last interval is not in "
-            "the summary"
-        )
     errors = summary.get("errors")
     for error in errors[:TRACEMALLOC_MAX_ERRORS] if isinstance(errors, list) else []:
         notes.append(f"tracemalloc: the hook said: {visible(str(error)[:300])}")
+
+
+def _last_snapshot(summary: dict[str, Any], stopped: float | None, result: ProfileResult) -> None:
+    """A note when the last snapshot came well before the runner stopped watching (the
+    program hung, or its snapshots fell behind): the summary misses its end."""
+    last, interval = finite(summary.get("last_at")), finite(summary.get("interval_s"))
+    if summary.get("final") is True or last is None or stopped is None or not interval:
+        return
+    if stopped - last > 1.5 * interval + 1.0:
+        result.data_quality.append(
+            f"tracemalloc: the last snapshot was taken {stopped - last:.1f} s before the "
+            "window ended (the program was killed, or its snapshots fell behind): the "
+            "summary misses its end"
+        )

@@ -140,12 +140,12 @@ def summary(**overrides: Any) -> dict[str, Any]:
     return data
 
 
-def parse(tmp_path: Path, content: Any) -> Any:
+def parse(tmp_path: Path, content: Any, entry: dict[str, Any] | None = None) -> Any:
     text = content if isinstance(content, (str, bytes)) else json.dumps(content)
     mode = "wb" if isinstance(text, bytes) else "w"
     with open(tmp_path / "tracemalloc.json", mode) as handle:
         handle.write(text)
-    return tm.parse(tmp_path, {}, launching(["python3", "x.py"]))
+    return tm.parse(tmp_path, entry or {}, launching(["python3", "x.py"]))
 
 
 def test_a_summary_becomes_tables_and_metrics(tmp_path):
@@ -182,12 +182,20 @@ def test_the_directions_of_its_metrics():
 def test_one_snapshot_a_cut_summary_a_killed_program_and_the_hooks_errors_are_noted(tmp_path):
     result = parse(
         tmp_path,
-        summary(snapshots=1, last_at=1000.0, final=False, cut=True, errors=["start: boom"]),
+        summary(
+            snapshots=1, last_at=1000.0, final=False, cut=True, errors=["start: boom"], interval_s=2
+        ),
+        {"stopped_at_device": 1010.0},
     )
     assert "tracemalloc.growth_mb" not in result.metrics
     notes = " | ".join(result.data_quality)
-    for words in ("1 snapshot(s)", "reached its cap", "last interval", "the hook said: start"):
+    for words in ("1 snapshot(s)", "reached its cap", "10.0 s before", "the hook said: start"):
         assert words in notes
+
+
+def test_a_program_stopped_at_the_deadline_within_an_interval_needs_no_note(tmp_path):
+    stopped = {"stopped_at_device": 1061.5}
+    assert parse(tmp_path, summary(final=False, interval_s=2), stopped).data_quality == []
 
 
 def test_no_summary_is_a_note_not_an_error(tmp_path):

@@ -19,8 +19,10 @@ from .contract import (
     PROBE_KINDS,
     PROBE_MAX_REPS,
     RESERVED_FILES,
+    TRACEMALLOC,
 )
 from .errors import InvocationError
+from .inprogram import option_errors
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z")  # \Z: no trailing newline
 SHA256_RE = re.compile(r"^[0-9A-Fa-f]{64}\Z")
@@ -236,6 +238,8 @@ def _builtin_errors(prof: Dict[str, Any], builtin: Any) -> List[str]:
             "options.interval_s must be a number from %g to %g"
             % (MIN_SAMPLE_INTERVAL_S, MAX_SAMPLE_INTERVAL_S)
         )
+    if builtin == TRACEMALLOC and isinstance(options, dict):
+        errors.extend(option_errors(options))
     if prof.get("argv") or prof.get("launch_argv"):
         errors.append("a builtin sampler takes no argv")
     if len(prof.get("outputs") or []) != 1:

@@ -48,9 +48,25 @@ PROBE_MAX_REPS = 50
 # Interval samplers, in seconds. The runner's own samplers (BUILTINS) accept the same
 # bounds as the campaign's `interval` (orchestrator/campaign/validators.py): 0.1 s to 60 s. (Before
 # the contract the runner took 0.05 s to 3600 s, wider than any plan the controller made.)
-BUILTINS = ("system", "memory")
+BUILTINS = ("system", "memory", "tracemalloc")
 MIN_SAMPLE_INTERVAL_S = 0.1
 MAX_SAMPLE_INTERVAL_S = 60.0
+
+# tracemalloc (docs/report.md, "Allocations"): the builtin "tracemalloc" runs inside a
+# launched program. The runner writes fleetprof_device/tracemalloc_hook.py as
+# sitecustomize.py into TRACEMALLOC_HOOK_DIR in its workdir, puts that directory first on
+# the program's PYTHONPATH and sets PYTHONTRACEMALLOC to its ``frames`` option; the hook
+# writes its summary (TRACEMALLOC_SCHEMA) to TRACEMALLOC_FILE every ``interval_s``, at most
+# TRACEMALLOC_MAX_BYTES, its tables ``top`` rows long.
+TRACEMALLOC = "tracemalloc"
+TRACEMALLOC_FILE = "tracemalloc.json"
+TRACEMALLOC_SCHEMA = "fleetprof.tracemalloc/1"
+TRACEMALLOC_HOOK_DIR = "tracemalloc.hook"
+TRACEMALLOC_MAX_FRAMES = 25
+TRACEMALLOC_MAX_TOP = 100
+TRACEMALLOC_MAX_BYTES = 1 * MIB
+TRACEMALLOC_MAX_PATH_CHARS = 300  # a longer file name keeps its end, after "..."
+TRACEMALLOC_MAX_ERRORS = 10  # the hook's own errors it records, each at most 300 chars
 
 # The device package as shipped: one zipapp, pushed by checksum into the fleetprof home's
 # tool directory (like py-spy), named by its sha256 so a device can hold several versions.

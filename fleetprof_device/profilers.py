@@ -10,13 +10,14 @@ import signal
 import stat
 import subprocess
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Union
 
 from .checksums import ToolHashes
 from .children import Child
 from .clock import Clock
-from .contract import DEVICE_PACKAGE_ARG
+from .contract import DEVICE_PACKAGE_ARG, TRACEMALLOC
 from .files import LOG_CAP_BYTES, cap_output, file_tail, keep_tail, last_line, post_problems
+from .inprogram import HookWatch
 from .procfs import os_error_text
 from .pyspy_output import sampling_quality
 from .runlog import RunnerLog
@@ -37,7 +38,7 @@ class ProfilerRun:
         self.child: Optional[Child] = None
         self.error: Optional[str] = None  # why it was not started
         self.builtin: Optional[str] = spec.get("builtin")
-        self.sampler: Optional[Sampler] = None
+        self.sampler: Optional[Union[Sampler, HookWatch]] = None
         self.post: List[Dict[str, Any]] = []  # its post_argv steps, as they ran
         self.discarded: List[str] = []
         self.tool_check: Optional[Dict[str, Any]] = None  # the plan's tool_sha256
@@ -75,6 +76,11 @@ class ProfilerRun:
             return
         options = self.spec.get("options") or {}
         interval = float(options.get("interval_s", 1.0))
+        if self.builtin == TRACEMALLOC:  # the program samples itself (inprogram.py)
+            self.sampler = HookWatch(workdir, interval, int(self.spec["max_bytes"]))
+            self.sampler.start(pid)
+            log("%s: the program snapshots itself every %g s" % (self.name, interval))
+            return
         output = os.path.join(workdir, self.spec["outputs"][0])
         self.sampler = Sampler(
             str(self.builtin), output, interval, int(self.spec["max_bytes"]), deadline, log

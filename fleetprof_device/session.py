@@ -48,7 +48,7 @@ class Session:
         self.log = log
         self.workdir: str = plan["workdir"]
         self.clock = Clock(plan)
-        self.target = Target(plan["target"], log)
+        self.target = Target(plan["target"], log, plan["profilers"])
         self.disk = DiskFloor(self.workdir, plan.get("min_free_mb"))
         self.probe: Optional[Probe] = (
             Probe(plan["target"], self.workdir, log, self.disk.floor_mb)

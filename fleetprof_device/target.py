@@ -16,6 +16,7 @@ from .clock import Clock
 from .contract import PROBE_FILE
 from .errors import TargetError
 from .files import file_tail
+from .inprogram import launch_env
 from .procfs import (
     ProcessRef,
     check_pid,
@@ -49,8 +50,11 @@ class Target:
     terminal, and SIGTERM only ``interrupt_s`` later if it is still alive.
     """
 
-    def __init__(self, spec: Dict[str, Any], log: RunnerLog) -> None:
+    def __init__(
+        self, spec: Dict[str, Any], log: RunnerLog, profilers: Optional[List[Dict[str, Any]]] = None
+    ) -> None:
         self.spec = spec
+        self.profilers = profilers or []  # the plan's: one may hook into the program
         self.log = log
         self.mode: str = spec["mode"]
         self.via_profiler = self.mode == "launch" and bool(spec.get("via_profiler"))
@@ -90,6 +94,7 @@ class Target:
         """Launch mode: start the command (argv, never a shell) in its own process group."""
         env = dict(os.environ)
         env.update(self.spec.get("env") or {})
+        env = launch_env(env, self.profilers, workdir, self.log)
         argv = list(self.spec["command"])
         try:
             self.child = spawn("target", argv, self.spec.get("cwd") or workdir, env)

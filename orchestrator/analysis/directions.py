@@ -79,6 +79,14 @@ RULES: tuple[Rule, ...] = (
     Rule("cpufreq.capped_time_pct", LOWER, floor=5.0),
     Rule("memory.rss_slope_mb_per_min", LOWER, floor=1.0),
     Rule("memory.leak_suspected", LOWER),
+    # tracemalloc: the Python heap's growth over the window (a MB more or less than the
+    # peers is one more cache filled); snapshots taken and the tracer's own memory are
+    # bookkeeping.
+    Rule("tracemalloc.growth_mb*", LOWER, floor=1.0),
+    Rule("tracemalloc.snapshots", SKIP),
+    Rule("tracemalloc.tracer_mb", SKIP),
+    # The share of the program's time its snapshots held it: what profiling cost it.
+    Rule("tracemalloc.snapshot_pct", LOWER, floor=2.0),
     # What a profiler cost the device (% of one core): a board where it costs far more
     # than on its peers is one where profiling disturbs the workload.
     Rule("overhead.*.cpu_pct", LOWER, floor=2.0),

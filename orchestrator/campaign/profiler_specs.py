@@ -13,6 +13,7 @@ from pydantic import (
     model_validator,
 )
 
+from fleetprof_device.contract import TRACEMALLOC_MAX_FRAMES, TRACEMALLOC_MAX_TOP
 from orchestrator.campaign.validators import (
     DEFAULT_INTERVAL_S,
     DEFAULT_LEAK_MB_PER_MIN,
@@ -73,6 +74,9 @@ class TegrastatsSpec(_SamplerSpec):
     """Jetson boards' own sampler: RAM, CPU and GPU load and clocks, temperatures, power."""
 
 
+# tracemalloc's snapshots cost the program a pass over every live allocation: every 2 s.
+DEFAULT_TRACEMALLOC_INTERVAL_S = 2.0
+
 NSYS_TRACES = ("cuda", "nvtx", "osrt", "cublas", "cudnn", "opengl", "vulkan")
 NCU_SETS = ("basic", "detailed", "full")
 
@@ -128,6 +132,25 @@ class CprofileSpec(Spec):
     edges: Annotated[int, int_check(0, 50, "an integer from 0 to 50")] = 5
 
 
+class TracemallocSpec(_SamplerSpec):
+    """The standard library's allocation tracer inside a launched Python program: top
+    allocation sites by size and count, growth by site, peak traced memory."""
+
+    interval_s: Interval = Field(
+        default=DEFAULT_TRACEMALLOC_INTERVAL_S,
+        validation_alias="interval",
+        serialization_alias="interval",
+    )
+    # One frame (the allocating line) by default: each frame more costs every allocation
+    # (docs/performance.md: 5 frames ran the demo pipeline 8x slower than 1 on Python 3.11).
+    frames: Annotated[
+        int, int_check(1, TRACEMALLOC_MAX_FRAMES, f"an integer from 1 to {TRACEMALLOC_MAX_FRAMES}")
+    ] = 1
+    top: Annotated[
+        int, int_check(1, TRACEMALLOC_MAX_TOP, f"an integer from 1 to {TRACEMALLOC_MAX_TOP}")
+    ] = 20
+
+
 class ProfilersSpec(Spec):
     """Which profilers run and how; a profiler that is absent (None) does not run."""
 
@@ -144,6 +167,7 @@ class ProfilersSpec(Spec):
     nsys: NsysSpec | None = None
     ncu: NcuSpec | None = None
     cprofile: CprofileSpec | None = None
+    tracemalloc: TracemallocSpec | None = None
 
     @model_serializer(mode="wrap")
     def _only_enabled(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from orchestrator.profilers import (
     pyspy,
     system,
     tegrastats,
+    tracemalloc,
 )
 from orchestrator.profilers.base import Profiler, ToolChoice, ToolSource
 
@@ -31,6 +32,7 @@ REGISTRY: dict[str, Profiler] = {
         nsys,
         ncu,
         cprofile,
+        tracemalloc,
     )
 }
 

@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from orchestrator.report.allocations import site_text
 from orchestrator.report.formats import (
     MISSING,
     REGRESSION_KEYS,
@@ -122,6 +123,7 @@ def _render(report: Mapping[str, Any], check_always: bool) -> str:
     out += _group_functions(report)
     out += _group_hot_lines(_dicts(report.get("groups")))
     out += _cprofile(report)
+    out += _allocations(_dicts(report.get("hosts")))
     if not isinstance(check, Mapping):
         out += _regressions(regressions)
     return "\n".join(out).rstrip("\n") + "\n"
@@ -321,6 +323,31 @@ def _group_hot_lines(groups: list[Mapping[str, Any]]) -> list[str]:
         return []
     header = ["group", "function", "file:line", "self %", "of function %", "source"]
     return ["## Hot lines per group", "", *_table(header, rows, {3, 4}), ""]
+
+
+def _allocations(hosts: list[Mapping[str, Any]]) -> list[str]:
+    """One table: each host's site that grew most (tracemalloc), and its traced peak."""
+    rows: list[list[str]] = []
+    for host in hosts:
+        tables, metrics = _mapping(host.get("tables")), _mapping(host.get("metrics"))
+        growth = _dicts(tables.get("tracemalloc.growth"))
+        if not growth and "tracemalloc.peak_mb" not in metrics:
+            continue
+        top = growth[0] if growth else {}
+        rows.append(
+            [
+                md_text(host.get("name")),
+                md_text(site_text(top)) if top else MISSING,
+                _num(top.get("growth_mb"), 3),
+                _num(top.get("mb_per_min"), 3),
+                _num(metrics.get("tracemalloc.growth_mb_per_min"), 3),
+                _num(metrics.get("tracemalloc.peak_mb"), 2),
+            ]
+        )
+    if not rows:
+        return []
+    header = ["host", "top growth site", "grew MB", "MB/min", "all MB/min", "peak MB"]
+    return ["## Allocations per host", "", *_table(header, rows, {2, 3, 4, 5}), ""]
 
 
 def _plural(count: int, word: str) -> str:

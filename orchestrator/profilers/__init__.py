@@ -53,6 +53,12 @@ def launch_only(name: str) -> bool:
     return profiler is not None and profiler.LAUNCH_ONLY
 
 
+def inside_target(name: str) -> bool:
+    """Whether the profiler ``name`` runs inside the program the runner launches (cProfile:
+    it changes the command, the runner still starts it), not as a process of its own."""
+    return bool(getattr(REGISTRY.get(name), "IN_TARGET", False))
+
+
 # The tools the controller's cache provides, by tool name, and the profiler that knows each.
 TOOL_SOURCES: dict[str, ToolSource] = {
     profiler.TOOL: cast(ToolSource, profiler) for profiler in REGISTRY.values() if profiler.TOOL

@@ -8,7 +8,10 @@ A profiler is one module under ``orchestrator/profilers/`` with:
   a module with a ``TOOL`` also provides ``tool_home()`` and ``choose_tool(arch, log)``
   (:class:`ToolSource`);
 - ``LAUNCHER``: it can start the command of a launch target (only one profiler may);
-  ``LAUNCH_ONLY``: it cannot attach, it only profiles a command it starts;
+  ``LAUNCH_ONLY``: it cannot attach, it only profiles a command it starts; ``IN_TARGET``
+  (optional, false by default): it runs inside the program the runner itself starts
+  (cProfile changes the command), so what else lives in that program (tracemalloc's
+  startup hook) runs beside it;
 - ``OUTPUT``: the raw file, in the session directory, that its parser reads;
 - ``plan(campaign, facts, tool) -> ProfilerPlan``: the exact argv for the device runner,
   or ``status="skipped"`` with the reason, decided before anything runs;

@@ -41,6 +41,7 @@ NAME = "cprofile"
 TOOL = None  # the standard library's cProfile, in the target's own Python
 LAUNCHER = True  # it changes the command the runner starts
 LAUNCH_ONLY = True  # it cannot attach to a running process
+IN_TARGET = True  # inside the program the runner starts: tracemalloc's hook runs there too
 OUTPUT = "cprofile.json"
 PROFILE = "cprofile.prof"  # the raw profile (marshal), kept for snakeviz / gprof2dot
 MAX_BYTES = 64 * 1024 * 1024  # per output, on the device

@@ -109,7 +109,7 @@ def ignoring_flag(arguments: list[str]) -> str | None:
 def skip_reason(campaign: Campaign, facts: HostFacts) -> str | None:
     """Why this host cannot run tracemalloc for this campaign, decided before anything runs."""
     # Imported here: the registry imports every profiler module.
-    from orchestrator.profilers import is_launcher, launch_only
+    from orchestrator.profilers import inside_target, is_launcher, launch_only
 
     launch = campaign.target.launch
     if launch is None:
@@ -121,9 +121,13 @@ def skip_reason(campaign: Campaign, facts: HostFacts) -> str | None:
     if flag is not None:
         return HOOK_IGNORED.format(flag)
     for other in campaign.profilers.enabled:
-        if other != NAME and launch_only(other):
+        # cProfile changes the command, but the runner still starts the program, hook and
+        # all: both run inside it.
+        if other == NAME or inside_target(other):
+            continue
+        if launch_only(other):
             return OTHER_LAUNCHER.format(other)
-        if other != NAME and is_launcher(other) and not facts.can_attach:
+        if is_launcher(other) and not facts.can_attach:
             return PYSPY_LAUNCHES
     return None
 

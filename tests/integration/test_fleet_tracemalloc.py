@@ -1,9 +1,10 @@
-"""tracemalloc end to end: one short `fleetprof run` on two hosts of two hardware models,
-launching a program that leaks a known number of bytes a second at a known line
-(tests/support/leaker.py), with py-spy attached beside it and memory. Each host names that
-line first by growth, within 10% of the program's own account, under the devices' own
-Python (whose Debian sitecustomize the hook runs after itself); the groups compare the
-growth; the HTML page and summary.md have the tables.
+"""The Python toolbox together, end to end: one short `fleetprof run` on two hosts of two
+hardware models, launching a program that leaks a known number of bytes a second at a known
+line (tests/support/leaker.py) under cprofile, with tracemalloc inside it, py-spy attached
+beside it (hot lines) and memory. Each host names the leaking line first by growth, within
+10% of the program's own account, under the devices' own Python (whose Debian sitecustomize
+the hook runs after itself); every host has all three profilers' results, the groups compare
+them; the HTML page and summary.md have the tables.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def test_each_host_names_the_leaking_line_first_within_ten_percent(
         f"name: leak\nduration: {SECONDS}s\nstart: {{lead: 3s}}\n"
         f"target:\n  launch:\n    command: {json.dumps(command)}\n"
         "profilers:\n  tracemalloc: {interval: 1s, frames: 3}\n  py-spy: {rate: 50}\n"
-        "  memory: {}\n"
+        "  memory: {}\n  cprofile: {top: 20}\n"
     )
     result = fleetprof("run", str(path), "-i", str(fleet.inventory))
     assert result.returncode == 0, result.stdout + result.stderr
@@ -65,9 +66,20 @@ def test_each_host_names_the_leaking_line_first_within_ten_percent(
         print(f"{name}: grew {first['size_diff']} bytes at the line, truth {leaked}")
         assert abs(first["size_diff"] - leaked) <= 0.10 * leaked, (first, leaked)
         assert host["metrics"]["tracemalloc.growth_mb_per_min"] > 0
+        # cProfile ran the same program (stopped with SIGINT, its profile written) ...
+        assert host["profilers"]["cprofile"]["status"] == "ok", host["data_quality"]
+        cprofiled = {r["function"] for r in host["tables"]["cprofile.functions"]}
+        assert "<module>" in cprofiled or "<built-in method builtins.sum>" in cprofiled, cprofiled
+        # ... and py-spy, attached from outside, found its hot line with the device's text.
+        [hot] = [f for f in host["hot_lines"] if f["file"].endswith("leaker.py")]
+        assert any("sum(range(50000))" in (line["text"] or "") for line in hot["lines"]), hot
     assert [g["hw_model"] for g in report["groups"]] == ["model-a", "model-b"]
     for group in report["groups"]:
         assert "tracemalloc.growth_mb_per_min" in group["metrics"]
     page = (result.run_dir("leak") / "report.html").read_text()
     assert page.count('<table class="top allocations growth">') == len(HOSTS)
+    assert page.count('<table class="top cprofile">') == len(HOSTS)
+    assert page.count('<table class="top hot-lines">') >= len(HOSTS)
+    assert report["cprofile_function_matrix"]["hosts"] == list(HOSTS)
+    assert all(group["hot_lines"] for group in report["groups"])
     assert "## Allocations per host" in (result.run_dir("leak") / "summary.md").read_text()

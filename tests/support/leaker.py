@@ -26,6 +26,7 @@ try:
     while True:
         times.append(time.time())
         keep.append(bytearray(block))  # the leak: LEAK_LINE
+        sum(range(50000))  # some CPU work, for a sampler's hot line
         time.sleep(0.01)
 finally:
     with open(sys.argv[1], "w") as out:

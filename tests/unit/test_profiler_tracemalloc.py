@@ -93,6 +93,20 @@ def test_another_launcher_or_a_host_where_py_spy_must_launch_skips_it():
     assert tm.plan(both, no_ptrace, None).reason == tm.PYSPY_LAUNCHES
 
 
+def test_cprofile_changes_the_command_but_the_hook_runs_inside_it_too():
+    # cProfile runs inside the program the runner starts: tracemalloc's hook goes there
+    # too, on a host that may attach or not.
+    toolbox = launching(["python3", "x.py"], tracemalloc={}, cprofile={})
+    no_ptrace = host_facts(can_attach=False, attach_reason="ptrace_scope 2")
+    for facts in (host_facts(), no_ptrace):
+        plan = make_plan(toolbox, facts, "r1", {}, 0.0)
+        assert {p.name: p.status for p in plan.profilers} == {
+            "tracemalloc": "planned",
+            "cprofile": "planned",
+        }
+        assert plan.target.command[:3] == ["python3", "-m", "cProfile"]
+
+
 def test_the_runner_starts_the_program_when_tracemalloc_runs_with_py_spy():
     plan = make_plan(
         launching(["python3", "x.py"], tracemalloc={}, memory={}), host_facts(), "r1", {}, 0.0

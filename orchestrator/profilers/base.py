@@ -24,6 +24,8 @@ A profiler is one module under ``orchestrator/profilers/`` with:
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,6 +161,17 @@ def launcher_taken(campaign: Campaign, name: str) -> str | None:
 
 # -- skip reasons several profilers give (each module keeps its own constant: the texts
 # are quoted in docs/troubleshooting.md) -------------------------------------------------
+
+
+# CPython's interpreters by name: python, python3, python3.11, python3.11d, python3.8m,
+# python3.11-dbg (a path to one counts): the profilers that run inside a launched Python
+# program (cprofile, tracemalloc) recognise its command by this one rule.
+PYTHON_RE = re.compile(r"python(\d+(\.\d+)?)?(-dbg|[dmu]*)")
+
+
+def is_python(program: str) -> bool:
+    """Whether a command's first word names a Python interpreter."""
+    return PYTHON_RE.fullmatch(os.path.basename(program)) is not None
 
 
 def needs_launch(product: str) -> str:

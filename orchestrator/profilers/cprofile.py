@@ -18,8 +18,6 @@ program from outside can.
 from __future__ import annotations
 
 import math
-import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +30,7 @@ from orchestrator.profilers.base import (
     ProfileResult,
     ToolChoice,
     begin_parse_text,
+    is_python,
     needs_launch,
 )
 from orchestrator.values import load_json, visible
@@ -49,8 +48,6 @@ JSON_MAX_BYTES = 16 * 1024 * 1024  # what the controller reads of cprofile.json
 INTERRUPT_S = 2.0  # SIGINT -> SIGTERM: time to write the profile
 MAX_ROWS = 500  # functions and edges read per host, whatever the JSON holds
 
-# python, python3, python3.11, /usr/bin/python3.8, python3.12d: CPython's interpreters.
-_PYTHON_RE = re.compile(r"^python(\d+(\.\d+)?)?[dmu]*$")
 # Interpreter options that take a value (python -W error -X dev app.py).
 _VALUE_OPTIONS = ("-W", "-X", "--check-hash-based-pycs")
 _NO_SCRIPT_OPTIONS = ("-c", "-", "-i")
@@ -77,8 +74,7 @@ NOT_ATTACHABLE = (
 def split_command(command: list[str]) -> tuple[list[str], list[str]] | str:
     """``[python, *options]`` and the rest (script or ``-m module`` and its arguments), or
     the skip reason."""
-    program = os.path.basename(command[0]) if command else ""
-    if not _PYTHON_RE.match(program):
+    if not command or not is_python(command[0]):
         return NOT_PYTHON.replace("{}", repr(command[0] if command else ""))
     index = 1
     while index < len(command) and command[index].startswith("-") and command[index] != "-m":

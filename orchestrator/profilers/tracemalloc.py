@@ -12,7 +12,6 @@ peak traced memory. docs/report.md, "Allocations".
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ from fleetprof_device.contract import (
 from orchestrator.campaign.model import Campaign
 from orchestrator.campaign.profiler_specs import TracemallocSpec
 from orchestrator.models import HostFacts, ProfilerPlan
-from orchestrator.profilers.base import ProfileResult, ToolChoice, begin_parse_text
+from orchestrator.profilers.base import ProfileResult, ToolChoice, begin_parse_text, is_python
 from orchestrator.values import dicts, load_json, visible
 from orchestrator.values import number as finite
 
@@ -42,8 +41,6 @@ LAUNCH_ONLY = False
 OUTPUT = TRACEMALLOC_FILE
 MAX_BYTES = TRACEMALLOC_MAX_BYTES
 MIB = 1024.0 * 1024.0
-# python, python3, python3.11, python3.11d, python3.11-dbg ... or a path to one.
-PYTHON_RE = re.compile(r"python(\d+(\.\d+)?)?(-dbg|d|m|dm)?")
 
 NOT_LAUNCHED = (
     "tracemalloc runs inside the program from its start: it profiles only a command "
@@ -80,7 +77,7 @@ def python_argv(command: list[str]) -> tuple[str | None, list[str]]:
         words = words[1:]
         while words and ("=" in words[0] or words[0].startswith("-")):
             words = words[1:]
-    if not words or not PYTHON_RE.fullmatch(os.path.basename(words[0])):
+    if not words or not is_python(words[0]):
         return None, []
     return words[0], words[1:]
 

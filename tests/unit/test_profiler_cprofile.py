@@ -288,3 +288,22 @@ def test_the_fleet_matrix_lays_functions_out_by_host(tmp_path) -> None:
     assert "cprofile_function_matrix" not in build_report(
         meta, [HostView("c", "box", "x86_64", "ok")]
     )
+
+
+@pytest.mark.parametrize(
+    "program",
+    ["python", "python3", "/usr/bin/python3.11", "python3.8m", "python3.11d", "python3.11-dbg"],
+)
+def test_cprofile_and_tracemalloc_know_a_python_command_by_one_rule(program: str) -> None:
+    from orchestrator.profilers import tracemalloc
+
+    assert not isinstance(cprofile.split_command([program, "app.py"]), str)
+    assert tracemalloc.python_argv([program, "app.py"])[0] == program
+
+
+@pytest.mark.parametrize("program", ["pythonista", "ipython", "./serve", "python3-config"])
+def test_neither_takes_a_program_that_only_looks_like_python(program: str) -> None:
+    from orchestrator.profilers import tracemalloc
+
+    assert isinstance(cprofile.split_command([program, "app.py"]), str)
+    assert tracemalloc.python_argv([program, "app.py"]) == (None, [])

@@ -38,6 +38,7 @@ import contextlib
 import json
 import os
 import platform
+import shutil
 import stat
 import sys
 import tarfile
@@ -98,9 +99,24 @@ def run_session(
         else:
             log("lock: holding %s" % host_lock)
             _run_guarded(session, log)
-        return _finish(session, log, workdir, archive)
+        return _tidy_packed(plan, _finish(session, log, workdir, archive))
     finally:
         session.release_target()  # after packing: the target is free for the next session
+
+
+def _tidy_packed(plan: Dict[str, Any], result: Dict[str, Any]) -> Dict[str, Any]:
+    """The archive's size in the result (collect checks it without another look at the
+    device), and, where the plan asks, the workdir removed once the archive holds it all:
+    collect then has one file to remove. A workdir left unpacked (no archive) stays."""
+    archive, workdir = result.get("archive"), plan["workdir"]
+    if not archive:
+        return result
+    with contextlib.suppress(OSError):
+        result["archive_bytes"] = os.path.getsize(archive)
+    if plan.get("remove_packed_workdir") is True and "archive_bytes" in result:
+        shutil.rmtree(workdir, ignore_errors=True)
+        result["workdir_removed"] = not os.path.lexists(workdir)
+    return result
 
 
 def _run_guarded(session: Session, log: RunnerLog) -> None:

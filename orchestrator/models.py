@@ -205,6 +205,10 @@ class SessionPlan:
     # MiB free on the workdir's filesystem, and stops every profiler when it falls below it.
     # None (plans written before the floor existed): no floor.
     min_free_mb: float | None = None
+    # The runner removes the workdir once its archive holds everything (the archive is a
+    # second copy): collect then removes one file instead of two. False in plans written
+    # before this field: the workdir stays for collect to remove.
+    remove_packed_workdir: bool = False
     schema: str = PLAN_SCHEMA
 
     @property

@@ -333,11 +333,16 @@ class CampaignRun:
             t0, deadline = self.schedule()
             self.ui.window(t0, deadline)
             running = list(self.active)
-            self._stage("session")
+            # The session play fetches each host's files as soon as its runner is done
+            # (the session role's collect tasks): no collect play of its own.
+            result = self._stage("session", {"fleetprof_collect_in_session": True})
             if self.cancel.is_set():
                 self.stop_sessions(running)
+                return
+            for host in result.kept:
+                self.run.unpack_collected(host)
 
-        steps = [do_preflight, do_plan, do_provision, do_session, self.collect]
+        steps = [do_preflight, do_plan, do_provision, do_session]
         try:
             for step in steps:
                 if self.cancel.is_set() or not self.active:

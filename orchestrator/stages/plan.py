@@ -117,6 +117,7 @@ def make_plan(
         profilers=plans,
         tools=pushes,
         min_free_mb=campaign.limits.min_free_mb,
+        remove_packed_workdir=True,
     )
 
 

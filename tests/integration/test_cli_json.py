@@ -106,7 +106,7 @@ def test_run_json_prints_one_document_and_the_progress_on_stderr(
     ]
     assert doc["check"] is None
     # The words a person reads went to stderr: progress, the summary table, the report path.
-    assert "preflight: 1 host(s)" in done.stderr and "collect: 1 host(s)" in done.stderr
+    assert "preflight: 1 host(s)" in done.stderr and "session: 1 host(s)" in done.stderr
     assert "localhost" in done.stderr and "report.html" in done.stderr
 
 

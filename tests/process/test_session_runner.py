@@ -401,6 +401,31 @@ def test_outputs_left_by_an_earlier_run_do_not_count(tmp_path, fleet):
     assert "output 'out.txt' was not written" in run.result["reason"]
 
 
+def test_a_plan_may_have_the_runner_remove_its_workdir_once_packed(tmp_path, fleet):
+    """The plans fleetprof writes say remove_packed_workdir: the archive is a second copy of
+    the workdir, so the runner removes the workdir and collect has one file to remove; the
+    result gives the archive's size, so collect need not look at the device again."""
+    fleet.start()
+    profiler = python_profiler("p", WRITES_OUTPUT, outputs=["out.txt"])
+    plan = make_plan(tmp_path, {"process": fleet.regex}, [profiler], window=1.0)
+    plan["remove_packed_workdir"] = True
+
+    run = run_module(tmp_path, plan)
+
+    assert run.result["status"] == "ok", run.result["reason"]
+    assert run.result["workdir_removed"] is True and not os.path.lexists(plan["workdir"])
+    assert run.result["archive_bytes"] == os.path.getsize(plan["archive"]) > 0
+    with tarfile.open(plan["archive"]) as tar:
+        assert {"manifest.json", "out.txt", "runner.log"} <= set(tar.getnames())
+
+    # Without the key (plans written before it, the role used by hand) the workdir stays.
+    (tmp_path / "kept").mkdir()
+    kept = make_plan(tmp_path / "kept", {"process": fleet.regex}, [profiler], window=1.0)
+    again = run_module(tmp_path / "kept", kept)
+    assert "workdir_removed" not in again.result and os.path.isdir(kept["workdir"])
+    assert again.result["archive_bytes"] == os.path.getsize(kept["archive"])
+
+
 # --------------------------------------------------------------------------- plan edge cases
 
 

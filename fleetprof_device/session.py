@@ -19,11 +19,11 @@ from .dirs import DiskFloor
 from .errors import BusyError, TargetError
 from .files import file_tail, keep_tail, last_line
 from .locks import SessionLock, lock_holder, target_lock_path
+from .postwindow import post_process
 from .probe import Probe
 from .procfs import kill_quietly, os_error_text, shorten
 from .profilers import STOP_POLL_S, ProfilerRun
 from .runlog import RunnerLog
-from .source_lines import after_window
 from .target import Target
 
 WARMUP_S = 1.0  # resolve an attach target this long before T0 (a launch target starts at T0)
@@ -144,26 +144,17 @@ class Session:
             self._run_steps()
         finally:
             self.stop_everything()
-        self.post_process()
-
-    def post_process(self) -> None:
-        """After everything stopped: each started profiler's post_argv (bounded by deadline
-        + grace, and the watchdog), its discarded files, hot lines' text (source_lines.py)."""
-        kill_at = self.clock.hard_deadline
-        for prof in self.profilers:
-            if prof.child is None and prof.inside is None:
-                continue
-            if prof.spec.get("post_argv"):
-                prof.run_post(
-                    self._spawn,
-                    self.workdir,
-                    kill_at,
-                    lambda: self.abort is not None,
-                    self.log,
-                    self._disk_full,
-                )
-            prof.discard_files(self.workdir, self.log)
-        after_window(self.profilers, self.target, self.workdir, kill_at, self.log)
+        # After the window (postwindow.py): post steps, discarded files, hot lines' text.
+        post_process(
+            self.profilers,
+            self.target,
+            self.workdir,
+            self.clock.hard_deadline,
+            self._spawn,
+            lambda: self.abort is not None,
+            self.log,
+            self._disk_full,
+        )
 
     def _run_steps(self) -> None:
         clock, target = self.clock, self.target

@@ -63,9 +63,15 @@ class ProfilerRun:
         return self.child is not None or self.sampler is not None or self.inside is not None
 
     def start_sampler(
-        self, workdir: str, pid: Optional[int], deadline: float, log: RunnerLog
+        self,
+        workdir: str,
+        pid: Optional[int],
+        deadline: float,
+        log: RunnerLog,
+        program: Optional[Child] = None,
     ) -> None:
-        """A builtin: the runner samples /proc itself, in a thread, until the deadline."""
+        """A builtin: the runner samples /proc itself, in a thread, until the deadline
+        (tracemalloc: the launched ``program`` samples itself)."""
         if self.builtin == "memory" and pid is None:
             self.error = "the target's pid is unknown: no memory series to sample"
             log("%s: not started: %s" % (self.name, self.error))
@@ -74,7 +80,7 @@ class ProfilerRun:
         interval = float(options.get("interval_s", 1.0))
         if self.builtin == TRACEMALLOC:  # the program samples itself (inprogram.py)
             self.sampler = HookWatch(workdir, interval, int(self.spec["max_bytes"]))
-            self.sampler.start(pid)
+            self.sampler.start(pid, program)
             log("%s: the program snapshots itself every %g s" % (self.name, interval))
             return
         output = os.path.join(workdir, self.spec["outputs"][0])

@@ -9,7 +9,7 @@ import os
 import platform
 import signal
 import time
-from typing import Any, Dict, List, Optional, Tuple, cast
+from typing import Any, Dict, List, Optional, Tuple
 
 from .checksums import ToolHashes
 from .children import Child
@@ -19,6 +19,7 @@ from .dirs import DiskFloor
 from .errors import BusyError, TargetError
 from .files import file_tail, keep_tail, last_line
 from .locks import SessionLock, lock_holder, target_lock_path
+from .outcome import outcome
 from .postwindow import post_process
 from .probe import Probe
 from .procfs import kill_quietly, os_error_text, shorten
@@ -331,7 +332,9 @@ class Session:
         # Threads only now: every process of the session has been spawned.
         for prof in planned:
             if prof.builtin is not None:
-                prof.start_sampler(self.workdir, self.target.pid, self.clock.deadline, self.log)
+                prof.start_sampler(
+                    self.workdir, self.target.pid, self.clock.deadline, self.log, self.target.child
+                )
 
     def _watch_window(self) -> None:
         self.log("window: profiling until the deadline")
@@ -473,63 +476,6 @@ class Session:
 
     # ------------------------------------------------------------------ results
 
-    def outcome(self, profilers: Dict[str, Dict[str, Any]]) -> Tuple[str, Optional[str]]:
-        """The session's status and one-line reason, from everything that happened."""
-        if self.busy is not None:
-            return "busy", self.busy.reason
-        if self.failure:
-            return "failed", self.failure
-        planned = [(name, e) for name, e in profilers.items() if e["status"] != "skipped"]
-        reasons: List[str] = [self.disk_stop[0]] if self.disk_stop else []
-        if self.runner_error:
-            reasons.append(self.runner_error)
-        if self.probe is not None:
-            # A probe session is ok when its benchmarks ran; profilers are extras.
-            if not self.probe.ran():
-                reasons.append(
-                    "no probe benchmark ran: "
-                    + ("; ".join(self.probe.problems()) or "nothing was measured")
-                )
-                return "failed", "; ".join(reasons)
-            reasons.extend(self.probe.problems())
-        elif not any(e["status"] in ("ok", "partial") for _, e in planned):
-            reasons.append(
-                "no profiler produced output: "
-                + "; ".join("%s: %s" % (name, e["reason"]) for name, e in planned)
-            )
-            return "failed", "; ".join(reasons)
-        if self.abort is not None:
-            reasons.append(
-                "runner stopped by %s at %s" % (self.abort[0], self.clock.since_t0(self.abort[1]))
-            )
-        target = self.target
-        # A launched program that failed did so whenever it ended by itself; an attached
-        # process that ended is news only well before the deadline.
-        failed = (
-            target.mode == "launch"
-            and target.exited_at is not None
-            and not target.stopped_by_runner
-            and not target.finished()
-        )
-        if failed or (
-            target.mode != "launch"
-            and target.exited_at is not None
-            and target.ended_early(self.clock.deadline)
-        ):
-            reasons.append(
-                "target exited at %s%s"
-                % (
-                    self.clock.since_t0(cast(float, target.exited_at)),
-                    " with code %d" % target.exit_code if target.exit_code is not None else "",
-                )
-            )
-        reasons.extend(
-            "%s %s: %s" % (name, e["status"], e["reason"])
-            for name, e in planned
-            if e["status"] != "ok"
-        )
-        return ("partial", "; ".join(reasons)) if reasons else ("ok", None)
-
     def manifest(self) -> Dict[str, Any]:
         """The manifest (fleetprof.manifest/1). Call once: it caps outputs and logs."""
         clock = self.clock
@@ -551,7 +497,7 @@ class Session:
         if self.target.child is not None:
             for name in ("target.stdout", "target.stderr"):
                 keep_tail(os.path.join(self.workdir, name))
-        status, reason = self.outcome(profilers)
+        status, reason = outcome(self, profilers)
         plan = self.plan
         return {
             "schema": MANIFEST_SCHEMA,

@@ -119,9 +119,11 @@ class ProfilerRun:
         pid: Optional[int],
         log: RunnerLog,
         hashes: Optional[ToolHashes] = None,
+        env: Optional[Dict[str, str]] = None,
     ) -> None:
         """Start it with ``{pid}`` argv elements replaced; nothing else is substituted.
-        A tool whose sha256 the plan pins is checked just before (see check_tool)."""
+        A tool whose sha256 the plan pins is checked just before (see check_tool).
+        ``env``: its environment (a launcher's: the program's, which it passes on)."""
         if not self.check_tool(hashes or ToolHashes(), log):
             return
         if "{pid}" in self.argv:
@@ -131,7 +133,7 @@ class ProfilerRun:
                 return
             self.argv = [str(pid) if arg == "{pid}" else arg for arg in self.argv]
         try:
-            self.child = spawn(self.name, self.argv, workdir)
+            self.child = spawn(self.name, self.argv, workdir, env)
         except (OSError, subprocess.SubprocessError, ValueError) as exc:
             self.error = "cannot start %s: %s" % (self.argv[0], os_error_text(exc))
             log("%s: %s" % (self.name, self.error))

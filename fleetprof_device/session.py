@@ -320,7 +320,8 @@ class Session:
                 return
             launcher.argv = list(launcher.spec["launch_argv"])
             self.launcher = launcher
-            launcher.start(self._spawn, self.workdir, None, self.log, self.hashes)
+            env = self.target.environment(self.workdir)  # it starts the program: the same env
+            launcher.start(self._spawn, self.workdir, None, self.log, self.hashes, env)
             if launcher.child is not None:
                 self.target.adopt_child_of(launcher.child, launcher.name)
             planned.remove(launcher)

@@ -1,6 +1,7 @@
-"""`fleetprof compare` on the Python toolbox's metrics (cprofile.*, tracemalloc.*): two
-runs whose tracemalloc growth differs show the change and say which way is better, by the
-metric's direction (orchestrator/analysis/directions.py: less growth is better)."""
+"""`fleetprof compare` and `fleetprof check` on the Python toolbox's metrics (cprofile.*,
+tracemalloc.*): two runs whose tracemalloc growth differs show the change and say which way
+is better, by the metric's direction (orchestrator/analysis/directions.py: less growth is
+better); check flags a host whose growth stands out from its group, on that side only."""
 
 from __future__ import annotations
 
@@ -11,8 +12,14 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from orchestrator.analysis.fleet import HostView, build_report
+from orchestrator.campaign.model import CheckSpec
 from orchestrator.check.compare import compare_metrics, compare_runs, verdict
+from orchestrator.check.judge import Baseline, judge_run, judged_metrics
+from orchestrator.check.judge import verdict as verdict_of
 from orchestrator.cli.compare import compare_command
+
+META = {"campaign": "leak", "run_id": "r1", "started_at": "t", "duration_s": 5.0}
 
 BEFORE = {
     "tracemalloc.growth_mb": 12.0,  # the leak
@@ -114,3 +121,40 @@ def test_the_command_shows_the_growth_going_down_as_better(tmp_path) -> None:
     assert all("+11.5" in row and "worse" in row for row in growth_rows)
     call_rows = [row for row in rows if "cprofile.us_per_call" in row]
     assert len(call_rows) == 2 and all("better" in row for row in call_rows)
+
+
+def _fleet_report(growth: dict[str, float], per_call: dict[str, float]) -> dict[str, Any]:
+    hosts = [
+        HostView(
+            name,
+            "box",
+            "x86_64",
+            "ok",
+            metrics={"tracemalloc.growth_mb": growth[name], "cprofile.us_per_call": per_call[name]},
+        )
+        for name in growth
+    ]
+    return build_report({**META, "run_id": "r2"}, hosts)
+
+
+def test_check_judges_the_python_metrics_outliers_on_their_bad_side_only() -> None:
+    """fleetprof check on cprofile.* and tracemalloc.* (one value per run, no repetitions:
+    judged by outliers in their group, on the side the direction calls bad)."""
+    growth = {"e1": 1.0, "e2": 1.1, "e3": 0.9, "e4": 40.0, "e5": 0.0}  # e4 leaks; e5 none
+    per_call = {"e1": 0.80, "e2": 0.81, "e3": 0.79, "e4": 0.80, "e5": 2.40}  # e5: slow calls
+    report = _fleet_report(growth, per_call)
+    spec = CheckSpec(metrics=["tracemalloc.growth_mb", "cprofile.us_per_call"])
+
+    judgement = judge_run(report, Baseline(None, "none"), spec)
+
+    found = {(f.kind, f.host, f.metric) for f in judgement.findings}
+    assert found == {
+        ("outlier", "e4", "tracemalloc.growth_mb"),
+        ("outlier", "e5", "cprofile.us_per_call"),
+    }  # e5's zero growth is no finding: less growth is better
+    assert judgement.tests == 0  # no repetitions behind them: no regression test
+    assert verdict_of(judgement) == "findings"
+    message = next(f.message for f in judgement.findings if f.host == "e4")
+    assert message.startswith("tracemalloc.growth_mb 40 against its group median 1")
+    # Without check.metrics, check judges the metrics with repetitions only: none here.
+    assert judged_metrics(report, CheckSpec()) == []

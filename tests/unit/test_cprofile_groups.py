@@ -125,4 +125,7 @@ def test_the_page_shows_the_groups_merged_cprofile() -> None:
     assert "cProfile: functions by own time, summed over the group" in html
     group_part = html.split("cProfile: functions by own time, summed over the group")[1]
     assert "decode" in group_part.split("</table>")[0]
+    # Its own table class: the hosts' cProfile tables are counted apart.
+    assert html.count('<table class="top cprofile-group">') == 2
+    assert html.count('<table class="top cprofile">') == 6  # one per host
     assert "cprofile.tottime_pct" in html  # the outlier, named with its function

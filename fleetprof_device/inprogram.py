@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import os
 import pkgutil
+import signal
 import time
 from typing import Any, Dict, List, Optional
 
+from .children import Child
 from .contract import (
     TRACEMALLOC,
     TRACEMALLOC_FILE,
@@ -112,9 +114,11 @@ class HookWatch:
         self.ended: Optional[str] = None
         self._read: Optional[Dict[str, Any]] = None
         self._problem: Optional[str] = None
+        self.program: Optional[Child] = None  # the launched program, to say how it ended
 
-    def start(self, pid: Optional[int]) -> None:
+    def start(self, pid: Optional[int], program: Optional[Child] = None) -> None:
         self.pid = pid
+        self.program = program
         if not os.path.isfile(os.path.join(self.workdir, TRACEMALLOC_HOOK_DIR, HOOK_CONFIG)):
             self._problem = (
                 "the startup hook was not installed (see runner.log): the program ran "
@@ -154,9 +158,31 @@ class HookWatch:
             return self._problem
         if self.samples:
             return None
+        return "the program wrote no snapshot: " + self._why_none()
+
+    def _why_none(self) -> str:
+        """Why the hook wrote nothing: it writes every interval and at a normal exit, so
+        the program ended before its first interval without Python's exit handlers."""
+        first = "(%g s after it started)" % self.interval
+        code = self.program.exit_code if self.program is not None else None
+        if code is not None and code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = "signal %d" % -code
+            return (
+                "it was killed by %s before its first %s: a killed program runs no exit "
+                "handler, where the hook takes its last snapshot" % (name, first)
+            )
+        if code is not None:
+            return (
+                "it ended with code %d before its first %s without running Python's exit "
+                "handlers, where the hook takes its last snapshot (os._exit, a fatal error), "
+                "or its Python ignored the hook (-I, -E, -S)" % (code, first)
+            )
         return (
-            "the program wrote no snapshot: it ended, or was killed, before its first "
-            "(%g s after it started), or its Python ignored the hook (-I, -E, -S)" % self.interval
+            "it ended, or was killed, before its first %s, or its Python ignored the hook "
+            "(-I, -E, -S)" % first
         )
 
     def quality(self) -> Dict[str, Any]:

@@ -4,18 +4,16 @@ young to attach to), its stop, its outputs and what its entry in the manifest sa
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import stat
 import subprocess
-import time
 from typing import Any, Callable, Dict, List, Optional, Union
 
 from .checksums import ToolHashes
 from .children import Child
 from .clock import Clock
-from .contract import DEVICE_PACKAGE_ARG, TRACEMALLOC
+from .contract import TRACEMALLOC
 from .files import LOG_CAP_BYTES, cap_output, file_tail, keep_tail, last_line, post_problems
 from .inprogram import HookWatch
 from .procfs import os_error_text
@@ -24,8 +22,6 @@ from .runlog import RunnerLog
 from .samplers import Sampler
 
 STOP_POLL_S = 0.05
-# What sys.path needs to import this package: its zipapp, or the checkout holding it.
-PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class ProfilerRun:
@@ -67,9 +63,15 @@ class ProfilerRun:
         return self.child is not None or self.sampler is not None or self.inside is not None
 
     def start_sampler(
-        self, workdir: str, pid: Optional[int], deadline: float, log: RunnerLog
+        self,
+        workdir: str,
+        pid: Optional[int],
+        deadline: float,
+        log: RunnerLog,
+        program: Optional[Child] = None,
     ) -> None:
-        """A builtin: the runner samples /proc itself, in a thread, until the deadline."""
+        """A builtin: the runner samples /proc itself, in a thread, until the deadline
+        (tracemalloc: the launched ``program`` samples itself)."""
         if self.builtin == "memory" and pid is None:
             self.error = "the target's pid is unknown: no memory series to sample"
             log("%s: not started: %s" % (self.name, self.error))
@@ -78,7 +80,7 @@ class ProfilerRun:
         interval = float(options.get("interval_s", 1.0))
         if self.builtin == TRACEMALLOC:  # the program samples itself (inprogram.py)
             self.sampler = HookWatch(workdir, interval, int(self.spec["max_bytes"]))
-            self.sampler.start(pid)
+            self.sampler.start(pid, program)
             log("%s: the program snapshots itself every %g s" % (self.name, interval))
             return
         output = os.path.join(workdir, self.spec["outputs"][0])
@@ -117,9 +119,11 @@ class ProfilerRun:
         pid: Optional[int],
         log: RunnerLog,
         hashes: Optional[ToolHashes] = None,
+        env: Optional[Dict[str, str]] = None,
     ) -> None:
         """Start it with ``{pid}`` argv elements replaced; nothing else is substituted.
-        A tool whose sha256 the plan pins is checked just before (see check_tool)."""
+        A tool whose sha256 the plan pins is checked just before (see check_tool).
+        ``env``: its environment (a launcher's: the program's, which it passes on)."""
         if not self.check_tool(hashes or ToolHashes(), log):
             return
         if "{pid}" in self.argv:
@@ -129,122 +133,12 @@ class ProfilerRun:
                 return
             self.argv = [str(pid) if arg == "{pid}" else arg for arg in self.argv]
         try:
-            self.child = spawn(self.name, self.argv, workdir)
+            self.child = spawn(self.name, self.argv, workdir, env)
         except (OSError, subprocess.SubprocessError, ValueError) as exc:
             self.error = "cannot start %s: %s" % (self.argv[0], os_error_text(exc))
             log("%s: %s" % (self.name, self.error))
             return
         log("%s: started pid %d: %s" % (self.name, self.child.pid, " ".join(self.argv)))
-
-    def run_post(
-        self,
-        spawn: Callable[..., Child],
-        workdir: str,
-        kill_at: float,
-        stopping: Callable[[], bool],
-        log: RunnerLog,
-        blocked: Callable[[], Optional[str]] = lambda: None,
-    ) -> None:
-        """Its post_argv, in order, once it has stopped: each a process of its own (cwd
-        workdir, output to <name>.post<i>.stdout/.stderr), killed at ``kill_at``. A step in
-        options.post_fallback runs only when the step before it failed (another version of
-        the tool, say); it is ``not-needed`` otherwise. Only DEVICE_PACKAGE_ARG is
-        substituted in argv: the path of this device package (its zipapp, or checkout).
-        ``blocked`` says why no further step may start (free space below the floor)."""
-        fallback = set((self.spec.get("options") or {}).get("post_fallback") or [])
-        for index, argv in enumerate(self.spec.get("post_argv") or []):
-            argv = [PACKAGE_ROOT if arg == DEVICE_PACKAGE_ARG else arg for arg in argv]
-            step: Dict[str, Any] = {
-                "argv": list(argv),
-                "status": "not-needed",
-                "reason": None,
-                "exit_code": None,
-                "fallback": index in fallback,
-                "started_at_device": None,
-                "stopped_at_device": None,
-                "stderr_tail": "",
-            }
-            self.post.append(step)
-            if index in fallback and self.post[index - 1]["status"] != "failed":
-                continue
-            label = "%s.post%d" % (self.name, index)
-            if stopping():
-                step.update(status="failed", reason="not run: the runner was told to stop")
-                continue
-            if time.time() >= kill_at:
-                step.update(status="failed", reason="not run: past deadline + grace")
-                continue
-            why_not = blocked()
-            if why_not:
-                step.update(status="failed", reason="not run: " + why_not)
-                log("%s: post step %d: %s" % (self.name, index, step["reason"]))
-                continue
-            try:
-                child = spawn(label, list(argv), workdir)
-            except (OSError, subprocess.SubprocessError, ValueError) as exc:
-                step.update(
-                    status="failed", reason="cannot start %s: %s" % (argv[0], os_error_text(exc))
-                )
-                log("%s: post step %d: %s" % (self.name, index, step["reason"]))
-                continue
-            log("%s: post step %d: pid %d: %s" % (self.name, index, child.pid, " ".join(argv)))
-            while not child.exited() and time.time() < kill_at and not stopping():
-                time.sleep(STOP_POLL_S)
-            killed = not child.exited()
-            if killed:
-                child.send(signal.SIGKILL, group=True)
-                child.popen.wait()
-                child.exited()
-            child.send(signal.SIGKILL, group=True)  # whatever it left in its group
-            stderr = os.path.join(workdir, label + ".stderr")
-            keep_tail(stderr)
-            keep_tail(os.path.join(workdir, label + ".stdout"))
-            step.update(
-                exit_code=child.exit_code,
-                started_at_device=child.started_at,
-                stopped_at_device=child.stopped_at,
-                stderr_tail=file_tail(stderr),
-            )
-            code = child.exit_code
-            if killed or (code is not None and code < 0):
-                # By this loop or by the watchdog, whichever came first at deadline + grace.
-                late = time.time() >= kill_at - 0.1
-                step.update(
-                    status="failed",
-                    reason="killed by signal %d%s"
-                    % (
-                        -code if code is not None and code < 0 else signal.SIGKILL,
-                        " at deadline + grace" if late else "",
-                    ),
-                )
-            elif code != 0:
-                hint = last_line(step["stderr_tail"])
-                step.update(
-                    status="failed",
-                    reason="exit code %s%s"
-                    % (child.exit_code, " (said: %s)" % hint if hint else ""),
-                )
-            else:
-                step["status"] = "ok"
-            log(
-                "%s: post step %d: %s%s"
-                % (
-                    self.name,
-                    index,
-                    step["status"],
-                    ": " + step["reason"] if step["reason"] else "",
-                )
-            )
-
-    def discard_files(self, workdir: str, log: RunnerLog) -> None:
-        """Delete options.discard (intermediate files, e.g. an SQLite export) before packing."""
-        for name in (self.spec.get("options") or {}).get("discard") or []:
-            path = os.path.join(workdir, name)
-            with contextlib.suppress(OSError):
-                if not os.path.isdir(path) and os.path.lexists(path):
-                    os.unlink(path)
-                    self.discarded.append(name)
-                    log("%s: discarded %s" % (self.name, name))
 
     def entry(
         self,

@@ -9,7 +9,7 @@ import os
 import platform
 import signal
 import time
-from typing import Any, Dict, List, Optional, Tuple, cast
+from typing import Any, Dict, List, Optional, Tuple
 
 from .checksums import ToolHashes
 from .children import Child
@@ -19,11 +19,12 @@ from .dirs import DiskFloor
 from .errors import BusyError, TargetError
 from .files import file_tail, keep_tail, last_line
 from .locks import SessionLock, lock_holder, target_lock_path
+from .outcome import outcome
+from .postwindow import post_process
 from .probe import Probe
 from .procfs import kill_quietly, os_error_text, shorten
 from .profilers import STOP_POLL_S, ProfilerRun
 from .runlog import RunnerLog
-from .source_lines import after_window
 from .target import Target
 
 WARMUP_S = 1.0  # resolve an attach target this long before T0 (a launch target starts at T0)
@@ -144,26 +145,17 @@ class Session:
             self._run_steps()
         finally:
             self.stop_everything()
-        self.post_process()
-
-    def post_process(self) -> None:
-        """After everything stopped: each started profiler's post_argv (bounded by deadline
-        + grace, and the watchdog), its discarded files, hot lines' text (source_lines.py)."""
-        kill_at = self.clock.hard_deadline
-        for prof in self.profilers:
-            if prof.child is None and prof.inside is None:
-                continue
-            if prof.spec.get("post_argv"):
-                prof.run_post(
-                    self._spawn,
-                    self.workdir,
-                    kill_at,
-                    lambda: self.abort is not None,
-                    self.log,
-                    self._disk_full,
-                )
-            prof.discard_files(self.workdir, self.log)
-        after_window(self.profilers, self.target, self.workdir, kill_at, self.log)
+        # After the window (postwindow.py): post steps, discarded files, hot lines' text.
+        post_process(
+            self.profilers,
+            self.target,
+            self.workdir,
+            self.clock.hard_deadline,
+            self._spawn,
+            lambda: self.abort is not None,
+            self.log,
+            self._disk_full,
+        )
 
     def _run_steps(self) -> None:
         clock, target = self.clock, self.target
@@ -328,7 +320,8 @@ class Session:
                 return
             launcher.argv = list(launcher.spec["launch_argv"])
             self.launcher = launcher
-            launcher.start(self._spawn, self.workdir, None, self.log, self.hashes)
+            env = self.target.environment(self.workdir)  # it starts the program: the same env
+            launcher.start(self._spawn, self.workdir, None, self.log, self.hashes, env)
             if launcher.child is not None:
                 self.target.adopt_child_of(launcher.child, launcher.name)
             planned.remove(launcher)
@@ -340,7 +333,9 @@ class Session:
         # Threads only now: every process of the session has been spawned.
         for prof in planned:
             if prof.builtin is not None:
-                prof.start_sampler(self.workdir, self.target.pid, self.clock.deadline, self.log)
+                prof.start_sampler(
+                    self.workdir, self.target.pid, self.clock.deadline, self.log, self.target.child
+                )
 
     def _watch_window(self) -> None:
         self.log("window: profiling until the deadline")
@@ -482,63 +477,6 @@ class Session:
 
     # ------------------------------------------------------------------ results
 
-    def outcome(self, profilers: Dict[str, Dict[str, Any]]) -> Tuple[str, Optional[str]]:
-        """The session's status and one-line reason, from everything that happened."""
-        if self.busy is not None:
-            return "busy", self.busy.reason
-        if self.failure:
-            return "failed", self.failure
-        planned = [(name, e) for name, e in profilers.items() if e["status"] != "skipped"]
-        reasons: List[str] = [self.disk_stop[0]] if self.disk_stop else []
-        if self.runner_error:
-            reasons.append(self.runner_error)
-        if self.probe is not None:
-            # A probe session is ok when its benchmarks ran; profilers are extras.
-            if not self.probe.ran():
-                reasons.append(
-                    "no probe benchmark ran: "
-                    + ("; ".join(self.probe.problems()) or "nothing was measured")
-                )
-                return "failed", "; ".join(reasons)
-            reasons.extend(self.probe.problems())
-        elif not any(e["status"] in ("ok", "partial") for _, e in planned):
-            reasons.append(
-                "no profiler produced output: "
-                + "; ".join("%s: %s" % (name, e["reason"]) for name, e in planned)
-            )
-            return "failed", "; ".join(reasons)
-        if self.abort is not None:
-            reasons.append(
-                "runner stopped by %s at %s" % (self.abort[0], self.clock.since_t0(self.abort[1]))
-            )
-        target = self.target
-        # A launched program that failed did so whenever it ended by itself; an attached
-        # process that ended is news only well before the deadline.
-        failed = (
-            target.mode == "launch"
-            and target.exited_at is not None
-            and not target.stopped_by_runner
-            and not target.finished()
-        )
-        if failed or (
-            target.mode != "launch"
-            and target.exited_at is not None
-            and target.ended_early(self.clock.deadline)
-        ):
-            reasons.append(
-                "target exited at %s%s"
-                % (
-                    self.clock.since_t0(cast(float, target.exited_at)),
-                    " with code %d" % target.exit_code if target.exit_code is not None else "",
-                )
-            )
-        reasons.extend(
-            "%s %s: %s" % (name, e["status"], e["reason"])
-            for name, e in planned
-            if e["status"] != "ok"
-        )
-        return ("partial", "; ".join(reasons)) if reasons else ("ok", None)
-
     def manifest(self) -> Dict[str, Any]:
         """The manifest (fleetprof.manifest/1). Call once: it caps outputs and logs."""
         clock = self.clock
@@ -560,7 +498,7 @@ class Session:
         if self.target.child is not None:
             for name in ("target.stdout", "target.stderr"):
                 keep_tail(os.path.join(self.workdir, name))
-        status, reason = self.outcome(profilers)
+        status, reason = outcome(self, profilers)
         plan = self.plan
         return {
             "schema": MANIFEST_SCHEMA,

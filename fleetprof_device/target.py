@@ -90,11 +90,17 @@ class Target:
         self.pid, self.cmdline = pid, argv
         self.log("target: attach to pid %d: %s" % (pid, shorten(" ".join(argv), 200)))
 
-    def launch(self, spawn: Callable[..., Child], workdir: str) -> None:
-        """Launch mode: start the command (argv, never a shell) in its own process group."""
+    def environment(self, workdir: str) -> Dict[str, str]:
+        """The launched program's environment whoever starts it (the runner, or a profiler
+        that launches it: nsys, ncu, py-spy record, which pass theirs on): the runner's,
+        the campaign's ``env`` over it, the tracemalloc hook where it is planned."""
         env = dict(os.environ)
         env.update(self.spec.get("env") or {})
-        env = launch_env(env, self.profilers, workdir, self.log)
+        return launch_env(env, self.profilers, workdir, self.log)
+
+    def launch(self, spawn: Callable[..., Child], workdir: str) -> None:
+        """Launch mode: start the command (argv, never a shell) in its own process group."""
+        env = self.environment(workdir)
         argv = list(self.spec["command"])
         try:
             self.child = spawn("target", argv, self.spec.get("cwd") or workdir, env)

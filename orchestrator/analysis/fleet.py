@@ -17,9 +17,12 @@ from itertools import combinations, pairwise
 from typing import Any
 
 from orchestrator.analysis.breakdown import processes_by_command
+from orchestrator.analysis.cprofile_groups import CPROFILE_TOTAL, with_group_cprofile
 from orchestrator.analysis.diff import diff_tree
 from orchestrator.analysis.lines import with_group_hot_lines
 from orchestrator.analysis.outliers import (
+    CPROFILE_SHARE_METRIC,
+    SHARE_METRIC,
     Outlier,
     function_share_outliers,
     metric_outliers,
@@ -188,9 +191,11 @@ def find_outliers(
     hosts: Sequence[HostView],
     shares: Mapping[str, Mapping[FunctionKey, float]],
     threshold: float,
+    cprofile: Mapping[str, Mapping[FunctionKey, float]] | None = None,
 ) -> list[Outlier]:
     """Metric and function-share outliers of every group, worst first (hosts with a
-    complete window only: ``incomplete`` unset)."""
+    complete window only: ``incomplete`` unset); ``cprofile``: each host's cProfile own
+    time % by function, compared the same way as py-spy's self % (``shares``)."""
     found: list[Outlier] = []
     for key, members in _by_group(hosts).items():
         # A host whose measurement window was incomplete (started late, cut short) is
@@ -206,6 +211,8 @@ def find_outliers(
         )
         group_shares = {h.name: shares[h.name] for h in with_data if h.name in shares}
         found.extend(function_share_outliers(key, group_shares, threshold))
+        own = {h.name: (cprofile or {})[h.name] for h in with_data if h.name in (cprofile or {})}
+        found.extend(function_share_outliers(key, own, threshold, CPROFILE_SHARE_METRIC))
     found.sort(key=lambda o: (-abs(o.robust_z), o.host, o.metric, o.function or ""))
     return found
 
@@ -363,7 +370,12 @@ def _build_report(
         if profile.total_samples > 0 and name in with_data
     }
     shares = {name: _shares(self_counts(p), p.total_samples) for name, p in usable.items()}
-    outliers = find_outliers(hosts, shares, threshold)
+    cprofile = table_shares(hosts, CPROFILE_TABLE, "tottime_pct")
+    outliers = find_outliers(hosts, shares, threshold, cprofile)
+    by_share = {
+        metric: [o for o in outliers if o.metric == metric]
+        for metric in (SHARE_METRIC, CPROFILE_SHARE_METRIC)
+    }
     trees = group_trees(hosts, usable)
     counts = dict.fromkeys(STATUSES, 0)
     for host in hosts:
@@ -380,17 +392,22 @@ def _build_report(
         "start_skew_ms": round(max(offsets) - min(offsets), 1) if offsets else None,
         "compare": {"group_by": group_by, "threshold": threshold},
         "hosts": [h.to_dict() for h in sorted(hosts, key=lambda h: (_group_of(h), h.name))],
-        "groups": with_group_hot_lines(
-            group_stats(hosts, usable, trees), {h.name: h.hot_lines for h in hosts}, usable
+        "groups": with_group_cprofile(
+            with_group_hot_lines(
+                group_stats(hosts, usable, trees), {h.name: h.hot_lines for h in hosts}, usable
+            ),
+            {h.name: h.tables[CPROFILE_TABLE] for h in hosts if h.name in cprofile},
+            {h.name: h.metrics.get(CPROFILE_TOTAL) for h in hosts},
         ),
         "outliers": [o.to_dict() for o in outliers],
-        "function_matrix": function_matrix(hosts, shares, outliers),
+        "function_matrix": function_matrix(hosts, shares, by_share[SHARE_METRIC]),
         "diffs": fleet_diffs(hosts, usable, outliers, trees=trees),
         # py-spy's processes (subprocesses: true) merged by command line across hosts.
         "processes": processes_by_command(usable),
     }
-    cprofile = table_shares(hosts, CPROFILE_TABLE, "tottime_pct")
     if cprofile:
         # cProfile's own time (tottime %) by function and host: exact where py-spy samples.
-        report["cprofile_function_matrix"] = function_matrix(hosts, cprofile)
+        report["cprofile_function_matrix"] = function_matrix(
+            hosts, cprofile, by_share[CPROFILE_SHARE_METRIC]
+        )
     return report

@@ -42,8 +42,9 @@ Four guards keep the score honest on real fleets:
 - **Small groups never flag.** With fewer than three hosts there is no majority to
   call normal; such groups are still summarised in ``groups[]``.
 
-Function shares get the same treatment: each function's self % on each host against the
-group's per-host values, with a floor of 2 percentage points (a profile of a few
+Function shares get the same treatment (py-spy's self %, and cProfile's own time as a % of
+the host's profiled time, ``cprofile.tottime_pct``): each function's share on each host
+against the group's per-host values, with a floor of 2 percentage points (a profile of a few
 hundred samples moves a 45% function by about that much between runs), and only for
 functions that matter (at least 5% self on the flagged host or on its peers' median).
 The relative-loss rule does not apply to shares: a function taking less of a host's time
@@ -68,6 +69,8 @@ MIN_REPS = 3  # repetitions behind a host's value before their spread counts as 
 SHARE_FLOOR_PP = 2.0
 SHARE_MIN_PCT = 5.0
 SHARE_METRIC = "function.self_pct"
+# cProfile's own time of a function as a % of the host's profiled time, compared the same way.
+CPROFILE_SHARE_METRIC = "cprofile.tottime_pct"
 # The relative-loss rule's spread: 10% of the peers' median, whatever the group's MAD
 # (a loss of 3.5 / 0.6745 x 10% = 52% at the default threshold).
 LOSS_SPREAD = 0.10
@@ -216,9 +219,13 @@ def metric_outliers(
 
 
 def function_share_outliers(
-    group: str, shares: Mapping[str, Mapping[FunctionKey, float]], threshold: float
+    group: str,
+    shares: Mapping[str, Mapping[FunctionKey, float]],
+    threshold: float,
+    metric: str = SHARE_METRIC,
 ) -> list[Outlier]:
-    """``shares``: host -> {(function, file): self %} for the group's hosts with a profile.
+    """``shares``: host -> {(function, file): self %} for the group's hosts with a profile
+    (``metric`` names the share: py-spy's self %, or cProfile's own time %).
 
     A function missing from a host's profile took 0% there. Either side counts: a
     function taking far more (a hot spot) or far less (work that moved elsewhere) of one
@@ -246,7 +253,7 @@ def function_share_outliers(
                 Outlier(
                     host,
                     group,
-                    SHARE_METRIC,
+                    metric,
                     round(value, 2),
                     round(median, 2),
                     round(z, 2),

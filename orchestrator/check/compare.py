@@ -31,6 +31,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from orchestrator.analysis.directions import HIGHER, LOWER, direction
 from orchestrator.analysis.stacks import StackProfile
 from orchestrator.check.judge import incomplete_reason
 from orchestrator.values import number as _finite
@@ -79,6 +80,9 @@ class MetricChange:
     delta: float
     delta_pct: float | None  # None where A is 0
     changed: bool  # moved by more than the threshold (or off zero)
+    # "better" | "worse" by the metric's direction (analysis/directions.py: lower growth,
+    # higher fps); None where either side may be (both), it is bookkeeping, or it held.
+    verdict: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -323,9 +327,18 @@ def compare_metrics(
                 delta=delta,
                 delta_pct=round(pct, 3) if pct is not None else None,
                 changed=changed,
+                verdict=verdict(name, delta),
             )
         )
     return changes
+
+
+def verdict(metric: str, delta: float) -> str | None:
+    """Whether B's value is better or worse than A's, by the metric's direction."""
+    kind = direction(metric)
+    if delta == 0 or kind not in (HIGHER, LOWER):
+        return None
+    return "better" if (delta > 0) == (kind == HIGHER) else "worse"
 
 
 # -- two runs --------------------------------------------------------------------

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from fleetprof_device.pstats_json import SCHEMA, post_argv
+from orchestrator.analysis.cprofile_groups import call_times
 from orchestrator.analysis.fleet import CPROFILE_EDGES, CPROFILE_TABLE
 from orchestrator.campaign.model import Campaign
 from orchestrator.campaign.profiler_specs import CprofileSpec
@@ -174,14 +175,7 @@ def _function_row(raw: Any, total: float) -> dict[str, Any] | None:
         "function": name,
         "file": _text(raw.get("file")),
         "line": line or 0,
-        "ncalls": calls if calls == primitive else f"{calls}/{primitive}",
-        "calls": calls,
-        "primitive_calls": primitive,
-        "tottime_s": round(tottime, 6),
-        "cumtime_s": round(cumtime, 6),
-        "tottime_per_call_us": round(1e6 * tottime / calls, 3) if calls else None,
-        "cumtime_per_call_us": round(1e6 * cumtime / primitive, 3) if primitive else None,
-        "tottime_pct": round(100.0 * tottime / total, 2) if total > 0 else None,
+        **call_times(calls, primitive, tottime, cumtime, total),
     }
 
 

@@ -71,7 +71,7 @@ def render_comparison(result: Comparison, console: Console, top: int) -> None:
                 "(single values: no significance test)",
                 title_justify="left",
             )
-            for column in ("metric", "A", "B", "change", "%"):
+            for column in ("metric", "A", "B", "change", "%", "verdict"):
                 table.add_column(column, justify="left" if column == "metric" else "right")
             for m in moved:
                 table.add_row(
@@ -80,6 +80,7 @@ def render_comparison(result: Comparison, console: Console, top: int) -> None:
                     f"{m.b:g}",
                     f"{m.delta:+g}",
                     f"{m.delta_pct:+.1f}" if m.delta_pct is not None else "new",
+                    m.verdict or "",
                 )
             console.print(table)
         else:

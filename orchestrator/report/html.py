@@ -380,6 +380,10 @@ def _group_view(
         "charts": group_charts(members),
         "flame_svg": flame_svg(flame) if isinstance(flame, Mapping) else None,
         "hot_lines": _hot_line_rows(group.get("hot_lines")),
+        # cProfile's functions summed over the group's hosts (analysis/cprofile_groups.py)
+        "cprofile": _cprofile_views(
+            {CPROFILE_TABLE: _mapping(group.get("cprofile")).get("functions")}
+        )["cprofile"],
     }
 
 

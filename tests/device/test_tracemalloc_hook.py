@@ -116,6 +116,30 @@ def test_a_program_killed_before_its_first_snapshot_leaves_nothing_and_the_runne
     assert "wrote no snapshot" in watch.error and not watch.alive()
 
 
+class _Ended:
+    """Stands in for the launched program's Child: only its exit code is read."""
+
+    def __init__(self, code):
+        self.exit_code = code
+
+
+def test_with_no_snapshot_the_reason_says_how_the_program_ended(tmp_path):
+    launch_env({}, [spec(interval=5.0)], str(tmp_path), lambda line: None)  # the hook is there
+
+    def why(code):
+        watch = HookWatch(str(tmp_path), 5.0, contract.TRACEMALLOC_MAX_BYTES)
+        watch.start(123, _Ended(code))
+        watch.stop()
+        return watch.error
+
+    assert "killed by SIGKILL before its first (5 s after it started)" in why(-9)
+    assert "no exit handler" in why(-9)
+    assert "ended with code 0 before its first" in why(0) and "os._exit" in why(0)
+    assert "ended with code 3" in why(3)
+    assert "killed by signal 99" in why(-99)
+    assert "ended, or was killed" in why(None)
+
+
 def test_the_summary_is_cut_to_its_cap(tmp_path):
     summary, _, _, _, workdir = run(tmp_path, 0.5, prof=spec(top=100, max_bytes=3000))
     assert summary["cut"] is True

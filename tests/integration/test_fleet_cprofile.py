@@ -131,3 +131,25 @@ def test_cprofile_shares_and_call_counts_match_the_truth_on_every_host(
     assert matrix["hosts"] == ["edge-a-1", "edge-b-1"]
     heavy = [f["function"] for f in matrix["functions"]].index("heavy")
     assert all(cell is not None and cell > 0 for cell in matrix["cells"][heavy])
+
+    # Per group (one host of each model here): the group's functions summed over its
+    # hosts, the same numbers as its one host's, and shares of the same profiled time.
+    groups = {g["hw_model"]: g for g in report["groups"]}
+    assert len(groups) == 2
+    for group in groups.values():
+        merged = group["cprofile"]
+        [name] = group["hosts"]
+        assert merged["hosts"] == [name]
+        host = hosts[name]
+        assert merged["tottime_s"] == pytest.approx(host["metrics"]["cprofile.tottime_s"])
+        rows = {r["function"]: r for r in merged["functions"]}
+        own = {r["function"]: r for r in host["tables"]["cprofile.functions"]}
+        for function in ("heavy", "light"):
+            assert rows[function]["calls"] == ROUNDS and rows[function]["hosts"] == 1
+            assert rows[function]["tottime_s"] == pytest.approx(own[function]["tottime_s"])
+            assert rows[function]["tottime_pct"] == pytest.approx(
+                own[function]["tottime_pct"], abs=0.02
+            )
+        assert rows["tiny"]["calls"] == TINY_CALLS
+    page = (run_dir / "report.html").read_text()
+    assert page.count("cProfile: functions by own time, summed over the group") == 2

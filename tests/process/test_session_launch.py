@@ -155,3 +155,72 @@ def test_py_spy_is_started_again_when_the_command_becomes_python_only_later(
     samples = folded_samples(run.read("py-spy.folded"))
     assert samples >= 0.8 * RATE * 2.0, samples  # the Python part, 2 s
     assert "starting it again" in run.read("runner.log")
+
+
+# Writes the campaign's variable, as the program sees it, to argv[1]; runs a little so a
+# sampler has something to see.
+PRINTS_ENV = """\
+import os, sys, time
+with open(sys.argv[1], "w") as out:
+    out.write(os.environ.get("FLEETPROF_CAMPAIGN_VAR", "<unset>"))
+started = time.time()
+while time.time() - started < 0.5:
+    sum(i * i for i in range(1000))
+"""
+
+
+def env_plan(tmp_path: Path, launch_argv: list[str], command: list[str]) -> dict:
+    """A launch plan whose only profiler starts the command (via_profiler), with an env."""
+    profiler = {
+        "name": "launcher",
+        "status": "planned",
+        "reason": None,
+        "argv": [],
+        "launch_argv": [*launch_argv, "--", *command],
+        "outputs": [],
+        "max_bytes": 1024 * 1024,
+    }
+    plan = make_plan(
+        tmp_path,
+        {"mode": "launch", "command": command, "env": {"FLEETPROF_CAMPAIGN_VAR": "from-plan"}},
+        [profiler],
+        window=6.0,
+    )
+    plan["target"]["via_profiler"] = True
+    return plan
+
+
+def env_command(tmp_path: Path) -> tuple[list[str], Path]:
+    script = tmp_path / "prints_env.py"
+    script.write_text(PRINTS_ENV)
+    seen = tmp_path / "seen.txt"
+    return [sys.executable, str(script), str(seen)], seen
+
+
+def test_a_profiler_that_launches_the_program_gives_it_the_campaigns_env(tmp_path):
+    """A stand-in launcher (``launcher -- COMMAND``, as nsys and ncu start it): the
+    program it starts sees the campaign's target.launch.env."""
+    command, seen = env_command(tmp_path)
+    starts = "import subprocess, sys; sys.exit(subprocess.call(sys.argv[2:]))"
+    plan = env_plan(tmp_path, [sys.executable, "-c", starts], command)
+    plan["profilers"][0]["outputs"] = ["launcher.stdout"]
+
+    run = run_module(tmp_path, plan)
+
+    assert run.manifest["target"]["pid"] is not None
+    assert seen.read_text() == "from-plan"
+
+
+def test_py_spy_launching_the_program_gives_it_the_campaigns_env(tmp_path, py_spy):
+    command, seen = env_command(tmp_path)
+    profiler = pyspy_profiler(py_spy, 6.0, command)
+    plan = env_plan(
+        tmp_path, profiler["launch_argv"][: profiler["launch_argv"].index("--")], command
+    )
+    plan["profilers"] = [{**profiler, "launch_argv": plan["profilers"][0]["launch_argv"]}]
+
+    run = run_module(tmp_path, plan)
+
+    assert run.result["status"] == "ok", run.result["reason"]
+    assert run.manifest["window"]["ended_by"] == "target finished"
+    assert seen.read_text() == "from-plan"

@@ -109,3 +109,84 @@ def test_a_program_killed_before_its_first_snapshot_costs_tracemalloc_only(tmp_p
         tar.extractall(session, filter="data")
     result = tm.parse(session, entry, chosen)
     assert result.metrics == {} and "wrote no snapshot" in result.data_quality[0]
+
+
+def _tracemalloc_alone(tmp_path: Path, text: str, window: float = 4.0) -> tuple:
+    """The program ``text`` launched with tracemalloc as the only profiler (interval 5 s,
+    longer than the program lives); the run, its tracemalloc entry and unpacked session."""
+    program = tmp_path / "program.py"
+    program.write_text(text)
+    command = [sys.executable, str(program)]
+    chosen = campaign(
+        target={"launch": {"command": command}},
+        profilers={"tracemalloc": {"interval": "5s"}},
+    )
+    planned = tm.plan(chosen, host_facts(), None)
+    assert planned.status == "planned", planned.reason
+    plan = make_plan(
+        tmp_path,
+        {"mode": "launch", "command": command},
+        [dataclasses.asdict(planned)],
+        window=window,
+        lead=0.5,
+    )
+    run = run_module(tmp_path, plan, timeout=60)
+    session = tmp_path / "session"
+    with tarfile.open(run.result["archive"]) as tar:
+        tar.extractall(session, filter="data")
+    entry = run.manifest["profilers"]["tracemalloc"]
+    return run, entry, session, tm.parse(session, entry, chosen)
+
+
+def test_tracemalloc_alone_a_program_killed_before_its_first_snapshot_is_partial(tmp_path):
+    # SIGKILL: no exit handler runs, so the hook never wrote. The program ran: the host is
+    # partial, saying how the program ended, and what it printed is kept.
+    run, entry, session, result = _tracemalloc_alone(
+        tmp_path,
+        "import os, signal, time\nprint('ran', flush=True)\ntime.sleep(0.3)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n",
+    )
+
+    assert run.result["status"] == "partial", run.result["reason"]
+    assert "target exited at" in run.result["reason"]
+    assert "with code -9" in run.result["reason"]
+    assert "killed by SIGKILL before its first" in run.result["reason"]
+    assert entry["status"] == "failed" and "wrote no snapshot" in entry["reason"]
+    assert run.manifest["target"]["exit_code"] == -9
+    assert (session / "target.stdout").read_text() == "ran\n"
+    assert (session / "runner.log").is_file()
+    assert result.metrics == {} and "wrote no snapshot" in result.data_quality[0]
+
+
+def test_tracemalloc_alone_a_program_that_exits_at_once_is_ok_with_its_exit_snapshot(tmp_path):
+    # A normal exit runs the hook's exit handler: one snapshot, final, and the host is ok.
+    run, entry, session, result = _tracemalloc_alone(tmp_path, "blocks = [bytes(1000)] * 10\n")
+
+    assert run.result["status"] == "ok", run.result["reason"]
+    assert entry["status"] == "ok" and entry["data_quality"]["samples"] == 1
+    assert run.manifest["window"]["ended_by"] == "target finished"
+    raw = json.loads((session / "tracemalloc.json").read_text())
+    assert raw["snapshots"] == 1 and raw["final"] is True
+    assert "tracemalloc.peak_mb" in result.metrics
+
+
+def test_tracemalloc_alone_a_program_failing_at_once_is_partial_with_its_snapshot(tmp_path):
+    run, entry, _, _ = _tracemalloc_alone(tmp_path, "import sys\nsys.exit(3)\n")
+
+    assert run.result["status"] == "partial", run.result["reason"]
+    assert "with code 3" in run.result["reason"]
+    assert entry["status"] == "ok" and entry["data_quality"]["samples"] == 1
+
+
+def test_tracemalloc_alone_a_program_leaving_by_os_exit_is_partial_naming_why(tmp_path):
+    # os._exit(0) skips the exit handlers: a complete window, but no snapshot; the reason
+    # says so instead of failing the host.
+    run, entry, _, _ = _tracemalloc_alone(
+        tmp_path, "import os, time\ntime.sleep(0.2)\nos._exit(0)\n"
+    )
+
+    assert run.result["status"] == "partial", run.result["reason"]
+    assert "ended with code 0 before its first" in run.result["reason"]
+    assert "os._exit" in run.result["reason"]
+    assert run.manifest["window"]["ended_by"] == "target finished"
+    assert entry["status"] == "failed"

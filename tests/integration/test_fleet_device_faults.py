@@ -57,7 +57,7 @@ def test_a_second_campaign_on_busy_hosts_gets_busy_and_the_first_is_undisturbed(
     time.sleep(0.5)
     attach = "target:\n  attach:\n    process: 'split_workload.py --device='\n"
     first = tmp_path / "first.yml"
-    first.write_text(f"name: first\nduration: 20s\nstart: {{lead: 3s}}\n{attach}")
+    first.write_text(f"name: first\nduration: 12s\nstart: {{lead: 3s}}\n{attach}")
     second = tmp_path / "second.yml"
     second.write_text(f"name: second\nduration: 3s\nstart: {{lead: 3s}}\n{attach}")
     out = tmp_path / "out"
@@ -70,7 +70,7 @@ def test_a_second_campaign_on_busy_hosts_gets_busy_and_the_first_is_undisturbed(
     )
     try:
         # Start the second as soon as the first's session play begins: its runners reach
-        # the devices well inside the first's 20 s window.
+        # the devices well inside the first's 12 s window.
         deadline = time.monotonic() + 90
         while not list(out.glob("first/*/ansible/artifacts/session")):
             if time.monotonic() > deadline or long_run.poll() is not None:

@@ -115,7 +115,7 @@ class ProfilerRun:
     def start(
         self,
         spawn: Callable[..., Child],
-        workdir: str,
+        cwd: str,
         pid: Optional[int],
         log: RunnerLog,
         hashes: Optional[ToolHashes] = None,
@@ -123,6 +123,7 @@ class ProfilerRun:
     ) -> None:
         """Start it with ``{pid}`` argv elements replaced; nothing else is substituted.
         A tool whose sha256 the plan pins is checked just before (see check_tool).
+        ``cwd``: the workdir, or a launcher's: the program's directory, which it passes on.
         ``env``: its environment (a launcher's: the program's, which it passes on)."""
         if not self.check_tool(hashes or ToolHashes(), log):
             return
@@ -133,7 +134,7 @@ class ProfilerRun:
                 return
             self.argv = [str(pid) if arg == "{pid}" else arg for arg in self.argv]
         try:
-            self.child = spawn(self.name, self.argv, workdir, env)
+            self.child = spawn(self.name, self.argv, cwd, env)
         except (OSError, subprocess.SubprocessError, ValueError) as exc:
             self.error = "cannot start %s: %s" % (self.argv[0], os_error_text(exc))
             log("%s: %s" % (self.name, self.error))

@@ -215,7 +215,8 @@ def _hot_lines(
                 )
     except (OSError, ValueError) as error:
         result.data_quality.append(f"{SOURCE_LINES_FILE} left out (no source text): {error}")
-    found = hot_lines(line_counts(profile), profile.total_samples, texts)
+    result.line_counts = line_counts(profile)
+    found = hot_lines(result.line_counts, profile.total_samples, texts)
     return [function.to_dict() for function in found]
 
 

@@ -115,7 +115,7 @@ class ProfilerRun:
     def start(
         self,
         spawn: Callable[..., Child],
-        workdir: str,
+        cwd: str,
         pid: Optional[int],
         log: RunnerLog,
         hashes: Optional[ToolHashes] = None,
@@ -123,6 +123,7 @@ class ProfilerRun:
     ) -> None:
         """Start it with ``{pid}`` argv elements replaced; nothing else is substituted.
         A tool whose sha256 the plan pins is checked just before (see check_tool).
+        ``cwd``: the workdir, or a launcher's: the program's directory, which it passes on.
         ``env``: its environment (a launcher's: the program's, which it passes on)."""
         if not self.check_tool(hashes or ToolHashes(), log):
             return
@@ -133,7 +134,7 @@ class ProfilerRun:
                 return
             self.argv = [str(pid) if arg == "{pid}" else arg for arg in self.argv]
         try:
-            self.child = spawn(self.name, self.argv, workdir, env)
+            self.child = spawn(self.name, self.argv, cwd, env)
         except (OSError, subprocess.SubprocessError, ValueError) as exc:
             self.error = "cannot start %s: %s" % (self.argv[0], os_error_text(exc))
             log("%s: %s" % (self.name, self.error))
@@ -220,15 +221,23 @@ class ProfilerRun:
         return entry
 
     def _settle(
-        self, entry: Dict[str, Any], problems: List[str], said: Optional[str] = None
+        self,
+        entry: Dict[str, Any],
+        problems: List[str],
+        said: Optional[str] = None,
+        failed_when: Optional[bool] = None,
     ) -> Dict[str, Any]:
         """The entry's status: its post steps' problems added, ``failed`` (with ``said``)
-        when no output has a byte, ``partial`` with problems, else ``ok``."""
-        if self.spec.get("post_argv"):
+        when no output has a byte (or ``failed_when``, where given: a sampler's test),
+        ``partial`` with problems, else ``ok``. A builtin sampler has no post steps (they
+        follow a profiler's process, which it has not)."""
+        if self.spec.get("post_argv") and self.builtin is None:
             entry["post"] = self.post
             entry["discarded"] = self.discarded
             problems.extend(post_problems(self.post))
-        if not any(info["bytes"] > 0 for info in entry["outputs"].values()):
+        if failed_when is None:
+            failed_when = not any(info["bytes"] > 0 for info in entry["outputs"].values())
+        if failed_when:
             entry["status"] = "failed"
             entry["reason"] = "; ".join(problems + ([said] if said else []))
         elif problems:
@@ -274,14 +283,8 @@ class ProfilerRun:
             problems.append(self.cut_short)
         if sampler.alive():
             problems.append("the sampler did not stop")
-        if sampler.samples == 0:
-            entry["status"] = "failed"
-            entry["reason"] = "; ".join(problems) or "no sample was taken"
-        elif problems:
-            entry["status"], entry["reason"] = "partial", "; ".join(problems)
-        else:
-            entry["status"], entry["reason"] = "ok", None
-        return entry
+        said = None if problems else "no sample was taken"
+        return self._settle(entry, problems, said, failed_when=sampler.samples == 0)
 
     def _inside_entry(
         self,

@@ -320,8 +320,10 @@ class Session:
                 return
             launcher.argv = list(launcher.spec["launch_argv"])
             self.launcher = launcher
-            env = self.target.environment(self.workdir)  # it starts the program: the same env
-            launcher.start(self._spawn, self.workdir, None, self.log, self.hashes, env)
+            # It starts the program: the program's environment and directory.
+            env = self.target.environment(self.workdir)
+            cwd = self.target.directory(self.workdir)
+            launcher.start(self._spawn, cwd, None, self.log, self.hashes, env)
             if launcher.child is not None:
                 self.target.adopt_child_of(launcher.child, launcher.name)
             planned.remove(launcher)

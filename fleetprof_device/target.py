@@ -98,12 +98,18 @@ class Target:
         env.update(self.spec.get("env") or {})
         return launch_env(env, self.profilers, workdir, self.log)
 
+    def directory(self, workdir: str) -> str:
+        """The launched program's working directory whoever starts it: the campaign's
+        ``cwd``, else the session's workdir. A profiler that launches it starts there (its
+        outputs are absolute paths into the workdir: the controller's plan makes them so)."""
+        return str(self.spec.get("cwd") or workdir)
+
     def launch(self, spawn: Callable[..., Child], workdir: str) -> None:
         """Launch mode: start the command (argv, never a shell) in its own process group."""
         env = self.environment(workdir)
         argv = list(self.spec["command"])
         try:
-            self.child = spawn("target", argv, self.spec.get("cwd") or workdir, env)
+            self.child = spawn("target", argv, self.directory(workdir), env)
         except (OSError, subprocess.SubprocessError, ValueError) as exc:
             raise TargetError(
                 "cannot start the target %s: %s" % (shorten(" ".join(argv)), os_error_text(exc))

@@ -107,7 +107,9 @@ class HostFacts:
         return cls(**values)
 
 
-# In a ProfilerPlan's target_wrap: the session's workdir on the device (stages/plan.py).
+# In a ProfilerPlan's target_wrap, and in a launcher's launch_argv before its "--" (a
+# launcher starts in the program's directory, so it names its outputs by absolute path):
+# the session's workdir on the device (stages/plan.py).
 WORKDIR_ARG = "{workdir}"
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from orchestrator.analysis.breakdown import processes_by_command
 from orchestrator.analysis.cprofile_groups import CPROFILE_TOTAL, with_group_cprofile
 from orchestrator.analysis.diff import diff_tree
-from orchestrator.analysis.lines import with_group_hot_lines
+from orchestrator.analysis.lines import LineCounts, with_group_hot_lines
 from orchestrator.analysis.outliers import (
     CPROFILE_SHARE_METRIC,
     SHARE_METRIC,
@@ -76,6 +76,9 @@ class HostView:
     incomplete: str | None = None
     # py-spy's hot lines: the hottest functions' lines (orchestrator/analysis/lines.py).
     hot_lines: list[dict[str, Any]] = field(default_factory=list)
+    # The line counts they came from (ProfileResult.line_counts), for the group's hot lines
+    # to sum; not in report.json. None: counted from the profile when the group needs them.
+    line_counts: LineCounts | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -394,7 +397,10 @@ def _build_report(
         "hosts": [h.to_dict() for h in sorted(hosts, key=lambda h: (_group_of(h), h.name))],
         "groups": with_group_cprofile(
             with_group_hot_lines(
-                group_stats(hosts, usable, trees), {h.name: h.hot_lines for h in hosts}, usable
+                group_stats(hosts, usable, trees),
+                {h.name: h.hot_lines for h in hosts},
+                usable,
+                {h.name: h.line_counts for h in hosts if h.line_counts is not None},
             ),
             {h.name: h.tables[CPROFILE_TABLE] for h in hosts if h.name in cprofile},
             {h.name: h.metrics.get(CPROFILE_TOTAL) for h in hosts},

@@ -146,14 +146,15 @@ def hot_lines(
 
 
 def group_hot_lines(
-    members: Iterable[StackProfile], texts: Sources | None = None
+    members: Iterable[tuple[LineCounts, int]], texts: Sources | None = None
 ) -> list[dict[str, Any]]:
-    """report.json ``groups[].hot_lines``: the group's hosts' line counts summed."""
+    """report.json ``groups[].hot_lines``: the group's hosts' line counts summed.
+    ``members``: each host's line counts (as parse counted them) and total samples."""
     counts: LineCounts = {}
     total = 0
-    for profile in members:
-        add_counts(counts, line_counts(profile))
-        total += profile.total_samples
+    for host_counts, samples in members:
+        add_counts(counts, host_counts)
+        total += samples
     return [f.to_dict() for f in hot_lines(counts, total, texts)] if total > 0 else []
 
 
@@ -161,9 +162,13 @@ def with_group_hot_lines(
     groups: list[dict[str, Any]],
     host_hot_lines: Mapping[str, Iterable[Mapping[str, Any]]],
     profiles: Mapping[str, StackProfile],
+    host_counts: Mapping[str, LineCounts] | None = None,
 ) -> list[dict[str, Any]]:
     """report.json ``groups``, each with its ``hot_lines``: its hosts' (those in
-    ``profiles``) merged, the text of a line taken from the first host that has it."""
+    ``profiles``) merged, the text of a line taken from the first host that has it.
+    ``host_counts``: each host's line counts, made once when its profile was parsed
+    (``ProfileResult.line_counts``); a host without them is counted here."""
+    counted = host_counts or {}
     for group in groups:
         names = [str(name) for name in group.get("hosts") or ()]
         texts: dict[str, dict[int, str]] = {}
@@ -172,7 +177,11 @@ def with_group_hot_lines(
                 known = texts.setdefault(file, {})
                 for number, text in lines.items():
                     known.setdefault(number, text)
-        members = [profiles[name] for name in names if name in profiles]
+        members = [
+            (counted[name] if name in counted else line_counts(profile), profile.total_samples)
+            for name, profile in ((name, profiles.get(name)) for name in names)
+            if profile is not None
+        ]
         group["hot_lines"] = group_hot_lines(members, texts)
     return groups
 

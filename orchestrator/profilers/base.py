@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from orchestrator.analysis.lines import LineCounts
 from orchestrator.analysis.stacks import StackProfile
 from orchestrator.campaign.model import Campaign
 from orchestrator.models import HostFacts, ProfilerPlan
@@ -71,6 +72,9 @@ class ProfileResult:
     stacks: StackProfile | None = None
     # py-spy's hot lines: report.json hosts[].hot_lines (orchestrator/analysis/lines.py).
     hot_lines: list[dict[str, Any]] = field(default_factory=list)
+    # The self samples by function and line they were made from (``stacks``' line counts),
+    # counted once here: the group view sums them. Not part of report.json.
+    line_counts: LineCounts | None = None
 
 
 class Profiler(Protocol):

@@ -20,7 +20,7 @@ from typing import Any
 
 from orchestrator.campaign.model import Campaign
 from orchestrator.campaign.profiler_specs import NcuSpec
-from orchestrator.models import HostFacts, ProfilerPlan
+from orchestrator.models import WORKDIR_ARG, HostFacts, ProfilerPlan
 from orchestrator.profilers.base import (
     ProfileResult,
     ToolChoice,
@@ -78,7 +78,8 @@ def tool_push(facts: HostFacts, tool: ToolChoice | None) -> dict[str, str] | Non
 
 
 def _options(spec: NcuSpec) -> list[str]:
-    options = ["--csv", "--log-file", OUTPUT, "--target-processes", "all"]
+    # It starts in the program's directory (target.launch.cwd): the workdir's path.
+    options = ["--csv", "--log-file", f"{WORKDIR_ARG}/{OUTPUT}", "--target-processes", "all"]
     options += ["--launch-count", str(spec.launch_count)]
     if spec.kernel is not None:
         options += ["--kernel-name", f"regex:{spec.kernel}"]

@@ -26,7 +26,7 @@ from typing import Any
 
 from orchestrator.campaign.model import Campaign
 from orchestrator.campaign.profiler_specs import NsysSpec
-from orchestrator.models import HostFacts, ProfilerPlan
+from orchestrator.models import WORKDIR_ARG, HostFacts, ProfilerPlan
 from orchestrator.profilers.base import (
     ProfileResult,
     ToolChoice,
@@ -131,7 +131,8 @@ def plan(campaign: Campaign, facts: HostFacts, tool: ToolChoice | None) -> Profi
             nsys,
             "profile",
             "--output",
-            REPORT,
+            # It starts in the program's directory (target.launch.cwd): the workdir's path.
+            f"{WORKDIR_ARG}/{REPORT}",
             "--force-overwrite",
             "true",
             "--trace",

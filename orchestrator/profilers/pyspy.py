@@ -28,7 +28,7 @@ from orchestrator.analysis.lines import hot_lines, line_counts, source_texts
 from orchestrator.analysis.stacks import StackProfile, flame_tree, read_folded, top_functions
 from orchestrator.campaign.model import Campaign
 from orchestrator.campaign.profiler_specs import PySpySpec
-from orchestrator.models import HostFacts, ProfilerPlan
+from orchestrator.models import WORKDIR_ARG, HostFacts, ProfilerPlan
 from orchestrator.profilers.base import ProfileResult, ToolChoice, begin_parse, read_capped
 from orchestrator.values import load_json
 from orchestrator.values import number as _number
@@ -83,7 +83,7 @@ def skip_reason(campaign: Campaign, facts: HostFacts, tool_problem: str | None) 
     return None
 
 
-def _options(spec: PySpySpec, duration_s: float) -> list[str]:
+def _options(spec: PySpySpec, duration_s: float, output: str = OUTPUT) -> list[str]:
     options = [
         "--duration",
         str(max(1, math.ceil(duration_s))),
@@ -92,7 +92,7 @@ def _options(spec: PySpySpec, duration_s: float) -> list[str]:
         "--format",
         "raw",
         "--output",
-        OUTPUT,
+        output,
         # Always: every sample names its thread, so the report breaks each host's time
         # down by thread and counts sampling ticks, not thread samples.
         "--threads",
@@ -129,13 +129,15 @@ def plan(campaign: Campaign, facts: HostFacts, tool: ToolChoice | None) -> Profi
     if reason is not None or binary is None:
         return ProfilerPlan.skipped(NAME, reason or "no py-spy binary", [OUTPUT], MAX_BYTES)
     options = _options(spec, campaign.duration_s)
+    launch_options = _options(spec, campaign.duration_s, f"{WORKDIR_ARG}/{OUTPUT}")
     launch = campaign.target.launch
     return ProfilerPlan(
         name=NAME,
         status="planned",
         reason=None,
         argv=[binary, "record", "--pid", "{pid}", *options],
-        launch_argv=[binary, "record", *options, "--", *launch.command] if launch else [],
+        # Started in the program's directory (target.launch.cwd): its output by absolute path.
+        launch_argv=[binary, "record", *launch_options, "--", *launch.command] if launch else [],
         outputs=[OUTPUT],
         max_bytes=MAX_BYTES,
         # The runner reads the hot lines' source text after the window (SOURCE_LINES_FILE).
@@ -213,7 +215,8 @@ def _hot_lines(
                 )
     except (OSError, ValueError) as error:
         result.data_quality.append(f"{SOURCE_LINES_FILE} left out (no source text): {error}")
-    found = hot_lines(line_counts(profile), profile.total_samples, texts)
+    result.line_counts = line_counts(profile)
+    found = hot_lines(result.line_counts, profile.total_samples, texts)
     return [function.to_dict() for function in found]
 
 

@@ -122,6 +122,8 @@ def _parse_host(
         view.top_functions = view.top_functions or result.top_functions
         view.flamegraph = view.flamegraph or result.flamegraph
         view.hot_lines = view.hot_lines or result.hot_lines
+        if view.line_counts is None:
+            view.line_counts = result.line_counts
         view.series.update(result.series)
         for table, rows in result.tables.items():  # memory and system: one process split
             view.tables.setdefault(table, rows)

@@ -82,6 +82,7 @@ def make_plan(
     ``tools``: the tool cache's answer for this host's architecture, by tool name.
     """
     base = f"{facts.home.rstrip('/')}/.fleetprof/runs/{campaign.name}"
+    workdir = f"{base}/{run_id}"
     plans = []
     pushes: dict[str, dict[str, str]] = {}
     for name in campaign.profilers.enabled:
@@ -95,13 +96,12 @@ def make_plan(
         if profiler.TOOL and push:
             pushes[profiler.TOOL] = push
             planned = _pin_tool(planned, push)
-        plans.append(planned)
+        plans.append(_in_workdir(planned, workdir))
     # A launcher of its own process (nsys, ncu); one inside the target (cProfile) is not.
     launcher_planned = any(
         p.status == "planned" and profilers.launch_only(p.name) and not p.in_target for p in plans
     )
     inside = next((p for p in plans if p.status == "planned" and p.in_target), None)
-    workdir = f"{base}/{run_id}"
     t0_device = t0 + facts.clock.correction_s
     return SessionPlan(
         campaign=campaign.name,
@@ -119,6 +119,18 @@ def make_plan(
         min_free_mb=campaign.limits.min_free_mb,
         remove_packed_workdir=True,
     )
+
+
+def _in_workdir(planned: ProfilerPlan, workdir: str) -> ProfilerPlan:
+    """A launcher starts in the program's directory (target.launch.cwd), so its outputs are
+    named by absolute path: WORKDIR_ARG in its own options (before ``--``; the command
+    after it is the campaign's, passed as written) becomes the session's workdir."""
+    argv = planned.launch_argv
+    own = argv.index("--") if "--" in argv else len(argv)
+    if not any(WORKDIR_ARG in arg for arg in argv[:own]):
+        return planned
+    options = [arg.replace(WORKDIR_ARG, workdir) for arg in argv[:own]]
+    return dataclasses.replace(planned, launch_argv=options + argv[own:])
 
 
 def _pin_tool(planned: ProfilerPlan, push: Mapping[str, str]) -> ProfilerPlan:

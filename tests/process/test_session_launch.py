@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from orchestrator.stages.plan import make_plan as controller_plan
+from tests.support.factories import TOOL, campaign, host_facts
 from tests.support.session import (
     builtin_profiler,
     make_plan,
@@ -224,3 +227,69 @@ def test_py_spy_launching_the_program_gives_it_the_campaigns_env(tmp_path, py_sp
     assert run.result["status"] == "ok", run.result["reason"]
     assert run.manifest["window"]["ended_by"] == "target finished"
     assert seen.read_text() == "from-plan"
+
+
+# Writes the directory it runs in to argv[1]; runs a little so a sampler has something to see.
+PRINTS_CWD = """\
+import os, sys, time
+with open(sys.argv[1], "w") as out:
+    out.write(os.getcwd())
+started = time.time()
+while time.time() - started < 0.5:
+    sum(i * i for i in range(1000))
+"""
+
+
+def cwd_command(tmp_path: Path) -> tuple[list[str], Path, Path]:
+    """The program, the file it writes its cwd to, and the campaign's cwd (not the workdir)."""
+    script = tmp_path / "prints_cwd.py"
+    script.write_text(PRINTS_CWD)
+    app = tmp_path / "app"
+    app.mkdir()
+    seen = tmp_path / "seen-cwd.txt"
+    return [sys.executable, str(script), str(seen)], seen, app
+
+
+def test_a_profiler_that_launches_the_program_runs_it_in_the_campaigns_cwd(tmp_path):
+    """A stand-in launcher (``launcher -- COMMAND``, as nsys and ncu start it): the
+    program it starts runs in target.launch.cwd, as when the runner starts it."""
+    command, seen, app = cwd_command(tmp_path)
+    starts = "import subprocess, sys; sys.exit(subprocess.call(sys.argv[2:]))"
+    plan = env_plan(tmp_path, [sys.executable, "-c", starts], command)
+    plan["target"]["cwd"] = str(app)
+    plan["profilers"][0]["outputs"] = ["launcher.stdout"]
+
+    run = run_module(tmp_path, plan)
+
+    assert run.manifest["target"]["pid"] is not None
+    assert seen.read_text() == str(app)
+    assert "launcher.stdout" in run.members()  # the launcher's own files: still the workdir's
+
+
+def test_py_spy_as_the_controller_plans_it_runs_the_program_in_its_cwd(tmp_path, py_spy):
+    """The controller's plan (a host where py-spy may not attach, so py-spy starts the
+    program), run by the runner with real py-spy: the program runs in target.launch.cwd
+    and py-spy's output still lands in the workdir."""
+    command, seen, app = cwd_command(tmp_path)
+    target = {"launch": {"command": command, "cwd": str(app)}}
+    session = controller_plan(
+        campaign(duration="3s", target=target),
+        host_facts(home=str(tmp_path), can_attach=False, attach_reason="ptrace"),
+        "r",
+        TOOL,
+        t0=time.time() + 1.0,
+    )
+    plan = session.to_dict()
+    assert plan["target"]["via_profiler"] is True and plan["target"]["cwd"] == str(app)
+    pyspy = next(p for p in plan["profilers"] if p["name"] == "py-spy")
+    tool = pyspy["launch_argv"][0]
+    pyspy["launch_argv"] = [py_spy if arg == tool else arg for arg in pyspy["launch_argv"]]
+    pyspy["tool_sha256"] = None
+    plan["tools"] = {}
+
+    run = run_module(tmp_path, plan)
+
+    assert run.result["status"] == "ok", run.result["reason"]
+    assert seen.read_text() == str(app)
+    assert folded_samples(run.read("py-spy.folded")) > 0
+    assert not (app / "py-spy.folded").exists()

@@ -5,6 +5,7 @@ per-group hot lines in report.json."""
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +20,16 @@ from fleetprof_device.contract import (
     SOURCE_LINES_SCHEMA,
 )
 from orchestrator.analysis.fleet import HostView, build_report
-from orchestrator.analysis.lines import hot_lines, line_counts, source_texts
-from orchestrator.analysis.stacks import parse_folded
+from orchestrator.analysis.lines import add_counts, hot_lines, line_counts, source_texts
+from orchestrator.analysis.stacks import StackProfile, parse_folded
 from orchestrator.campaign.model import Campaign
 from orchestrator.profilers import pyspy
 from orchestrator.profilers.base import ToolChoice
 from orchestrator.report.html import render_html
 from orchestrator.report.markdown import render_markdown
+from orchestrator.stages.parse import parse_host
+from orchestrator.stages.plan import make_plan
+from orchestrator.stages.rundir import RunDir
 from tests.support.factories import host_facts
 from tests.support.reports import (
     PWN_IMG,
@@ -233,6 +237,75 @@ def test_groups_merge_their_hosts_lines_and_take_the_hosts_text() -> None:
     assert report["hosts"][0]["hot_lines"] == hosts[0].hot_lines
 
 
+def _random_fleet(seed: int) -> tuple[list[HostView], dict[str, StackProfile]]:
+    """Hosts of three models, each with random stacks over shared functions and lines
+    (native leaves without a line among them), and one host with no samples."""
+    rng = random.Random(seed)
+    functions = [(f"f{i}", f"mod{i % 4}.py") for i in range(12)]
+    hosts, profiles = [], {}
+    for index in range(9):
+        name = f"h-{index}"
+        stacks = []
+        for _ in range(rng.randint(5, 40)):
+            frames = ["main (app.py:1)"]
+            for function, file in rng.sample(functions, rng.randint(1, 4)):
+                frames.append(f"{function} ({file}:{rng.randint(1, 6)})")
+            if rng.random() < 0.1:
+                frames.append("memcpy (libc.so.6)")
+            stacks.append(f"{';'.join(frames)} {rng.randint(1, 500)}\n")
+        profiles[name] = parse_folded("".join(stacks) if index != 8 else "")
+        host = HostView(name=name, hw_model=f"model-{index % 3}", arch="x86_64", status="ok")
+        host.top_functions = [{"function": "main", "self_pct": 1.0}]  # it has data
+        hosts.append(host)
+    return hosts, profiles
+
+
+def _old_group_hot_lines(members: list[StackProfile]) -> list[dict[str, Any]]:
+    """The group view as it was: every host's lines counted again from its stacks."""
+    counts: dict[Any, dict[int, int]] = {}
+    for profile in members:
+        add_counts(counts, line_counts(profile))
+    total = sum(profile.total_samples for profile in members)
+    return [f.to_dict() for f in hot_lines(counts, total)] if total > 0 else []
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_group_view_sums_the_hosts_parsed_counts_as_it_counted_them_before(
+    seed: int,
+) -> None:
+    """The group's hot lines from the counts each host's parse made equal the old
+    computation (each host's stacks counted again), and report.json is the same with and
+    without the counts on the hosts (they are not part of it)."""
+    hosts, profiles = _random_fleet(seed)
+    without = build_report(dict(META), hosts, profiles)
+    hosts, profiles = _random_fleet(seed)
+    for host in hosts:
+        host.line_counts = line_counts(profiles[host.name])
+    counted = build_report(dict(META), hosts, profiles)
+
+    assert counted == without
+    assert json.dumps(counted, sort_keys=True) == json.dumps(without, sort_keys=True)
+    for group in counted["groups"]:
+        members = [profiles[name] for name in group["hosts"] if profiles[name].total_samples]
+        assert group["hot_lines"] == _old_group_hot_lines(members)
+    assert any(group["hot_lines"] for group in counted["groups"])
+    assert all("line_counts" not in host for host in counted["hosts"])
+    # The group view takes the hosts' counts, not their stacks counted again.
+    hosts, profiles = _random_fleet(seed)
+    for host in hosts:
+        host.line_counts = {}
+    assert all(
+        group["hot_lines"] == [] for group in build_report(dict(META), hosts, profiles)["groups"]
+    )
+
+
+def test_the_py_spy_parse_keeps_the_line_counts_its_hot_lines_came_from(tmp_path: Path) -> None:
+    result = pyspy.parse(_session(tmp_path, None), {}, _campaign())
+    assert result.stacks is not None
+    assert result.line_counts == line_counts(result.stacks)
+    assert result.line_counts[("decode", "codec.py")] == {12: 320, 14: 100, 13: 80}
+
+
 def test_report_html_has_a_hot_lines_table_under_each_host_and_group_escaped() -> None:
     report = fleet_report()
     page = render_html(report)
@@ -261,3 +334,19 @@ def test_summary_md_has_the_groups_hot_lines_escaped() -> None:
     sources = [unescape(cells(row)[5].strip()) for row in body]
     assert PWN_MD in sources and PWN_SCRIPT in sources
     assert "<script>" not in section
+
+
+def test_a_parsed_host_carries_its_line_counts_to_the_group_view(tmp_path: Path) -> None:
+    campaign = _campaign()
+    run = RunDir.create(tmp_path / "reports", campaign.name, "20261207-030000-abcd")
+    run.write_plan(make_plan(campaign, host_facts(host="h"), run.run_id, {}, t0=1000.0))
+    session = run.session_dir("h")
+    session.mkdir(parents=True, exist_ok=True)
+    (session / "py-spy.folded").write_text(FOLDED)
+    manifest = {"status": "ok", "profilers": {"py-spy": {"status": "ok"}}}
+    (session / "manifest.json").write_text(json.dumps(manifest))
+
+    parsed = parse_host(run, "h", campaign)
+
+    assert parsed.profile is not None and parsed.view.line_counts is not None
+    assert parsed.view.line_counts == line_counts(parsed.profile)

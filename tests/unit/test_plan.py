@@ -92,6 +92,23 @@ def test_launch_where_ptrace_is_restricted_lets_pyspy_start_the_command() -> Non
     assert plan.target.env == {"A": "1"}
 
 
+def test_a_launchers_outputs_are_named_by_their_path_in_the_workdir() -> None:
+    """A launcher starts in the program's directory (target.launch.cwd), so its own
+    outputs are absolute paths into the workdir; the campaign's command is left as written
+    (a literal "{workdir}" in it included), and attaching py-spy (run in the workdir)
+    keeps its relative output."""
+    command = ["python3", "app.py", "{workdir}/x"]
+    launch = {"launch": {"command": command, "cwd": "/opt/app"}}
+    restricted = facts(can_attach=False, attach_reason="restricted")
+    plan = make_plan(campaign(target=launch), restricted, "r", TOOL, t0=0.0)
+    [pyspy] = plan.profilers
+    output = pyspy.launch_argv[pyspy.launch_argv.index("--output") + 1]
+    assert output == f"{plan.workdir}/py-spy.folded"
+    assert pyspy.launch_argv[-4:] == ["--", *command]
+    assert pyspy.argv[pyspy.argv.index("--output") + 1] == "py-spy.folded"
+    assert plan.target.cwd == "/opt/app"
+
+
 def test_launch_with_ptrace_allowed_attaches_to_the_started_command() -> None:
     launch = {"launch": {"command": ["python3", "app.py"]}}
     plan = make_plan(campaign(target=launch), facts(), "r", TOOL, t0=0.0)

@@ -55,7 +55,7 @@ def test_registered_and_planned_with_csv_into_its_log_file() -> None:
 
     assert planned.status == "planned", planned.reason
     assert planned.launch_argv == [
-        NCU, "--csv", "--log-file", "ncu.csv", "--target-processes", "all",
+        NCU, "--csv", "--log-file", "{workdir}/ncu.csv", "--target-processes", "all",
         "--launch-count", "5", "--kernel-name", "regex:saxpy|gemm",
         "--metrics", "gpu__time_duration.sum", "--", "./saxpy", "1024",
     ]  # fmt: skip

@@ -52,7 +52,7 @@ def test_registered_and_planned_with_the_documented_argv() -> None:
     assert planned.status == "planned", planned.reason
     assert planned.argv == []
     assert planned.launch_argv == [
-        NSYS, "profile", "--output", "nsys-report", "--force-overwrite", "true",
+        NSYS, "profile", "--output", "{workdir}/nsys-report", "--force-overwrite", "true",
         "--trace", "cuda,osrt", "--duration", "30",
         "--", "python3", "infer.py", "--batch", "8",
     ]  # fmt: skip

@@ -151,6 +151,22 @@ class TracemallocSpec(_SamplerSpec):
     ] = 20
 
 
+class MemraySpec(Spec):
+    """memray inside a launched Python command (``python -m memray run``), where memray is
+    installed in the program's own environment: allocations, peak, leaks by site."""
+
+    # Native (C/C++) frames in the capture: a larger file, stacks through extensions.
+    native: bool = False
+    # Also trace the children the program forks (each writes a capture of its own).
+    follow_fork: bool = False
+    # Every Python object allocation, not only what reaches malloc: slower, exact counts.
+    trace_python_allocators: bool = False
+    # An aggregated capture: far smaller for long windows, but no totals over the run.
+    aggregate: bool = False
+    # Sites kept per table per host.
+    top: Annotated[int, int_check(1, 100, "an integer from 1 to 100")] = 20
+
+
 class ProfilersSpec(Spec):
     """Which profilers run and how; a profiler that is absent (None) does not run."""
 
@@ -168,6 +184,7 @@ class ProfilersSpec(Spec):
     ncu: NcuSpec | None = None
     cprofile: CprofileSpec | None = None
     tracemalloc: TracemallocSpec | None = None
+    memray: MemraySpec | None = None
 
     @model_serializer(mode="wrap")
     def _only_enabled(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:

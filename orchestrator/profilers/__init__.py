@@ -10,6 +10,7 @@ from orchestrator.profilers import (
     cprofile,
     iotop,
     memory,
+    memray,
     ncu,
     nsys,
     nvidia_smi,
@@ -33,6 +34,7 @@ REGISTRY: dict[str, Profiler] = {
         ncu,
         cprofile,
         tracemalloc,
+        memray,
     )
 }
 

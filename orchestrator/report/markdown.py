@@ -124,6 +124,7 @@ def _render(report: Mapping[str, Any], check_always: bool) -> str:
     out += _group_hot_lines(_dicts(report.get("groups")))
     out += _cprofile(report)
     out += _allocations(_dicts(report.get("hosts")))
+    out += _memray(_dicts(report.get("hosts")))
     if not isinstance(check, Mapping):
         out += _regressions(regressions)
     return "\n".join(out).rstrip("\n") + "\n"
@@ -348,6 +349,32 @@ def _allocations(hosts: list[Mapping[str, Any]]) -> list[str]:
         return []
     header = ["host", "top growth site", "grew MB", "MB/min", "all MB/min", "peak MB"]
     return ["## Allocations per host", "", *_table(header, rows, {2, 3, 4, 5}), ""]
+
+
+def _memray(hosts: list[Mapping[str, Any]]) -> list[str]:
+    """One table: each host's site holding the most at the peak (memray), its peak and
+    what it left allocated."""
+    rows: list[list[str]] = []
+    for host in hosts:
+        tables, metrics = _mapping(host.get("tables")), _mapping(host.get("metrics"))
+        peak = _dicts(tables.get("memray.peak"))
+        if not peak and "memray.peak_mb" not in metrics:
+            continue
+        top = peak[0] if peak else {}
+        rows.append(
+            [
+                md_text(host.get("name")),
+                md_text(f"{top.get('function') or '?'} {site_text(top)}") if top else MISSING,
+                _num(top.get("size_mb"), 3),
+                _num(metrics.get("memray.peak_mb"), 2),
+                _num(metrics.get("memray.leaked_mb"), 2),
+                _num(metrics.get("memray.total_allocated_mb"), 1),
+            ]
+        )
+    if not rows:
+        return []
+    header = ["host", "top site at the peak", "its MB", "peak MB", "leaked MB", "allocated MB"]
+    return ["## memray per host", "", *_table(header, rows, {2, 3, 4, 5}), ""]
 
 
 def _plural(count: int, word: str) -> str:

@@ -1,0 +1,265 @@
+"""memray: where a launched Python program allocates memory, at the malloc level, by memray
+installed in the program's own environment (fleetprof pushes nothing).
+
+A launch target whose command runs a Python interpreter runs as ``PY [its options] -m
+memray run -q -o WORKDIR/memray.bin [--native] [--follow-fork] [--trace-python-allocators]
+[--aggregate] REST``. The controller cannot know whether the device's Python has memray:
+the runner asks it (``PY -c "import memray"``) before T0, and where it cannot import it
+memray is ``skipped`` with the reason and the program starts as the campaign wrote it
+(fleetprof_device/module_check.py). At the deadline the program gets SIGINT first (memray
+closes its capture on KeyboardInterrupt), SIGTERM ``INTERRUPT_S`` later. The capture is
+converted to ``memray.json`` on the device by the same interpreter, with memray's own
+reader (a post step running ``fleetprof_device.memray_json``); the controller reads that
+JSON only. The raw ``memray.bin`` comes back too, for ``memray flamegraph`` and friends.
+
+``memray attach`` (attach targets) needs gdb or lldb on the device and is not supported:
+attach targets are ``skipped`` at plan time. One tracer per process: memray does not run
+with another profiler inside the program (cprofile, tracemalloc) or one that starts the
+command (nsys, ncu; py-spy where the host does not let it attach).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fleetprof_device.contract import TRACEMALLOC
+from fleetprof_device.memray_json import MAX_STACK, SCHEMA, post_argv
+from orchestrator.campaign.model import Campaign
+from orchestrator.campaign.profiler_specs import MemraySpec
+from orchestrator.models import WORKDIR_ARG, HostFacts, ProfilerPlan
+from orchestrator.profilers.base import ProfileResult, ToolChoice, begin_parse_text, is_python
+from orchestrator.profilers.cprofile import split_command
+from orchestrator.values import dicts, load_json, visible
+from orchestrator.values import number as finite
+
+NAME = "memray"
+TOOL = None  # memray from the program's own environment, never pushed
+LAUNCHER = True  # it changes the command the runner starts
+LAUNCH_ONLY = True  # it cannot attach (memray attach is not supported)
+IN_TARGET = True
+OUTPUT = "memray.json"
+CAPTURE = "memray.bin"  # memray's own capture, kept for `memray flamegraph`
+MAX_BYTES = 256 * 1024 * 1024  # per output, on the device (the capture grows with the run)
+JSON_MAX_BYTES = 4 * 1024 * 1024  # what the controller reads of memray.json
+INTERRUPT_S = 3.0  # SIGINT -> SIGTERM: time for memray to close its capture
+MAX_ROWS = 100
+MIB = 1024.0 * 1024.0
+TABLES = {
+    "peak_sites": "memray.peak",
+    "leaked_sites": "memray.leaked",
+    "top_by_size": "memray.by_size",
+    "top_by_count": "memray.by_count",
+}
+
+NO_ATTACH = (
+    "memray attach needs gdb or lldb on the device and is not supported by fleetprof yet: "
+    "memray profiles only a command fleetprof launches (use `target: launch`)"
+)
+NOT_PYTHON = (
+    "the command does not run a Python interpreter ({}): memray profiles only a command "
+    "such as `python3 app.py` or `python3 -m package`"
+)
+NO_SCRIPT = (
+    "the Python command runs no script or module: memray needs `python3 SCRIPT` or "
+    "`python3 -m MODULE` (not -c, -i or standard input)"
+)
+NOT_ONE_LAUNCHER = (
+    "only one profiler can start the command and {} does: memray runs inside the program "
+    "it would start; profile with memray in a campaign of its own"
+)
+ONE_TRACER = (
+    "{} traces inside the same program (one tracer per process: memray would count its "
+    "allocations): profile with memray in a campaign of its own"
+)
+NOT_ATTACHABLE = (
+    "py-spy must start the command on this host (it may not attach: {}) and memray runs "
+    "inside the command: profile with memray in a campaign of its own"
+)
+
+
+def skip_reason(campaign: Campaign, facts: HostFacts) -> str | None:
+    """Why this host cannot run memray for this campaign, decided before anything runs
+    (whether the device's Python has memray is decided on the device)."""
+    launch = campaign.target.launch
+    if campaign.target.mode != "launch" or launch is None:
+        return NO_ATTACH
+    command = list(launch.command)
+    if not command or not is_python(command[0]):
+        return NOT_PYTHON.replace("{}", repr(command[0] if command else ""))
+    if isinstance(split_command(command), str):
+        return NO_SCRIPT
+    # Imported here: the registry imports every profiler module.
+    from orchestrator import profilers as registry
+
+    enabled = list(campaign.profilers.enabled)
+    for other in enabled[: enabled.index(NAME)] if NAME in enabled else []:
+        if registry.launch_only(other):
+            return NOT_ONE_LAUNCHER.replace("{}", other)
+    for other in enabled:
+        # tracemalloc's hook (not a launcher) would run in memray's program.
+        in_program = other == TRACEMALLOC or (other != NAME and registry.inside_target(other))
+        if in_program and not registry.launch_only(other):
+            return ONE_TRACER.replace("{}", other)
+    attachers = [
+        other
+        for other in enabled
+        if other != NAME and registry.is_launcher(other) and not registry.launch_only(other)
+    ]
+    if attachers and not facts.can_attach:
+        return NOT_ATTACHABLE.replace("{}", facts.attach_reason or "ptrace is restricted")
+    return None
+
+
+def tool_push(facts: HostFacts, tool: ToolChoice | None) -> dict[str, str] | None:
+    return None
+
+
+def plan(campaign: Campaign, facts: HostFacts, tool: ToolChoice | None) -> ProfilerPlan:
+    spec = campaign.profilers.memray or MemraySpec()
+    outputs = [OUTPUT, CAPTURE]
+    reason = skip_reason(campaign, facts)
+    launch = campaign.target.launch
+    split = split_command(list(launch.command)) if launch is not None else NO_ATTACH
+    if reason is not None or isinstance(split, str):
+        return ProfilerPlan.skipped(NAME, reason or str(split), outputs, MAX_BYTES)
+    interpreter, _rest = split
+    flags = [
+        flag
+        for flag, wanted in (
+            ("--native", spec.native),
+            ("--follow-fork", spec.follow_fork),
+            ("--trace-python-allocators", spec.trace_python_allocators),
+            ("--aggregate", spec.aggregate),
+        )
+        if wanted
+    ]
+    wrap = [*interpreter, "-m", "memray", "run", "-q", "-o", f"{WORKDIR_ARG}/{CAPTURE}", *flags]
+    return ProfilerPlan(
+        name=NAME,
+        status="planned",
+        reason=None,
+        argv=[],
+        launch_argv=[],
+        outputs=outputs,
+        max_bytes=MAX_BYTES,
+        # module: the runner checks the program's Python imports it before T0, and unwraps
+        # the command (the first ``wrap`` words become the first ``replaces``) where not.
+        options={
+            "interrupt_s": INTERRUPT_S,
+            "replaces": len(interpreter),
+            "module": "memray",
+            "wrap": len(wrap),
+        },
+        post_argv=[post_argv(interpreter[0], CAPTURE, OUTPUT, spec.top)],
+        in_target=True,
+        target_wrap=wrap,
+    )
+
+
+# -- parse: untrusted JSON -> tables and metrics ---------------------------------------
+
+
+def _count(value: Any) -> int | None:
+    number = finite(value)
+    return int(number) if number is not None and number >= 0 else None
+
+
+def _text(value: Any, limit: int = 300) -> str:
+    text = value if isinstance(value, str) else "?"
+    return visible(text if len(text) <= limit else "..." + text[-limit:])
+
+
+def _site(row: Any) -> dict[str, Any] | None:
+    """One site of memray.json, checked: function, file, line, and its size or count."""
+    if not isinstance(row, dict):
+        return None
+    line = _count(row.get("line"))
+    site: dict[str, Any] = {
+        "function": _text(row.get("function")),
+        "file": _text(row.get("file")),
+        "line": line if line and line < 1 << 31 else None,
+    }
+    for key in ("size", "count"):
+        value = _count(row.get(key))
+        if value is not None:
+            site[key] = value
+    if "size" not in site and "count" not in site:
+        return None
+    if "size" in site:
+        site["size_mb"] = round(site["size"] / MIB, 3)
+    stack = row.get("stack")
+    if isinstance(stack, list):
+        site["traceback"] = [_text(frame) for frame in stack[:MAX_STACK] if isinstance(frame, str)]
+    return site
+
+
+def _table(document: dict[str, Any], key: str, result: ProfileResult) -> list[dict[str, Any]]:
+    raw = document.get(key)
+    rows = raw if isinstance(raw, list) else []
+    sites = [site for site in (_site(row) for row in rows[:MAX_ROWS]) if site is not None]
+    if len(sites) < min(len(rows), MAX_ROWS):
+        result.data_quality.append(
+            f"memray: {min(len(rows), MAX_ROWS) - len(sites)} malformed rows in {key}"
+        )
+    return sites
+
+
+def parse(session_dir: Path, entry: dict[str, Any], campaign: Campaign) -> ProfileResult:
+    """memray.json (written on the device) -> the tables ``memray.peak``, ``memray.leaked``,
+    ``memray.by_size``, ``memray.by_count`` and the metrics ``memray.*`` (docs/metrics.md).
+    Never raises."""
+    result, text, cut = begin_parse_text(session_dir, OUTPUT, JSON_MAX_BYTES, "memray.json")
+    notes = result.data_quality
+    if text is None:
+        if entry.get("status") not in (None, "skipped"):
+            notes.append(
+                "memray: no memray.json came back: the program wrote no capture, or the "
+                "device could not convert it (see the manifest's memray entry)"
+            )
+        return result
+    if cut:
+        notes.append(f"memray: memray.json is over {JSON_MAX_BYTES} bytes: not read")
+        return result
+    try:
+        document = load_json(text)
+    except ValueError as error:
+        notes.append(f"memray: memray.json is not valid JSON ({str(error)[:200]}): not read")
+        return result
+    if not isinstance(document, dict) or document.get("schema") != SCHEMA:
+        notes.append(f"memray: memray.json is not a {SCHEMA} document: not read")
+        return result
+    if document.get("error"):
+        notes.append(
+            f"memray: the capture could not be read on the device: {_text(document['error'], 500)}"
+        )
+        return result
+    for key, table in TABLES.items():
+        result.tables[table] = _table(document, key, result)
+    _metrics(document, result)
+    said = document.get("errors")
+    for line in said[:10] if isinstance(said, list) else []:
+        notes.append(f"memray: {_text(str(line))}")
+    return result
+
+
+def _metrics(document: dict[str, Any], result: ProfileResult) -> None:
+    metrics = result.metrics
+    meta = next(iter(dicts([document.get("metadata")])), {})
+    peak = _count(meta.get("peak_memory"))
+    if peak is not None:
+        metrics["memray.peak_mb"] = round(peak / MIB, 3)
+    total, allocations = (
+        _count(document.get("total_bytes")),
+        _count(document.get("total_allocations")),
+    )
+    if total is not None:
+        metrics["memray.total_allocated_mb"] = round(total / MIB, 3)
+    if allocations is not None:
+        metrics["memray.allocations"] = float(allocations)
+    leaked = _count(document.get("leaked_bytes"))
+    if leaked is not None:
+        metrics["memray.leaked_mb"] = round(leaked / MIB, 3)
+    leaks = _count(document.get("leaked_allocations"))
+    if leaks is not None:
+        metrics["memray.leaked_allocations"] = float(leaks)

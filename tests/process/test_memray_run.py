@@ -1,0 +1,145 @@
+"""memray inside a launched target, run by the real device runner: a real program holds a
+known number of bytes allocated at a known line when the window ends; the runner sends it
+SIGINT (memray closes its capture on KeyboardInterrupt), the program's own interpreter
+converts the capture to JSON with memray's reader, and the controller's parser reads it.
+A Python without memray: memray is skipped on the device with the reason, the program
+runs without it. The programs keep their own truth (how many bytes, at which line)."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from orchestrator.models import WORKDIR_ARG
+from orchestrator.profilers import memray as mr
+from tests.support.factories import campaign, host_facts
+from tests.support.session import builtin_profiler, make_plan, run_module
+
+PY38 = Path("/root/.pyenv/versions/3.8.18/bin/python3.8")
+BLOCK = 1024 * 1024
+BLOCKS = 24
+HOLDER = f"""\
+import time
+
+
+def hold(blocks):
+    kept = []
+    for _ in range(blocks):
+        kept.append(bytearray({BLOCK}))  # the line that allocates
+    return kept
+
+
+def churn():
+    for _ in range(300):
+        scratch = bytes(50000)  # allocated and freed, 300 times
+    return scratch
+
+
+data = hold({BLOCKS})
+churn()
+while True:
+    time.sleep(0.05)
+"""
+HOLD_LINE = 7
+CHURN_LINE = 13
+CALL_LINE = 17
+
+
+def has_memray(python: str) -> bool:
+    return subprocess.run([python, "-c", "import memray"], capture_output=True).returncode == 0
+
+
+def memray_plan(tmp_path: Path, python: str, window: float) -> tuple[dict, object]:
+    program = tmp_path / "holder.py"
+    program.write_text(HOLDER)
+    command = [python, str(program)]
+    chosen = campaign(target={"launch": {"command": command}}, profilers={"memray": {"top": 10}})
+    planned = mr.plan(chosen, host_facts(), None)
+    assert planned.status == "planned", planned.reason
+    plan = make_plan(
+        tmp_path, {"mode": "launch"}, [dataclasses.asdict(planned)], window=window, lead=1.0
+    )
+    wrap = [arg.replace(WORKDIR_ARG, plan["workdir"]) for arg in planned.target_wrap]
+    plan["target"].update(
+        command=wrap + command[planned.options["replaces"] :],
+        interrupt_s=planned.options["interrupt_s"],
+    )
+    return plan, chosen
+
+
+def test_the_holding_line_is_first_at_the_peak_within_ten_percent_of_the_truth(tmp_path):
+    if not has_memray(sys.executable):
+        pytest.skip("memray is not installed for this Python (pip install memray)")
+    plan, chosen = memray_plan(tmp_path, sys.executable, window=4.0)
+
+    run = run_module(tmp_path, plan, timeout=90)
+
+    entry = run.manifest["profilers"]["memray"]
+    assert entry["status"] == "ok", entry["reason"]
+    assert entry["signals_sent"] == ["SIGINT(group)"]
+    assert entry["post"][0]["status"] == "ok"
+    assert run.result["status"] == "ok", run.result["reason"]
+    session = tmp_path / "session"
+    with tarfile.open(run.result["archive"]) as tar:
+        tar.extractall(session, filter="data")
+    assert (session / "memray.bin").stat().st_size > 0  # for `memray flamegraph`
+    result = mr.parse(session, entry, chosen)
+
+    truth = BLOCKS * BLOCK
+    for table in ("memray.peak", "memray.leaked", "memray.by_size"):
+        first = result.tables[table][0]
+        assert (Path(first["file"]).name, first["line"]) == ("holder.py", HOLD_LINE), table
+        assert first["function"] == "hold"
+        assert abs(first["size"] - truth) <= 0.10 * truth, (table, first["size"], truth)
+    peak = result.tables["memray.peak"][0]
+    assert peak["count"] == BLOCKS
+    assert peak["traceback"][:2] == [
+        f"hold {peak['file']}:{HOLD_LINE}",
+        f"<module> {peak['file']}:{CALL_LINE}",
+    ]
+    by_count = {
+        (Path(r["file"]).name, r["line"]): r["count"] for r in result.tables["memray.by_count"]
+    }
+    assert by_count[("holder.py", CHURN_LINE)] == 300
+    metrics = result.metrics
+    assert abs(metrics["memray.peak_mb"] - truth / BLOCK) <= 0.10 * truth / BLOCK + 2.0
+    assert metrics["memray.leaked_mb"] >= 0.9 * truth / BLOCK
+    # Held plus 300 scratch buffers of 50000 bytes, allocated and freed.
+    churned = 300 * 50000
+    assert metrics["memray.total_allocated_mb"] * BLOCK >= 0.95 * (truth + churned)
+    assert metrics["memray.allocations"] >= BLOCKS + 300
+    assert not [note for note in result.data_quality if "could not" in note]
+
+
+def test_a_python_without_memray_skips_memray_with_the_reason_and_runs_the_program(tmp_path):
+    if not PY38.exists():
+        pytest.skip(f"no {PY38} on this machine")
+    if has_memray(str(PY38)):
+        pytest.skip(f"{PY38} has memray installed")
+    plan, chosen = memray_plan(tmp_path, str(PY38), window=2.0)
+    plan["profilers"].append(builtin_profiler("memory"))  # memray alone: nothing would run
+
+    run = run_module(tmp_path, plan, timeout=60)
+
+    entry = run.manifest["profilers"]["memray"]
+    assert entry["status"] == "skipped"
+    assert entry["reason"].startswith(f"memray is not installed for the program's Python ({PY38}")
+    assert "No module named 'memray'" in entry["reason"]
+    # The program ran as the campaign wrote it, without the wrap, and was the window.
+    assert run.manifest["window"]["ended_by"] == "deadline"
+    session = tmp_path / "session"
+    with tarfile.open(run.result["archive"]) as tar:
+        tar.extractall(session, filter="data")
+    result = mr.parse(session, entry, chosen)
+    assert result.metrics == {} and result.data_quality == []
+    log = (session / "runner.log").read_text()
+    assert "memray: skipped: memray is not installed" in log
+    launched = next(line for line in log.splitlines() if "target: launched pid" in line)
+    assert launched.endswith(f"{PY38} {tmp_path / 'holder.py'}")
+    assert run.manifest["profilers"]["memory"]["status"] == "ok"
+    assert run.result["status"] == "ok", run.result["reason"]

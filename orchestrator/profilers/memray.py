@@ -23,12 +23,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fleetprof_device.contract import TRACEMALLOC
 from fleetprof_device.memray_json import MAX_STACK, SCHEMA, post_argv
 from orchestrator.campaign.model import Campaign
 from orchestrator.campaign.profiler_specs import MemraySpec
 from orchestrator.models import WORKDIR_ARG, HostFacts, ProfilerPlan
-from orchestrator.profilers.base import ProfileResult, ToolChoice, begin_parse_text, is_python
+from orchestrator.profilers import wrapped
+from orchestrator.profilers.base import ProfileResult, ToolChoice, begin_parse_text
 from orchestrator.profilers.cprofile import split_command
 from orchestrator.values import dicts, load_json, visible
 from orchestrator.values import number as finite
@@ -56,59 +56,12 @@ NO_ATTACH = (
     "memray attach needs gdb or lldb on the device and is not supported by fleetprof yet: "
     "memray profiles only a command fleetprof launches (use `target: launch`)"
 )
-NOT_PYTHON = (
-    "the command does not run a Python interpreter ({}): memray profiles only a command "
-    "such as `python3 app.py` or `python3 -m package`"
-)
-NO_SCRIPT = (
-    "the Python command runs no script or module: memray needs `python3 SCRIPT` or "
-    "`python3 -m MODULE` (not -c, -i or standard input)"
-)
-NOT_ONE_LAUNCHER = (
-    "only one profiler can start the command and {} does: memray runs inside the program "
-    "it would start; profile with memray in a campaign of its own"
-)
-ONE_TRACER = (
-    "{} traces inside the same program (one tracer per process: memray would count its "
-    "allocations): profile with memray in a campaign of its own"
-)
-NOT_ATTACHABLE = (
-    "py-spy must start the command on this host (it may not attach: {}) and memray runs "
-    "inside the command: profile with memray in a campaign of its own"
-)
-
-
-def skip_reason(campaign: Campaign, facts: HostFacts) -> str | None:
-    """Why this host cannot run memray for this campaign, decided before anything runs
-    (whether the device's Python has memray is decided on the device)."""
-    launch = campaign.target.launch
-    if campaign.target.mode != "launch" or launch is None:
-        return NO_ATTACH
-    command = list(launch.command)
-    if not command or not is_python(command[0]):
-        return NOT_PYTHON.replace("{}", repr(command[0] if command else ""))
-    if isinstance(split_command(command), str):
-        return NO_SCRIPT
-    # Imported here: the registry imports every profiler module.
-    from orchestrator import profilers as registry
-
-    enabled = list(campaign.profilers.enabled)
-    for other in enabled[: enabled.index(NAME)] if NAME in enabled else []:
-        if registry.launch_only(other):
-            return NOT_ONE_LAUNCHER.replace("{}", other)
-    for other in enabled:
-        # tracemalloc's hook (not a launcher) would run in memray's program.
-        in_program = other == TRACEMALLOC or (other != NAME and registry.inside_target(other))
-        if in_program and not registry.launch_only(other):
-            return ONE_TRACER.replace("{}", other)
-    attachers = [
-        other
-        for other in enabled
-        if other != NAME and registry.is_launcher(other) and not registry.launch_only(other)
-    ]
-    if attachers and not facts.can_attach:
-        return NOT_ATTACHABLE.replace("{}", facts.attach_reason or "ptrace is restricted")
-    return None
+REASONS = wrapped.Reasons.of("memray", NO_ATTACH)
+NOT_PYTHON = REASONS.not_python
+NO_SCRIPT = REASONS.no_script
+NOT_ONE_LAUNCHER = REASONS.not_one_launcher
+ONE_TRACER = REASONS.one_tracer
+NOT_ATTACHABLE = REASONS.not_attachable
 
 
 def tool_push(facts: HostFacts, tool: ToolChoice | None) -> dict[str, str] | None:
@@ -118,7 +71,7 @@ def tool_push(facts: HostFacts, tool: ToolChoice | None) -> dict[str, str] | Non
 def plan(campaign: Campaign, facts: HostFacts, tool: ToolChoice | None) -> ProfilerPlan:
     spec = campaign.profilers.memray or MemraySpec()
     outputs = [OUTPUT, CAPTURE]
-    reason = skip_reason(campaign, facts)
+    reason = wrapped.skip_reason(campaign, facts, NAME, REASONS)
     launch = campaign.target.launch
     split = split_command(list(launch.command)) if launch is not None else NO_ATTACH
     if reason is not None or isinstance(split, str):
@@ -134,26 +87,10 @@ def plan(campaign: Campaign, facts: HostFacts, tool: ToolChoice | None) -> Profi
         )
         if wanted
     ]
-    wrap = [*interpreter, "-m", "memray", "run", "-q", "-o", f"{WORKDIR_ARG}/{CAPTURE}", *flags]
-    return ProfilerPlan(
-        name=NAME,
-        status="planned",
-        reason=None,
-        argv=[],
-        launch_argv=[],
-        outputs=outputs,
-        max_bytes=MAX_BYTES,
-        # module: the runner checks the program's Python imports it before T0, and unwraps
-        # the command (the first ``wrap`` words become the first ``replaces``) where not.
-        options={
-            "interrupt_s": INTERRUPT_S,
-            "replaces": len(interpreter),
-            "module": "memray",
-            "wrap": len(wrap),
-        },
-        post_argv=[post_argv(interpreter[0], CAPTURE, OUTPUT, spec.top)],
-        in_target=True,
-        target_wrap=wrap,
+    tool_argv = ["-m", "memray", "run", "-q", "-o", f"{WORKDIR_ARG}/{CAPTURE}", *flags]
+    post = [post_argv(interpreter[0], CAPTURE, OUTPUT, spec.top)]
+    return wrapped.wrap_plan(
+        NAME, interpreter, tool_argv, "memray", outputs, MAX_BYTES, INTERRUPT_S, post
     )
 
 

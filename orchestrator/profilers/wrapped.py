@@ -1,0 +1,135 @@
+"""What the profilers that wrap a launched Python command with a tool from the program's
+own environment share (memray, line-profiler): when they cannot run, decided at plan time,
+and the plan that wraps the command.
+
+The command ``PY [options] SCRIPT|-m MODULE ...`` becomes ``PY [options] -m TOOL ...
+SCRIPT|-m MODULE ...`` (the runner still starts it: ``in_target``). The controller cannot
+know whether the device's Python has the tool: ``options["module"]`` has the runner ask it
+before T0 (fleetprof_device/module_check.py), and skip the profiler with the reason, the
+command unwrapped, where it cannot import it. One tracer per process: another profiler
+inside the program (cprofile, tracemalloc, the other wrapper) or one that starts the
+command (nsys, ncu; py-spy where it may not attach) rules it out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fleetprof_device.contract import TRACEMALLOC
+from orchestrator.campaign.model import Campaign
+from orchestrator.models import HostFacts, ProfilerPlan
+from orchestrator.profilers.base import is_python
+from orchestrator.profilers.cprofile import split_command
+
+_NOT_PYTHON = (
+    "the command does not run a Python interpreter ({}): {product} profiles only a command "
+    "such as `python3 app.py` or `python3 -m package`"
+)
+_NO_SCRIPT = (
+    "the Python command runs no script or module: {product} needs `python3 SCRIPT` or "
+    "`python3 -m MODULE` (not -c, -i or standard input)"
+)
+_NOT_ONE_LAUNCHER = (
+    "only one profiler can start the command and {} does: {product} runs inside the program "
+    "it would start; profile with {product} in a campaign of its own"
+)
+_ONE_TRACER = (
+    "{} traces inside the same program (one tracer per process: {product} would count its "
+    "work): profile with {product} in a campaign of its own"
+)
+_NOT_ATTACHABLE = (
+    "py-spy must start the command on this host (it may not attach: {}) and {product} runs "
+    "inside the command: profile with {product} in a campaign of its own"
+)
+
+
+@dataclass(frozen=True)
+class Reasons:
+    """A wrapping profiler's skip reasons, its product name filled in."""
+
+    no_attach: str
+    not_python: str
+    no_script: str
+    not_one_launcher: str
+    one_tracer: str
+    not_attachable: str
+
+    @classmethod
+    def of(cls, product: str, no_attach: str) -> Reasons:
+        def fill(text: str) -> str:
+            return text.replace("{product}", product)
+
+        return cls(
+            no_attach,
+            fill(_NOT_PYTHON),
+            fill(_NO_SCRIPT),
+            fill(_NOT_ONE_LAUNCHER),
+            fill(_ONE_TRACER),
+            fill(_NOT_ATTACHABLE),
+        )
+
+
+def skip_reason(campaign: Campaign, facts: HostFacts, name: str, why: Reasons) -> str | None:
+    """Why this host cannot run the wrapping profiler ``name``, decided before anything
+    runs (whether the device's Python has the tool is decided on the device)."""
+    launch = campaign.target.launch
+    if campaign.target.mode != "launch" or launch is None:
+        return why.no_attach
+    command = list(launch.command)
+    if not command or not is_python(command[0]):
+        return why.not_python.replace("{}", repr(command[0] if command else ""))
+    if isinstance(split_command(command), str):
+        return why.no_script
+    # Imported here: the registry imports every profiler module.
+    from orchestrator import profilers as registry
+
+    enabled = list(campaign.profilers.enabled)
+    for other in enabled[: enabled.index(name)] if name in enabled else []:
+        if registry.launch_only(other):
+            return why.not_one_launcher.replace("{}", other)
+    for other in enabled:
+        # tracemalloc's hook (not a launcher) would run in the wrapped program.
+        in_program = other == TRACEMALLOC or (other != name and registry.inside_target(other))
+        if in_program and not registry.launch_only(other):
+            return why.one_tracer.replace("{}", other)
+    attachers = [
+        other
+        for other in enabled
+        if other != name and registry.is_launcher(other) and not registry.launch_only(other)
+    ]
+    if attachers and not facts.can_attach:
+        return why.not_attachable.replace("{}", facts.attach_reason or "ptrace is restricted")
+    return None
+
+
+def wrap_plan(
+    name: str,
+    interpreter: list[str],
+    tool: list[str],
+    module: str,
+    outputs: list[str],
+    max_bytes: int,
+    interrupt_s: float,
+    post_argv: list[list[str]],
+) -> ProfilerPlan:
+    """The plan that runs the command as ``interpreter + tool + the rest``; the runner
+    checks ``interpreter`` imports ``module`` first, and unwraps the command where not."""
+    wrap = [*interpreter, *tool]
+    return ProfilerPlan(
+        name=name,
+        status="planned",
+        reason=None,
+        argv=[],
+        launch_argv=[],
+        outputs=outputs,
+        max_bytes=max_bytes,
+        options={
+            "interrupt_s": interrupt_s,
+            "replaces": len(interpreter),
+            "module": module,
+            "wrap": len(wrap),
+        },
+        post_argv=post_argv,
+        in_target=True,
+        target_wrap=wrap,
+    )

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import json
 import os
 import platform
-import sys
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from .contract import DEVICE_PACKAGE_ARG
+from .converters import converter_main
 
 SCHEMA = "fleetprof.memray/1"
 BOOTSTRAP = (
@@ -172,21 +171,5 @@ def convert(capture: str, top: int) -> Tuple[Dict[str, Any], Optional[str]]:
 
 
 def main(argv: List[str]) -> int:
-    """CAPTURE OUTPUT TOP -> 0, or 1 (OUTPUT then says why; so does stderr)."""
-    if len(argv) != 3:
-        sys.stderr.write("usage: memray_json CAPTURE OUTPUT TOP\n")
-        return 2
-    try:
-        top = int(argv[2])
-    except ValueError:
-        sys.stderr.write("TOP must be an integer\n")
-        return 2
-    document, error = convert(argv[0], top)
-    tmp = argv[1] + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(document, handle, separators=(",", ":"))
-    os.replace(tmp, argv[1])
-    if error:
-        sys.stderr.write("cannot read the memray capture: %s\n" % error)
-        return 1
-    return 0
+    """INPUT OUTPUT TOP -> 0, or 1 (OUTPUT then says why; so does stderr)."""
+    return converter_main(argv, convert, "memray_json", "memray capture")

@@ -9,6 +9,7 @@ from typing import cast
 from orchestrator.profilers import (
     cprofile,
     iotop,
+    line_profiler,
     memory,
     memray,
     ncu,
@@ -35,6 +36,7 @@ REGISTRY: dict[str, Profiler] = {
         cprofile,
         tracemalloc,
         memray,
+        line_profiler,
     )
 }
 

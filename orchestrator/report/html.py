@@ -41,6 +41,7 @@ from orchestrator.report.formats import (
     stability_text,
     text_or_none,
 )
+from orchestrator.report.lineprof import line_views
 from orchestrator.values import dicts as _dicts
 from orchestrator.values import mapping as _mapping
 from orchestrator.values import number as _number
@@ -206,6 +207,7 @@ class HostView:
     cprofile_edges: list[dict[str, Any]] = field(default_factory=list)
     allocations: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # tracemalloc
     memray: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    line_profile: list[dict[str, Any]] = field(default_factory=list)  # line-profiler
 
 
 def _hot_line_rows(value: Any) -> list[dict[str, Any]]:
@@ -297,6 +299,7 @@ def _host_view(
         **_cprofile_views(_mapping(host.get("tables"))),
         allocations=allocation_views(_mapping(host.get("tables"))),
         memray=memray_views(_mapping(host.get("tables"))),
+        line_profile=line_views(_mapping(host.get("tables"))),
     )
 
 

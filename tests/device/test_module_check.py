@@ -5,7 +5,7 @@ with the reason and the command unwrapped; the memray converter without memray s
 import json
 import sys
 
-from fleetprof_device import memray_json
+from fleetprof_device import lprof_json, memray_json
 from fleetprof_device.arguments import _profiler_errors
 from fleetprof_device.module_check import check_modules, option_errors
 
@@ -77,3 +77,15 @@ def test_the_converter_without_memray_writes_an_error_document(tmp_path):
     document = json.loads(output.read_text())
     assert code == 1 and document["schema"] == memray_json.SCHEMA
     assert document["error"].startswith("memray.bin: ")
+
+
+def test_the_line_profiler_converter_without_it_or_on_a_bad_file_writes_an_error_document(
+    tmp_path,
+):
+    stats = tmp_path / "line_profiler.lprof"
+    stats.write_bytes(b"not a pickle")
+    output = tmp_path / "line_profiler.json"
+    code = lprof_json.main([str(stats), str(output), "5"])
+    document = json.loads(output.read_text())
+    assert code == 1 and document["schema"] == lprof_json.SCHEMA
+    assert document["error"].startswith("line_profiler.lprof: ")

@@ -7,18 +7,17 @@ runs without it. The programs keep their own truth (how many bytes, at which lin
 
 from __future__ import annotations
 
-import dataclasses
-import subprocess
 import sys
 import tarfile
 from pathlib import Path
 
 import pytest
 
-from orchestrator.models import WORKDIR_ARG
+from orchestrator.campaign.model import Campaign
 from orchestrator.profilers import memray as mr
 from tests.support.factories import campaign, host_facts
-from tests.support.session import builtin_profiler, make_plan, run_module
+from tests.support.session import builtin_profiler, run_module
+from tests.support.wrapped import has_module, wrapped_plan
 
 PY38 = Path("/root/.pyenv/versions/3.8.18/bin/python3.8")
 BLOCK = 1024 * 1024
@@ -50,30 +49,16 @@ CHURN_LINE = 13
 CALL_LINE = 17
 
 
-def has_memray(python: str) -> bool:
-    return subprocess.run([python, "-c", "import memray"], capture_output=True).returncode == 0
-
-
-def memray_plan(tmp_path: Path, python: str, window: float) -> tuple[dict, object]:
+def memray_plan(tmp_path: Path, python: str, window: float) -> tuple[dict, Campaign]:
     program = tmp_path / "holder.py"
     program.write_text(HOLDER)
     command = [python, str(program)]
     chosen = campaign(target={"launch": {"command": command}}, profilers={"memray": {"top": 10}})
-    planned = mr.plan(chosen, host_facts(), None)
-    assert planned.status == "planned", planned.reason
-    plan = make_plan(
-        tmp_path, {"mode": "launch"}, [dataclasses.asdict(planned)], window=window, lead=1.0
-    )
-    wrap = [arg.replace(WORKDIR_ARG, plan["workdir"]) for arg in planned.target_wrap]
-    plan["target"].update(
-        command=wrap + command[planned.options["replaces"] :],
-        interrupt_s=planned.options["interrupt_s"],
-    )
-    return plan, chosen
+    return wrapped_plan(tmp_path, mr.plan(chosen, host_facts(), None), command, window), chosen
 
 
 def test_the_holding_line_is_first_at_the_peak_within_ten_percent_of_the_truth(tmp_path):
-    if not has_memray(sys.executable):
+    if not has_module(sys.executable, "memray"):
         pytest.skip("memray is not installed for this Python (pip install memray)")
     plan, chosen = memray_plan(tmp_path, sys.executable, window=4.0)
 
@@ -119,7 +104,7 @@ def test_the_holding_line_is_first_at_the_peak_within_ten_percent_of_the_truth(t
 def test_a_python_without_memray_skips_memray_with_the_reason_and_runs_the_program(tmp_path):
     if not PY38.exists():
         pytest.skip(f"no {PY38} on this machine")
-    if has_memray(str(PY38)):
+    if has_module(str(PY38), "memray"):
         pytest.skip(f"{PY38} has memray installed")
     plan, chosen = memray_plan(tmp_path, str(PY38), window=2.0)
     plan["profilers"].append(builtin_profiler("memory"))  # memray alone: nothing would run

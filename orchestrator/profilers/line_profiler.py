@@ -67,7 +67,7 @@ def plan(campaign: Campaign, facts: HostFacts, tool: ToolChoice | None) -> Profi
     interpreter, _rest = split
     functions = ",".join(spec.functions)
     tool_argv = ["-m", "kernprof", "-l", "-p", functions, "-o", f"{WORKDIR_ARG}/{STATS}"]
-    post = [post_argv(interpreter[0], STATS, OUTPUT, spec.top)]
+    post = [wrapped.in_program_env(campaign, post_argv(interpreter[0], STATS, OUTPUT, spec.top))]
     return wrapped.wrap_plan(
         NAME, interpreter, tool_argv, "line_profiler", outputs, MAX_BYTES, INTERRUPT_S, post
     )

@@ -88,7 +88,7 @@ def plan(campaign: Campaign, facts: HostFacts, tool: ToolChoice | None) -> Profi
         if wanted
     ]
     tool_argv = ["-m", "memray", "run", "-q", "-o", f"{WORKDIR_ARG}/{CAPTURE}", *flags]
-    post = [post_argv(interpreter[0], CAPTURE, OUTPUT, spec.top)]
+    post = [wrapped.in_program_env(campaign, post_argv(interpreter[0], CAPTURE, OUTPUT, spec.top))]
     return wrapped.wrap_plan(
         NAME, interpreter, tool_argv, "memray", outputs, MAX_BYTES, INTERRUPT_S, post
     )

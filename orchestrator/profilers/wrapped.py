@@ -102,6 +102,15 @@ def skip_reason(campaign: Campaign, facts: HostFacts, name: str, why: Reasons) -
     return None
 
 
+def in_program_env(campaign: Campaign, argv: list[str]) -> list[str]:
+    """A post step run with the program's own environment variables (``env NAME=VALUE
+    ... argv``): the tool the converter imports may be found only through them
+    (PYTHONPATH)."""
+    launch = campaign.target.launch
+    variables = sorted(launch.env.items()) if launch is not None else []
+    return ["env", *(f"{name}={value}" for name, value in variables), *argv] if variables else argv
+
+
 def wrap_plan(
     name: str,
     interpreter: list[str],

@@ -262,3 +262,19 @@ def test_a_damaged_capture_is_an_error_document(tmp_path) -> None:
         assert memray_json.main([str(path), str(output), "5"]) == 1
         document = json.loads(output.read_text())
         assert document["schema"] == memray_json.SCHEMA and words in document["error"]
+
+
+def test_the_converter_runs_with_the_programs_environment_variables() -> None:
+    chosen = Campaign.from_mapping(
+        {
+            "name": "unit",
+            "duration": "30s",
+            "target": {
+                "launch": {"command": ["python3", "app.py"], "env": {"PYTHONPATH": "/opt/lib"}}
+            },
+            "profilers": {"memray": {}},
+        },
+        source=Path("unit.yml"),
+    )
+    (post,) = session_plan(chosen).profilers[0].post_argv
+    assert post[:3] == ["env", "PYTHONPATH=/opt/lib", "python3"]

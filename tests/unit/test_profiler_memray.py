@@ -17,6 +17,7 @@ from fleetprof_device.contract import DEVICE_PACKAGE_ARG
 from orchestrator import profilers
 from orchestrator.campaign.model import Campaign
 from orchestrator.profilers import memray
+from orchestrator.stages.inspect import inspect_file
 from orchestrator.stages.plan import make_plan
 from tests.support.factories import TOOL, host_facts
 from tests.support.paths import FIXTURES
@@ -278,3 +279,9 @@ def test_the_converter_runs_with_the_programs_environment_variables() -> None:
     )
     (post,) = session_plan(chosen).profilers[0].post_argv
     assert post[:3] == ["env", "PYTHONPATH=/opt/lib", "python3"]
+
+
+def test_inspect_reads_the_json() -> None:
+    found = inspect_file("memray", HERE / "holder.memray.json")
+    assert found["metrics"]["memray.peak_mb"] > 24.0
+    assert found["tables"]["memray.peak"][0]["function"] == "hold"

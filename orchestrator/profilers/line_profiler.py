@@ -40,6 +40,15 @@ MAX_FUNCTIONS = 100
 TABLE = "line_profiler.lines"
 FUNCTIONS_TABLE = "line_profiler.functions"
 
+# kernprof's long options (line_profiler 5.1): a script argument that abbreviates two or
+# more of them (--out: --outfile, --output-interval) makes kernprof stop with "ambiguous
+# option" before the program starts; after -m MODULE it leaves the arguments alone.
+KERNPROF_OPTIONS = (
+    "--help", "--version", "--config", "--no-config", "--line-by-line", "--builtin",
+    "--setup", "--prof-mod", "--preimports", "--prof-imports", "--outfile", "--verbose",
+    "--view", "--quiet", "--rich", "--unit", "--skip-zero", "--summarize", "--output-interval",
+)  # fmt: skip
+NO_AMBIGUOUS_ARGUMENT = wrapped.AMBIGUOUS.replace("{tool}", "kernprof")
 NO_ATTACH = (
     "line-profiler cannot attach to a running process: it profiles only a command "
     "fleetprof launches (use `target: launch`)"
@@ -64,7 +73,11 @@ def plan(campaign: Campaign, facts: HostFacts, tool: ToolChoice | None) -> Profi
     split = split_command(list(launch.command)) if launch is not None else NO_ATTACH
     if spec is None or reason is not None or isinstance(split, str):
         return ProfilerPlan.skipped(NAME, reason or str(split), outputs, MAX_BYTES)
-    interpreter, _rest = split
+    interpreter, rest = split
+    ambiguous = wrapped.ambiguous_argument(rest, KERNPROF_OPTIONS)
+    if ambiguous is not None:
+        reason = NO_AMBIGUOUS_ARGUMENT.replace("{}", repr(ambiguous))
+        return ProfilerPlan.skipped(NAME, reason, outputs, MAX_BYTES)
     functions = ",".join(spec.functions)
     tool_argv = ["-m", "kernprof", "-l", "-p", functions, "-o", f"{WORKDIR_ARG}/{STATS}"]
     post = [wrapped.in_program_env(campaign, post_argv(interpreter[0], STATS, OUTPUT, spec.top))]

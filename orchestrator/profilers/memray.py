@@ -57,6 +57,14 @@ NO_ATTACH = (
     "memray profiles only a command fleetprof launches (use `target: launch`)"
 )
 REASONS = wrapped.Reasons.of("memray", NO_ATTACH)
+# memray run's long options (memray 1.20): a script argument abbreviating two of them
+# (--n: --native, --no-compress) makes memray stop before the program starts.
+MEMRAY_OPTIONS = (
+    "--aggregate", "--buffered-file-io", "--compress-on-exit", "--follow-fork", "--force",
+    "--help", "--live", "--live-port", "--live-remote", "--native", "--no-compress",
+    "--output", "--quiet", "--trace-python-allocators",
+)  # fmt: skip
+NO_AMBIGUOUS_ARGUMENT = wrapped.AMBIGUOUS.replace("{tool}", "memray")
 NOT_PYTHON = REASONS.not_python
 NO_SCRIPT = REASONS.no_script
 NOT_ONE_LAUNCHER = REASONS.not_one_launcher
@@ -76,7 +84,11 @@ def plan(campaign: Campaign, facts: HostFacts, tool: ToolChoice | None) -> Profi
     split = split_command(list(launch.command)) if launch is not None else NO_ATTACH
     if reason is not None or isinstance(split, str):
         return ProfilerPlan.skipped(NAME, reason or str(split), outputs, MAX_BYTES)
-    interpreter, _rest = split
+    interpreter, rest = split
+    ambiguous = wrapped.ambiguous_argument(rest, MEMRAY_OPTIONS)
+    if ambiguous is not None:
+        reason = NO_AMBIGUOUS_ARGUMENT.replace("{}", repr(ambiguous))
+        return ProfilerPlan.skipped(NAME, reason, outputs, MAX_BYTES)
     flags = [
         flag
         for flag, wanted in (

@@ -43,6 +43,13 @@ _NOT_ATTACHABLE = (
 )
 
 
+AMBIGUOUS = (
+    "{tool} would take the script's argument {} for an abbreviation of its own options "
+    "and stop: run the program as `python3 -m MODULE ...` ({tool} leaves the arguments "
+    "after -m alone), or spell the argument out"
+)
+
+
 @dataclass(frozen=True)
 class Reasons:
     """A wrapping profiler's skip reasons, its product name filled in."""
@@ -99,6 +106,21 @@ def skip_reason(campaign: Campaign, facts: HostFacts, name: str, why: Reasons) -
     ]
     if attachers and not facts.can_attach:
         return why.not_attachable.replace("{}", facts.attach_reason or "ptrace is restricted")
+    return None
+
+
+def ambiguous_argument(rest: list[str], options: tuple[str, ...]) -> str | None:
+    """The first argument of a script (not ``-m MODULE``) that the tool, parsing its own
+    ``options`` with argparse, would read as an ambiguous abbreviation of two or more of
+    them (memray's ``--n``: ``--native``, ``--no-compress``), if any: it would stop there."""
+    if not rest or rest[0] == "-m":
+        return None
+    for argument in rest[1:]:
+        name = argument.split("=", 1)[0]
+        if not name.startswith("--") or name in options or len(name) < 3:
+            continue
+        if len([option for option in options if option.startswith(name)]) > 1:
+            return argument
     return None
 
 

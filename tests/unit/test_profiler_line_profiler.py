@@ -88,6 +88,25 @@ def test_an_attach_target_and_a_non_python_command_are_skipped_with_the_reason()
     assert other.reason == lp.NOT_PYTHON.replace("{}", "'./serve'")
 
 
+@pytest.mark.parametrize(
+    ("command", "ambiguous"),
+    [
+        (["python3", "app.py", "--out", "x"], "--out"),
+        (["python3", "app.py", "--prof=1"], "--prof=1"),
+        (["python3", "app.py", "--s"], "--s"),
+        (["python3", "app.py", "--verbose", "--pre", "--unit", "5", "-o", "x"], None),
+        (["python3", "-m", "app", "--out", "x"], None),
+    ],
+)
+def test_a_script_argument_kernprof_would_take_skips_it_with_the_reason(command, ambiguous) -> None:
+    (entry,) = session_plan(campaign(command)).profilers
+    if ambiguous is None:
+        assert entry.status == "planned", entry.reason
+    else:
+        assert entry.status == "skipped"
+        assert entry.reason == lp.NO_AMBIGUOUS_ARGUMENT.replace("{}", repr(ambiguous))
+
+
 def test_memray_and_line_profiler_do_not_run_together() -> None:
     both = {"memray": {}, "line-profiler": {"functions": ["app.work"]}}
     plan = session_plan(campaign(profilers_=both))

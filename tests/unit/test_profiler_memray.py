@@ -110,6 +110,24 @@ def test_anything_but_a_python_script_or_module_is_skipped_with_the_reason(comma
     assert plan.target.command == command and plan.target.interrupt_s is None
 
 
+@pytest.mark.parametrize(
+    ("command", "ambiguous"),
+    [
+        (["python3", "app.py", "--n"], "--n"),
+        (["python3", "app.py", "--f=1"], "--f=1"),
+        (["python3", "app.py", "--out", "x", "--native", "-q", "--live"], None),
+        (["python3", "-m", "app", "--n"], None),
+    ],
+)
+def test_a_script_argument_memray_would_take_skips_it_with_the_reason(command, ambiguous) -> None:
+    (entry,) = session_plan(campaign(command)).profilers
+    if ambiguous is None:
+        assert entry.status == "planned", entry.reason
+    else:
+        assert entry.status == "skipped"
+        assert entry.reason == memray.NO_AMBIGUOUS_ARGUMENT.replace("{}", repr(ambiguous))
+
+
 def test_an_attach_target_is_skipped_at_plan_time_memray_attach_is_not_supported() -> None:
     entry = session_plan(campaign(attach={"process": "app"})).profilers[0]
     assert entry.status == "skipped" and entry.reason == memray.NO_ATTACH

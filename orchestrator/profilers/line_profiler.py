@@ -21,10 +21,10 @@ from fleetprof_device.lprof_json import MAX_LINE_CHARS, MAX_LINES, SCHEMA, post_
 from orchestrator.campaign.model import Campaign
 from orchestrator.models import WORKDIR_ARG, HostFacts, ProfilerPlan
 from orchestrator.profilers import wrapped
-from orchestrator.profilers.base import ProfileResult, ToolChoice, begin_parse_text
+from orchestrator.profilers.base import ProfileResult, ToolChoice
 from orchestrator.profilers.cprofile import split_command
-from orchestrator.values import load_json, visible
 from orchestrator.values import number as finite
+from orchestrator.values import visible
 
 NAME = "line-profiler"
 TOOL = None  # line_profiler from the program's own environment, never pushed
@@ -144,32 +144,12 @@ def _function(raw: Any) -> tuple[dict[str, Any], list[Any]] | None:
 def parse(session_dir: Path, entry: dict[str, Any], campaign: Campaign) -> ProfileResult:
     """line_profiler.json (written on the device) -> the tables ``line_profiler.functions``
     and ``line_profiler.lines`` (docs/report.md, "Line profile"). Never raises."""
-    result, text, cut = begin_parse_text(session_dir, OUTPUT, JSON_MAX_BYTES, OUTPUT)
+    result, document = wrapped.read_document(
+        session_dir, entry, OUTPUT, JSON_MAX_BYTES, SCHEMA, NAME, "stats"
+    )
+    if document is None:
+        return result
     notes = result.data_quality
-    if text is None:
-        if entry.get("status") not in (None, "skipped"):
-            notes.append(
-                f"line-profiler: no {OUTPUT} came back: the program wrote no stats, or the "
-                "device could not convert them (see the manifest's line-profiler entry)"
-            )
-        return result
-    if cut:
-        notes.append(f"line-profiler: {OUTPUT} is over {JSON_MAX_BYTES} bytes: not read")
-        return result
-    try:
-        document = load_json(text)
-    except ValueError as error:
-        notes.append(f"line-profiler: {OUTPUT} is not valid JSON ({str(error)[:200]}): not read")
-        return result
-    if not isinstance(document, dict) or document.get("schema") != SCHEMA:
-        notes.append(f"line-profiler: {OUTPUT} is not a {SCHEMA} document: not read")
-        return result
-    if document.get("error"):
-        notes.append(
-            "line-profiler: the stats could not be read on the device: "
-            + _text(document["error"], 500)
-        )
-        return result
     raw = document.get("functions")
     items = raw[:MAX_FUNCTIONS] if isinstance(raw, list) else []
     functions, rows, bad = [], [], 0

@@ -28,9 +28,9 @@ from orchestrator.campaign.model import Campaign
 from orchestrator.campaign.profiler_specs import MemraySpec
 from orchestrator.models import WORKDIR_ARG, HostFacts, ProfilerPlan
 from orchestrator.profilers import wrapped
-from orchestrator.profilers.base import ProfileResult, ToolChoice, begin_parse_text
+from orchestrator.profilers.base import ProfileResult, ToolChoice
 from orchestrator.profilers.cprofile import split_command
-from orchestrator.values import dicts, load_json, visible
+from orchestrator.values import dicts, visible
 from orchestrator.values import number as finite
 
 NAME = "memray"
@@ -158,31 +158,12 @@ def parse(session_dir: Path, entry: dict[str, Any], campaign: Campaign) -> Profi
     """memray.json (written on the device) -> the tables ``memray.peak``, ``memray.leaked``,
     ``memray.by_size``, ``memray.by_count`` and the metrics ``memray.*`` (docs/metrics.md).
     Never raises."""
-    result, text, cut = begin_parse_text(session_dir, OUTPUT, JSON_MAX_BYTES, "memray.json")
+    result, document = wrapped.read_document(
+        session_dir, entry, OUTPUT, JSON_MAX_BYTES, SCHEMA, NAME, "capture"
+    )
+    if document is None:
+        return result
     notes = result.data_quality
-    if text is None:
-        if entry.get("status") not in (None, "skipped"):
-            notes.append(
-                "memray: no memray.json came back: the program wrote no capture, or the "
-                "device could not convert it (see the manifest's memray entry)"
-            )
-        return result
-    if cut:
-        notes.append(f"memray: memray.json is over {JSON_MAX_BYTES} bytes: not read")
-        return result
-    try:
-        document = load_json(text)
-    except ValueError as error:
-        notes.append(f"memray: memray.json is not valid JSON ({str(error)[:200]}): not read")
-        return result
-    if not isinstance(document, dict) or document.get("schema") != SCHEMA:
-        notes.append(f"memray: memray.json is not a {SCHEMA} document: not read")
-        return result
-    if document.get("error"):
-        notes.append(
-            f"memray: the capture could not be read on the device: {_text(document['error'], 500)}"
-        )
-        return result
     for key, table in TABLES.items():
         result.tables[table] = _table(document, key, result)
     _metrics(document, result)

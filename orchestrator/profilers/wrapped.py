@@ -14,12 +14,15 @@ command (nsys, ncu; py-spy where it may not attach) rules it out.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from fleetprof_device.contract import TRACEMALLOC
 from orchestrator.campaign.model import Campaign
 from orchestrator.models import HostFacts, ProfilerPlan
-from orchestrator.profilers.base import is_python
+from orchestrator.profilers.base import ProfileResult, begin_parse_text, is_python
 from orchestrator.profilers.cprofile import split_command
+from orchestrator.values import load_json, visible
 
 _NOT_PYTHON = (
     "the command does not run a Python interpreter ({}): {product} profiles only a command "
@@ -164,3 +167,44 @@ def wrap_plan(
         in_target=True,
         target_wrap=wrap,
     )
+
+
+def read_document(
+    session_dir: Path,
+    entry: dict[str, Any],
+    output: str,
+    max_bytes: int,
+    schema: str,
+    who: str,
+    what: str,
+) -> tuple[ProfileResult, dict[str, Any] | None]:
+    """The opening of a wrapping profiler's parse(): a fresh result, and the device's JSON
+    document ``output`` when there is one to read (None, the result saying why, when it is
+    absent while the profiler ran, cut at ``max_bytes``, not JSON, not ``schema``, or the
+    device's converter could not read ``what``, the tool's own file)."""
+    result, text, cut = begin_parse_text(session_dir, output, max_bytes, output)
+    notes = result.data_quality
+    if text is None:
+        if entry.get("status") not in (None, "skipped"):
+            notes.append(
+                f"{who}: no {output} came back: the program wrote no {what}, or the device "
+                f"could not convert it (see the manifest's {who} entry)"
+            )
+        return result, None
+    if cut:
+        notes.append(f"{who}: {output} is over {max_bytes} bytes: not read")
+        return result, None
+    try:
+        document = load_json(text)
+    except ValueError as error:
+        notes.append(f"{who}: {output} is not valid JSON ({str(error)[:200]}): not read")
+        return result, None
+    if not isinstance(document, dict) or document.get("schema") != schema:
+        notes.append(f"{who}: {output} is not a {schema} document: not read")
+        return result, None
+    error = document.get("error")
+    if error:
+        said = visible(str(error)[:500])
+        notes.append(f"{who}: the {what} could not be read on the device: {said}")
+        return result, None
+    return result, document

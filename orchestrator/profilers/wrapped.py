@@ -196,15 +196,15 @@ def read_document(
         return result, None
     try:
         document = load_json(text)
-    except ValueError as error:
-        notes.append(f"{who}: {output} is not valid JSON ({str(error)[:200]}): not read")
+    except ValueError as bad:
+        notes.append(f"{who}: {output} is not valid JSON ({str(bad)[:200]}): not read")
         return result, None
     if not isinstance(document, dict) or document.get("schema") != schema:
         notes.append(f"{who}: {output} is not a {schema} document: not read")
         return result, None
-    error = document.get("error")
-    if error:
-        said = visible(str(error)[:500])
+    failure = document.get("error")
+    if failure:
+        said = visible(str(failure)[:500])
         notes.append(f"{who}: the {what} could not be read on the device: {said}")
         return result, None
     return result, document

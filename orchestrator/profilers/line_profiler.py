@@ -22,7 +22,6 @@ from orchestrator.campaign.model import Campaign
 from orchestrator.models import WORKDIR_ARG, HostFacts, ProfilerPlan
 from orchestrator.profilers import wrapped
 from orchestrator.profilers.base import ProfileResult, ToolChoice
-from orchestrator.profilers.cprofile import split_command
 from orchestrator.values import number as finite
 from orchestrator.values import visible
 
@@ -60,6 +59,8 @@ NOT_ONE_LAUNCHER = REASONS.not_one_launcher
 ONE_TRACER = REASONS.one_tracer
 NOT_ATTACHABLE = REASONS.not_attachable
 
+ARGUMENTS = (KERNPROF_OPTIONS, NO_AMBIGUOUS_ARGUMENT)
+
 
 def tool_push(facts: HostFacts, tool: ToolChoice | None) -> dict[str, str] | None:
     return None
@@ -68,16 +69,18 @@ def tool_push(facts: HostFacts, tool: ToolChoice | None) -> dict[str, str] | Non
 def plan(campaign: Campaign, facts: HostFacts, tool: ToolChoice | None) -> ProfilerPlan:
     spec = campaign.profilers.line_profiler
     outputs = [OUTPUT, STATS]
-    reason = wrapped.skip_reason(campaign, facts, NAME, REASONS)
-    launch = campaign.target.launch
-    split = split_command(list(launch.command)) if launch is not None else NO_ATTACH
-    if spec is None or reason is not None or isinstance(split, str):
-        return ProfilerPlan.skipped(NAME, reason or str(split), outputs, MAX_BYTES)
-    interpreter, rest = split
-    ambiguous = wrapped.ambiguous_argument(rest, KERNPROF_OPTIONS)
-    if ambiguous is not None:
-        reason = NO_AMBIGUOUS_ARGUMENT.replace("{}", repr(ambiguous))
-        return ProfilerPlan.skipped(NAME, reason, outputs, MAX_BYTES)
+    interpreter = wrapped.interpreter_or_skipped(
+        campaign,
+        facts,
+        NAME,
+        REASONS,
+        ARGUMENTS,
+        outputs,
+        MAX_BYTES,
+    )
+    if isinstance(interpreter, ProfilerPlan):
+        return interpreter
+    assert spec is not None  # planned only when the campaign lists it (with its functions)
     functions = ",".join(spec.functions)
     tool_argv = ["-m", "kernprof", "-l", "-p", functions, "-o", f"{WORKDIR_ARG}/{STATS}"]
     post = [wrapped.in_program_env(campaign, post_argv(interpreter[0], STATS, OUTPUT, spec.top))]

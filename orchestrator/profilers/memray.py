@@ -29,7 +29,6 @@ from orchestrator.campaign.profiler_specs import MemraySpec
 from orchestrator.models import WORKDIR_ARG, HostFacts, ProfilerPlan
 from orchestrator.profilers import wrapped
 from orchestrator.profilers.base import ProfileResult, ToolChoice
-from orchestrator.profilers.cprofile import split_command
 from orchestrator.values import dicts, visible
 from orchestrator.values import number as finite
 
@@ -71,6 +70,8 @@ NOT_ONE_LAUNCHER = REASONS.not_one_launcher
 ONE_TRACER = REASONS.one_tracer
 NOT_ATTACHABLE = REASONS.not_attachable
 
+ARGUMENTS = (MEMRAY_OPTIONS, NO_AMBIGUOUS_ARGUMENT)
+
 
 def tool_push(facts: HostFacts, tool: ToolChoice | None) -> dict[str, str] | None:
     return None
@@ -79,16 +80,11 @@ def tool_push(facts: HostFacts, tool: ToolChoice | None) -> dict[str, str] | Non
 def plan(campaign: Campaign, facts: HostFacts, tool: ToolChoice | None) -> ProfilerPlan:
     spec = campaign.profilers.memray or MemraySpec()
     outputs = [OUTPUT, CAPTURE]
-    reason = wrapped.skip_reason(campaign, facts, NAME, REASONS)
-    launch = campaign.target.launch
-    split = split_command(list(launch.command)) if launch is not None else NO_ATTACH
-    if reason is not None or isinstance(split, str):
-        return ProfilerPlan.skipped(NAME, reason or str(split), outputs, MAX_BYTES)
-    interpreter, rest = split
-    ambiguous = wrapped.ambiguous_argument(rest, MEMRAY_OPTIONS)
-    if ambiguous is not None:
-        reason = NO_AMBIGUOUS_ARGUMENT.replace("{}", repr(ambiguous))
-        return ProfilerPlan.skipped(NAME, reason, outputs, MAX_BYTES)
+    interpreter = wrapped.interpreter_or_skipped(
+        campaign, facts, NAME, REASONS, ARGUMENTS, outputs, MAX_BYTES
+    )
+    if isinstance(interpreter, ProfilerPlan):
+        return interpreter
     flags = [
         flag
         for flag, wanted in (

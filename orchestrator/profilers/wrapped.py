@@ -127,6 +127,32 @@ def ambiguous_argument(rest: list[str], options: tuple[str, ...]) -> str | None:
     return None
 
 
+def interpreter_or_skipped(
+    campaign: Campaign,
+    facts: HostFacts,
+    name: str,
+    why: Reasons,
+    tool_options: tuple[tuple[str, ...], str],
+    outputs: list[str],
+    max_bytes: int,
+) -> list[str] | ProfilerPlan:
+    """The command's interpreter and its options (what the wrap replaces), or the plan
+    that skips ``name`` with the reason. ``tool_options``: the tool's long options and the
+    reason (``{}`` the argument) when a script argument abbreviates two of them."""
+    reason = skip_reason(campaign, facts, name, why)
+    launch = campaign.target.launch
+    split = split_command(list(launch.command)) if launch is not None else why.no_attach
+    if reason is not None or isinstance(split, str):
+        return ProfilerPlan.skipped(name, reason or str(split), outputs, max_bytes)
+    interpreter, rest = split
+    options, ambiguous_reason = tool_options
+    ambiguous = ambiguous_argument(rest, options)
+    if ambiguous is not None:
+        reason = ambiguous_reason.replace("{}", repr(ambiguous))
+        return ProfilerPlan.skipped(name, reason, outputs, max_bytes)
+    return interpreter
+
+
 def in_program_env(campaign: Campaign, argv: list[str]) -> list[str]:
     """A post step run with the program's own environment variables (``env NAME=VALUE
     ... argv``): the tool the converter imports may be found only through them

@@ -16,7 +16,7 @@ import pytest
 from orchestrator.campaign.model import Campaign
 from orchestrator.profilers import memray as mr
 from tests.support.factories import campaign, host_facts
-from tests.support.session import builtin_profiler, run_module
+from tests.support.session import builtin_profiler, pyspy_profiler, run_module
 from tests.support.wrapped import has_module, wrapped_plan
 
 PY38 = Path("/root/.pyenv/versions/3.8.18/bin/python3.8")
@@ -128,3 +128,19 @@ def test_a_python_without_memray_skips_memray_with_the_reason_and_runs_the_progr
     assert launched.endswith(f"{PY38} {tmp_path / 'holder.py'}")
     assert run.manifest["profilers"]["memory"]["status"] == "ok"
     assert run.result["status"] == "ok", run.result["reason"]
+
+
+def test_py_spy_attaching_from_outside_samples_the_program_memray_runs_in(tmp_path, py_spy):
+    if not has_module(sys.executable, "memray"):
+        pytest.skip("memray is not installed for this Python (pip install memray)")
+    plan, _chosen = memray_plan(tmp_path, sys.executable, window=3.0)
+    plan["profilers"].append(pyspy_profiler(py_spy, 3.0))
+
+    run = run_module(tmp_path, plan, timeout=90)
+
+    entries = run.manifest["profilers"]
+    assert entries["memray"]["status"] == "ok", entries["memray"]["reason"]
+    assert entries["py-spy"]["status"] == "ok", entries["py-spy"]["reason"]
+    assert str(run.manifest["target"]["pid"]) in entries["py-spy"]["argv"]
+    folded = run.read(next(m for m in run.members() if m.endswith("py-spy.folded")))
+    assert "holder.py" in folded

@@ -134,7 +134,9 @@ def test_py_spy_attaching_from_outside_samples_the_program_memray_runs_in(tmp_pa
     if not has_module(sys.executable, "memray"):
         pytest.skip("memray is not installed for this Python (pip install memray)")
     plan, _chosen = memray_plan(tmp_path, sys.executable, window=3.0)
-    plan["profilers"].append(pyspy_profiler(py_spy, 3.0))
+    spy = pyspy_profiler(py_spy, 3.0)
+    spy["argv"].append("--idle")  # the program sleeps once it holds its memory
+    plan["profilers"].append(spy)
 
     run = run_module(tmp_path, plan, timeout=90)
 

@@ -57,7 +57,7 @@ class Target:
         self.spec = spec
         self.profilers = profilers or []  # the plan's: one may hook into the program
         self.log = log
-        check_modules(spec, self.profilers, log)  # before T0: does the program's Python have memray?
+        check_modules(spec, self.profilers, log)  # before T0: has the program memray?
         self.mode: str = spec["mode"]
         self.via_profiler = self.mode == "launch" and bool(spec.get("via_profiler"))
         self.pid: Optional[int] = None

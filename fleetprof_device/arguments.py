@@ -23,6 +23,7 @@ from .contract import (
 )
 from .errors import InvocationError
 from .inprogram import option_errors
+from .module_check import option_errors as module_option_errors
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z")  # \Z: no trailing newline
 SHA256_RE = re.compile(r"^[0-9A-Fa-f]{64}\Z")
@@ -201,6 +202,8 @@ def _profiler_errors(prof: Dict[str, Any]) -> List[str]:
     elif prof.get("in_target"):
         if prof.get("argv") or prof.get("launch_argv"):
             errors.append("a profiler inside the target takes no argv")
+        if isinstance(prof.get("options"), dict):
+            errors.extend(module_option_errors(prof["options"]))
     elif prof.get("status") == "planned" and not (prof.get("argv") or prof.get("launch_argv")):
         errors.append("a planned profiler needs an argv")
     errors.extend(_post_errors(prof))

@@ -17,6 +17,7 @@ from .contract import PROBE_FILE
 from .errors import TargetError
 from .files import file_tail
 from .inprogram import launch_env
+from .module_check import check_modules
 from .procfs import (
     ProcessRef,
     check_pid,
@@ -56,6 +57,7 @@ class Target:
         self.spec = spec
         self.profilers = profilers or []  # the plan's: one may hook into the program
         self.log = log
+        check_modules(spec, self.profilers, log)  # before T0: has the program memray?
         self.mode: str = spec["mode"]
         self.via_profiler = self.mode == "launch" and bool(spec.get("via_profiler"))
         self.pid: Optional[int] = None

@@ -87,6 +87,10 @@ RULES: tuple[Rule, ...] = (
     Rule("tracemalloc.tracer_mb", SKIP),
     # The share of the program's time its snapshots held it: what profiling cost it.
     Rule("tracemalloc.snapshot_pct", LOWER, floor=2.0),
+    # memray: memory never freed by the end of the window, and the peak.
+    Rule("memray.leaked_mb", LOWER, floor=1.0),
+    Rule("memray.leaked_allocations", LOWER, floor=100.0),
+    Rule("memray.peak_mb", LOWER, floor=1.0),
     # What a profiler cost the device (% of one core): a board where it costs far more
     # than on its peers is one where profiling disturbs the workload.
     Rule("overhead.*.cpu_pct", LOWER, floor=2.0),

@@ -151,6 +151,53 @@ class TracemallocSpec(_SamplerSpec):
     ] = 20
 
 
+class MemraySpec(Spec):
+    """memray inside a launched Python command (``python -m memray run``), where memray is
+    installed in the program's own environment: allocations, peak, leaks by site."""
+
+    # Native (C/C++) frames in the capture: a larger file, stacks through extensions.
+    native: bool = False
+    # Also trace the children the program forks (each writes a capture of its own).
+    follow_fork: bool = False
+    # Every Python object allocation, not only what reaches malloc: slower, exact counts.
+    trace_python_allocators: bool = False
+    # An aggregated capture: far smaller for long windows, but no totals over the run.
+    aggregate: bool = False
+    # Sites kept per table per host.
+    top: Annotated[int, int_check(1, 100, "an integer from 1 to 100")] = 20
+
+
+LINE_PROFILER_TARGET_MAX = 200  # characters of one name given to kernprof -p
+
+
+def _check_prof_targets(value: object) -> list[str]:
+    what = "a non-empty list of functions, classes or modules to profile (pkg.mod.func)"
+    if not isinstance(value, list) or not value or len(value) > 50:
+        raise invalid(f"expected {what}, at most 50, got {describe(value)}")
+    for index, item in enumerate(value):
+        if (
+            not isinstance(item, str)
+            or not 0 < len(item) <= LINE_PROFILER_TARGET_MAX
+            or any(ch.isspace() or ch == "," or not ch.isprintable() for ch in item)
+        ):
+            raise invalid(
+                "expected a dotted name (pkg.mod.func, pkg.mod.Class, pkg.mod) or the "
+                f"script's path, without spaces or commas, got {describe(item)}",
+                index,
+            )
+    return list(dict.fromkeys(value))
+
+
+class LineProfilerSpec(Spec):
+    """line_profiler's kernprof inside a launched Python command, where line_profiler is
+    installed in the program's own environment: time by line of the named functions."""
+
+    # kernprof -p: functions, classes or modules (profiled whole), or the script's path.
+    functions: Annotated[list[str], PlainValidator(_check_prof_targets)]
+    # Functions kept per host, the most time first.
+    top: Annotated[int, int_check(1, 100, "an integer from 1 to 100")] = 20
+
+
 class ProfilersSpec(Spec):
     """Which profilers run and how; a profiler that is absent (None) does not run."""
 
@@ -168,6 +215,10 @@ class ProfilersSpec(Spec):
     ncu: NcuSpec | None = None
     cprofile: CprofileSpec | None = None
     tracemalloc: TracemallocSpec | None = None
+    memray: MemraySpec | None = None
+    line_profiler: LineProfilerSpec | None = Field(
+        default=None, validation_alias="line-profiler", serialization_alias="line-profiler"
+    )
 
     @model_serializer(mode="wrap")
     def _only_enabled(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:

@@ -9,7 +9,9 @@ from typing import cast
 from orchestrator.profilers import (
     cprofile,
     iotop,
+    line_profiler,
     memory,
+    memray,
     ncu,
     nsys,
     nvidia_smi,
@@ -33,6 +35,8 @@ REGISTRY: dict[str, Profiler] = {
         ncu,
         cprofile,
         tracemalloc,
+        memray,
+        line_profiler,
     )
 }
 

@@ -23,7 +23,7 @@ from markupsafe import Markup
 
 from orchestrator.analysis.fleet import CPROFILE_EDGES, CPROFILE_TABLE
 from orchestrator.analysis.stacks import gc_paused
-from orchestrator.report.allocations import allocation_views
+from orchestrator.report.allocations import allocation_views, memray_views
 from orchestrator.report.charts import Chart, group_charts, host_charts, trend_charts
 from orchestrator.report.flames import FLAME_WIDTH as FLAME_WIDTH
 from orchestrator.report.flames import diff_flame_svg as diff_flame_svg
@@ -41,6 +41,7 @@ from orchestrator.report.formats import (
     stability_text,
     text_or_none,
 )
+from orchestrator.report.lineprof import line_views
 from orchestrator.values import dicts as _dicts
 from orchestrator.values import mapping as _mapping
 from orchestrator.values import number as _number
@@ -205,6 +206,8 @@ class HostView:
     cprofile: list[dict[str, Any]] = field(default_factory=list)
     cprofile_edges: list[dict[str, Any]] = field(default_factory=list)
     allocations: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # tracemalloc
+    memray: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    line_profile: list[dict[str, Any]] = field(default_factory=list)  # line-profiler
 
 
 def _hot_line_rows(value: Any) -> list[dict[str, Any]]:
@@ -295,6 +298,8 @@ def _host_view(
         hot_lines=_hot_line_rows(host.get("hot_lines")),
         **_cprofile_views(_mapping(host.get("tables"))),
         allocations=allocation_views(_mapping(host.get("tables"))),
+        memray=memray_views(_mapping(host.get("tables"))),
+        line_profile=line_views(_mapping(host.get("tables"))),
     )
 
 

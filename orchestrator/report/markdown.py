@@ -21,6 +21,7 @@ from orchestrator.report.formats import (
     fingerprint_text,
     stability_text,
 )
+from orchestrator.report.lineprof import line_views
 from orchestrator.values import dicts as _dicts
 from orchestrator.values import mapping as _mapping
 from orchestrator.values import number as _number
@@ -124,6 +125,8 @@ def _render(report: Mapping[str, Any], check_always: bool) -> str:
     out += _group_hot_lines(_dicts(report.get("groups")))
     out += _cprofile(report)
     out += _allocations(_dicts(report.get("hosts")))
+    out += _memray(_dicts(report.get("hosts")))
+    out += _line_profile(_dicts(report.get("hosts")))
     if not isinstance(check, Mapping):
         out += _regressions(regressions)
     return "\n".join(out).rstrip("\n") + "\n"
@@ -348,6 +351,54 @@ def _allocations(hosts: list[Mapping[str, Any]]) -> list[str]:
         return []
     header = ["host", "top growth site", "grew MB", "MB/min", "all MB/min", "peak MB"]
     return ["## Allocations per host", "", *_table(header, rows, {2, 3, 4, 5}), ""]
+
+
+def _memray(hosts: list[Mapping[str, Any]]) -> list[str]:
+    """One table: each host's site holding the most at the peak (memray), its peak and
+    what it left allocated."""
+    rows: list[list[str]] = []
+    for host in hosts:
+        tables, metrics = _mapping(host.get("tables")), _mapping(host.get("metrics"))
+        peak = _dicts(tables.get("memray.peak"))
+        if not peak and "memray.peak_mb" not in metrics:
+            continue
+        top = peak[0] if peak else {}
+        rows.append(
+            [
+                md_text(host.get("name")),
+                md_text(f"{top.get('function') or '?'} {site_text(top)}") if top else MISSING,
+                _num(top.get("size_mb"), 3),
+                _num(metrics.get("memray.peak_mb"), 2),
+                _num(metrics.get("memray.leaked_mb"), 2),
+                _num(metrics.get("memray.total_allocated_mb"), 1),
+            ]
+        )
+    if not rows:
+        return []
+    header = ["host", "top site at the peak", "its MB", "peak MB", "leaked MB", "allocated MB"]
+    return ["## memray per host", "", *_table(header, rows, {2, 3, 4, 5}), ""]
+
+
+def _line_profile(hosts: list[Mapping[str, Any]]) -> list[str]:
+    """One table: each host's profiled functions (line-profiler) and the hottest line of each."""
+    rows: list[list[str]] = []
+    for host in hosts:
+        for view in line_views(_mapping(host.get("tables"))):
+            hot = view["hottest"] or {}
+            rows.append(
+                [
+                    md_text(host.get("name")),
+                    md_text(view["function"]),
+                    _num(view["time_s"], 3),
+                    md_text(hot.get("line")) if hot else MISSING,
+                    _num(hot.get("pct"), 1),
+                    md_text(hot.get("text") or "") if hot else MISSING,
+                ]
+            )
+    if not rows:
+        return []
+    header = ["host", "function", "time s", "hottest line", "of function %", "source"]
+    return ["## line-profiler per host", "", *_table(header, rows, {2, 4}), ""]
 
 
 def _plural(count: int, word: str) -> str:

@@ -42,8 +42,10 @@ def inspect_file(profiler_name: str, path: Path) -> dict[str, Any]:
         except OSError as err:
             raise InspectError(f"{path}: {err.strerror or err}") from None
         result = profiler.parse(session, {}, campaign)
-    # Everything but the raw stacks, which top_functions and flamegraph summarize.
-    data = {f.name: getattr(result, f.name) for f in fields(result) if f.name != "stacks"}
+    # Everything but the raw stacks and their line counts, which top_functions, flamegraph
+    # and hot_lines summarize.
+    raw = {"stacks", "line_counts"}
+    data = {f.name: getattr(result, f.name) for f in fields(result) if f.name not in raw}
     data["profiler"] = profiler_name
     data["file"] = str(path)
     return data

@@ -2,7 +2,7 @@
 hardware models, launching a program that holds a known number of bytes allocated at a known line
 (tests/process/test_memray_run.py's HOLDER), with memray where the program's Python can
 import it. The devices' Python (/usr/bin/python3) has no memray: the campaign's
-PYTHONPATH (/opt/pylib) gives it one on model-a-1 only (a link to the controller's memray,
+PYTHONPATH (/opt/pylib) gives it one on model-a-1 only (a copy of the controller's memray,
 built for the same Python 3.11), so model-a-1 names the holding line first within 10% of
 the truth, and model-b-1 skips memray with the reason, decided on the device; its other
 profiler still runs and the host is ok. line-profiler the same way, on a program whose hot
@@ -22,25 +22,28 @@ from tests.fleet.fixtures import requires_fleet
 from tests.process.test_line_profiler_run import HOT, HOT_LINE
 from tests.process.test_memray_run import BLOCK, BLOCKS, HOLD_LINE, HOLDER
 from tests.support.fleet import PYTHON, deploy
+from tests.support.pylib import copy_distributions
 
-memray = pytest.importorskip("memray")
+pytest.importorskip("memray")
 pytestmark = [pytest.mark.integration, requires_fleet]
 
 SECONDS = 5
 HOSTS = ("model-a-1", "model-b-1")
-SITE_PACKAGES = Path(memray.__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def fleet(module_fleet_factory: Any) -> Fleet:
-    if SITE_PACKAGES.parts[1] in ("root", "tmp", "opt", "run", "var"):
-        pytest.skip(f"memray is in {SITE_PACKAGES}, which the test hosts cannot see")
     fleet: Fleet = module_fleet_factory(
         {"model-a": {"count": 1, "cpu": 1.0}, "model-b": {"count": 1, "cpu": 1.0}}
     )
     deploy(fleet, HOLDER, "mem/holder.py")
     deploy(fleet, HOT, "mem/hot.py")
-    Path(fleet.host("model-a-1").private_path("/opt/pylib")).symlink_to(SITE_PACKAGES)
+    # A copy, not a link: the controller's venv may lie where the hosts cannot see it
+    # (a clean clone under /tmp, which is private to each host).
+    copied = copy_distributions(
+        ["memray", "line_profiler"], Path(fleet.host("model-a-1").private_path("/opt/pylib"))
+    )
+    assert {"memray", "line-profiler"} <= set(copied), copied
     return fleet
 
 

@@ -117,6 +117,12 @@ def test_a_device_disk_full_to_the_last_byte_comes_back_partial_with_its_samples
     left = fleet.run(FULL, ["find", "/root", "-type", "f", "-printf", "%P\\n"]).stdout.split()
     package = device_bundle.build().path
     assert sorted(left) == [".fleetprof/session.lock", package, "fill"], left
+    # Nor on the other, collected by the session play itself: its workdir (the runner
+    # removed it once packed), archive and job status file went in one command.
+    kept = fleet.run(OTHER, ["find", "/root", "-type", "f", "-printf", "%P\\n"]).stdout.split()
+    assert [f for f in kept if not f.startswith(".fleetprof/tools/")] == [
+        ".fleetprof/session.lock"
+    ], kept
 
 
 LIGHT = """\

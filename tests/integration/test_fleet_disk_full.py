@@ -113,16 +113,31 @@ def test_a_device_disk_full_to_the_last_byte_comes_back_partial_with_its_samples
 
     # Nothing of the session is left on the full device: no workdir, archive, reserve,
     # temp file, Ansible job status or module file; only the filler, fleetprof's lock and
-    # the device package preflight pushed (a tool, kept for the next run like py-spy).
-    left = fleet.run(FULL, ["find", "/root", "-type", "f", "-printf", "%P\\n"]).stdout.split()
+    # the device package preflight pushed (a tool, kept for the next run like py-spy). Nor
+    # on the other, collected by the session play itself: its workdir (the runner removed
+    # it once packed), archive and job status file went in one command. Ansible's async
+    # watcher removes its own module files up to 5 s after the job ended (it looks at the
+    # job every 5 s), which can be after collect: give it that long.
     package = device_bundle.build().path
-    assert sorted(left) == [".fleetprof/session.lock", package, "fill"], left
-    # Nor on the other, collected by the session play itself: its workdir (the runner
-    # removed it once packed), archive and job status file went in one command.
-    kept = fleet.run(OTHER, ["find", "/root", "-type", "f", "-printf", "%P\\n"]).stdout.split()
-    assert [f for f in kept if not f.startswith(".fleetprof/tools/")] == [
-        ".fleetprof/session.lock"
-    ], kept
+    expected = {
+        FULL: [".fleetprof/session.lock", package, "fill"],
+        OTHER: [".fleetprof/session.lock"],
+    }
+
+    def left() -> dict[str, list[str]]:
+        found = {}
+        for host in (FULL, OTHER):
+            listed = fleet.run(host, ["find", "/root", "-type", "f", "-printf", "%P\\n"])
+            tools = [".fleetprof/tools/"] if host == OTHER else []
+            found[host] = sorted(
+                f for f in listed.stdout.split() if not any(f.startswith(t) for t in tools)
+            )
+        return found
+
+    deadline = time.monotonic() + 10
+    while left() != expected and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert left() == expected
 
 
 LIGHT = """\

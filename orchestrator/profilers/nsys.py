@@ -147,7 +147,7 @@ def plan(campaign: Campaign, facts: HostFacts, tool: ToolChoice | None) -> Profi
     # PyTorch's ranges are NVTX ranges: traced even where the campaign's list left nvtx out.
     trace = list(spec.trace) + (["nvtx"] if flag and "nvtx" not in spec.trace else [])
     # The device asks its nsys's help before T0 and drops the flag where it is unknown
-    # (fleetprof_device/flag_check.py): an older nsys would refuse to start at all.
+    # (fleetprof_device/flag_check.py): an nsys without it would stop on the unknown option.
     check = {"flag": flag, "help_argv": [nsys, "profile", "--help"], "needle": PYTORCH_OPTION}
     return ProfilerPlan(
         name=NAME,

@@ -22,6 +22,7 @@ from .contract import (
     TRACEMALLOC,
 )
 from .errors import InvocationError
+from .flag_check import option_errors as flag_option_errors
 from .inprogram import option_errors
 from .module_check import option_errors as module_option_errors
 
@@ -207,6 +208,8 @@ def _profiler_errors(prof: Dict[str, Any]) -> List[str]:
     elif prof.get("status") == "planned" and not (prof.get("argv") or prof.get("launch_argv")):
         errors.append("a planned profiler needs an argv")
     errors.extend(_post_errors(prof))
+    if isinstance(prof.get("options"), dict):
+        errors.extend(flag_option_errors(prof["options"]))
     for output in prof.get("outputs") or []:
         if not isinstance(output, str):
             continue

@@ -16,6 +16,7 @@ from .clock import Clock
 from .contract import PROBE_FILE
 from .errors import TargetError
 from .files import file_tail
+from .flag_check import check_flags
 from .inprogram import launch_env
 from .module_check import check_modules
 from .procfs import (
@@ -58,6 +59,7 @@ class Target:
         self.profilers = profilers or []  # the plan's: one may hook into the program
         self.log = log
         check_modules(spec, self.profilers, log)  # before T0: has the program memray?
+        check_flags(self.profilers, log)  # before T0: does the device's nsys know --pytorch?
         self.mode: str = spec["mode"]
         self.via_profiler = self.mode == "launch" and bool(spec.get("via_profiler"))
         self.pid: Optional[int] = None

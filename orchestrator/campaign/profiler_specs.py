@@ -112,6 +112,10 @@ class NsysSpec(Spec):
     )
     # Also bring back the .nsys-rep report (within the size cap) for the Nsight GUI.
     keep_report: bool = False
+    # PyTorch's own NVTX ranges (`nsys profile --pytorch=MODE`: nsys turns on
+    # torch.autograd.profiler.emit_nvtx when the program imports torch), where the device's
+    # nsys knows the option; "autograd-shapes-nvtx" adds each operator's input shapes.
+    pytorch: Literal["autograd-nvtx", "autograd-shapes-nvtx", "none"] = "none"
 
 
 class NcuSpec(Spec):

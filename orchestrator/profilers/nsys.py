@@ -9,10 +9,14 @@ unless ``keep_report`` asks for it.
 
 ``nsys stats --output PREFIX`` writes ``PREFIX_<report>.csv``. The summary reports were
 renamed in Nsight Systems 2023 (``gpukernsum`` -> ``cuda_gpu_kern_sum``, ``cudaapisum`` ->
-``cuda_api_sum``, ``osrtsum`` -> ``osrt_sum``): each report is asked for by its new name
-first, and by its old name only when that failed (the runner's ``post_fallback``), so one
-generation's unknown name is expected and is no problem. Reports before 2021.4 were
-``.qdrep`` files; those versions are not supported.
+``cuda_api_sum``, ``osrtsum`` -> ``osrt_sum``, ``nvtxsum`` -> ``nvtx_sum``): each report is
+asked for by its new name first, and by its old name only when that failed (the runner's
+``post_fallback``), so one generation's unknown name is expected and is no problem. Reports
+before 2021.4 were ``.qdrep`` files; those versions are not supported.
+
+``pytorch:`` adds ``--pytorch=MODE`` (PyTorch's autograd NVTX ranges) where the device's
+nsys knows it: the device asks ``nsys profile --help`` before T0 and drops the flag where
+the help does not list it (``options["flag_check"]``); the parser then says so.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from orchestrator.profilers.base import (
     no_nvidia_driver,
     read_capped,
 )
+from orchestrator.values import visible
 
 NAME = "nsys"
 # Starts the program itself (it cannot attach): the runner hands it the launch.
@@ -48,13 +53,18 @@ STATS_PREFIX = "nsys-stats"
 CSV_MAX_BYTES = 16 * 1024 * 1024
 REPORT_MAX_BYTES = 512 * 1024 * 1024  # keep_report: a cut report would be useless
 TOP_ROWS = 10
+NAME_MAX = 1000  # characters of a kernel, call or range name kept (C++ templates run long)
 
 # kind -> (report name since Nsight Systems 2023, the name before)
 REPORTS = {
     "gpu_kernels": ("cuda_gpu_kern_sum", "gpukernsum"),
     "cuda_api": ("cuda_api_sum", "cudaapisum"),
     "osrt": ("osrt_sum", "osrtsum"),
+    # NVTX ranges (the program's own, or PyTorch's with `pytorch:`): push/pop and start/end
+    # ranges in one summary with a Style column; `nvtxsum` before 2023 (no Style column).
+    "nvtx": ("nvtx_sum", "nvtxsum"),
 }
+NVTX_TABLE = "nvtx_ranges"  # ProfileResult.tables key of the NVTX range summary
 
 NOT_LAUNCH = needs_launch("Nsight Systems")
 NOT_INSTALLED = (
@@ -62,6 +72,12 @@ NOT_INSTALLED = (
     "(or a CUDA toolkit that ships it) on the device"
 )
 NO_DRIVER = no_nvidia_driver("Nsight Systems has no CUDA activity to trace")
+PYTORCH_OPTION = "--pytorch"  # nsys profile's; its help lists it where the version has it
+PYTORCH_DROPPED = (
+    "nsys ran without {flag}: the device's `nsys profile --help` does not list "
+    f"{PYTORCH_OPTION} (an Nsight Systems older than the option, or its help failed; the "
+    "runner log says which), so PyTorch's autograd NVTX ranges are missing"
+)
 
 
 def stats_file(report: str) -> str:
@@ -112,6 +128,11 @@ def post_steps(nsys: str) -> tuple[list[list[str]], list[int]]:
     return argv, fallback
 
 
+def pytorch_flag(spec: NsysSpec) -> str | None:
+    """``--pytorch=MODE`` for the campaign's ``pytorch`` key, None for ``none``."""
+    return None if spec.pytorch == "none" else f"{PYTORCH_OPTION}={spec.pytorch}"
+
+
 def plan(campaign: Campaign, facts: HostFacts, tool: ToolChoice | None) -> ProfilerPlan:
     spec = campaign.profilers.nsys or NsysSpec()
     outputs = list(CSV_OUTPUTS) + ([REPORT_FILE] if spec.keep_report else [])
@@ -122,6 +143,12 @@ def plan(campaign: Campaign, facts: HostFacts, tool: ToolChoice | None) -> Profi
         return ProfilerPlan.skipped(NAME, reason or NOT_LAUNCH, outputs, max_bytes)
     nsys = facts.tools[NAME]
     post, fallback = post_steps(nsys)
+    flag = pytorch_flag(spec)
+    # PyTorch's ranges are NVTX ranges: traced even where the campaign's list left nvtx out.
+    trace = list(spec.trace) + (["nvtx"] if flag and "nvtx" not in spec.trace else [])
+    # The device asks its nsys's help before T0 and drops the flag where it is unknown
+    # (fleetprof_device/flag_check.py): an nsys without it would stop on the unknown option.
+    check = {"flag": flag, "help_argv": [nsys, "profile", "--help"], "needle": PYTORCH_OPTION}
     return ProfilerPlan(
         name=NAME,
         status="planned",
@@ -136,7 +163,8 @@ def plan(campaign: Campaign, facts: HostFacts, tool: ToolChoice | None) -> Profi
             "--force-overwrite",
             "true",
             "--trace",
-            ",".join(spec.trace),
+            ",".join(trace),
+            *([flag] if flag else []),
             "--duration",
             str(max(1, math.ceil(campaign.duration_s))),
             "--",
@@ -148,6 +176,7 @@ def plan(campaign: Campaign, facts: HostFacts, tool: ToolChoice | None) -> Profi
             "post_fallback": fallback,
             "optional_outputs": list(CSV_OUTPUTS),
             "discard": [SQLITE_FILE] + ([] if spec.keep_report else [REPORT_FILE]),
+            **({"flag_check": check} if flag else {}),
         },
         post_argv=post,
     )
@@ -166,6 +195,9 @@ class Row:
     count: int | None
     avg_ns: float | None
     med_ns: float | None
+    min_ns: float | None = None
+    max_ns: float | None = None
+    style: str | None = None  # NVTX ranges: PushPop or StartEnd
 
 
 @dataclass
@@ -206,11 +238,12 @@ def number(text: str) -> float | None:
 
 
 def parse_summary(text: str) -> Summary:
-    """One ``nsys stats --format csv`` summary (kernels, CUDA API, OS runtime) -> rows.
+    """One ``nsys stats --format csv`` summary (kernels, CUDA API, OS runtime, NVTX) -> rows.
 
     Whatever nsys prints before the table (a title, "Processing ..." lines, a blank line)
     is skipped up to the header; both the 2023+ columns ("Time (%)", "Avg (ns)", "Med (ns)")
-    and the older ones ("Time(%)", "Average") are read. Never raises.
+    and the older ones ("Time(%)", "Average") are read, and NVTX's "Range" and "Style".
+    Names are cut at NAME_MAX characters, their control characters made visible. Never raises.
     """
     out = Summary()
     if text and not text.endswith("\n"):
@@ -228,10 +261,13 @@ def parse_summary(text: str) -> Summary:
         return out
     out.header = True
     total_at, total_unit = _column(header, "Total Time")
-    name_at, _ = _column(header, "Name")
+    name_at, _ = _column(header, "Name", "Range")  # NVTX summaries name their rows "Range"
     count_at, _ = _column(header, "Instances", "Num Calls", "Calls", "Count")
     avg_at, avg_unit = _column(header, "Avg", "Average")
     med_at, med_unit = _column(header, "Med", "Median")
+    min_at, min_unit = _column(header, "Min", "Minimum")
+    max_at, max_unit = _column(header, "Max", "Maximum")
+    style_at, _ = _column(header, "Style")
     if total_at is None:
         out.missing.append("Total Time")
     if name_at is None:
@@ -249,16 +285,23 @@ def parse_summary(text: str) -> Summary:
         if total is None or not name:
             out.malformed_rows += 1
             continue
-        count = number(cells[count_at]) if count_at is not None and count_at < len(cells) else None
-        avg = number(cells[avg_at]) if avg_at is not None and avg_at < len(cells) else None
-        med = number(cells[med_at]) if med_at is not None and med_at < len(cells) else None
+
+        def cell(at: int | None, unit: float, cells: list[str] = cells) -> float | None:
+            value = number(cells[at]) if at is not None and at < len(cells) else None
+            return value * unit if value is not None else None
+
+        count = cell(count_at, 1.0)
+        style = cells[style_at].strip() if style_at is not None and style_at < len(cells) else ""
         out.rows.append(
             Row(
-                name=name,
+                name=visible(name[:NAME_MAX]),
                 total_ns=total * total_unit,
                 count=int(count) if count is not None else None,
-                avg_ns=avg * avg_unit if avg is not None else None,
-                med_ns=med * med_unit if med is not None else None,
+                avg_ns=cell(avg_at, avg_unit),
+                med_ns=cell(med_at, med_unit),
+                min_ns=cell(min_at, min_unit),
+                max_ns=cell(max_at, max_unit),
+                style=visible(style[:40]) or None,
             )
         )
     out.rows.sort(key=lambda row: row.total_ns, reverse=True)
@@ -318,7 +361,11 @@ def parse(session_dir: Path, entry: dict[str, Any], campaign: Campaign) -> Profi
     and name differently); shares are recomputed from them.
     """
     result = ProfileResult()
-    for kind in REPORTS:
+    flag = pytorch_flag(campaign.profilers.nsys or NsysSpec())
+    ran = entry.get("argv")
+    if flag and isinstance(ran, list) and ran and flag not in ran:
+        result.data_quality.append(PYTORCH_DROPPED.format(flag=flag))
+    for kind in _METRIC_PREFIX:
         summary = _summary(session_dir, kind, result)
         if summary is None:
             if kind == "gpu_kernels":
@@ -340,4 +387,43 @@ def parse(session_dir: Path, entry: dict[str, Any], campaign: Campaign) -> Profi
                 result.metrics["nsys.top_kernel_pct"] = round(
                     100.0 * summary.rows[0].total_ns / total_ns, 2
                 )
+    nvtx = _summary(session_dir, "nvtx", result)
+    if nvtx is not None:
+        _nvtx(nvtx, result)
     return result
+
+
+def _nvtx_table(rows: list[Row], total_ns: float) -> list[dict[str, Any]]:
+    def us(value: float | None) -> float | None:
+        return round(value / 1e3, 3) if value is not None else None
+
+    return [
+        {
+            "name": row.name,
+            "style": row.style,
+            "count": row.count,
+            "total_ms": round(row.total_ns / 1e6, 6),
+            "avg_us": us(row.avg_ns),
+            "med_us": us(row.med_ns),
+            "min_us": us(row.min_ns),
+            "max_us": us(row.max_ns),
+            "pct": round(100.0 * row.total_ns / total_ns, 2) if total_ns else None,
+        }
+        for row in rows[:TOP_ROWS]
+    ]
+
+
+def _nvtx(summary: Summary, result: ProfileResult) -> None:
+    """The NVTX range summary: ranges nest (a step holds its forward and backward), so no
+    total time is summed into a metric; shares are of the summed range time, as nsys's own
+    "Time (%)" column is."""
+    total_ns = sum(row.total_ns for row in summary.rows)
+    result.metrics["nsys.nvtx.ranges"] = float(len(summary.rows))
+    counts = [row.count for row in summary.rows if row.count is not None]
+    if counts:
+        result.metrics["nsys.nvtx.instances"] = float(sum(counts))
+    if summary.rows and total_ns > 0:
+        result.metrics["nsys.nvtx.top_range_pct"] = round(
+            100.0 * summary.rows[0].total_ns / total_ns, 2
+        )
+    result.tables[NVTX_TABLE] = _nvtx_table(summary.rows, total_ns)

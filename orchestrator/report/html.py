@@ -42,6 +42,7 @@ from orchestrator.report.formats import (
     text_or_none,
 )
 from orchestrator.report.lineprof import line_views
+from orchestrator.report.nvtx import nvtx_views
 from orchestrator.values import dicts as _dicts
 from orchestrator.values import mapping as _mapping
 from orchestrator.values import number as _number
@@ -208,6 +209,7 @@ class HostView:
     allocations: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # tracemalloc
     memray: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     line_profile: list[dict[str, Any]] = field(default_factory=list)  # line-profiler
+    nvtx: list[dict[str, Any]] = field(default_factory=list)  # nsys's NVTX range summary
 
 
 def _hot_line_rows(value: Any) -> list[dict[str, Any]]:
@@ -300,6 +302,7 @@ def _host_view(
         allocations=allocation_views(_mapping(host.get("tables"))),
         memray=memray_views(_mapping(host.get("tables"))),
         line_profile=line_views(_mapping(host.get("tables"))),
+        nvtx=nvtx_views(_mapping(host.get("tables"))),
     )
 
 

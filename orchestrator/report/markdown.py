@@ -22,6 +22,7 @@ from orchestrator.report.formats import (
     stability_text,
 )
 from orchestrator.report.lineprof import line_views
+from orchestrator.report.nvtx import nvtx_views
 from orchestrator.values import dicts as _dicts
 from orchestrator.values import mapping as _mapping
 from orchestrator.values import number as _number
@@ -127,6 +128,7 @@ def _render(report: Mapping[str, Any], check_always: bool) -> str:
     out += _allocations(_dicts(report.get("hosts")))
     out += _memray(_dicts(report.get("hosts")))
     out += _line_profile(_dicts(report.get("hosts")))
+    out += _nvtx(_dicts(report.get("hosts")))
     if not isinstance(check, Mapping):
         out += _regressions(regressions)
     return "\n".join(out).rstrip("\n") + "\n"
@@ -399,6 +401,27 @@ def _line_profile(hosts: list[Mapping[str, Any]]) -> list[str]:
         return []
     header = ["host", "function", "time s", "hottest line", "of function %", "source"]
     return ["## line-profiler per host", "", *_table(header, rows, {2, 4}), ""]
+
+
+def _nvtx(hosts: list[Mapping[str, Any]]) -> list[str]:
+    """One table: each host's NVTX ranges (nsys), the most total time first."""
+    rows = [
+        [
+            md_text(host.get("name")),
+            md_text(view["name"]),
+            md_text(view["style"] or ""),
+            _num(view["count"], 0),
+            _num(view["total_ms"], 3),
+            _num(view["avg_us"], 1),
+            _num(view["pct"], 1),
+        ]
+        for host in hosts
+        for view in nvtx_views(_mapping(host.get("tables")))
+    ]
+    if not rows:
+        return []
+    header = ["host", "range", "style", "instances", "total ms", "avg µs", "of ranges %"]
+    return ["## NVTX ranges per host (nsys)", "", *_table(header, rows, {3, 4, 5, 6}), ""]
 
 
 def _plural(count: int, word: str) -> str:

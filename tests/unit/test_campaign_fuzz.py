@@ -104,6 +104,7 @@ PROFILERS = {
         optional={
             "trace": st.lists(st.sampled_from(["cuda", "nvtx", "osrt", "cublas"]), min_size=1),
             "keep_report": st.booleans(),
+            "pytorch": st.sampled_from(["autograd-nvtx", "autograd-shapes-nvtx", "none"]),
         },
     ),
     "ncu": st.fixed_dictionaries(

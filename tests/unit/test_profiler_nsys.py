@@ -67,8 +67,8 @@ def test_stats_run_on_the_device_new_report_names_first_old_ones_as_fallback() -
 
     reports = [argv[argv.index("--report") + 1] for argv in planned.post_argv]
     assert reports == ["cuda_gpu_kern_sum", "gpukernsum", "cuda_api_sum", "cudaapisum",
-                       "osrt_sum", "osrtsum"]  # fmt: skip
-    assert planned.options["post_fallback"] == [1, 3, 5]
+                       "osrt_sum", "osrtsum", "nvtx_sum", "nvtxsum"]  # fmt: skip
+    assert planned.options["post_fallback"] == [1, 3, 5, 7]
     for argv in planned.post_argv:
         assert argv[:2] == [NSYS, "stats"]
         assert argv[argv.index("--format") + 1] == "csv"
@@ -110,7 +110,7 @@ def test_the_session_plan_carries_the_post_steps_and_nsys_launches() -> None:
 
     (entry,) = plan.profilers
     assert entry.name == "nsys" and entry.status == "planned"
-    assert len(entry.post_argv) == 6
+    assert len(entry.post_argv) == 8
     assert plan.target.mode == "launch"
     assert plan.to_dict()["profilers"][0]["post_argv"] == entry.post_argv
 

@@ -33,9 +33,10 @@ integration: venv
 	$(BIN)/python -m pytest -q tests/integration
 
 lint: venv device-venv
-	$(BIN)/ruff check orchestrator fleetprof_device $(DEVICE_MODULES) tests examples benchmarks
-	$(BIN)/ruff format --check orchestrator fleetprof_device $(DEVICE_MODULES) tests examples benchmarks
+	$(BIN)/ruff check orchestrator fleetprof_device $(DEVICE_MODULES) $(ACTION_PLUGINS) tests examples benchmarks
+	$(BIN)/ruff format --check orchestrator fleetprof_device $(DEVICE_MODULES) $(ACTION_PLUGINS) tests examples benchmarks
 	$(BIN)/mypy
+	$(BIN)/mypy --strict $(ACTION_PLUGINS)
 	@if [ -x $(VENV38)/bin/mypy ]; then \
 		$(VENV38)/bin/mypy --python-version 3.8 --strict fleetprof_device $(DEVICE_MODULES); \
 	else \
@@ -50,6 +51,8 @@ lint: venv device-venv
 PYTHON38 ?= /root/.pyenv/versions/3.8.18/bin/python3.8
 VENV38 ?= .venv38
 DEVICE_MODULES := $(wildcard roles/*/library/*.py)
+# The roles' action plugins run in ansible-playbook on the controller (Python 3.11).
+ACTION_PLUGINS := $(wildcard roles/*/action_plugins/*.py)
 DEVICE_TESTS := tests/device
 
 device-venv: $(VENV38)/.installed-stamp

@@ -25,7 +25,10 @@ Staged (everything else is left out):
   resolve to the collection's own roles (``ansible-playbook fleetprof.fleet.session``);
 - ``roles/<role>/`` without ``library/`` and ``molecule/``;
 - ``roles/<role>/library/<module>.py`` as ``plugins/modules/<module>.py``
-  (``fleetprof.fleet.<module>``), which the roles' unqualified module names find first.
+  (``fleetprof.fleet.<module>``), which the roles' unqualified module names find first;
+- ``roles/<role>/action_plugins/<action>.py`` as ``plugins/action/<action>.py``, for the
+  same reason (the controller-side actions, e.g. the session role's
+  ``fleetprof_session_end``).
 
 ``python -m orchestrator.collection [--output DIR]`` (``make collection``) writes
 ``DIR/fleetprof-fleet-<version>.tar.gz`` and prints its path.
@@ -50,8 +53,10 @@ COLLECTION_DIR = "collection"
 GALAXY_FILE = "galaxy.yml"
 RUNTIME_FILE = Path("meta") / "runtime.yml"
 # What a role directory may bring into the collection (ansible's role layout), minus
-# library/ (its modules go to plugins/modules/) and molecule/ (the role's tests).
+# library/ and action_plugins/ (they go to PLUGIN_DIRS) and molecule/ (the role's tests).
 ROLE_PARTS = ("defaults", "files", "handlers", "meta", "tasks", "templates", "vars")
+# A role's plugin folder -> the collection's (where its unqualified names resolve).
+PLUGIN_DIRS = {"library": "plugins/modules", "action_plugins": "plugins/action"}
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".ruff_cache", ".mypy_cache")
 
 
@@ -95,14 +100,15 @@ def read_metadata(root: Path = REPO_ROOT) -> Metadata:
     return Metadata(**values)
 
 
-def module_sources(root: Path = REPO_ROOT) -> dict[str, Path]:
-    """Every role's modules by module name; two roles may not own one name."""
+def module_sources(root: Path = REPO_ROOT, folder: str = "library") -> dict[str, Path]:
+    """Every role's modules (or plugins of the role folder ``folder``) by name; two roles
+    may not own one name."""
     found: dict[str, Path] = {}
-    for module in sorted(root.glob("roles/*/library/*.py")):
+    for module in sorted(root.glob(f"roles/*/{folder}/*.py")):
         if module.stem in found:
             raise CollectionError(
                 f"{module}: module {module.stem} is also in {found[module.stem]}; "
-                "a collection has one plugins/modules/ for all its roles"
+                f"a collection has one {PLUGIN_DIRS[folder]}/ for all its roles"
             )
         found[module.stem] = module
     return found
@@ -129,10 +135,12 @@ def stage(dest: Path, root: Path = REPO_ROOT) -> Metadata:
         for part in ROLE_PARTS:
             if (role / part).is_dir():
                 shutil.copytree(role / part, dest / "roles" / role.name / part, ignore=IGNORED)
-    modules = dest / "plugins" / "modules"
-    modules.mkdir(parents=True)
-    for name, source in module_sources(root).items():
-        shutil.copyfile(source, modules / f"{name}.py")
+    for folder, plugins in PLUGIN_DIRS.items():
+        sources = module_sources(root, folder)
+        if sources or folder == "library":
+            (dest / plugins).mkdir(parents=True)
+        for name, source in sources.items():
+            shutil.copyfile(source, dest / plugins / f"{name}.py")
     return meta
 
 

@@ -78,12 +78,19 @@ def test_the_stage_holds_the_repositorys_files_with_the_modules_as_plugins(
     assert sorted(p.name for p in (staged / "plugins" / "modules").iterdir()) == modules
     for module in (REPO / "roles").glob("*/library/*.py"):
         assert (staged / "plugins" / "modules" / module.name).read_bytes() == module.read_bytes()
+    actions = sorted((REPO / "roles").glob("*/action_plugins/*.py"))
+    assert actions, "the session role has its controller-side action"
+    assert sorted(p.name for p in (staged / "plugins" / "action").iterdir()) == sorted(
+        p.name for p in actions
+    )
+    for action in actions:
+        assert (staged / "plugins" / "action" / action.name).read_bytes() == action.read_bytes()
     roles = sorted(p.name for p in (REPO / "roles").iterdir() if (p / "tasks").is_dir())
     assert sorted(p.name for p in (staged / "roles").iterdir()) == roles
     for task_file in (REPO / "roles").glob("*/tasks/*.yml"):
         copied = staged / task_file.relative_to(REPO)
         assert copied.read_bytes() == task_file.read_bytes()
-    left_out = {"library", "molecule", "__pycache__", ".ruff_cache"}
+    left_out = {"library", "action_plugins", "molecule", "__pycache__", ".ruff_cache"}
     assert not [p for p in staged.rglob("*") if p.name in left_out]
     assert not [p for p in staged.rglob("*.pyc")]
 

@@ -46,7 +46,37 @@ def python_sources() -> list[Path]:
     files = sorted((REPO / "orchestrator").rglob("*.py"))
     files += sorted((REPO / "fleetprof_device").rglob("*.py"))
     files += sorted(REPO.glob("roles/*/library/*.py"))
+    files += action_plugins()
     return files
+
+
+def action_plugins() -> list[Path]:
+    """The roles' controller-side action plugins."""
+    return sorted(REPO.glob("roles/*/action_plugins/*.py"))
+
+
+def raw_commands(source: str, where: str) -> tuple[list[str], int]:
+    """(each command line an action plugin sends that is not built by ``command(...)``,
+    how many it sends) in Python ``source``: Ansible runs a plugin's low-level command
+    through the device's shell, so every word must come quoted from ``command``."""
+    found: list[str] = []
+    sent = 0
+    for node in ast.walk(ast.parse(source, filename=where)):
+        if not (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "_low_level_execute_command"
+        ):
+            continue
+        sent += 1
+        first = node.args[0] if node.args else None
+        if not (
+            isinstance(first, ast.Call)
+            and isinstance(first.func, ast.Name)
+            and first.func.id == "command"
+        ):
+            found.append(f"{where}:{node.lineno}: {ast.unparse(node)[:120]}")
+    return found, sent
 
 
 def shell_uses(source: str, where: str) -> tuple[list[str], list[str]]:
@@ -104,6 +134,19 @@ def test_the_python_code_never_asks_for_a_shell() -> None:
     # The walk saw the code that does start processes (else this test proves nothing).
     assert any(call.startswith("fleetprof_device/") and "Popen" in call for call in calls), calls
     assert any(call.startswith("orchestrator/") for call in calls), calls
+
+
+def test_every_command_an_action_plugin_sends_is_quoted_word_by_word() -> None:
+    found: list[str] = []
+    sent = 0
+    for path in action_plugins():
+        problems, count = raw_commands(path.read_text(), str(path.relative_to(REPO)))
+        found += problems
+        sent += count
+    assert found == [], "command lines not built by command():\n" + "\n".join(found)
+    assert sent >= 2  # the walk saw the plugin's commands (else this proves nothing)
+    bad, _ = raw_commands("self._low_level_execute_command('rm ' + path)\n", "x.py")
+    assert len(bad) == 1
 
 
 def test_the_python_check_catches_each_kind_of_shell_use() -> None:

@@ -19,7 +19,9 @@ demo: venv
 # beside them on the other (tests/conftest.py, tests/README.md). XDIST= runs serially.
 XDIST ?= -n 2 --dist loadgroup
 
-test: venv system-deps lint device-test
+# Lint and the device tests run inside the suite, as tests/lint/ (each a make target
+# below), on the worker that would otherwise idle beside the exclusive chain.
+test: venv system-deps device-venv
 	$(BIN)/python -m pytest -q --durations=20 $(XDIST) tests
 
 unit: venv
@@ -32,17 +34,28 @@ process: venv
 integration: venv
 	$(BIN)/python -m pytest -q tests/integration
 
-lint: venv device-venv
+# Each step a target of its own: tests/lint/test_lint.py runs them one by one.
+LINT_STEPS := lint-ruff lint-types lint-device-types lint-ansible
+.PHONY: $(LINT_STEPS)
+lint: $(LINT_STEPS)
+
+lint-ruff: venv
 	$(BIN)/ruff check orchestrator fleetprof_device $(DEVICE_MODULES) $(ACTION_PLUGINS) tests examples benchmarks
 	$(BIN)/ruff format --check orchestrator fleetprof_device $(DEVICE_MODULES) $(ACTION_PLUGINS) tests examples benchmarks
+
+lint-types: venv
 	$(BIN)/mypy
 	$(BIN)/mypy --strict $(ACTION_PLUGINS)
+
+lint-device-types: venv device-venv
 	@if [ -x $(VENV38)/bin/mypy ]; then \
 		$(VENV38)/bin/mypy --python-version 3.8 --strict fleetprof_device $(DEVICE_MODULES); \
 	else \
 		echo "no Python 3.8 ($(PYTHON38)): the device code is type-checked for $$($(BIN)/python -c 'import sys; print(sys.version[:4])') only"; \
 		$(BIN)/mypy --strict fleetprof_device $(DEVICE_MODULES); \
 	fi
+
+lint-ansible: venv
 	$(BIN)/ansible-lint --profile production playbooks roles
 
 # The device code (fleetprof_device/ and the Ansible modules that run it) targets the

@@ -44,7 +44,11 @@ LEAVES = frozenset({"values", "atomic", "paths", "models"})
 
 
 def python_files(folder: str) -> Iterator[Path]:
-    yield from sorted((REPO / folder).rglob("*.py"))
+    """The Python files under ``folder``, or those a glob such as ``roles/*/library`` names."""
+    if "*" in folder:
+        yield from sorted(REPO.glob(f"{folder}/*.py"))
+    else:
+        yield from sorted((REPO / folder).rglob("*.py"))
 
 
 def imported(path: Path) -> Iterator[tuple[str, int]]:
@@ -111,7 +115,7 @@ def test_only_the_ansible_edge_calls_ansible_runner() -> None:
     assert callers == {"orchestrator/stages/ansible.py"}
 
 
-@pytest.mark.parametrize("folder", ["fleetprof_device", "roles"])
+@pytest.mark.parametrize("folder", ["fleetprof_device", "roles/*/library"])
 def test_the_device_code_imports_the_standard_library_only(folder: str) -> None:
     """The device runs stdlib Python: no controller, no third-party package (the thin
     Ansible modules import the device package, which the zipapp carries)."""
@@ -123,6 +127,25 @@ def test_the_device_code_imports_the_standard_library_only(folder: str) -> None:
         and module.split(".")[0] not in {"fleetprof_device", "__future__"}
     ]
     assert not wrong, "\n".join(wrong)
+
+
+def test_the_roles_action_plugins_import_ansible_and_the_standard_library_only() -> None:
+    """The roles' action plugins run inside ansible-playbook on the controller, in AWX's
+    execution environment too, where only the collection is installed: no fleetprof
+    package, nothing Ansible does not bring."""
+    plugins = list(python_files("roles/*/action_plugins"))
+    assert plugins, "the session role has an action plugin"
+    wrong = [
+        f"{path.relative_to(REPO)}:{line} imports {module}"
+        for path in plugins
+        for module, line in imported(path)
+        if module.split(".")[0] not in sys.stdlib_module_names
+        and module.split(".")[0] not in {"ansible", "__future__"}
+    ]
+    assert not wrong, "\n".join(wrong)
+    # Every role file is one or the other: a new kind of Python in roles/ gets a rule.
+    every = set(REPO.glob("roles/**/*.py"))
+    assert every == set(plugins) | set(python_files("roles/*/library")), every
 
 
 def test_every_room_says_its_job() -> None:

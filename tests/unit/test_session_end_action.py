@@ -91,3 +91,18 @@ def test_only_the_plans_archive_with_a_whole_size_is_fetched(
     result: dict[str, object], size: int | None
 ) -> None:
     assert plugin.archive_size(result, ARCHIVE) == size
+
+
+def test_the_looks_come_often_just_after_the_deadline_then_every_poll() -> None:
+    looks = plugin.look_times(100.0, 1.0, now=90.0)
+    first = [next(looks) for _ in range(len(plugin.FIRST_LOOKS_S) + 2)]
+    assert first[0] == 100.0 + plugin.FIRST_LOOKS_S[0]  # none before the window ends
+    assert first == sorted(first)
+    last = 100.0 + plugin.FIRST_LOOKS_S[-1]
+    assert first[-2:] == [last + 1.0, last + 2.0]
+
+
+def test_a_window_already_over_is_looked_at_at_once_then_as_after_a_deadline() -> None:
+    looks = plugin.look_times(0.0, 2.0, now=500.0)
+    assert next(looks) == 500.0
+    assert next(looks) == 500.0 + plugin.FIRST_LOOKS_S[0]

@@ -26,8 +26,9 @@ the plan's own paths, each quoted for the shell Ansible runs commands through.
 Options (the session role's tasks/main.yml passes them):
     jid_file       the background job's status file on the device (the async start's
                    ``results_file``); removed once read finished
-    wait_until     the controller time (epoch seconds) of the first look: the deadline
-    poll_s         seconds between looks once the window has ended
+    wait_until     the controller time (epoch seconds) the window ends: the deadline (0:
+                   it is over, look at once)
+    poll_s         seconds between looks once the first few (look_times) found no end
     timeout_s      the most seconds to keep looking after ``wait_until``
     archive        the plan's tarball on the device
     workdir        the plan's workdir on the device
@@ -45,6 +46,7 @@ import json
 import os
 import shlex
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from ansible.errors import AnsibleActionFail
@@ -53,6 +55,9 @@ from ansible.plugins.action import ActionBase
 # The most of a job status file read: the runner's result holds its manifest (a few KiB
 # to a few hundred for a long session with many profilers).
 STATUS_MAX_BYTES = 16 * 1024 * 1024
+# Seconds after the deadline of the first looks (then one every poll_s): on the test fleet
+# a runner at 0.4 of a core was done 0.3-0.9 s after its deadline (docs/performance.md).
+FIRST_LOOKS_S = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
 ARGUMENT_SPEC: dict[str, Any] = {
     "jid_file": {"type": "str", "required": True},
     "wait_until": {"type": "float", "default": 0.0},
@@ -63,6 +68,22 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "fetch_to": {"type": "str", "default": ""},
     "max_bytes": {"type": "int", "required": True},
 }
+
+
+def look_times(wait_until: float, poll_s: float, now: float) -> Iterator[float]:
+    """When to read the job's status file (controller clock): at once where the window is
+    over already, then shortly after the deadline and more often at first (the runner
+    stops its profilers, writes its manifest and packs within about a second), then every
+    ``poll_s``. Each look is one command over an open connection, not a Python start."""
+    base = max(wait_until, now)
+    if wait_until <= now:
+        yield now
+    for offset in FIRST_LOOKS_S:
+        yield base + offset
+    at = base + FIRST_LOOKS_S[-1]
+    while True:
+        at += poll_s
+        yield at
 
 
 def command(*argv: str) -> str:
@@ -115,18 +136,7 @@ class ActionModule(ActionBase):  # type: ignore[misc]
         archive = absolute_path(args["archive"], "archive")
         workdir = absolute_path(args["workdir"], "workdir")
         poll_s = max(float(args["poll_s"]), 0.1)
-        time.sleep(max(0.0, float(args["wait_until"]) - time.time()))
-        give_up = time.time() + float(args["timeout_s"])
-        while True:
-            result = self._look(jid_file)
-            if result is not None:
-                break
-            if time.time() >= give_up:
-                raise AnsibleActionFail(
-                    f"the session had not finished {args['timeout_s']:g} s after its deadline "
-                    f"(its job status file {jid_file} still says it runs)"
-                )
-            time.sleep(poll_s)
+        result = self._wait(jid_file, float(args["wait_until"]), poll_s, float(args["timeout_s"]))
         result["fetched"] = False
         size = archive_size(result, archive)
         fetch_to = args["fetch_to"]
@@ -144,6 +154,23 @@ class ActionModule(ActionBase):  # type: ignore[misc]
         self._run(["rm", "-rf", "--", workdir, archive, jid_file], "remove the session's files")
         result.update(fetched=True, fetched_bytes=size, changed=True)
         return result
+
+    def _wait(
+        self, jid_file: str, wait_until: float, poll_s: float, timeout_s: float
+    ) -> dict[str, Any]:
+        """The runner module's result, once its job status file says it is done."""
+        give_up = max(wait_until, time.time()) + timeout_s
+        for at in look_times(wait_until, poll_s, time.time()):
+            time.sleep(max(0.0, at - time.time()))
+            result = self._look(jid_file)
+            if result is not None:
+                return result
+            if time.time() >= give_up:
+                break
+        raise AnsibleActionFail(
+            f"the session had not finished {timeout_s:g} s after its deadline "
+            f"(its job status file {jid_file} still says it runs)"
+        )
 
     def _run(self, argv: list[str], what: str) -> dict[str, Any]:
         done: dict[str, Any] = self._low_level_execute_command(command(*argv), sudoable=True)

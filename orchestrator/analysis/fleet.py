@@ -28,6 +28,7 @@ from orchestrator.analysis.outliers import (
     metric_outliers,
     severity,
 )
+from orchestrator.analysis.sites import SITE_MATRICES, site_matrix
 from orchestrator.analysis.stacks import (
     LazyTree,
     StackProfile,
@@ -416,4 +417,10 @@ def _build_report(
         report["cprofile_function_matrix"] = function_matrix(
             hosts, cprofile, by_share[CPROFILE_SHARE_METRIC]
         )
+    # Allocation sites by host (tracemalloc's growth, memray's peak): only where some host has them.
+    ordered = [h.name for members in _by_group(hosts).values() for h in members if _has_data(h)]
+    for key, (table, value) in SITE_MATRICES.items():
+        matrix = site_matrix(ordered, {h.name: h.tables.get(table) or [] for h in hosts}, value)
+        if matrix is not None:
+            report[key] = matrix
     return report

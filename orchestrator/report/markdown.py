@@ -124,7 +124,8 @@ def _render(report: Mapping[str, Any], check_always: bool) -> str:
     out += _outliers(_dicts(report.get("outliers")))
     out += _group_functions(report)
     out += _group_hot_lines(_dicts(report.get("groups")))
-    out += _cprofile(report)
+    out += _matrices(report)
+    out += _group_cprofile(_dicts(report.get("groups")))
     out += _allocations(_dicts(report.get("hosts")))
     out += _memray(_dicts(report.get("hosts")))
     out += _line_profile(_dicts(report.get("hosts")))
@@ -220,30 +221,66 @@ def _outliers(outliers: list[Mapping[str, Any]]) -> list[str]:
     return ["## Outliers", "", *_table(header, rows, {4, 5, 6}), ""]
 
 
-def _cprofile(report: Mapping[str, Any]) -> list[str]:
-    """cProfile's own-time matrix (report.md): its first functions x its first hosts."""
-    matrix = _mapping(report.get("cprofile_function_matrix"))
-    hosts = [str(h) for h in _list(matrix.get("hosts"))][:MAX_GROUP_HOSTS]
-    functions = _dicts(matrix.get("functions"))[: 2 * TOP_FUNCTIONS]
-    if not hosts or not functions:
-        return []
-    cells = _list(matrix.get("cells"))
-    rows = []
-    for i, function in enumerate(functions):
-        values = _list(cells[i]) if i < len(cells) else []
-        rows.append(
-            [md_text(function.get("function")), md_text(function.get("file"))]
-            + [_num(values[j] if j < len(values) else None, 1) for j in range(len(hosts))]
-        )
-    header = ["function", "file", *(md_text(h) for h in hosts)]
-    return [
-        "## cProfile: own time per host",
-        "",
+# The matrices laid out like the hot-function matrix, other than py-spy's own:
+# (report.json key, heading, what a cell is).
+MATRICES = (
+    (
+        "cprofile_function_matrix",
+        "cProfile: own time per host",
         "tottime % of each host's profiled time",
-        "",
-        *_table(header, rows, set(range(2, len(header)))),
-        "",
-    ]
+    ),
+    (
+        "tracemalloc_growth_matrix",
+        "tracemalloc: growth by site per host",
+        "MiB grown between the first and last snapshot",
+    ),
+    ("memray_peak_matrix", "memray: memory at the peak by site per host", "MiB held at the peak"),
+)
+
+
+def _matrices(report: Mapping[str, Any]) -> list[str]:
+    """Each of MATRICES the report has (report.md): its first rows x its first hosts."""
+    out: list[str] = []
+    for key, title, what in MATRICES:
+        matrix = _mapping(report.get(key))
+        hosts = [str(h) for h in _list(matrix.get("hosts"))][:MAX_GROUP_HOSTS]
+        functions = _dicts(matrix.get("functions"))[: 2 * TOP_FUNCTIONS]
+        if not hosts or not functions:
+            continue
+        cells = _list(matrix.get("cells"))
+        rows = []
+        for i, function in enumerate(functions):
+            values = _list(cells[i]) if i < len(cells) else []
+            rows.append(
+                [md_text(function.get("function")), md_text(function.get("file"))]
+                + [_num(values[j] if j < len(values) else None, 1) for j in range(len(hosts))]
+            )
+        header = ["function", "file", *(md_text(h) for h in hosts)]
+        out += [f"## {title}", "", what, "", *_table(header, rows, set(range(2, len(header)))), ""]
+    return out
+
+
+def _group_cprofile(groups: list[Mapping[str, Any]]) -> list[str]:
+    """One table: each group's functions by cProfile's own time, its hosts summed
+    (``groups[].cprofile``): exact calls, and shares of the group's profiled time."""
+    rows: list[list[str]] = []
+    for group in groups:
+        for function in _dicts(_mapping(group.get("cprofile")).get("functions"))[:TOP_FUNCTIONS]:
+            rows.append(
+                [
+                    md_text(_group_of(group)),
+                    md_text(function.get("function")),
+                    md_text(f"{function.get('file') or '?'}:{function.get('line')}"),
+                    md_text(function.get("ncalls")),
+                    _num(function.get("tottime_pct"), 1),
+                    _num(function.get("cumtime_pct"), 1),
+                    md_text(function.get("hosts")),
+                ]
+            )
+    if not rows:
+        return []
+    header = ["group", "function", "file:line", "calls", "tottime %", "cumtime %", "hosts"]
+    return ["## cProfile per group", "", *_table(header, rows, {3, 4, 5, 6}), ""]
 
 
 def _group_functions(report: Mapping[str, Any]) -> list[str]:

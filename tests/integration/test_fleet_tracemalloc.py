@@ -81,5 +81,13 @@ def test_each_host_names_the_leaking_line_first_within_ten_percent(
     assert page.count('<table class="top cprofile">') == len(HOSTS)
     assert page.count('<table class="top hot-lines">') >= len(HOSTS)
     assert report["cprofile_function_matrix"]["hosts"] == list(HOSTS)
+    # The leaking line is the growth matrix's first row, every host's cell its own growth.
+    matrix = report["tracemalloc_growth_matrix"]
+    assert matrix["hosts"] == list(HOSTS)
+    assert matrix["functions"][0]["file"] == f"/opt/leak/leaker.py:{LEAK_LINE}", matrix
+    for name, cell in zip(matrix["hosts"], matrix["cells"][0], strict=True):
+        [host] = [h for h in report["hosts"] if h["name"] == name]
+        assert cell == host["tables"]["tracemalloc.growth"][0]["growth_mb"], (name, cell)
+    assert 'id="growth-matrix"' in page
     assert all(group["hot_lines"] for group in report["groups"])
     assert "## Allocations per host" in (result.run_dir("leak") / "summary.md").read_text()

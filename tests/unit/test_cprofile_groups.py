@@ -11,6 +11,7 @@ from orchestrator.analysis.cprofile_groups import merge_functions
 from orchestrator.analysis.fleet import CPROFILE_TABLE, HostView, build_report
 from orchestrator.analysis.outliers import CPROFILE_SHARE_METRIC
 from orchestrator.report.html import render_html
+from orchestrator.report.markdown import render_markdown
 
 META = {"campaign": "c", "run_id": "r", "started_at": "t", "duration_s": 5.0, "mode": "launch"}
 
@@ -129,3 +130,25 @@ def test_the_page_shows_the_groups_merged_cprofile() -> None:
     assert html.count('<table class="top cprofile-group">') == 2
     assert html.count('<table class="top cprofile">') == 6  # one per host
     assert "cprofile.tottime_pct" in html  # the outlier, named with its function
+
+
+def test_summary_md_has_each_groups_top_functions_by_cprofile_own_time() -> None:
+    summary = render_markdown(build_report(META, _fleet()))
+    assert "## cProfile per group" in summary
+    table = summary.split("## cProfile per group")[1].split("\n## ")[0]
+    rows = [line for line in table.splitlines() if line.startswith("| model-")]
+    assert rows[0].split("|")[1:8] == [
+        " model-a ",
+        " decode ",
+        " app.py:1 ",
+        " 40 ",
+        " 50.0 ",
+        " 50.0 ",
+        " 4 ",
+    ], rows[0]
+    assert {row.split("|")[1].strip() for row in rows} == {"model-a", "model-b"}
+
+
+def test_summary_md_has_no_cprofile_group_table_without_cprofile() -> None:
+    hosts = [HostView(f"h{i}", "box", "x86_64", "ok") for i in range(3)]
+    assert "cProfile per group" not in render_markdown(build_report(META, hosts))

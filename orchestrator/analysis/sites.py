@@ -1,0 +1,86 @@
+"""Allocation sites across hosts (pure): where each host's memory grew (tracemalloc) or
+stood at its peak (memray), one row per site and one column per host, in the layout of
+the hot-function matrix (``function_matrix``), so the report renders both alike.
+
+A site is a function, its file and its line. A cell is the site's MiB on that host, null
+where the host's table does not list it (each host lists its top sites only, so null
+means "below that host's last row", not zero).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+MATRIX_SITES = 20
+
+# report.json key -> (the hosts' table, the value of a row that is a cell).
+SITE_MATRICES = {
+    "tracemalloc_growth_matrix": ("tracemalloc.growth", "growth_mb"),
+    "memray_peak_matrix": ("memray.peak", "size_mb"),
+}
+
+SiteKey = tuple[str, str, int | None]
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if value == value and abs(value) != float("inf") else None
+
+
+def _key(row: Mapping[str, Any]) -> SiteKey | None:
+    file = row.get("file")
+    if not isinstance(file, str) or not file:
+        return None
+    line = row.get("line")
+    function = row.get("function")
+    return (
+        function if isinstance(function, str) and function else "?",
+        file,
+        line if isinstance(line, int) and not isinstance(line, bool) else None,
+    )
+
+
+def site_matrix(
+    columns: Sequence[str],
+    tables: Mapping[str, Sequence[Mapping[str, Any]]],
+    value: str,
+    limit: int = MATRIX_SITES,
+) -> dict[str, Any] | None:
+    """The ``limit`` sites with the largest ``value`` on any host x the hosts of
+    ``columns`` that list some site (in that order); None where no host lists one."""
+    cells_by_host: dict[str, dict[SiteKey, float]] = {}
+    for host in columns:
+        found: dict[SiteKey, float] = {}
+        for row in tables.get(host) or ():
+            key, number = _key(row), _number(row.get(value))
+            if key is not None and number is not None:
+                found[key] = found.get(key, 0.0) + number
+        if found:
+            cells_by_host[host] = found
+    hosts = [host for host in columns if host in cells_by_host]
+    if not hosts:
+        return None
+    peak: dict[SiteKey, float] = {}
+    for host in hosts:
+        for key, number in cells_by_host[host].items():
+            peak[key] = max(peak.get(key, number), number)
+    rows = sorted(peak, key=lambda k: (-peak[k], k[1], k[2] or 0, k[0]))[: max(limit, 0)]
+    cells = [
+        [
+            round(cells_by_host[host][key], 3) if key in cells_by_host[host] else None
+            for host in hosts
+        ]
+        for key in rows
+    ]
+    return {
+        "functions": [
+            {"function": function, "file": file if line is None else f"{file}:{line}"}
+            for function, file, line in rows
+        ],
+        "hosts": hosts,
+        "cells": cells,
+        # No outlier test on sites (a host lists its top sites only): the layout's flags.
+        "deviant": [[False] * len(hosts) for _ in rows],
+    }

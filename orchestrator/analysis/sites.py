@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from orchestrator.values import number
+
 MATRIX_SITES = 20
 
 # report.json key -> (the hosts' table, the value of a row that is a cell).
@@ -21,12 +23,6 @@ SITE_MATRICES = {
 }
 
 SiteKey = tuple[str, str, int | None]
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if value == value and abs(value) != float("inf") else None
 
 
 def _key(row: Mapping[str, Any]) -> SiteKey | None:
@@ -54,9 +50,9 @@ def site_matrix(
     for host in columns:
         found: dict[SiteKey, float] = {}
         for row in tables.get(host) or ():
-            key, number = _key(row), _number(row.get(value))
-            if key is not None and number is not None:
-                found[key] = found.get(key, 0.0) + number
+            key, found_value = _key(row), number(row.get(value))
+            if key is not None and found_value is not None:
+                found[key] = found.get(key, 0.0) + found_value
         if found:
             cells_by_host[host] = found
     hosts = [host for host in columns if host in cells_by_host]
@@ -64,8 +60,8 @@ def site_matrix(
         return None
     peak: dict[SiteKey, float] = {}
     for host in hosts:
-        for key, number in cells_by_host[host].items():
-            peak[key] = max(peak.get(key, number), number)
+        for key, cell in cells_by_host[host].items():
+            peak[key] = max(peak.get(key, cell), cell)
     rows = sorted(peak, key=lambda k: (-peak[k], k[1], k[2] or 0, k[0]))[: max(limit, 0)]
     cells = [
         [

@@ -22,6 +22,7 @@ from tests.support.wrapped import has_module, wrapped_plan
 PY38 = Path("/root/.pyenv/versions/3.8.18/bin/python3.8")
 N = 2000
 HOT = f"""\
+import os
 import sys
 import time
 
@@ -37,16 +38,19 @@ def work(n):
 
 
 def main(truth):
+    # One fixed-width pwrite per call: SIGINT lands between bytecodes, never inside a
+    # write, so the file always holds a whole count (a truncating open could leave it empty).
+    fd = os.open(truth, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    os.pwrite(fd, b"%12d" % 0, 0)
     while True:
         work({N})
-        with open(truth, "w") as handle:
-            handle.write(str(CALLS[0]))
+        os.pwrite(fd, b"%12d" % CALLS[0], 0)
         time.sleep(0)
 
 
 main(sys.argv[1])
 """
-DEF_LINE, HOT_LINE = 7, 11
+DEF_LINE, HOT_LINE = 8, 12
 
 
 def plan_for(tmp_path: Path, python: str, window: float):

@@ -30,6 +30,7 @@ RESERVED_FILES = (
     SOURCE_LINES_FILE,
     SOURCE_LINES_FILE + ".tmp",
     ".reserve",
+    "workload.jsonl",  # WORKLOAD_METRICS_FILE, below
 )
 
 # Locks (see locks.SessionLock): one per user and host in the fleetprof home, one per target
@@ -67,6 +68,17 @@ TRACEMALLOC_MAX_TOP = 100
 TRACEMALLOC_MAX_BYTES = 1 * MIB
 TRACEMALLOC_MAX_PATH_CHARS = 300  # a longer file name keeps its end, after "..."
 TRACEMALLOC_MAX_ERRORS = 10  # the hook's own errors it records, each at most 300 chars
+
+# The workload's own numbers (docs/report.md, "The workload's own metrics"): a launched
+# program finds in WORKLOAD_METRICS_ENV the path of WORKLOAD_METRICS_FILE in the session's
+# workdir, to which it may append JSON lines {"name", "value", "unit"?, "t"?}. The runner keeps
+# at most WORKLOAD_METRICS_MAX_BYTES of it (whole lines, the first ones); the controller reads
+# names of at most WORKLOAD_NAME_MAX_CHARS, WORKLOAD_MAX_NAMES distinct names.
+WORKLOAD_METRICS_ENV = "FLEETPROF_METRICS_FILE"
+WORKLOAD_METRICS_FILE = "workload.jsonl"
+WORKLOAD_METRICS_MAX_BYTES = 8 * MIB
+WORKLOAD_NAME_MAX_CHARS = 64
+WORKLOAD_MAX_NAMES = 50
 
 # The device package as shipped: one zipapp, pushed by checksum into the fleetprof home's
 # tool directory (like py-spy), named by its sha256 so a device can hold several versions.

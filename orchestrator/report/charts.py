@@ -321,8 +321,12 @@ def _runs(xs: list[float | None], ys: list[float | None]) -> list[list[tuple[flo
     return [run for run in runs if run]
 
 
-def host_charts(series: Any) -> list[Chart]:
-    """One host's charts (HOST_CHARTS), those it has data for."""
+WORKLOAD_CHARTS = 12  # at most this many of the program's own metrics are charted
+
+
+def host_charts(series: Any, workload_units: Mapping[str, str] | None = None) -> list[Chart]:
+    """One host's charts (HOST_CHARTS), those it has data for; then one per metric the
+    program wrote with times (``workload.<name>``, its unit from ``workload_units``)."""
     if not isinstance(series, Mapping) or not series:
         return []
     charts = []
@@ -333,6 +337,20 @@ def host_charts(series: Any) -> list[Chart]:
             if found is not None:
                 lines.append(Line(item.label, PALETTE[index % len(PALETTE)], *found))
         chart = line_chart(spec.title, spec.unit, lines)
+        if chart is not None:
+            charts.append(chart)
+    workload = sorted(
+        k for k in series if isinstance(k, str) and k.startswith("workload.") and k != "workload.t"
+    )
+    for key in workload[:WORKLOAD_CHARTS]:
+        found = series_of(series, key)
+        name = key[len("workload.") :]
+        unit = (workload_units or {}).get(name, "")
+        chart = (
+            line_chart(f"workload: {name}", unit, [Line(name, PALETTE[0], *found)])
+            if found
+            else None
+        )
         if chart is not None:
             charts.append(chart)
     return charts

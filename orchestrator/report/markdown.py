@@ -23,6 +23,7 @@ from orchestrator.report.formats import (
 )
 from orchestrator.report.lineprof import line_views
 from orchestrator.report.nvtx import nvtx_views
+from orchestrator.report.workload import workload_views
 from orchestrator.values import dicts as _dicts
 from orchestrator.values import mapping as _mapping
 from orchestrator.values import number as _number
@@ -122,6 +123,7 @@ def _render(report: Mapping[str, Any], check_always: bool) -> str:
         out += ["## Check", "", "This report has no check results.", ""]
     out += _fleet(_dicts(report.get("hosts")))
     out += _outliers(_dicts(report.get("outliers")))
+    out += _workload(_dicts(report.get("hosts")))
     out += _group_functions(report)
     out += _group_hot_lines(_dicts(report.get("groups")))
     out += _matrices(report)
@@ -459,6 +461,28 @@ def _nvtx(hosts: list[Mapping[str, Any]]) -> list[str]:
         return []
     header = ["host", "range", "style", "instances", "total ms", "avg µs", "of ranges %"]
     return ["## NVTX ranges per host (nsys)", "", *_table(header, rows, {3, 4, 5, 6}), ""]
+
+
+def _workload(hosts: list[Mapping[str, Any]]) -> list[str]:
+    """One table: each host's own metrics (FLEETPROF_METRICS_FILE), by name."""
+    rows = [
+        [
+            md_text(host.get("name")),
+            md_text(view["name"]),
+            md_text(view["unit"] or ""),
+            _num(view["count"], 0),
+            _num(view["mean"], 3),
+            _num(view["p50"], 3),
+            _num(view["p95"], 3),
+            _num(view["last"], 3),
+        ]
+        for host in hosts
+        for view in workload_views(_mapping(host.get("tables")))
+    ]
+    if not rows:
+        return []
+    header = ["host", "metric", "unit", "values", "mean", "p50", "p95", "last"]
+    return ["## The workload's own metrics", "", *_table(header, rows, {3, 4, 5, 6, 7}), ""]
 
 
 def _plural(count: int, word: str) -> str:

@@ -93,6 +93,7 @@ def test_the_campaign_key_walk_sees_every_profiler_and_nested_key() -> None:
 
 METRIC_SOURCES = [*sorted(PROFILERS.glob("*.py")), REPO / "orchestrator/stages/probe.py"]
 METRIC_SOURCES.append(REPO / "orchestrator/stages/parse.py")
+METRIC_SOURCES.append(REPO / "orchestrator/stages/workload.py")
 _METRIC_RE = re.compile(
     r"^(pyspy|system|target|thermal|cpufreq|memory|iotop|gpu|tegra|nsys|ncu|probe|session|"
     r"workload|overhead|cprofile|tracemalloc|memray)\.[A-Za-z0-9_.{}]+$"

@@ -119,8 +119,7 @@ def parse(session_dir: Path, entry: dict[str, Any], campaign: Campaign) -> Profi
     if len(rss) < MIN_SAMPLES:
         notes.append(f"memory: {len(rss)} samples are too few to judge a leak")
         return result
-    fast = slope > spec.leak_mb_per_min
-    suspected = fast and r2 >= MIN_R2
+    fast, suspected = leak_rule(slope, r2, spec.leak_mb_per_min)
     metrics["memory.leak_suspected"] = 1.0 if suspected else 0.0
     if suspected:
         notes.append(
@@ -133,6 +132,14 @@ def parse(session_dir: Path, entry: dict[str, Any], campaign: Campaign) -> Profi
             " not flagged as a leak"
         )
     return result
+
+
+def leak_rule(slope: float, r2: float, threshold: float) -> tuple[bool, bool]:
+    """(growing faster than ``threshold`` per minute, and steadily: a likely leak). The
+    rule of docs/metrics.md, for memory and open descriptors alike; judged only over at
+    least MIN_SAMPLES samples."""
+    fast = slope > threshold
+    return fast, fast and r2 >= MIN_R2
 
 
 def growth(rss: list[tuple[float, float]]) -> tuple[float, float] | None:

@@ -16,8 +16,11 @@ from fleetprof_device.errors import InvocationError
 from orchestrator.campaign.messages import CampaignError
 from orchestrator.profilers import REGISTRY, open_files
 from orchestrator.profilers.base import ProfileResult
+from orchestrator.report.html import render_html
+from orchestrator.report.markdown import render_markdown
 from orchestrator.stages.plan import make_plan
 from tests.support.factories import campaign, host_facts
+from tests.support.reports import PWN_MD, PWN_SCRIPT, fleet_report
 
 CONFIG = "/etc/app/config.yml"
 
@@ -199,3 +202,28 @@ def test_device_output_is_not_trusted(tmp_path):
         "paths are not counted (the total is) (1 samples)" in result.data_quality
     )
     assert any("/proc/PID/net table" in note for note in result.data_quality)
+
+
+def test_the_report_shows_the_part_and_the_summary_row_escaped(tmp_path):
+    records = [sample(100.0 + 2 * i, i) for i in range(10)]
+    for record in records:
+        record["paths"].insert(0, [PWN_SCRIPT, 9])
+        record["sockets"] = {"tcp": {"LISTEN": 1}, "tcp6": {"ESTABLISHED": 2}}
+        record["listening"] = [PWN_MD]
+    result = parse(tmp_path, records)
+    report = fleet_report()
+    host = report["hosts"][0]
+    host.setdefault("tables", {}).update(result.tables)
+    host.setdefault("metrics", {}).update(result.metrics)
+    host.setdefault("series", {}).update(result.series)
+    page = render_html(report)
+    assert page.count("<h3>Open files") == 1 and "likely descriptor leak</strong>" in page
+    part = page.split("<h3>Open files", 1)[1].split("<h3>", 1)[0]
+    assert "<script>document.title" not in part and "&lt;script&gt;" in part
+    assert "<td>ESTABLISHED</td>" in part and "/var/log/x0" in part
+    assert "Open descriptors" in page  # the chart of the fds.* series
+    text = render_markdown(report)
+    section = text.split("## open-files per host", 1)[1].split("\n## ", 1)[0]
+    row = next(line for line in section.splitlines() if line.startswith(f"| {host['name']} |"))
+    assert "| 18 | 30.0 | yes | tcp ESTABLISHED 2, tcp LISTEN 1 |" in row
+    assert "<script>" not in row and "&lt;script&gt;" in row

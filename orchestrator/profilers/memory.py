@@ -20,7 +20,7 @@ from orchestrator.campaign.profiler_specs import MemorySpec
 from orchestrator.models import HostFacts, ProfilerPlan
 from orchestrator.profilers import tree
 from orchestrator.profilers.base import ProfileResult, ToolChoice, begin_parse
-from orchestrator.profilers.system import downsample, read_jsonl, sub
+from orchestrator.profilers.system import downsample, read_noted, sub
 from orchestrator.values import number as finite
 
 NAME = "memory"
@@ -57,12 +57,8 @@ def parse(session_dir: Path, entry: dict[str, Any], campaign: Campaign) -> Profi
     if path is None:
         return result
     spec = campaign.profilers.memory or MemorySpec()
-    series = read_jsonl(path, MAX_BYTES)
     notes = result.data_quality
-    if series.bad_lines:
-        notes.append(f"memory: {series.bad_lines} malformed lines in {OUTPUT} skipped")
-    if series.truncated:
-        notes.append(f"memory: {OUTPUT} was cut at its size cap: the series ends early")
+    series = read_noted(path, MAX_BYTES, NAME, notes)
     records = series.records
     with_tree = tree.has_tree(records)
     rss: list[tuple[float, float]] = []

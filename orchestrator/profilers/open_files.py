@@ -27,7 +27,7 @@ from orchestrator.campaign.profiler_specs import OpenFilesSpec
 from orchestrator.models import HostFacts, ProfilerPlan
 from orchestrator.profilers.base import ProfileResult, ToolChoice, begin_parse
 from orchestrator.profilers.memory import MIN_SAMPLES, growth, leak_rule
-from orchestrator.profilers.system import downsample, read_jsonl, sub
+from orchestrator.profilers.system import downsample, read_noted, sub
 from orchestrator.values import number as finite
 
 NAME = OPEN_FILES
@@ -155,12 +155,8 @@ def parse(session_dir: Path, entry: dict[str, Any], campaign: Campaign) -> Profi
     if path is None:
         return result
     spec = campaign.profilers.open_files or OpenFilesSpec()
-    series = read_jsonl(path, MAX_BYTES)
     notes = result.data_quality
-    if series.bad_lines:
-        notes.append(f"open-files: {series.bad_lines} malformed lines in {OUTPUT} skipped")
-    if series.truncated:
-        notes.append(f"open-files: {OUTPUT} was cut at its size cap: the series ends early")
+    series = read_noted(path, MAX_BYTES, NAME, notes)
     window = _Window()
     for record in series.records:
         window.add(record)

@@ -30,34 +30,20 @@ def open_files_view(tables: Mapping[str, Any], metrics: Mapping[str, Any]) -> di
         "total_peak": number(metrics.get("fds.total_peak")),
         "growth_per_min": number(metrics.get("fds.growth_per_min")),
         "leak": number(metrics.get("fds.leak")) == 1.0,
-        "kinds": [
-            {
-                "kind": _text(row.get("kind")),
-                "first": number(row.get("first")),
-                "last": number(row.get("last")),
-                "peak": number(row.get("peak")),
-            }
-            for row in dicts(tables.get(KINDS))[:MAX_ROWS]
-        ],
-        "sockets": [
-            {
-                "protocol": _text(row.get("protocol")),
-                "state": _text(row.get("state")),
-                "peak": number(row.get("peak")),
-                "last": number(row.get("last")),
-            }
-            for row in dicts(tables.get(SOCKETS))[:MAX_ROWS]
-        ],
+        "kinds": _rows(tables.get(KINDS), ("kind",), ("first", "last", "peak")),
+        "sockets": _rows(tables.get(SOCKETS), ("protocol", "state"), ("peak", "last")),
         "listening": [_text(row.get("socket")) for row in dicts(tables.get(LISTENING))[:MAX_ROWS]],
-        "paths": [
-            {
-                "path": _text(row.get("path")),
-                "peak": number(row.get("peak")),
-                "last": number(row.get("last")),
-            }
-            for row in dicts(tables.get(PATHS))[:MAX_ROWS]
-        ],
+        "paths": _rows(tables.get(PATHS), ("path",), ("peak", "last")),
     }
+
+
+def _rows(value: Any, texts: tuple[str, ...], numbers: tuple[str, ...]) -> list[dict[str, Any]]:
+    """A table's first MAX_ROWS rows: ``texts`` kept where they are strings, ``numbers``
+    where they are finite numbers (else shown as missing)."""
+    return [
+        {**{key: _text(row.get(key)) for key in texts}, **{k: number(row.get(k)) for k in numbers}}
+        for row in dicts(value)[:MAX_ROWS]
+    ]
 
 
 def _count(value: float | None, digits: int = 0) -> str:

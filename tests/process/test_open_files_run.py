@@ -135,3 +135,51 @@ def test_kinds_sockets_and_paths_are_what_the_program_holds(leaked):
     assert len(paths) == 5
     assert paths[0] == {"path": leaked["config"], "peak": 4.0, "last": 4.0}
     assert result.series["fds.total"][-1] == last["total"]
+
+
+PARENT = """\
+import subprocess
+import sys
+import time
+
+# A child holding three files and a UDP socket; the parent itself holds one more file.
+CHILD = (
+    "import socket, sys, time\\n"
+    "files = [open(sys.argv[1], 'w') for _ in range(3)]\\n"
+    "udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\\n"
+    "udp.bind(('127.0.0.1', 0))\\n"
+    "time.sleep(60)\\n"
+)
+mine = open(sys.argv[1] + ".parent", "w")
+child = subprocess.Popen([sys.executable, "-c", CHILD, sys.argv[1] + ".child"])
+try:
+    time.sleep(60)
+finally:
+    child.kill()
+"""
+
+
+def test_a_launched_program_and_its_child_are_both_counted(tmp_path):
+    script = tmp_path / "parent.py"
+    script.write_text(PARENT)
+    base = tmp_path / "held"
+    command = [sys.executable, str(script), str(base)]
+    chosen = campaign(
+        target={"launch": {"command": command}},
+        profilers={"open-files": {"interval": "250ms"}},
+    )
+    planned = open_files.plan(chosen, host_facts(), None)
+    plan = make_plan(
+        tmp_path, {"mode": "launch", "command": command}, [dataclasses.asdict(planned)], window=2.0
+    )
+
+    run = run_module(tmp_path, plan)
+
+    assert run.result["status"] == "ok", run.result["reason"]
+    samples = [json.loads(line) for line in run.read("open_files.jsonl").splitlines()]
+    last = samples[-1]
+    assert last["procs"] == 2 and len(last["members"]) == 2
+    paths = dict((path, n) for path, n in last["paths"])
+    assert paths[f"{base}.child"] == 3 and paths[f"{base}.parent"] == 1
+    assert last["sockets"] == {"udp": {"UNCONNECTED": 1}}
+    assert last["listening"][0].startswith("udp 127.0.0.1:")

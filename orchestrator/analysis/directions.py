@@ -98,6 +98,12 @@ RULES: tuple[Rule, ...] = (
     Rule("memray.leaked_mb", LOWER, floor=1.0),
     Rule("memray.leaked_allocations", LOWER, floor=100.0),
     Rule("memray.peak_mb", LOWER, floor=1.0),
+    # open-files: descriptors that keep growing; a handful more or less than the peers is
+    # one more log or connection.
+    Rule("fds.growth_per_min", LOWER, floor=10.0),
+    Rule("fds.leak", LOWER),
+    Rule("fds.growth_r2", SKIP),
+    Rule("fds.*", BOTH, floor=5.0),
     # What a profiler cost the device (% of one core): a board where it costs far more
     # than on its peers is one where profiling disturbs the workload.
     Rule("overhead.*.cpu_pct", LOWER, floor=2.0),

@@ -90,6 +90,17 @@ HOST_CHARTS = (
     ),
     ChartSpec("Temperature", "°C", (_s("system.thermal.max_c", "hottest zone"),)),
     ChartSpec("CPU frequency", "ratio", (_s("system.cpufreq.min_ratio", "slowest core"),)),
+    ChartSpec(
+        "Open descriptors",
+        "count",
+        (
+            _s("fds.total", "all"),
+            _s("fds.file", "files"),
+            _s("fds.socket", "sockets"),
+            _s("fds.pipe", "pipes"),
+            _s("fds.anon_inode", "anon inodes"),
+        ),
+    ),
 )
 """The charts of one host's section, in order; a chart none of whose series the host has
 is left out."""

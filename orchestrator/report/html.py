@@ -25,6 +25,7 @@ from orchestrator.analysis.fleet import CPROFILE_EDGES, CPROFILE_TABLE
 from orchestrator.analysis.stacks import gc_paused
 from orchestrator.report.allocations import allocation_views, memray_views
 from orchestrator.report.charts import Chart, group_charts, host_charts, trend_charts
+from orchestrator.report.descriptors import open_files_view
 from orchestrator.report.flames import FLAME_WIDTH as FLAME_WIDTH
 from orchestrator.report.flames import diff_flame_svg as diff_flame_svg
 from orchestrator.report.flames import flame_svg as flame_svg
@@ -214,6 +215,7 @@ class HostView:
     line_profile: list[dict[str, Any]] = field(default_factory=list)  # line-profiler
     nvtx: list[dict[str, Any]] = field(default_factory=list)  # nsys's NVTX range summary
     workload: list[dict[str, Any]] = field(default_factory=list)  # the program's own metrics
+    open_files: dict[str, Any] = field(default_factory=dict)  # open-files (descriptors.py)
 
 
 def _hot_line_rows(value: Any) -> list[dict[str, Any]]:
@@ -312,6 +314,7 @@ def _host_view(
         line_profile=line_views(_mapping(host.get("tables"))),
         nvtx=nvtx_views(_mapping(host.get("tables"))),
         workload=workload_views(_mapping(host.get("tables"))),
+        open_files=open_files_view(_mapping(host.get("tables")), metrics),
     )
 
 

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from orchestrator.report.allocations import site_text
+from orchestrator.report.descriptors import open_files_rows
 from orchestrator.report.formats import (
     MISSING,
     REGRESSION_KEYS,
@@ -132,6 +133,7 @@ def _render(report: Mapping[str, Any], check_always: bool) -> str:
     out += _memray(_dicts(report.get("hosts")))
     out += _line_profile(_dicts(report.get("hosts")))
     out += _nvtx(_dicts(report.get("hosts")))
+    out += _open_files(_dicts(report.get("hosts")))
     if not isinstance(check, Mapping):
         out += _regressions(regressions)
     return "\n".join(out).rstrip("\n") + "\n"
@@ -440,6 +442,13 @@ def _line_profile(hosts: list[Mapping[str, Any]]) -> list[str]:
         return []
     header = ["host", "function", "time s", "hottest line", "of function %", "source"]
     return ["## line-profiler per host", "", *_table(header, rows, {2, 4}), ""]
+
+
+def _open_files(hosts: list[Mapping[str, Any]]) -> list[str]:
+    """One table: each host's open descriptors (open-files), escaped here."""
+    rows = [[md_text(cell) for cell in row] for row in open_files_rows(hosts)]
+    header = ["host", "peak", "growth /min", "leak", "sockets", "most-opened path"]
+    return ["## open-files per host", "", *_table(header, rows, {1, 2}), ""] if rows else []
 
 
 def _nvtx(hosts: list[Mapping[str, Any]]) -> list[str]:

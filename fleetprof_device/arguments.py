@@ -20,6 +20,8 @@ from .contract import (
     PROBE_KINDS,
     PROBE_MAX_REPS,
     RESERVED_FILES,
+    SWEEP_MAX_VALUES,
+    SWEEP_VALUE_PATTERN,
     TRACEMALLOC,
 )
 from .errors import InvocationError
@@ -30,6 +32,8 @@ from .module_check import option_errors as module_option_errors
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z")  # \Z: no trailing newline
 SHA256_RE = re.compile(r"^[0-9A-Fa-f]{64}\Z")
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+SWEEP_VALUE_RE = re.compile(r"^%s\Z" % SWEEP_VALUE_PATTERN)
 
 
 def load_args(argv: List[str]) -> Tuple[Dict[str, Any], bool]:
@@ -109,6 +113,31 @@ def validate_plan(plan: Dict[str, Any]) -> None:
         raise InvocationError("invalid plan: " + "; ".join(errors))
 
 
+def _sweep_errors(sweep: Any, via_profiler: Any) -> List[str]:
+    if not isinstance(sweep, dict):
+        return ["target.sweep must be a dict"]
+    errors = []
+    if not (isinstance(sweep.get("variable"), str) and ENV_NAME_RE.match(sweep["variable"])):
+        errors.append("target.sweep.variable must be an environment variable name")
+    values: Any = sweep.get("values")
+    if not (
+        is_str_list(values)
+        and 0 < len(values) <= SWEEP_MAX_VALUES
+        and all(SWEEP_VALUE_RE.match(v) for v in values)
+        and len(set(values)) == len(values)
+    ):
+        errors.append(
+            "target.sweep.values must be 1 to %d distinct values matching %s"
+            % (SWEEP_MAX_VALUES, SWEEP_VALUE_PATTERN)
+        )
+    slot: Any = sweep.get("slot_s")
+    if not (is_number(slot) and slot > 0):
+        errors.append("target.sweep.slot_s must be a number of seconds, more than 0")
+    if via_profiler:
+        errors.append("a sweep is launched by the runner, not by a profiler (via_profiler)")
+    return errors
+
+
 def _target_errors(target: Any) -> List[str]:
     if not isinstance(target, dict):
         return ["target must be a dict"]
@@ -142,6 +171,8 @@ def _target_errors(target: Any) -> List[str]:
             errors.append("target.env must map strings to strings")
         if not isinstance(target.get("via_profiler", False), bool):
             errors.append("target.via_profiler must be a boolean")
+        if target.get("sweep") is not None:
+            errors.extend(_sweep_errors(target["sweep"], target.get("via_profiler")))
         interrupt = target.get("interrupt_s")
         if interrupt is not None and not (is_number(interrupt) and 0 <= interrupt <= 60):
             errors.append("target.interrupt_s must be a number of seconds from 0 to 60")

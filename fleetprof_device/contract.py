@@ -31,6 +31,8 @@ RESERVED_FILES = (
     SOURCE_LINES_FILE + ".tmp",
     ".reserve",
     "workload.jsonl",  # WORKLOAD_METRICS_FILE, below
+    "sweep.json",  # SWEEP_FILE, below
+    "sweep.config.json",  # SWEEP_CONFIG_FILE, below
 )
 
 # Locks (see locks.SessionLock): one per user and host in the fleetprof home, one per target
@@ -91,6 +93,21 @@ OPEN_FILES_PROTOCOLS = ("tcp", "udp", "tcp6", "udp6")  # the order they are read
 OPEN_FILES_TOP_PATHS = 20
 OPEN_FILES_MAX_TOP_PATHS = 100
 OPEN_FILES_MAX_PATH_CHARS = 200  # a longer path keeps its end, after "..."
+
+# Benchmark sweeps (docs/report.md, "Sweeps"): a launch target with ``sweep`` runs its
+# command once per value, in order, each in an equal slot of the window; the runner launches
+# the sweep supervisor (fleetprof_device/sweep.py) as the target, which gives run I the
+# variable's value in its environment and in place of "{VARIABLE}" in its arguments, and
+# its own metrics file SWEEP_METRICS_FILE % I. The supervisor writes SWEEP_FILE: each run's
+# value, times, exit code and how it ended. Values: SWEEP_VALUE_PATTERN, at most
+# SWEEP_MAX_VALUES of them.
+SWEEP_FILE = "sweep.json"
+SWEEP_CONFIG_FILE = "sweep.config.json"
+SWEEP_SCHEMA = "fleetprof.sweep/1"
+SWEEP_METRICS_FILE = "workload.sweep.%d.jsonl"
+SWEEP_RUN_OUTPUT = "sweep.%d"  # + ".stdout" / ".stderr"
+SWEEP_VALUE_PATTERN = r"[A-Za-z0-9_.:+-]{1,32}"
+SWEEP_MAX_VALUES = 20
 
 # The device package as shipped: one zipapp, pushed by checksum into the fleetprof home's
 # tool directory (like py-spy), named by its sha256 so a device can hold several versions.

@@ -14,6 +14,10 @@ from .contract import HOST_LOCK_FILE, MIB
 from .errors import InvocationError
 from .procfs import os_error_text
 
+# What sys.path needs to import this package: its zipapp, or the checkout holding it (a
+# post step's converter and the sweep supervisor run in another interpreter).
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 
 def fleetprof_home(workdir: str) -> Tuple[str, List[str]]:
     """The fleetprof home the workdir lives under, and fleetprof's own directories above it.

@@ -14,15 +14,13 @@ from typing import Any, Callable, Dict, List, Optional
 
 from .children import Child
 from .contract import DEVICE_PACKAGE_ARG
+from .dirs import PACKAGE_ROOT
 from .files import file_tail, keep_tail, last_line
 from .procfs import os_error_text
 from .profilers import STOP_POLL_S, ProfilerRun
 from .runlog import RunnerLog
 from .source_lines import after_window
 from .target import Target
-
-# What sys.path needs to import this package: its zipapp, or the checkout holding it.
-PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def post_process(

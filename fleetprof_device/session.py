@@ -200,7 +200,7 @@ class Session:
         if target.mode == "launch" and not target.via_profiler:
             # At T0, the profilers right after it: the profile starts with the program.
             try:
-                target.launch(self._spawn, self.workdir)
+                target.launch(self._spawn, self.workdir, clock.deadline)
             except TargetError as exc:
                 self._fail(str(exc))
                 return

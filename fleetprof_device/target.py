@@ -8,14 +8,16 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
 from typing import Any, Callable, Dict, List, Optional
 
 from .children import TARGET_STOP_WAIT_S, Child
 from .clock import Clock
-from .contract import PROBE_FILE
+from .contract import PROBE_FILE, SWEEP_CONFIG_FILE
+from .dirs import PACKAGE_ROOT
 from .errors import TargetError
-from .files import file_tail
+from .files import file_tail, write_json
 from .flag_check import check_flags
 from .inprogram import launch_env
 from .module_check import check_modules
@@ -31,6 +33,7 @@ from .procfs import (
     shorten,
 )
 from .runlog import RunnerLog
+from .sweep import BOOTSTRAP as SWEEP_BOOTSTRAP
 from .workload import with_metrics_file
 
 END_TOLERANCE_S = 0.5  # a target ending this close to the deadline did not end early
@@ -110,10 +113,13 @@ class Target:
         outputs are absolute paths into the workdir: the controller's plan makes them so)."""
         return str(self.spec.get("cwd") or workdir)
 
-    def launch(self, spawn: Callable[..., Child], workdir: str) -> None:
-        """Launch mode: start the command (argv, never a shell) in its own process group."""
+    def launch(self, spawn: Callable[..., Child], workdir: str, deadline: float = 0.0) -> None:
+        """Launch mode: start the command (argv, never a shell) in its own process group;
+        with a sweep, the sweep supervisor (sweep.py), which runs the command per value."""
         env = self.environment(workdir)
         argv = list(self.spec["command"])
+        if self.spec.get("sweep"):
+            argv = self._sweep_argv(workdir, deadline)
         try:
             self.child = spawn("target", argv, self.directory(workdir), env)
         except (OSError, subprocess.SubprocessError, ValueError) as exc:
@@ -122,6 +128,28 @@ class Target:
             ) from None
         self.pid, self.cmdline = self.child.pid, argv
         self.log("target: launched pid %d: %s" % (self.pid, shorten(" ".join(argv), 200)))
+
+    def _sweep_argv(self, workdir: str, deadline: float) -> List[str]:
+        sweep = self.spec["sweep"]
+        config = os.path.join(workdir, SWEEP_CONFIG_FILE)
+        write_json(
+            config,
+            {
+                "workdir": workdir,
+                "command": list(self.spec["command"]),
+                "cwd": self.directory(workdir),
+                "variable": sweep["variable"],
+                "values": list(sweep["values"]),
+                "slot_s": float(sweep["slot_s"]),
+                "t0": time.time(),
+                "deadline": deadline,
+            },
+        )
+        self.log(
+            "target: sweep of %s over %s, %.2f s each"
+            % (sweep["variable"], ", ".join(sweep["values"]), float(sweep["slot_s"]))
+        )
+        return [sys.executable, "-c", SWEEP_BOOTSTRAP, PACKAGE_ROOT, config]
 
     def adopt_child_of(self, launcher: Child, name: str) -> None:
         """via_profiler: the target is the launching profiler's (first) child."""

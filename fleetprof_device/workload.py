@@ -19,19 +19,27 @@ def metrics_path(workdir: str) -> str:
     return os.path.join(workdir, WORKLOAD_METRICS_FILE)
 
 
-def with_metrics_file(env: Dict[str, str], workdir: str) -> Dict[str, str]:
+def with_metrics_file(
+    env: Dict[str, str], workdir: str, name: str = WORKLOAD_METRICS_FILE
+) -> Dict[str, str]:
     """The launched program's environment with the metrics file's path (the campaign's
     own value for the variable, if it set one, is replaced: the runner keeps only its file)."""
     out = dict(env)
-    out[WORKLOAD_METRICS_ENV] = metrics_path(workdir)
+    out[WORKLOAD_METRICS_ENV] = os.path.join(workdir, name)
     return out
 
 
 class MetricsFile:
     """The cap on the workload's file: the first ``max_bytes`` kept, cut after a newline."""
 
-    def __init__(self, workdir: str, max_bytes: int = WORKLOAD_METRICS_MAX_BYTES) -> None:
-        self.path = metrics_path(workdir)
+    def __init__(
+        self,
+        workdir: str,
+        max_bytes: int = WORKLOAD_METRICS_MAX_BYTES,
+        name: str = WORKLOAD_METRICS_FILE,
+    ) -> None:
+        self.path = os.path.join(workdir, name)
+        self.name = name
         self.max_bytes = max_bytes
         self.cut_at: Optional[int] = None  # where the kept part ends, once it was cut
         self.cut_bytes = 0  # how many bytes were dropped, over every cut
@@ -70,7 +78,7 @@ class MetricsFile:
         except OSError:
             return None
         return {
-            "file": WORKLOAD_METRICS_FILE,
+            "file": self.name,
             "bytes": size,
             "max_bytes": self.max_bytes,
             "cut_bytes": self.cut_bytes,

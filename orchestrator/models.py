@@ -129,6 +129,9 @@ class TargetPlan:
     probe: list[str] = field(default_factory=list)
     probe_seconds: float | None = None
     probe_repeats: int | None = None
+    # launch with target.launch.sweep: {"variable", "values", "slot_s"} (the runner starts
+    # the sweep supervisor, which runs the command once per value).
+    sweep: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

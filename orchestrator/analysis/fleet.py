@@ -37,6 +37,7 @@ from orchestrator.analysis.stacks import (
     gc_paused,
     merge_profiles,
 )
+from orchestrator.analysis.sweep import sweep_summary
 from orchestrator.models import REPORT_SCHEMA, HostStatus
 
 STATUSES = [s.value for s in HostStatus]
@@ -351,13 +352,20 @@ def build_report(
     threshold: float = DEFAULT_THRESHOLD,
     group_values: Mapping[str, str] | None = None,
     directions: Mapping[str, str] | None = None,
+    sweep: tuple[str, Sequence[str]] | None = None,
 ) -> dict[str, Any]:
     """``meta``: campaign, run_id, started_at, duration_s, mode (from run.json);
     ``profiles``: each host's py-spy profile; ``group_values``: each host's value of the
     inventory variable ``group_by`` (unused for hw_model and arch); ``directions``: the
-    campaign's workload metrics and which way is better (``target.launch.metrics``)."""
+    campaign's workload metrics and which way is better (``target.launch.metrics``);
+    ``sweep``: its variable and values, for a sweep campaign (``target.launch.sweep``)."""
     with gc_paused(), declared_directions(directions):
         report = _build_report(meta, hosts, profiles or {}, group_by, threshold, group_values)
+        if sweep is not None:
+            usable = [
+                (h.name, _group_of(h), h.tables) for h in hosts if _has_data(h) and not h.incomplete
+            ]
+            report["sweep"] = sweep_summary(sweep[0], sweep[1], usable)
     if directions:
         report["compare"]["directions"] = dict(directions)
     return report

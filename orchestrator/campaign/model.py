@@ -36,6 +36,7 @@ from orchestrator.campaign.validators import (
     Lead,
     Pid,
     Spec,
+    SweepValues,
     WorkloadDirection,
     WorkloadName,
     check_hosts,
@@ -45,6 +46,7 @@ from orchestrator.campaign.validators import (
     exactly_one,
     int_check,
     invalid,
+    parse_duration,
     positive_number,
 )
 
@@ -71,6 +73,17 @@ class AttachSpec(Spec):
         return data
 
 
+class SweepSpec(Spec):
+    """Run the command once per value of one variable, each in its own slot of the window."""
+
+    variable: EnvName
+    values: SweepValues
+    # Each run's time; the window split equally among the values when not given.
+    each_s: Duration | None = Field(
+        default=None, validation_alias="each", serialization_alias="each"
+    )
+
+
 class LaunchSpec(Spec):
     """Start the program under the profiler for the session."""
 
@@ -80,6 +93,9 @@ class LaunchSpec(Spec):
     # The workload's own metrics (FLEETPROF_METRICS_FILE) and which way is better for each:
     # outliers and the nightly check judge only the worse side of a named one.
     metrics: dict[WorkloadName, WorkloadDirection] = Field(default_factory=dict)
+    # A benchmark sweep: the command once per value, the value in the environment variable
+    # and in place of {VARIABLE} in the arguments.
+    sweep: SweepSpec | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -299,6 +315,27 @@ class Campaign(Spec):
 
     @model_validator(mode="before")
     @classmethod
+    def _sweep_fits(cls, data: Any) -> Any:
+        """A sweep's runs of ``each`` must fit in the window, one after the other."""
+        try:
+            sweep = data["target"]["launch"]["sweep"]
+            runs = len(sweep["values"])
+            each, duration = parse_duration(sweep["each"]), parse_duration(data["duration"])
+        except (KeyError, TypeError, ValueError):
+            return data  # missing or malformed: the field's own check says so
+        if each * runs > duration + 1e-9:
+            raise invalid(
+                f"{runs} values x {sweep['each']} do not fit in the duration "
+                f"({data['duration']}): shorten each or lengthen duration",
+                "target",
+                "launch",
+                "sweep",
+                "each",
+            )
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
     def _probe_profilers(cls, data: Any) -> Any:
         # A probe target has no process: no profiler is needed (py-spy is not the
         # default), and `profilers:` omitted, null or {} means none.
@@ -317,6 +354,14 @@ class Campaign(Spec):
         (``target.launch.metrics``); empty for other targets."""
         launch = self.target.launch
         return dict(launch.metrics) if launch is not None else {}
+
+    @property
+    def sweep_values(self) -> tuple[str, list[str]] | None:
+        """A sweep campaign's variable and values (``target.launch.sweep``); else None."""
+        launch = self.target.launch
+        if launch is None or launch.sweep is None:
+            return None
+        return launch.sweep.variable, list(launch.sweep.values)
 
     @property
     def source(self) -> Path:

@@ -21,6 +21,7 @@ from pydantic_core import PydanticCustomError
 
 from fleetprof_device.contract import MAX_SAMPLE_INTERVAL_S as MAX_INTERVAL_S
 from fleetprof_device.contract import MIN_SAMPLE_INTERVAL_S as MIN_INTERVAL_S
+from fleetprof_device.contract import SWEEP_MAX_VALUES, SWEEP_VALUE_PATTERN
 from orchestrator.values import workload_name_problem
 
 MAX_DURATION_S = 24 * 3600.0
@@ -286,6 +287,29 @@ def _check_workload_direction(value: object) -> str:
     return value
 
 
+_SWEEP_VALUE_RE = re.compile(SWEEP_VALUE_PATTERN)
+
+
+def _check_sweep_values(value: object) -> list[str]:
+    """Scalars (a number is written as YAML wrote it: 4, 0.5), distinct, each a short
+    word that can go into an environment variable, an argument and a metric's name."""
+    if not isinstance(value, list) or not value:
+        raise invalid(f"expected a non-empty list of values, got {describe(value)}")
+    if len(value) > SWEEP_MAX_VALUES:
+        raise invalid(f"expected at most {SWEEP_MAX_VALUES} values, got {len(value)}")
+    out: list[str] = []
+    for index, item in enumerate(value):
+        if isinstance(item, bool) or not isinstance(item, str | int | float):
+            raise invalid(f"expected a number or a word, got {describe(item)}", index)
+        text = str(item)
+        if not _SWEEP_VALUE_RE.fullmatch(text):
+            raise invalid(f"expected at most 32 letters, digits or _.:+-, got {text!r}", index)
+        if text in out:
+            raise invalid(f"{text} is listed twice; each value runs once", index)
+        out.append(text)
+    return out
+
+
 CampaignName = Annotated[str, PlainValidator(_check_name)]
 Duration = Annotated[float, duration_check(0.0, MAX_DURATION_S, zero_ok=False)]
 Lead = Annotated[float, duration_check(0.0, MAX_LEAD_S, zero_ok=True)]
@@ -296,6 +320,7 @@ LeakRate = Annotated[float, positive_number("a positive number of MB per minute"
 AbsolutePath = Annotated[str, PlainValidator(_check_absolute)]
 EnvName = Annotated[str, PlainValidator(_check_env_name)]
 WorkloadName = Annotated[str, PlainValidator(_check_workload_name)]
+SweepValues = Annotated[list[str], PlainValidator(_check_sweep_values)]
 WorkloadDirection = Annotated[str, PlainValidator(_check_workload_direction)]
 Argv = Annotated[list[str], PlainValidator(_check_command)]
 

@@ -83,7 +83,9 @@ def skip_reason(campaign: Campaign, facts: HostFacts, tool_problem: str | None) 
     return None
 
 
-def _options(spec: PySpySpec, duration_s: float, output: str = OUTPUT) -> list[str]:
+def _options(
+    spec: PySpySpec, duration_s: float, output: str = OUTPUT, children: bool = False
+) -> list[str]:
     options = [
         "--duration",
         str(max(1, math.ceil(duration_s))),
@@ -101,7 +103,8 @@ def _options(spec: PySpySpec, duration_s: float, output: str = OUTPUT) -> list[s
         ("--native", spec.native),
         ("--idle", spec.idle),
         ("--gil", spec.gil),
-        ("--subprocesses", spec.subprocesses),
+        # A sweep's runs are the children of its supervisor: followed whatever was asked.
+        ("--subprocesses", spec.subprocesses or children),
         ("--nonblocking", spec.nonblocking),
     ):
         if wanted:
@@ -128,9 +131,10 @@ def plan(campaign: Campaign, facts: HostFacts, tool: ToolChoice | None) -> Profi
     reason = skip_reason(campaign, facts, problem if binary is None else None)
     if reason is not None or binary is None:
         return ProfilerPlan.skipped(NAME, reason or "no py-spy binary", [OUTPUT], MAX_BYTES)
-    options = _options(spec, campaign.duration_s)
-    launch_options = _options(spec, campaign.duration_s, f"{WORKDIR_ARG}/{OUTPUT}")
     launch = campaign.target.launch
+    sweep = launch is not None and launch.sweep is not None
+    options = _options(spec, campaign.duration_s, children=sweep)
+    launch_options = _options(spec, campaign.duration_s, f"{WORKDIR_ARG}/{OUTPUT}", sweep)
     return ProfilerPlan(
         name=NAME,
         status="planned",

@@ -47,6 +47,7 @@ from orchestrator.report.formats import (
 )
 from orchestrator.report.lineprof import line_views
 from orchestrator.report.nvtx import nvtx_views
+from orchestrator.report.sweep import sweep_view
 from orchestrator.report.workload import workload_units, workload_views
 from orchestrator.values import dicts as _dicts
 from orchestrator.values import mapping as _mapping
@@ -145,6 +146,7 @@ def _render_html(report: Mapping[str, Any]) -> str:
         regression_columns=[c for c in _columns(regressions) if c not in REGRESSION_KEYS],
         trends=trend_charts(report.get("history"), flagged_by_metric(report)),
         commands=_command_views(report.get("processes")),
+        sweep=sweep_view(report),
         csp=Markup(CONTENT_SECURITY_POLICY),  # our constant; quotes must stay quotes
         script=Markup(_SCRIPT),
     )

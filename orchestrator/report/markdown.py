@@ -19,7 +19,7 @@ from orchestrator.report.formats import (
     fingerprint_text,
     stability_text,
 )
-from orchestrator.report.md_hosts import profiler_tables, workload_table
+from orchestrator.report.md_hosts import profiler_tables, sweep_tables, workload_table
 from orchestrator.report.mdtable import md_text
 from orchestrator.report.mdtable import num as _num
 from orchestrator.report.mdtable import signed as _signed
@@ -81,6 +81,7 @@ def _render(report: Mapping[str, Any], check_always: bool) -> str:
     out += _fleet(_dicts(report.get("hosts")))
     out += _outliers(_dicts(report.get("outliers")))
     out += workload_table(_dicts(report.get("hosts")))
+    out += sweep_tables(report)
     out += _group_functions(report)
     out += _group_hot_lines(_dicts(report.get("groups")))
     out += _matrices(report)

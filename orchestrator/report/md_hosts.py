@@ -15,6 +15,7 @@ from orchestrator.report.mdtable import md_text
 from orchestrator.report.mdtable import num as _num
 from orchestrator.report.mdtable import table as _table
 from orchestrator.report.nvtx import nvtx_views
+from orchestrator.report.sweep import sweep_view
 from orchestrator.report.workload import workload_views
 from orchestrator.values import dicts as _dicts
 from orchestrator.values import mapping as _mapping
@@ -25,6 +26,32 @@ def profiler_tables(hosts: list[Mapping[str, Any]]) -> list[str]:
     out: list[str] = []
     for part in (_allocations, _memray, _line_profile, _nvtx, _open_files):
         out += part(hosts)
+    return out
+
+
+def sweep_tables(report: Mapping[str, Any]) -> list[str]:
+    """A sweep: per KPI, a row per group with each value's median and the best value."""
+    view = sweep_view(report)
+    if view is None:
+        return []
+    out = [f"## Sweep over {md_text(view['variable'])}", ""]
+    for part in view["kpis"]:
+        header = ["group", *(f"{view['variable']}={v}" for v in view["values"]), "best"]
+        rows = [
+            [
+                md_text(row["group"]),
+                *(_num(cell["median"], 3) if cell else MISSING for cell in row["cells"]),
+                md_text(row["best"]) if row["best"] is not None else MISSING,
+            ]
+            for row in part["rows"]
+        ]
+        right = set(range(1, len(view["values"]) + 1))
+        out += [
+            f"### {md_text(part['kpi'])}",
+            "",
+            *_table([md_text(h) for h in header], rows, right),
+            "",
+        ]
     return out
 
 

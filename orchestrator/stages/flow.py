@@ -430,6 +430,7 @@ def build_outputs(run: RunDir, campaign: Campaign) -> dict[str, Any]:
         threshold=campaign.compare.threshold,
         group_values=_recorded_group_values(meta, group_by, [p.view.name for p in parsed]),
         directions=campaign.workload_directions,
+        sweep=campaign.sweep_values,
     )
     judgement = run.path / CHECK_FILE
     if judgement.is_file():

@@ -17,6 +17,8 @@ from orchestrator.campaign.model import Campaign
 from orchestrator.models import HostProgress, HostStatus
 from orchestrator.stages.probe import load_probe, probe_result
 from orchestrator.stages.rundir import RunDir
+from orchestrator.stages.sweep import TABLE as SWEEP_TABLE
+from orchestrator.stages.sweep import read_sweep
 from orchestrator.stages.window import incomplete_reason
 from orchestrator.stages.workload import read_workload
 from orchestrator.values import mapping
@@ -121,6 +123,12 @@ def _parse_host(
     if workload.rows:
         view.tables[WORKLOAD_TABLE] = workload.rows
     view.data_quality.extend(workload.data_quality)
+    launch = campaign.target.launch
+    if launch is not None and launch.sweep is not None:
+        swept = read_sweep(session_dir, manifest, launch.sweep.variable)
+        view.metrics.update(swept.metrics)
+        view.tables[SWEEP_TABLE] = swept.rows
+        view.data_quality.extend(swept.data_quality)
     probe_data = None
     if campaign.target.probe is not None:
         probe_data, problem = load_probe(session_dir)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
+from fleetprof_device.contract import TRACEMALLOC
 from orchestrator import profilers
 from orchestrator.campaign.model import Campaign
 from orchestrator.models import WORKDIR_ARG, HostFacts, ProfilerPlan, SessionPlan, TargetPlan
@@ -55,17 +56,25 @@ def _target(
         wrap = [arg.replace(WORKDIR_ARG, workdir) for arg in inside.target_wrap]
         command = wrap + command[int(inside.options.get("replaces", 1)) :]
         interrupt_s = float(inside.options.get("interrupt_s", 0.0))
+    sweep = None
+    if launch.sweep is not None:
+        values = list(launch.sweep.values)
+        slot = launch.sweep.each_s or campaign.duration_s / len(values)
+        sweep = {"variable": launch.sweep.variable, "values": values, "slot_s": slot}
+        launcher_planned = False  # a sweep's profilers never start it (make_plan skips them)
     return TargetPlan(
         mode="launch",
         command=command,
         interrupt_s=interrupt_s,
         cwd=launch.cwd,
         env=dict(launch.env),
+        sweep=sweep,
         # Where the kernel lets a process trace only its descendants, py-spy must be the
         # one that starts the command; nsys and ncu always start it themselves. cProfile
         # runs inside the command, which the runner starts (it is planned only where no
         # profiler has to start the command).
-        via_profiler=launcher_planned or (not facts.can_attach and inside is None),
+        via_profiler=sweep is None
+        and (launcher_planned or (not facts.can_attach and inside is None)),
     )
 
 
@@ -97,6 +106,8 @@ def make_plan(
             pushes[profiler.TOOL] = push
             planned = _pin_tool(planned, push)
         plans.append(_in_workdir(planned, workdir))
+    if campaign.target.launch is not None and campaign.target.launch.sweep is not None:
+        plans = [_in_sweep(p, facts.can_attach) for p in plans]
     # A launcher of its own process (nsys, ncu); one inside the target (cProfile) is not.
     launcher_planned = any(
         p.status == "planned" and profilers.launch_only(p.name) and not p.in_target for p in plans
@@ -119,6 +130,32 @@ def make_plan(
         min_free_mb=campaign.limits.min_free_mb,
         remove_packed_workdir=True,
     )
+
+
+SWEEP_SKIP = (
+    "a sweep runs the command once per value under fleetprof's sweep supervisor; {name} {how}, "
+    "so it cannot follow the runs: profile one value in a campaign without sweep"
+)
+
+
+def _in_sweep(planned: ProfilerPlan, can_attach: bool) -> ProfilerPlan:
+    """A sweep's target is its supervisor, which the runner starts: a profiler that must
+    start the command itself (nsys, ncu; py-spy where the device lets it trace only its own
+    children) or lives inside it (cProfile, memray, line-profiler, tracemalloc) is skipped
+    with the reason; the samplers and an attaching py-spy follow the runs as children."""
+    if planned.status != "planned":
+        return planned
+    how = None
+    if planned.in_target or planned.target_wrap or planned.builtin == TRACEMALLOC:
+        how = "runs inside one program"
+    elif profilers.launch_only(planned.name) or (planned.launch_argv and not planned.argv):
+        how = "must start the program itself"
+    elif planned.launch_argv and not can_attach:
+        how = "must start the program itself on this device (it may not attach: ptrace_scope)"
+    if how is None:
+        return planned
+    reason = SWEEP_SKIP.format(name=planned.name, how=how)
+    return ProfilerPlan.skipped(planned.name, reason, planned.outputs, planned.max_bytes)
 
 
 def _in_workdir(planned: ProfilerPlan, workdir: str) -> ProfilerPlan:

@@ -88,20 +88,29 @@ def _reject(constant: str) -> None:
     raise ValueError(f"{constant} is not a number")
 
 
-def read_workload(session_dir: Path, manifest: dict[str, Any]) -> WorkloadResult:
-    """What the program wrote, summarized; an empty result when it wrote nothing."""
+def read_workload(
+    session_dir: Path,
+    manifest: dict[str, Any],
+    file_name: str = WORKLOAD_METRICS_FILE,
+    file_info: Any = None,
+    suffix: str = "",
+) -> WorkloadResult:
+    """What the program wrote, summarized; an empty result when it wrote nothing.
+    ``file_info``: the device's record of the file (its cut bytes), the manifest's
+    ``workload_metrics`` by default; ``suffix`` goes after every metric's name (a sweep
+    run's ``[value]``), and then no series is made."""
     result = WorkloadResult()
-    path = session_dir / WORKLOAD_METRICS_FILE
+    path = session_dir / file_name
     try:
         if not path.is_file() or path.is_symlink():
             return result
         with path.open("rb") as handle:
             data = handle.read(WORKLOAD_METRICS_MAX_BYTES + 1)
     except OSError as exc:
-        result.data_quality.append(f"workload metrics: {WORKLOAD_METRICS_FILE} unreadable: {exc}")
+        result.data_quality.append(f"workload metrics: {file_name} unreadable: {exc}")
         return result
     notes = result.data_quality
-    info = manifest.get("workload_metrics")
+    info = manifest.get("workload_metrics") if file_info is None else file_info
     cut = number(info.get("cut_bytes")) if isinstance(info, dict) else None
     if len(data) > WORKLOAD_METRICS_MAX_BYTES or (cut is not None and cut > 0):
         notes.append(
@@ -113,7 +122,7 @@ def read_workload(session_dir: Path, manifest: dict[str, Any]) -> WorkloadResult
     reading = _read(data)
     if reading.bad_lines:
         notes.append(
-            f"workload metrics: {reading.bad_lines} malformed lines in {WORKLOAD_METRICS_FILE} "
+            f"workload metrics: {reading.bad_lines} malformed lines in {file_name} "
             'skipped (each line one JSON object: {"name": ..., "value": <number>})'
         )
     if reading.bad_names:
@@ -129,7 +138,7 @@ def read_workload(session_dir: Path, manifest: dict[str, Any]) -> WorkloadResult
         )
     for name, points in sorted(reading.names.items()):
         stats = summarize(name, points)
-        result.metrics.update(stats)
+        result.metrics.update({k + suffix: v for k, v in stats.items()})
         key = f"workload.{name}"
         result.rows.append(
             {
@@ -148,7 +157,7 @@ def read_workload(session_dir: Path, manifest: dict[str, Any]) -> WorkloadResult
                 f"than {points.unit or 'none'} (the first line's); their values are counted"
             )
     t0 = number(manifest.get("t0_device"))
-    if t0 is not None:
+    if t0 is not None and not suffix:
         result.series = _series(reading.names, t0)
     return result
 

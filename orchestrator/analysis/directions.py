@@ -143,7 +143,10 @@ def declared_directions(directions: Mapping[str, str] | None) -> Iterator[None]:
 
 def rule_for(metric: str) -> Rule:
     """A declared workload metric's direction (its count is bookkeeping); else the first
-    rule whose pattern matches ``metric``; ``both`` when none does."""
+    rule whose pattern matches ``metric``; ``both`` when none does. A sweep run's metric
+    (``workload.<name>[<value>]``) has its name's direction."""
+    if metric.endswith("]") and "[" in metric:  # a sweep run's: workload.fps[8]
+        metric = metric[: metric.rindex("[")]
     declared = _declared.get()
     if declared and metric.startswith(PREFIX):
         name = base_name(metric)

@@ -54,7 +54,7 @@ def read_sweep(session_dir: Path, manifest: dict[str, Any], variable: str) -> Sw
         if not isinstance(value, str) or not _VALUE.fullmatch(value):
             result.data_quality.append(f"sweep: run {index} has no usable value; left out")
             continue
-        row = _row(run, value, slot)
+        row = _row(run, value, slot, number(manifest.get("t0_device")))
         where = f"sweep {variable}={value}"
         if run.get("status") != "ok":
             reason = str(run.get("reason") or run.get("status") or "unknown")[:300]
@@ -81,8 +81,9 @@ def read_sweep(session_dir: Path, manifest: dict[str, Any], variable: str) -> Sw
     return result
 
 
-def _row(run: Any, value: str, slot: float) -> dict[str, Any]:
+def _row(run: Any, value: str, slot: float, t0: float | None) -> dict[str, Any]:
     started, stopped = number(run.get("started_at_device")), number(run.get("stopped_at_device"))
+    since_t0 = round(started - t0, 3) if started is not None and t0 is not None else None
     runtime = round(stopped - started, 3) if started is not None and stopped is not None else None
     ended_by = run.get("ended_by")
     code = number(run.get("exit_code"))
@@ -91,6 +92,7 @@ def _row(run: Any, value: str, slot: float) -> dict[str, Any]:
         "status": str(run.get("status") or "unknown")[:20],
         "ended_by": ended_by if ended_by in ("itself", "slot end", "stopped") else None,
         "exit_code": int(code) if code is not None and code.is_integer() else None,
+        "started_s": since_t0,  # from T0
         "runtime_s": runtime,
         "slot_s": round(slot, 3),
     }

@@ -77,9 +77,12 @@ def test_each_value_runs_in_its_slot_with_its_own_metrics_and_the_best_is_named(
         # Each run was stopped at its slot's end: nothing of it is left.
         pid = int((tmp_path / f"bench.py.pid.{batch}").read_text())
         assert not pid_alive(pid)
-    # Slots follow one another: each run started about 1.5 s after the one before.
+    # Slots follow one another: run I started about I x 1.5 s after T0.
+    for index, value in enumerate(values):
+        assert rows[value]["started_s"] == pytest.approx(1.5 * index, abs=0.3), rows[value]
     assert rows["0"]["exit_code"] == 3 and rows["0"]["ended_by"] == "itself"
-    assert any("BATCH=0: the program ended by itself with exit code 3" in n for n in swept.data_quality)
+    said = "BATCH=0: the program ended by itself with exit code 3"
+    assert any(said in note for note in swept.data_quality), swept.data_quality
     # The memory sampler followed every run as the supervisor's child.
     assert "memory.jsonl" in run.members()
 

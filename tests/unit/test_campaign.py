@@ -292,7 +292,7 @@ BAD_FILES: list[tuple[str, str, str, str]] = [
         "unknown key in launch",
         "name: t\nduration: 1\ntarget:\n  launch:\n    command: [a]\n    shell: true\n",
         "6:5: target.launch.shell",
-        "unknown key (allowed: command, cwd, env, metrics)",
+        "unknown key (allowed: command, cwd, env, metrics, sweep)",
     ),
     (
         "unknown key in py-spy",

@@ -124,3 +124,11 @@ def test_declared_directions_rule_only_inside_their_block() -> None:
         assert not is_bad_side("workload.latency_ms", -4.0)
         assert rule_for("system.cpu_pct").direction == BOTH
     assert rule_for("workload.latency_ms").direction == BOTH
+
+
+def test_a_sweep_run_s_metric_has_its_name_s_direction() -> None:
+    with declared_directions({"items_per_s": "higher"}):
+        assert rule_for("workload.items_per_s[8]").direction == HIGHER
+        assert rule_for("workload.items_per_s.p95[8]").direction == HIGHER
+        assert rule_for("workload.items_per_s.count[8]").direction == SKIP
+    assert rule_for("workload.fps[0.5]").direction == HIGHER

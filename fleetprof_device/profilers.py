@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, List, Optional, Union
 from .checksums import ToolHashes
 from .children import Child
 from .clock import Clock
-from .contract import TRACEMALLOC
+from .contract import STOP_AT_DEADLINE_OPTION, TRACEMALLOC
 from .files import LOG_CAP_BYTES, cap_output, file_tail, keep_tail, last_line, post_problems
 from .inprogram import HookWatch
 from .procfs import os_error_text
@@ -57,6 +57,12 @@ class ProfilerRun:
         if self.inside is not None:
             return not self.inside.exited()
         return self.child is not None and not self.child.exited()
+
+    @property
+    def stops_at_deadline(self) -> bool:
+        """Whether it is told to stop (SIGINT) at the deadline itself: it has no end of its
+        own and counts until then (STOP_AT_DEADLINE_OPTION)."""
+        return (self.spec.get("options") or {}).get(STOP_AT_DEADLINE_OPTION) is True
 
     @property
     def started(self) -> bool:
@@ -207,12 +213,16 @@ class ProfilerRun:
         if self.cut_short:
             problems.append(self.cut_short)
         ending = self._ending(entry["signals_sent"])
-        if ending and not (
-            self.ended_with_target
-            and self.child is not None
-            and self.child.exit_code in (-signal.SIGINT, -signal.SIGTERM, 130, 143)
-        ):
-            problems.append(ending)  # not when told to stop because the program had ended
+        stopped = self.child is not None and self.child.exit_code in (
+            -signal.SIGINT,
+            -signal.SIGTERM,
+            130,
+            143,
+        )
+        told = self.stops_at_deadline and bool(entry["signals_sent"][:1] == ["SIGINT"])
+        if ending and not (stopped and (self.ended_with_target or told)):
+            # Not when told to stop because the program had ended, or at the deadline.
+            problems.append(ending)
         hint = last_line(entry["stderr_tail"], entry["stdout_tail"])
         return self._settle(entry, problems, "said: " + hint if hint else None)
 

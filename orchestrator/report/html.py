@@ -134,6 +134,7 @@ def _render_html(report: Mapping[str, Any]) -> str:
         cprofile_matrix=_matrix_view(report.get("cprofile_function_matrix"), raw_hosts),
         growth_matrix=_matrix_view(report.get("tracemalloc_growth_matrix"), raw_hosts),
         memray_matrix=_matrix_view(report.get("memray_peak_matrix"), raw_hosts),
+        strace_matrix=_matrix_view(report.get("strace_syscall_matrix"), raw_hosts),
         comparisons=_comparisons(diffs.get("group_vs_group")),
         check=check,
         regressions=[_regression_view(r) for r in regressions],

@@ -97,6 +97,7 @@ def make_plan(
             pushes[profiler.TOOL] = push
             planned = _pin_tool(planned, push)
         plans.append(_in_workdir(planned, workdir))
+    plans = profilers.settle(campaign, plans)
     # A launcher of its own process (nsys, ncu); one inside the target (cProfile) is not.
     launcher_planned = any(
         p.status == "planned" and profilers.launch_only(p.name) and not p.in_target for p in plans

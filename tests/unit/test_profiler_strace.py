@@ -4,12 +4,15 @@ garbage; the syscall matrix in report.json, report.html and summary.md."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from fleetprof_device import arguments
 from fleetprof_device.contract import STOP_AT_DEADLINE_OPTION
+from fleetprof_device.errors import InvocationError
 from orchestrator.analysis.fleet import HostView, build_report
 from orchestrator.profilers import strace
 from orchestrator.report.html import render_html
@@ -46,6 +49,17 @@ def test_strace_attaches_by_pid_counts_follows_and_stops_at_the_deadline(target)
     assert entry.options == {STOP_AT_DEADLINE_OPTION: True}
     assert entry.outputs == ["strace.txt"] and not entry.launch_argv
     assert plan.tools == {} and not plan.target.via_profiler
+
+
+def test_the_device_accepts_the_plan_and_only_a_boolean_stop_at_deadline() -> None:
+    _, made = plans({"strace": {}, "system": {}}, LAUNCH)
+    plan = json.loads(json.dumps(made.to_dict()))
+    arguments.validate_plan(plan)
+    entry = next(p for p in plan["profilers"] if p["name"] == "strace")
+    entry["options"][STOP_AT_DEADLINE_OPTION] = "yes"
+    with pytest.raises(InvocationError) as error:
+        arguments.validate_plan(plan)
+    assert "options.stop_at_deadline must be true or false" in str(error.value)
 
 
 def test_time_system_drops_w() -> None:

@@ -1,0 +1,102 @@
+"""strace run by the real device runner on a launched program that counts its own calls of
+one syscall: strace's count within 2% of the program's count over the time strace traced it.
+
+The program calls getppid() in a loop and, every CHECK calls, reads its own TracerPid from
+/proc/self/status (pread on a descriptor it keeps open: one syscall, not getppid): the
+count when a tracer first appears and the last count while one is there. Their difference
+is the truth, independent of clocks: strace attaches after the runner launched the program
+and detaches when the runner sends it SIGINT at the deadline."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from fleetprof_device.contract import STOP_AT_DEADLINE_OPTION
+from orchestrator.profilers import strace
+from tests.support.factories import campaign, host_facts
+from tests.support.session import make_plan, run_module
+
+CHECK = 32
+WINDOW_S = 3.0
+PROGRAM = f"""\
+import os
+import sys
+import time
+
+status = os.open("/proc/self/status", os.O_RDONLY)
+truth = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+
+
+def traced():
+    text = os.pread(status, 4096, 0)
+    start = text.index(b"TracerPid:") + len(b"TracerPid:")
+    return int(text[start : text.index(b"\\n", start)]) != 0
+
+
+count, first, last, first_t, last_t = 0, -1, -1, 0.0, 0.0
+while True:
+    os.getppid()
+    count += 1
+    if count % {CHECK} == 0 and traced():
+        if first < 0:
+            first, first_t = count, time.monotonic()
+        last, last_t = count, time.monotonic()
+        # One fixed-width pwrite: the file always holds a whole record.
+        os.pwrite(truth, b"%20d %20d %20.6f\\n" % (first, last, last_t - first_t), 0)
+"""
+
+
+def test_strace_counts_the_programs_getppid_calls_within_2_percent(tmp_path: Path) -> None:
+    binary = shutil.which("strace")
+    if binary is None:
+        pytest.skip("strace is not installed")
+    program = tmp_path / "getppid_loop.py"
+    program.write_text(PROGRAM)
+    truth = tmp_path / "truth.txt"
+    command = ["python3", str(program), str(truth)]
+    chosen = campaign(target={"launch": {"command": command}}, profilers={"strace": {}})
+    planned = strace.plan(chosen, host_facts(tools={"strace": binary}), None)
+    assert planned.status == "planned" and planned.options[STOP_AT_DEADLINE_OPTION] is True
+    plan = make_plan(
+        tmp_path,
+        {"mode": "launch", "command": command},
+        [dataclasses.asdict(planned)],
+        window=WINDOW_S,
+        lead=1.0,
+    )
+
+    run = run_module(tmp_path, plan, timeout=60)
+
+    entry = run.manifest["profilers"]["strace"]
+    if "Operation not permitted" in entry.get("stderr_tail", ""):
+        pytest.skip(f"strace may not trace here: {entry['stderr_tail'][-200:]}")
+    # Stopped with SIGINT at the deadline, not 2 s after it; that exit is its normal end.
+    assert entry["status"] == "ok", entry["reason"]
+    assert entry["signals_sent"] == ["SIGINT"]
+    deadline = run.manifest["deadline_device"]
+    assert entry["stopped_at_device"] - deadline < 1.0
+    session = tmp_path / "session"
+    with tarfile.open(run.result["archive"]) as tar:
+        tar.extractall(session, filter="data")
+    result = strace.parse(session, entry, chosen)
+
+    first, last, traced_s = truth.read_text().split()
+    expected = int(last) - int(first)
+    counted = next(r for r in result.tables[strace.TABLE] if r["syscall"] == "getppid")["calls"]
+    print(
+        f"getppid: program {expected} while traced ({float(traced_s):.2f} s, "
+        f"{expected / float(traced_s):.0f}/s), strace {counted}; "
+        f"strace.calls_per_s {result.metrics['strace.calls_per_s']}; stopped "
+        f"{entry['stopped_at_device'] - deadline:.3f} s after the deadline"
+    )
+    assert expected > 1000
+    assert counted == pytest.approx(expected, rel=0.02)
+    assert result.metrics["strace.syscall.getppid.calls_per_s"] == pytest.approx(
+        counted / result.metrics["strace.traced_s"], rel=1e-3
+    )
+    assert result.data_quality == []

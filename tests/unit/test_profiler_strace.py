@@ -13,6 +13,7 @@ import pytest
 from fleetprof_device import arguments
 from fleetprof_device.contract import STOP_AT_DEADLINE_OPTION
 from fleetprof_device.errors import InvocationError
+from orchestrator.analysis.directions import BOTH, LOWER, SKIP, direction, rule_for
 from orchestrator.analysis.fleet import HostView, build_report
 from orchestrator.profilers import strace
 from orchestrator.report.html import render_html
@@ -290,3 +291,11 @@ def test_the_syscall_matrix_in_report_json_html_and_markdown() -> None:
 def test_no_strace_table_no_matrix() -> None:
     report = build_report(META, [HostView("a", "pi", "x86_64", "ok")])
     assert "strace_syscall_matrix" not in report
+
+
+def test_the_directions_of_its_metrics() -> None:
+    assert direction("strace.traced_s") == SKIP
+    assert direction("strace.errors") == direction("strace.error_pct") == LOWER
+    for name in ("strace.calls_per_s", "strace.syscall.futex.calls_per_s"):
+        assert (direction(name), rule_for(name).floor) == (BOTH, 100.0)
+    assert rule_for("strace.syscall.read.usecs_per_call").floor == 5.0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -100,3 +101,34 @@ def test_strace_counts_the_programs_getppid_calls_within_2_percent(tmp_path: Pat
         counted / result.metrics["strace.traced_s"], rel=1e-3
     )
     assert result.data_quality == []
+
+
+def test_a_target_blocked_the_whole_window_is_ok_with_nothing_counted(tmp_path: Path) -> None:
+    binary = shutil.which("strace")
+    if binary is None:
+        pytest.skip("strace is not installed")
+    chosen = campaign(profilers={"strace": {}})
+    planned = strace.plan(chosen, host_facts(tools={"strace": binary}), None)
+    # In its one nanosleep from long before the window opens to after it closes: strace
+    # sees no call end, and writes nothing.
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        plan = make_plan(
+            tmp_path, {"mode": "attach", "pid": sleeper.pid}, [dataclasses.asdict(planned)]
+        )
+        run = run_module(tmp_path, plan, timeout=60)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+    entry = run.manifest["profilers"]["strace"]
+    if "Operation not permitted" in entry.get("stderr_tail", ""):
+        pytest.skip(f"strace may not trace here: {entry['stderr_tail'][-200:]}")
+    assert entry["status"] == "ok", entry["reason"]
+    assert entry["outputs"]["strace.txt"]["bytes"] == 0 and entry["signals_sent"] == ["SIGINT"]
+    assert run.result["status"] == "ok", run.result["reason"]
+    session = tmp_path / "session"
+    with tarfile.open(run.result["archive"]) as tar:
+        tar.extractall(session, filter="data")
+    result = strace.parse(session, entry, chosen)
+    assert result.metrics == {} and result.data_quality == [strace.NO_CALLS]

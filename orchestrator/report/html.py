@@ -43,6 +43,7 @@ from orchestrator.report.formats import (
 )
 from orchestrator.report.lineprof import line_views
 from orchestrator.report.nvtx import nvtx_views
+from orchestrator.report.syscalls import syscall_views
 from orchestrator.values import dicts as _dicts
 from orchestrator.values import mapping as _mapping
 from orchestrator.values import number as _number
@@ -213,6 +214,7 @@ class HostView:
     memray: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     line_profile: list[dict[str, Any]] = field(default_factory=list)  # line-profiler
     nvtx: list[dict[str, Any]] = field(default_factory=list)  # nsys's NVTX range summary
+    syscalls: list[dict[str, Any]] = field(default_factory=list)  # strace's summary
 
 
 def _hot_line_rows(value: Any) -> list[dict[str, Any]]:
@@ -306,6 +308,7 @@ def _host_view(
         memray=memray_views(_mapping(host.get("tables"))),
         line_profile=line_views(_mapping(host.get("tables"))),
         nvtx=nvtx_views(_mapping(host.get("tables"))),
+        syscalls=syscall_views(_mapping(host.get("tables"))),
     )
 
 

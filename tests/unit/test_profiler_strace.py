@@ -288,6 +288,21 @@ def test_the_syscall_matrix_in_report_json_html_and_markdown() -> None:
     assert "| syscall |" in md and "| futex |" in md
 
 
+def test_each_hosts_syscall_table_in_report_html(tmp_path: Path) -> None:
+    (tmp_path / "strace.txt").write_bytes((FIXTURES / "c-f-w.txt").read_bytes())
+    parsed = strace.parse(
+        tmp_path, {"started_at_device": 0.0, "stopped_at_device": 2.0}, campaign()
+    )
+    rows = [*parsed.tables[strace.TABLE], {"syscall": "<i>\x1b", "calls": "many"}]
+    host = HostView("a", "pi", "x86_64", "ok", tables={strace.TABLE: rows})
+    html = render_html(build_report(META, [host]))
+    part = html.split("<h3>System calls", 1)[1].split("</table>", 1)[0]
+    assert part.index("clock_nanosleep") < part.index("getppid")
+    getppid = part.split("<code>getppid</code>", 1)[1].split("</tr>", 1)[0]
+    assert '<td class="num">10,258</td><td class="num">5,129.0</td>' in getppid
+    assert "<i>" not in part and "&lt;i&gt;" in part and "\x1b" not in part
+
+
 def test_no_strace_table_no_matrix() -> None:
     report = build_report(META, [HostView("a", "pi", "x86_64", "ok")])
     assert "strace_syscall_matrix" not in report

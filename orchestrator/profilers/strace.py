@@ -72,8 +72,13 @@ NO_CALLS = "strace counted no system call in the window: the target made none th
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _RULE_RE = re.compile(r"^\s*-{3,}(\s+-{3,})*\s*$")
 _HEADER_RE = re.compile(r"^\s*%\s*time\s+seconds\s+usecs/call\s+calls\s+errors\s+syscall\s*$")
-_NUMBER = r"(\d+(?:\.\d+)?)"
-_ROW_RE = re.compile(rf"^\s*{_NUMBER}\s+{_NUMBER}\s+{_NUMBER}\s+(\d+)\s+(?:(\d+)\s+)?(\S+)\s*$")
+# Bounded numbers: a row of garbage digits must not make an int() of thousands of digits
+# (ValueError past 4300) or a float that overflows.
+_NUMBER = r"(\d{1,15}(?:\.\d{1,9})?)"
+_COUNT = r"(\d{1,15})"
+_ROW_RE = re.compile(
+    rf"^\s*{_NUMBER}\s+{_NUMBER}\s+{_NUMBER}\s+{_COUNT}\s+(?:{_COUNT}\s+)?(\S+)\s*$"
+)
 
 
 def skip_reason(campaign: Campaign, facts: HostFacts) -> str | None:

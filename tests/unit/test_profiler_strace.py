@@ -220,6 +220,13 @@ def test_garbage_markup_and_odd_names_are_malformed_lines_never_rows() -> None:
     assert out.malformed_lines == 6
 
 
+def test_numbers_too_long_to_be_counts_are_malformed_not_a_crash() -> None:
+    digits = "9" * 5000
+    text = f" 1.0 0.1 1 {digits} 0 read\n {digits}.0 0.1 1 5 0 write\n 1.0 0.1 1 5 {digits} x\n"
+    out = strace.parse_text(text + " 1.0 0.5 1 999999999999999 0 ok\n")
+    assert [s.name for s in out.rows] == ["ok"] and out.malformed_lines == 3
+
+
 def test_rows_are_capped_and_a_cut_table_says_so(tmp_path: Path) -> None:
     rows = "".join(f"  0.00 0.000001 1 1 0 sys{i}\n" for i in range(strace.MAX_ROWS + 50))
     out = strace.parse_text(rows)

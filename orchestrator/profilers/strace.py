@@ -58,6 +58,7 @@ NOT_PERMITTED = (
     "strace may not attach to the target on this host (kernel.yama.ptrace_scope={} and no "
     "CAP_SYS_PTRACE): connect as root, grant the capability, or set ptrace_scope=0"
 )
+NO_PTRACE = "kernel.yama.ptrace_scope=3 forbids ptrace for everyone: strace cannot trace"
 NOT_BESIDE_BLOCKING_PYSPY = (
     "a process has one ptrace tracer and py-spy, which pauses the target at each sample, "
     "holds it (strace would stop py-spy sampling): py-spy runs, strace is skipped; set "
@@ -87,6 +88,8 @@ def skip_reason(campaign: Campaign, facts: HostFacts) -> str | None:
         return NO_PROCESS
     if not facts.tools.get(NAME):
         return NOT_INSTALLED
+    if facts.ptrace_scope == 3:
+        return NO_PTRACE
     if not facts.can_attach:
         # Even a launched program is not strace's child (the runner starts it): attach.
         return NOT_PERMITTED.format(facts.ptrace_scope)

@@ -85,6 +85,11 @@ def test_no_ptrace_permission_skips_strace_even_for_a_launched_program(target) -
     assert "ptrace_scope=1 and no CAP_SYS_PTRACE" in str(by_name["strace"].reason)
 
 
+def test_ptrace_scope_3_skips_strace_even_for_root() -> None:
+    by_name, _ = plans({"strace": {}}, LAUNCH, ptrace_scope=3, can_attach=False, is_root=True)
+    assert by_name["strace"].reason == strace.NO_PTRACE
+
+
 def test_a_probe_target_has_no_process_to_trace() -> None:
     by_name, _ = plans({"strace": {}}, {"probe": ["cpu"]})
     assert by_name["strace"].reason == strace.NO_PROCESS

@@ -5,14 +5,18 @@ The program calls getppid() in a loop and, every CHECK calls, reads its own Trac
 /proc/self/status (pread on a descriptor it keeps open: one syscall, not getppid): the
 count when a tracer first appears and the last count while one is there. Their difference
 is the truth, independent of clocks: strace attaches after the runner launched the program
-and detaches when the runner sends it SIGINT at the deadline."""
+and detaches when the runner sends it SIGINT at the deadline. Also: a target blocked the
+whole window (nothing counted, still ok), and what py-spy does beside strace (the plan's
+ptrace rule)."""
 
 from __future__ import annotations
 
 import dataclasses
 import shutil
+import signal
 import subprocess
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -132,3 +136,45 @@ def test_a_target_blocked_the_whole_window_is_ok_with_nothing_counted(tmp_path: 
         tar.extractall(session, filter="data")
     result = strace.parse(session, entry, chosen)
     assert result.metrics == {} and result.data_quality == [strace.NO_CALLS]
+
+
+def test_the_ptrace_rule_rests_on_what_py_spy_does_beside_strace(
+    tmp_path: Path, py_spy: str
+) -> None:
+    """strace.yield_to_pyspy's premise, measured: with strace attached, a blocking py-spy
+    cannot take its first sample (EPERM), and a nonblocking one samples throughout."""
+    binary = shutil.which("strace")
+    if binary is None:
+        pytest.skip("strace is not installed")
+    program = tmp_path / "loop.py"
+    program.write_text("import os\nwhile True:\n    os.getppid()\n")
+    target = subprocess.Popen(["python3", str(program)])
+    tracer = None
+    try:
+        time.sleep(0.3)
+        tracer = subprocess.Popen(
+            [binary, "-c", "-f", "-o", str(tmp_path / "strace.txt"), "-p", str(target.pid)],
+            stderr=subprocess.PIPE,
+        )
+        time.sleep(0.3)
+        record = [py_spy, "record", "--pid", str(target.pid), "--duration", "1"]
+        record += ["--rate", "50", "--format", "raw"]
+        blocking = subprocess.run(
+            [*record, "--output", str(tmp_path / "b.folded")], capture_output=True, text=True
+        )
+        nonblocking = subprocess.run(
+            [*record, "--output", str(tmp_path / "n.folded"), "--nonblocking"],
+            capture_output=True,
+            text=True,
+        )
+    finally:
+        if tracer is not None:
+            tracer.send_signal(signal.SIGINT)
+            tracer.wait(timeout=10)
+        target.kill()
+        target.wait()
+    assert blocking.returncode != 0
+    assert "Failed to suspend process" in blocking.stderr + blocking.stdout
+    assert nonblocking.returncode == 0, nonblocking.stderr
+    assert (tmp_path / "n.folded").stat().st_size > 0
+    assert "getppid" in (tmp_path / "strace.txt").read_text()  # strace kept counting

@@ -17,6 +17,7 @@ from orchestrator.profilers import (
     ncu,
     nsys,
     nvidia_smi,
+    open_files,
     pyspy,
     strace,
     system,
@@ -40,6 +41,7 @@ REGISTRY: dict[str, Profiler] = {
         tracemalloc,
         memray,
         line_profiler,
+        open_files,
         strace,
     )
 }

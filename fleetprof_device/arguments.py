@@ -20,6 +20,7 @@ from .contract import (
     PROBE_KINDS,
     PROBE_MAX_REPS,
     RESERVED_FILES,
+    STOP_AT_DEADLINE_OPTION,
     SWEEP_MAX_VALUES,
     SWEEP_VALUE_PATTERN,
     TRACEMALLOC,
@@ -243,6 +244,8 @@ def _profiler_errors(prof: Dict[str, Any]) -> List[str]:
     errors.extend(_post_errors(prof))
     if isinstance(prof.get("options"), dict):
         errors.extend(flag_option_errors(prof["options"]))
+        if prof["options"].get(STOP_AT_DEADLINE_OPTION, False) not in (True, False):
+            errors.append("options.%s must be true or false" % STOP_AT_DEADLINE_OPTION)
     for output in prof.get("outputs") or []:
         if not isinstance(output, str):
             continue

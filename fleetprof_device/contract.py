@@ -130,6 +130,11 @@ HOT_LINES = 5
 SOURCE_LINE_MAX_CHARS = 200
 SOURCE_FILE_MAX_BYTES = 4 * MIB
 SOURCE_LINES_MAX_BYTES = 64 * 1024
+# A profiler without an end of its own whose count must cover the window exactly (strace
+# -c: it sums until it is told to stop) sets STOP_AT_DEADLINE_OPTION (true) in its plan
+# options: the runner sends it SIGINT at the deadline itself, not SIGINT_AFTER_S later, and
+# its exit on that SIGINT (130, or killed by it) is its normal end, not a problem.
+STOP_AT_DEADLINE_OPTION = "stop_at_deadline"
 # A post step's argv element the runner replaces with the path that puts this package on
 # sys.path (its zipapp, or the source checkout it runs from): cProfile's converter.
 DEVICE_PACKAGE_ARG = "{device_package}"

@@ -423,7 +423,8 @@ class Session:
 
         Profilers get until deadline + 2 s to stop by themselves (py-spy has --duration),
         then SIGINT (py-spy writes its output on SIGINT), then SIGKILL to their process
-        group at deadline + grace. A launched target gets SIGTERM now, SIGKILL 3 s later.
+        group at deadline + grace; one that stops at the deadline (strace) gets its SIGINT
+        at the deadline. A launched target gets SIGTERM now, SIGKILL 3 s later.
         Told to stop (SIGTERM to the runner), or free space below the floor, all of it
         happens at once, within 3 s.
         """
@@ -456,6 +457,8 @@ class Session:
                 if prof.child is None:
                     continue
                 first_at, last_at = sigint_at, kill_at
+                if prof.stops_at_deadline:
+                    first_at = min(first_at, clock.deadline)
                 if ended is not None and prof is not self.launcher:
                     # The launched program ended: py-spy --pid stops by itself; a
                     # system-wide sampler is told to. The launcher (nsys writing its

@@ -98,6 +98,15 @@ RULES: tuple[Rule, ...] = (
     Rule("memray.leaked_mb", LOWER, floor=1.0),
     Rule("memray.leaked_allocations", LOWER, floor=100.0),
     Rule("memray.peak_mb", LOWER, floor=1.0),
+    # strace: how long it was attached is bookkeeping; failed calls are worth a look when
+    # a host has more than its peers; call rates and times describe the load (a hundred
+    # calls a second, a few microseconds a call, are one window against the next).
+    Rule("strace.traced_s", SKIP),
+    Rule("strace.error_pct", LOWER, floor=2.0),
+    Rule("strace.errors", LOWER, floor=100.0),
+    Rule("strace.*calls_per_s", BOTH, floor=100.0),
+    Rule("strace.*usecs_per_call", BOTH, floor=5.0),
+    Rule("strace.time_s", BOTH, floor=0.1),
     # open-files: descriptors that keep growing; a handful more or less than the peers is
     # one more log or connection.
     Rule("fds.growth_per_min", LOWER, floor=10.0),

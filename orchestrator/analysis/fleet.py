@@ -29,7 +29,7 @@ from orchestrator.analysis.outliers import (
     metric_outliers,
     severity,
 )
-from orchestrator.analysis.sites import SITE_MATRICES, site_matrix
+from orchestrator.analysis.sites import NAMED_MATRICES, SITE_MATRICES, named_key, site_matrix
 from orchestrator.analysis.stacks import (
     LazyTree,
     StackProfile,
@@ -435,6 +435,12 @@ def _build_report(
     ordered = [h.name for members in _by_group(hosts).values() for h in members if _has_data(h)]
     for key, (table, value) in SITE_MATRICES.items():
         matrix = site_matrix(ordered, {h.name: h.tables.get(table) or [] for h in hosts}, value)
+        if matrix is not None:
+            report[key] = matrix
+    # Named rows by host (strace's syscalls): the same layout, a row a name.
+    for key, (table, value, column) in NAMED_MATRICES.items():
+        tables = {h.name: h.tables.get(table) or [] for h in hosts}
+        matrix = site_matrix(ordered, tables, value, key_of=named_key(column))
         if matrix is not None:
             report[key] = matrix
     return report

@@ -9,7 +9,7 @@ means "below that host's last row", not zero).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from orchestrator.values import number
@@ -20,6 +20,11 @@ MATRIX_SITES = 20
 SITE_MATRICES = {
     "tracemalloc_growth_matrix": ("tracemalloc.growth", "growth_mb"),
     "memray_peak_matrix": ("memray.peak", "size_mb"),
+}
+# The same layout for tables whose rows are named, not sites: the row's name column. A
+# row is a name (the ``function`` of the layout) without a file.
+NAMED_MATRICES = {
+    "strace_syscall_matrix": ("strace.syscalls", "calls_per_s", "syscall"),
 }
 
 SiteKey = tuple[str, str, int | None]
@@ -38,19 +43,31 @@ def _key(row: Mapping[str, Any]) -> SiteKey | None:
     )
 
 
+def named_key(column: str) -> Callable[[Mapping[str, Any]], SiteKey | None]:
+    """A row's key by its ``column`` (a syscall's name), without file or line."""
+
+    def key(row: Mapping[str, Any]) -> SiteKey | None:
+        name = row.get(column)
+        return (name, "", None) if isinstance(name, str) and name else None
+
+    return key
+
+
 def site_matrix(
     columns: Sequence[str],
     tables: Mapping[str, Sequence[Mapping[str, Any]]],
     value: str,
     limit: int = MATRIX_SITES,
+    key_of: Callable[[Mapping[str, Any]], SiteKey | None] = _key,
 ) -> dict[str, Any] | None:
     """The ``limit`` sites with the largest ``value`` on any host x the hosts of
-    ``columns`` that list some site (in that order); None where no host lists one."""
+    ``columns`` that list some site (in that order); None where no host lists one.
+    ``key_of``: a row's site (:func:`named_key` for rows that are names: file null)."""
     cells_by_host: dict[str, dict[SiteKey, float]] = {}
     for host in columns:
         found: dict[SiteKey, float] = {}
         for row in tables.get(host) or ():
-            key, found_value = _key(row), number(row.get(value))
+            key, found_value = key_of(row), number(row.get(value))
             if key is not None and found_value is not None:
                 found[key] = found.get(key, 0.0) + found_value
         if found:
@@ -72,7 +89,10 @@ def site_matrix(
     ]
     return {
         "functions": [
-            {"function": function, "file": file if line is None else f"{file}:{line}"}
+            {
+                "function": function,
+                "file": (file if line is None else f"{file}:{line}") if file else None,
+            }
             for function, file, line in rows
         ],
         "hosts": hosts,

@@ -225,6 +225,14 @@ class LineProfilerSpec(Spec):
     top: Annotated[int, int_check(1, 100, "an integer from 1 to 100")] = 20
 
 
+class StraceSpec(Spec):
+    """strace -c -f attached to the target: its system calls over the window."""
+
+    # wall: the time from each call's entry to its exit (-w: where the threads wait);
+    # system: the kernel CPU time strace -c estimates without -w.
+    time: Literal["wall", "system"] = "wall"
+
+
 class ProfilersSpec(Spec):
     """Which profilers run and how; a profiler that is absent (None) does not run."""
 
@@ -249,6 +257,7 @@ class ProfilersSpec(Spec):
     open_files: OpenFilesSpec | None = Field(
         default=None, validation_alias="open-files", serialization_alias="open-files"
     )
+    strace: StraceSpec | None = None
 
     @model_serializer(mode="wrap")
     def _only_enabled(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:

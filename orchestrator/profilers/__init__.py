@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import cast
 
+from orchestrator.campaign.model import Campaign
+from orchestrator.models import ProfilerPlan
 from orchestrator.profilers import (
     cprofile,
     iotop,
@@ -17,6 +19,7 @@ from orchestrator.profilers import (
     nvidia_smi,
     open_files,
     pyspy,
+    strace,
     system,
     tegrastats,
     tracemalloc,
@@ -39,8 +42,15 @@ REGISTRY: dict[str, Profiler] = {
         memray,
         line_profiler,
         open_files,
+        strace,
     )
 }
+
+
+def settle(campaign: Campaign, plans: list[ProfilerPlan]) -> list[ProfilerPlan]:
+    """One host's plans with the conflicts between profilers settled, which no profiler's
+    own plan() can see: a process has one ptrace tracer (strace yields to a blocking py-spy)."""
+    return strace.yield_to_pyspy(campaign, plans)
 
 
 def get(name: str) -> Profiler | None:

@@ -48,6 +48,7 @@ from orchestrator.report.formats import (
 from orchestrator.report.lineprof import line_views
 from orchestrator.report.nvtx import nvtx_views
 from orchestrator.report.sweep import sweep_view
+from orchestrator.report.syscalls import syscall_views
 from orchestrator.report.workload import workload_units, workload_views
 from orchestrator.values import dicts as _dicts
 from orchestrator.values import mapping as _mapping
@@ -140,6 +141,7 @@ def _render_html(report: Mapping[str, Any]) -> str:
         cprofile_matrix=_matrix_view(report.get("cprofile_function_matrix"), raw_hosts),
         growth_matrix=_matrix_view(report.get("tracemalloc_growth_matrix"), raw_hosts),
         memray_matrix=_matrix_view(report.get("memray_peak_matrix"), raw_hosts),
+        strace_matrix=_matrix_view(report.get("strace_syscall_matrix"), raw_hosts),
         comparisons=_comparisons(diffs.get("group_vs_group")),
         check=check,
         regressions=[regression_view(r) for r in regressions],
@@ -219,6 +221,7 @@ class HostView:
     memray: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     line_profile: list[dict[str, Any]] = field(default_factory=list)  # line-profiler
     nvtx: list[dict[str, Any]] = field(default_factory=list)  # nsys's NVTX range summary
+    syscalls: list[dict[str, Any]] = field(default_factory=list)  # strace's summary
     workload: list[dict[str, Any]] = field(default_factory=list)  # the program's own metrics
     open_files: dict[str, Any] = field(default_factory=dict)  # open-files (descriptors.py)
 
@@ -310,6 +313,7 @@ def _host_view(
         memray=memray_views(_mapping(host.get("tables"))),
         line_profile=line_views(_mapping(host.get("tables"))),
         nvtx=nvtx_views(_mapping(host.get("tables"))),
+        syscalls=syscall_views(_mapping(host.get("tables"))),
         workload=workload_views(_mapping(host.get("tables"))),
         open_files=open_files_view(_mapping(host.get("tables")), metrics),
     )

@@ -192,7 +192,10 @@ MATRICES = (
         "MiB grown between the first and last snapshot",
     ),
     ("memray_peak_matrix", "memray: memory at the peak by site per host", "MiB held at the peak"),
+    ("strace_syscall_matrix", "strace: system calls per host", "calls per second"),
 )
+# A matrix whose rows are names without a file (syscalls): its first column's heading.
+ROW_HEADINGS = {"strace_syscall_matrix": "syscall"}
 
 
 def _matrices(report: Mapping[str, Any]) -> list[str]:
@@ -205,15 +208,19 @@ def _matrices(report: Mapping[str, Any]) -> list[str]:
         if not hosts or not functions:
             continue
         cells = _list(matrix.get("cells"))
+        named = key in ROW_HEADINGS  # rows are names: no file column
         rows = []
         for i, function in enumerate(functions):
             values = _list(cells[i]) if i < len(cells) else []
+            label = [md_text(function.get("function"))]
             rows.append(
-                [md_text(function.get("function")), md_text(function.get("file"))]
+                (label if named else [*label, md_text(function.get("file"))])
                 + [_num(values[j] if j < len(values) else None, 1) for j in range(len(hosts))]
             )
-        header = ["function", "file", *(md_text(h) for h in hosts)]
-        out += [f"## {title}", "", what, "", *_table(header, rows, set(range(2, len(header)))), ""]
+        lead = [ROW_HEADINGS[key]] if named else ["function", "file"]
+        header = [*lead, *(md_text(h) for h in hosts)]
+        numeric = set(range(len(lead), len(header)))
+        out += [f"## {title}", "", what, "", *_table(header, rows, numeric), ""]
     return out
 
 

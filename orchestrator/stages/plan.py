@@ -108,6 +108,7 @@ def make_plan(
         plans.append(_in_workdir(planned, workdir))
     if campaign.target.launch is not None and campaign.target.launch.sweep is not None:
         plans = [_in_sweep(p, facts.can_attach) for p in plans]
+    plans = profilers.settle(campaign, plans)
     # A launcher of its own process (nsys, ncu); one inside the target (cProfile) is not.
     launcher_planned = any(
         p.status == "planned" and profilers.launch_only(p.name) and not p.in_target for p in plans

@@ -305,7 +305,7 @@ BAD_FILES: list[tuple[str, str, str, str]] = [
         MINIMAL + "profilers:\n  perf: {}\n",
         "7:3: profilers.perf",
         "unknown profiler (available: py-spy, system, iotop, memory, nvidia-smi, tegrastats, "
-        "nsys, ncu, cprofile, tracemalloc, memray, line-profiler, open-files)",
+        "nsys, ncu, cprofile, tracemalloc, memray, line-profiler, open-files, strace)",
     ),
     (
         "rate as a string",
@@ -372,7 +372,7 @@ BAD_FILES: list[tuple[str, str, str, str]] = [
         MINIMAL + "profilers: {}\n",
         "6:12: profilers",
         "enable at least one profiler (available: py-spy, system, iotop, memory, nvidia-smi, "
-        "tegrastats, nsys, ncu, cprofile, tracemalloc, memray, line-profiler, open-files)",
+        "tegrastats, nsys, ncu, cprofile, tracemalloc, memray, line-profiler, open-files, strace)",
     ),
     (
         "null profilers",

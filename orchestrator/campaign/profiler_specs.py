@@ -13,7 +13,17 @@ from pydantic import (
     model_validator,
 )
 
-from fleetprof_device.contract import TRACEMALLOC_MAX_FRAMES, TRACEMALLOC_MAX_TOP
+from fleetprof_device.contract import (
+    PROM_MAX_ENDPOINTS,
+    PROM_MAX_METRICS,
+    PROM_MAX_RESPONSE_BYTES,
+    PROM_MAX_SERIES,
+    PROM_MAX_TIMEOUT_S,
+    PROM_MIN_TIMEOUT_S,
+    TRACEMALLOC_MAX_FRAMES,
+    TRACEMALLOC_MAX_TOP,
+)
+from fleetprof_device.scrape import url_problem
 from orchestrator.campaign.validators import (
     DEFAULT_INTERVAL_S,
     DEFAULT_LEAK_MB_PER_MIN,
@@ -27,6 +37,7 @@ from orchestrator.campaign.validators import (
     describe,
     int_check,
     invalid,
+    parse_duration,
     yaml_keys,
 )
 
@@ -202,6 +213,75 @@ class LineProfilerSpec(Spec):
     top: Annotated[int, int_check(1, 100, "an integer from 1 to 100")] = 20
 
 
+def _check_endpoints(value: object) -> list[str]:
+    what = f"a list of 1 to {PROM_MAX_ENDPOINTS} URLs such as http://127.0.0.1:9100/metrics"
+    if not isinstance(value, list) or not 1 <= len(value) <= PROM_MAX_ENDPOINTS:
+        raise invalid(f"expected {what}, got {describe(value)}")
+    for index, url in enumerate(value):
+        problem = url_problem(url)
+        if problem is not None:
+            shown = repr(url) if isinstance(url, str) else describe(url)
+            raise invalid(f"{problem}: {shown} (endpoints on the device itself only)", index)
+    return list(dict.fromkeys(value))
+
+
+def _check_name_regexes(value: object) -> list[str]:
+    if not isinstance(value, list) or not value:
+        raise invalid(f"expected a non-empty list of regular expressions, got {describe(value)}")
+    for index, item in enumerate(value):
+        try:
+            check_regex(item)
+        except Exception:
+            raise invalid(
+                f"expected a regular expression matched against whole metric names, "
+                f"got {describe(item)}",
+                index,
+            ) from None
+    return list(value)
+
+
+def _check_timeout(value: object) -> float:
+    expected = f"a timeout from {PROM_MIN_TIMEOUT_S:g}s to {PROM_MAX_TIMEOUT_S:g}s, like 2s"
+    try:
+        seconds = parse_duration(value)  # type: ignore[arg-type]  # checked inside
+    except ValueError:
+        raise invalid(f"expected {expected}, got {describe(value)}") from None
+    if not PROM_MIN_TIMEOUT_S <= seconds <= PROM_MAX_TIMEOUT_S:
+        raise invalid(f"expected {expected}, got {value}")
+    return seconds
+
+
+PROM_MAX_RESPONSE_KB = PROM_MAX_RESPONSE_BYTES // 1024
+NameRegexes = Annotated[list[str], PlainValidator(_check_name_regexes)]
+
+
+class PrometheusSpec(_SamplerSpec):
+    """Prometheus endpoints on the device itself, scraped by the runner during the window:
+    counters as rates, gauges mean/max, histograms p50/p95 (docs/metrics.md, prometheus)."""
+
+    endpoints: Annotated[list[str], PlainValidator(_check_endpoints)]
+    interval_s: Interval = Field(
+        default=5.0, validation_alias="interval", serialization_alias="interval"
+    )
+    # Regular expressions, each matched against whole family names; absent: every family,
+    # the first max_metrics of each scrape.
+    metrics: NameRegexes | None = None
+    # Families (regexes, whole names) whose label sets are kept apart in the host's table.
+    labels: NameRegexes | None = None
+    timeout_s: Annotated[float, PlainValidator(_check_timeout)] = Field(
+        default=2.0, validation_alias="timeout", serialization_alias="timeout"
+    )
+    max_response_kb: Annotated[
+        int, int_check(1, PROM_MAX_RESPONSE_KB, f"an integer from 1 to {PROM_MAX_RESPONSE_KB}")
+    ] = 4096
+    max_metrics: Annotated[
+        int, int_check(1, PROM_MAX_METRICS, f"an integer from 1 to {PROM_MAX_METRICS}")
+    ] = 100
+    max_series: Annotated[
+        int, int_check(1, PROM_MAX_SERIES, f"an integer from 1 to {PROM_MAX_SERIES}")
+    ] = 100
+
+
 class ProfilersSpec(Spec):
     """Which profilers run and how; a profiler that is absent (None) does not run."""
 
@@ -223,6 +303,7 @@ class ProfilersSpec(Spec):
     line_profiler: LineProfilerSpec | None = Field(
         default=None, validation_alias="line-profiler", serialization_alias="line-profiler"
     )
+    prometheus: PrometheusSpec | None = None
 
     @model_serializer(mode="wrap")
     def _only_enabled(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:

@@ -43,6 +43,7 @@ from orchestrator.report.formats import (
 )
 from orchestrator.report.lineprof import line_views
 from orchestrator.report.nvtx import nvtx_views
+from orchestrator.report.scraped import scrape_views
 from orchestrator.values import dicts as _dicts
 from orchestrator.values import mapping as _mapping
 from orchestrator.values import number as _number
@@ -212,6 +213,7 @@ class HostView:
     memray: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     line_profile: list[dict[str, Any]] = field(default_factory=list)  # line-profiler
     nvtx: list[dict[str, Any]] = field(default_factory=list)  # nsys's NVTX range summary
+    prometheus: list[dict[str, Any]] = field(default_factory=list)  # scraped families
 
 
 def _hot_line_rows(value: Any) -> list[dict[str, Any]]:
@@ -305,6 +307,7 @@ def _host_view(
         memray=memray_views(_mapping(host.get("tables"))),
         line_profile=line_views(_mapping(host.get("tables"))),
         nvtx=nvtx_views(_mapping(host.get("tables"))),
+        prometheus=scrape_views(_mapping(host.get("tables"))),
     )
 
 

@@ -23,6 +23,7 @@ from orchestrator.report.formats import (
 )
 from orchestrator.report.lineprof import line_views
 from orchestrator.report.nvtx import nvtx_views
+from orchestrator.report.scraped import scrape_markdown
 from orchestrator.values import dicts as _dicts
 from orchestrator.values import mapping as _mapping
 from orchestrator.values import number as _number
@@ -130,6 +131,7 @@ def _render(report: Mapping[str, Any], check_always: bool) -> str:
     out += _memray(_dicts(report.get("hosts")))
     out += _line_profile(_dicts(report.get("hosts")))
     out += _nvtx(_dicts(report.get("hosts")))
+    out += scrape_markdown(_dicts(report.get("hosts")), md_text, _table, _num)
     if not isinstance(check, Mapping):
         out += _regressions(regressions)
     return "\n".join(out).rstrip("\n") + "\n"

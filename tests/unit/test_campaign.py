@@ -309,7 +309,7 @@ BAD_FILES: list[tuple[str, str, str, str]] = [
         MINIMAL + "profilers:\n  perf: {}\n",
         "7:3: profilers.perf",
         "unknown profiler (available: py-spy, system, iotop, memory, nvidia-smi, tegrastats, "
-        "nsys, ncu, cprofile, tracemalloc, memray, line-profiler)",
+        "nsys, ncu, cprofile, tracemalloc, memray, line-profiler, prometheus)",
     ),
     (
         "rate as a string",
@@ -376,7 +376,7 @@ BAD_FILES: list[tuple[str, str, str, str]] = [
         MINIMAL + "profilers: {}\n",
         "6:12: profilers",
         "enable at least one profiler (available: py-spy, system, iotop, memory, nvidia-smi, "
-        "tegrastats, nsys, ncu, cprofile, tracemalloc, memray, line-profiler)",
+        "tegrastats, nsys, ncu, cprofile, tracemalloc, memray, line-profiler, prometheus)",
     ),
     (
         "null profilers",

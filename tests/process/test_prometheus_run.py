@@ -17,6 +17,7 @@ import tarfile
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -182,3 +183,71 @@ def test_a_real_endpoint_is_measured_and_bad_ones_are_noted(tmp_path, bad_endpoi
         f"rate {rate:.2f}/s (truth {RATE}); p50 {metrics['prom.step_seconds.p50']:.4f} "
         f"(truth {p50:.4f}); p95 {metrics['prom.step_seconds.p95']:.4f} (truth {p95:.4f})"
     )
+
+
+NODE_EXPORTER = Path("/usr/bin/prometheus-node-exporter")
+
+
+@pytest.mark.skipif(
+    not NODE_EXPORTER.exists(), reason="no node_exporter (apt-get install prometheus-node-exporter)"
+)
+def test_node_exporter_cpu_and_network_series(tmp_path):
+    """The real node_exporter launched as the target: its CPU seconds, summed over CPUs
+    and modes, grow by one second per second per CPU (the truth: /proc/stat's CPUs), and
+    its network counters are in the report, each interface apart."""
+    port = free_port()
+    command = [str(NODE_EXPORTER), f"--web.listen-address=127.0.0.1:{port}"]
+    url = f"http://127.0.0.1:{port}/metrics"
+    chosen = campaign(
+        target={"launch": {"command": command}},
+        profilers={
+            "prometheus": {
+                "endpoints": [url],
+                "interval": "0.5s",
+                "metrics": [
+                    "node_cpu_seconds_total",
+                    "node_network_(receive|transmit)_bytes_total",
+                ],
+                "labels": ["node_network_.*"],
+            }
+        },
+    )
+    planned = prometheus.plan(chosen, host_facts(), None)
+    plan = make_plan(
+        tmp_path,
+        {"mode": "launch", "command": command},
+        [dataclasses.asdict(planned)],
+        window=3.0,
+        lead=1.0,
+    )
+
+    run = run_module(tmp_path, plan, timeout=30)
+
+    entry = run.manifest["profilers"]["prometheus"]
+    assert entry["status"] == "ok", entry["reason"]
+    session = tmp_path / "session"
+    with tarfile.open(run.result["archive"]) as tar:
+        tar.extractall(session, filter="data")
+    result = prometheus.parse(session, entry, chosen)
+
+    cpus = sum(
+        1
+        for line in Path("/proc/stat").read_text().splitlines()
+        if line[:3] == "cpu" and line[3:4].isdigit()
+    )
+    metrics = result.metrics
+    assert metrics["prom.node_cpu_seconds_total.rate_per_s"] == pytest.approx(cpus, rel=0.05)
+    assert metrics["prom.node_network_receive_bytes_total.rate_per_s"] >= 0
+    assert "prom.node_network_transmit_bytes_total.rate_per_s" in metrics
+    devices = {
+        row["labels"]
+        for row in scrape_views(result.tables)
+        if row["metric"] == "node_network_receive_bytes_total"
+    }
+    interfaces = {
+        line.split(":", 1)[0].strip() for line in Path("/proc/net/dev").read_text().splitlines()[2:]
+    }
+    named = {label for label in devices if label}
+    assert named and named <= {f'device="{name}"' for name in interfaces}
+    measured = metrics["prom.node_cpu_seconds_total.rate_per_s"]
+    print(f"CPU seconds per second {measured:.3f} (truth {cpus})")

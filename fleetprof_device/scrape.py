@@ -376,8 +376,7 @@ class Scraper:
             "m": parsed.metrics,
         }
         record.update(parsed.counts())
-        if self._write(record):
-            self.samples += 1
+        self._write(record, answered=True)
 
     def _fetch(self, endpoint: Endpoint, limit_at: float) -> Tuple[bytes, float]:
         """The answer's body and when its headers came; ScrapeError saying why not."""
@@ -434,18 +433,20 @@ class Scraper:
             endpoint.conn = None
             conn.close()
 
-    def _write(self, record: Dict[str, Any]) -> bool:
+    def _write(self, record: Dict[str, Any], answered: bool = False) -> None:
+        """One line, flushed at once; ``answered``: a scrape that answered (a sample)."""
         line = json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n"
         with self.lock:
             if self.handle is None:
-                return False
+                return
             if self.written + len(line) > self.max_bytes:
                 self.dropped += 1
-                return False
+                return
             self.handle.write(line)
             self.handle.flush()
             self.written += len(line)
-            return True
+            if answered:
+                self.samples += 1
 
     # ------------------------------------------------------------------ manifest
 

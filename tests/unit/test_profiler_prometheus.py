@@ -6,18 +6,21 @@ device output that is hostile; the report's part, escaped."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from fleetprof_device import exposition
+from fleetprof_device import arguments, exposition
+from fleetprof_device.errors import InvocationError
 from orchestrator.analysis.scrape_window import bucket_quantile, increase, rate
 from orchestrator.campaign.model import Campaign
 from orchestrator.profilers import prometheus
 from orchestrator.report.html import render_html
 from orchestrator.report.markdown import render_markdown
+from orchestrator.stages.plan import make_plan
 from tests.support.factories import host_facts
 from tests.support.reports import PWN_SCRIPT, fleet_report, start_tags
 
@@ -183,3 +186,43 @@ def test_plan_carries_the_campaign_and_the_report_escapes_what_devices_wrote(
     assert "app\\_frames\\_total\\{stage=" in line and "12.5000" in line
     assert "<script>" not in line and "\x1b" not in line
     assert "<h3>Prometheus" not in render_html(fleet_report())
+
+
+def test_a_summarys_own_quantiles_and_observations(tmp_path: Path) -> None:
+    def scrape(t: float, count: float, total: float, median: float) -> dict[str, Any]:
+        metric = {"type": "summary", "count": count, "sum": total, "q": [[0.5, median]]}
+        return {"t": t, "ep": 0, "m": {"rpc_seconds": metric}}
+
+    records = [scrape(0.0, 10, 1.0, 0.1), scrape(2.0, 30, 5.0, 0.3)]
+
+    metrics = prometheus.parse(write(tmp_path, records), {}, chosen()).metrics
+
+    assert metrics == {
+        "prom.rpc_seconds.rate_per_s": 10.0,
+        "prom.rpc_seconds.mean": 0.2,
+        "prom.rpc_seconds.p50": 0.2,
+    }
+
+
+@pytest.mark.parametrize("low", [True, False])
+def test_a_plan_the_controller_makes_the_device_accepts_at_every_bound(low: bool) -> None:
+    spec = {
+        "endpoints": [f"http://127.0.0.1:{9100 + i}/metrics" for i in range(1 if low else 8)],
+        "interval": "0.1s" if low else "60s",
+        "timeout": "0.1s" if low else "30s",
+        "max_response_kb": 1 if low else 16384,
+        "max_metrics": 1 if low else 1000,
+        "max_series": 1 if low else 1000,
+        "metrics": ["a"] if low else ["node_.*", "app_(frames|bytes)_total"],
+        "labels": ["a"],
+    }
+    made = make_plan(chosen(**spec), host_facts(), "20261125-111500-ab12", {}, time.time() + 60)
+    # The plan as the device reads it: JSON, checked by the runner's own validator.
+    plan = json.loads(json.dumps(made.to_dict()))
+    arguments.validate_plan(plan)
+    entry = next(p for p in plan["profilers"] if p["name"] == "prometheus")
+    entry["options"]["endpoints"][-1] = "http://192.0.2.1:80/"
+    entry["options"]["timeout_s"] = 31
+    with pytest.raises(InvocationError) as error:
+        arguments.validate_plan(plan)
+    assert "loopback" in str(error.value) and "timeout_s" in str(error.value)

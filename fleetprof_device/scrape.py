@@ -84,9 +84,10 @@ def url_problem(url: Any) -> Optional[str]:
     return None
 
 
-def resolve(url: str) -> Tuple[Tuple[str, int], str, str]:
-    """((address, port) to connect to, the Host header, the path), every address the host
-    resolves to being loopback; raises ValueError saying why not."""
+def resolve(url: str) -> Tuple[Tuple[List[str], int], str, str]:
+    """((the addresses to connect to, in the resolver's order, the port), the Host header,
+    the path), every address the host resolves to being loopback; raises ValueError saying
+    why not."""
     problem = url_problem(url)
     if problem is not None:
         raise ValueError(problem)
@@ -96,7 +97,7 @@ def resolve(url: str) -> Tuple[Tuple[str, int], str, str]:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as exc:
         raise ValueError("%s does not resolve: %s" % (host, os_error_text(exc))) from None
-    addresses = [str(info[4][0]) for info in infos]
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     strange = [a for a in addresses if not ipaddress.ip_address(a.split("%")[0]).is_loopback]
     if not addresses or strange:
         shown = ", ".join(strange) or "nothing"
@@ -104,7 +105,7 @@ def resolve(url: str) -> Tuple[Tuple[str, int], str, str]:
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query
-    return (addresses[0], port), parts.netloc, path
+    return (addresses, port), parts.netloc, path
 
 
 def _int_in(value: Any, low: int, high: int) -> bool:
@@ -169,7 +170,7 @@ class Endpoint:
     def __init__(self, index: int, url: str) -> None:
         self.index = index
         self.url = url
-        self.target: Optional[Tuple[Tuple[str, int], str, str]] = None
+        self.target: Optional[Tuple[Tuple[List[str], int], str, str]] = None
         self.refused: Optional[str] = None  # why it is never scraped
         self.thread: Optional[threading.Thread] = None
         self.conn: Optional[http.client.HTTPConnection] = None
@@ -381,13 +382,29 @@ class Scraper:
     def _fetch(self, endpoint: Endpoint, limit_at: float) -> Tuple[bytes, float]:
         """The answer's body and when its headers came; ScrapeError saying why not."""
         assert endpoint.target is not None
-        (address, port), host, path = endpoint.target
-        remaining = limit_at - time.time()
-        if remaining <= 0:
-            raise ScrapeError("no time left before the deadline")
-        conn = http.client.HTTPConnection(address, port, timeout=remaining)
-        endpoint.conn = conn
+        (addresses, port), host, path = endpoint.target
+        conn = None
         try:
+            # localhost is often ::1 and 127.0.0.1: the next one where one refuses, and the
+            # one that answered first from then on.
+            order = list(addresses)
+            for position, address in enumerate(order):
+                remaining = limit_at - time.time()
+                if remaining <= 0:
+                    raise ScrapeError("no time left before the deadline")
+                conn = http.client.HTTPConnection(address, port, timeout=remaining)
+                endpoint.conn = conn
+                try:
+                    conn.connect()
+                except ConnectionRefusedError:
+                    conn.close()
+                    if position == len(order) - 1:
+                        raise
+                    continue
+                if position:
+                    addresses[:] = [address] + [a for a in order if a != address]
+                break
+            assert conn is not None
             conn.request(
                 "GET", path, headers={"Host": host, "Accept": ACCEPT, "User-Agent": "fleetprof"}
             )
@@ -431,7 +448,8 @@ class Scraper:
             raise ScrapeError(os_error_text(exc)) from None
         finally:
             endpoint.conn = None
-            conn.close()
+            if conn is not None:
+                conn.close()
 
     def _write(self, record: Dict[str, Any], answered: bool = False) -> None:
         """One line, flushed at once; ``answered``: a scrape that answered (a sample)."""

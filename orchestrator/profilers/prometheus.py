@@ -274,11 +274,17 @@ def _sum(values: Iterator[float | None] | Any) -> float | None:
     return sum(present) if present else None
 
 
+def significant(value: float) -> float:
+    """``value`` to 9 significant digits: byte counters in the billions and latencies in
+    microseconds both keep theirs."""
+    return float(f"{value:.9g}")
+
+
 def _row(url: str, name: str, labels: str, family: Family) -> dict[str, Any]:
     row: dict[str, Any] = {"endpoint": url, "metric": name, "labels": labels, "type": family.kind}
     for stat in STATS:
         value = getattr(family, stat)
-        row[stat] = None if value is None else round(value, 6)
+        row[stat] = None if value is None else significant(value)
     row["scrapes"] = family.scrapes
     return row
 
@@ -386,7 +392,7 @@ def parse(session_dir: Path, entry: dict[str, Any], campaign: Campaign) -> Profi
         for stat in STATS:
             value = getattr(family, stat)
             if value is not None and math.isfinite(value):
-                result.metrics[f"prom.{name}.{stat}"] = round(value, 6)
+                result.metrics[f"prom.{name}.{stat}"] = significant(value)
     table = sorted(rows, key=lambda r: (r["metric"], r["endpoint"])) + sorted(
         labelled_rows, key=lambda r: (r["metric"], r["endpoint"], r["labels"])
     )

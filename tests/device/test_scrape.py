@@ -144,3 +144,24 @@ def test_a_stop_before_the_deadline_cuts_a_hanging_scrape(tmp_path, hanging):
     # Cut by the runner, not by the endpoint: not counted against it.
     assert scraper.quality()["endpoints"][0]["scrapes"] == 0
     assert scraper.quality()["ended"] == "target exited"
+
+
+def test_localhost_falls_back_to_its_next_address_where_one_refuses(tmp_path, server, monkeypatch):
+    """localhost resolving to two loopback addresses, the server on the second only (an
+    application on 127.0.0.1 where localhost is ::1 first)."""
+
+    real = socket.getaddrinfo
+
+    def two(host, port, *args, **kwargs):
+        if host != "localhost":
+            return real(host, port, *args, **kwargs)
+        return [
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.2", port)),
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port)),
+        ]
+
+    monkeypatch.setattr(scrape.socket, "getaddrinfo", two)
+    scraper, lines = run(tmp_path, [f"http://localhost:{server}/metrics"], seconds=0.6)
+    assert lines and all("error" not in r for r in lines)
+    endpoint = scraper.endpoints[0]
+    assert endpoint.target[0] == (["127.0.0.1", "127.0.0.2"], server)

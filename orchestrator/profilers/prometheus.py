@@ -308,10 +308,12 @@ def _endpoint_notes(endpoint: Endpoint, entry: Mapping[str, Any]) -> list[str]:
             f"prometheus: {url}: {len(endpoint.errors)} of {tried} scrapes failed: {worst}"
         )
     elif endpoint.errors:
-        notes.append(
-            f"prometheus: {url}: the first {len(endpoint.errors)} scrapes failed ({worst}); "
-            "it answered from then on"
+        first_ones = (
+            "the first scrape"
+            if len(endpoint.errors) == 1
+            else f"the first {len(endpoint.errors)} scrapes"
         )
+        notes.append(f"prometheus: {url}: {first_ones} failed ({worst}); it answered from then on")
     if 0 < len(endpoint.answers) < 2:
         notes.append(f"prometheus: {url}: one scrape answered: no rates or quantiles")
     counts = endpoint.counts

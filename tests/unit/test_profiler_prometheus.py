@@ -112,12 +112,17 @@ def test_a_counter_reset_and_two_endpoints_sharing_a_family(tmp_path: Path) -> N
             {"t": 10.0 + step, "ep": 1, "m": {"jobs_total": {"type": "counter", "v": 5.0 * step}}}
         )
 
+    records.insert(0, {"t": 9.5, "ep": 0, "error": "connection refused"})  # still starting
+
     result = prometheus.parse(write(tmp_path, records), {}, chosen())
 
     # Endpoint 0: +50, +20 (reset), +50 over 3 s = 40/s; endpoint 1: 5/s; summed.
     assert result.metrics == {"prom.jobs_total.rate_per_s": pytest.approx(45.0)}
     assert [r["rate_per_s"] for r in result.tables[prometheus.TABLE]] == [40.0, 5.0]
-    assert result.data_quality == []
+    assert result.data_quality == [
+        f"prometheus: {GOOD}: the first scrape failed (connection refused); "
+        "it answered from then on"
+    ]
 
 
 def test_hostile_device_output_is_checked_capped_and_noted(tmp_path: Path) -> None:

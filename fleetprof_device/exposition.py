@@ -20,7 +20,6 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 # The metric name grammar (https://prometheus.io/docs/concepts/data_model/).
 NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
-LABEL_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 MAX_NAME_CHARS = 200
 MAX_LABEL_CHARS = 200  # a longer label value is cut, with "..."
 SCALARS = ("counter", "gauge", "untyped")
@@ -31,11 +30,18 @@ class BadLine(ValueError):
     """A line that is not a sample, a comment or blank."""
 
 
-def _name_end(line: str) -> int:
-    end = 0
-    while end < len(line) and line[end] not in "{ \t":
-        end += 1
-    return end
+_NAME_AT = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+# One label pair from where the last one ended: name, its quoted value (escapes kept for
+# _unescape), and what follows: a comma or the closing brace.
+_PAIR = re.compile(r'[ \t]*([a-zA-Z_][a-zA-Z0-9_]*)[ \t]*=[ \t]*"((?:[^"\\]|\\.)*)"[ \t]*(,|\})')
+_CLOSE = re.compile(r"[ \t]*\}")
+_ESCAPE = re.compile(r"\\(.)")
+
+
+def _unescape(value: str) -> str:
+    if "\\" not in value:
+        return value
+    return _ESCAPE.sub(lambda m: _ESCAPES.get(m.group(1), "\\" + m.group(1)), value)
 
 
 def parse_labels(line: str, start: int) -> Tuple[Dict[str, str], int]:
@@ -44,46 +50,19 @@ def parse_labels(line: str, start: int) -> Tuple[Dict[str, str], int]:
     labels: Dict[str, str] = {}
     i = start
     while True:
-        while i < len(line) and line[i] in " \t":
-            i += 1
-        if i < len(line) and line[i] == "}":
-            return labels, i + 1
-        eq = line.find("=", i)
-        if eq < 0:
-            raise BadLine("a label without a value")
-        name = line[i:eq].strip()
-        if not LABEL_RE.match(name):
-            raise BadLine("a label name outside the grammar")
-        i = eq + 1
-        while i < len(line) and line[i] in " \t":
-            i += 1
-        if i >= len(line) or line[i] != '"':
-            raise BadLine("a label value without quotes")
-        i += 1
-        chars: List[str] = []
-        while True:
-            if i >= len(line):
-                raise BadLine("an unterminated label value")
-            ch = line[i]
-            if ch == "\\" and i + 1 < len(line):
-                chars.append(_ESCAPES.get(line[i + 1], "\\" + line[i + 1]))
-                i += 2
-                continue
-            if ch == '"':
-                i += 1
-                break
-            chars.append(ch)
-            i += 1
-        value = "".join(chars)
+        close = _CLOSE.match(line, i)
+        if close:
+            return labels, close.end()
+        pair = _PAIR.match(line, i)
+        if pair is None:
+            raise BadLine("labels outside the grammar")
+        value = _unescape(pair.group(2))
         if len(value) > MAX_LABEL_CHARS:
             value = value[: MAX_LABEL_CHARS - 3] + "..."
-        labels[name] = value
-        while i < len(line) and line[i] in " \t":
-            i += 1
-        if i < len(line) and line[i] == ",":
-            i += 1
-        elif i >= len(line) or line[i] != "}":
-            raise BadLine("labels not closed by }")
+        labels[pair.group(1)] = value
+        i = pair.end()
+        if pair.group(3) == "}":
+            return labels, i
 
 
 def parse_value(text: str) -> float:
@@ -124,6 +103,7 @@ class Exposition:
         self.lines_cut = False  # the text had more than max_lines lines
         self._series = 0
         self._wanted: Dict[str, bool] = {}
+        self._family_of: Dict[str, Tuple[str, str, str]] = {}
         self._label_sets: Dict[str, int] = {}
         self._buckets: Dict[str, Dict[str, float]] = {}
 
@@ -157,6 +137,12 @@ class Exposition:
 
     def _family(self, name: str) -> Tuple[str, str, str]:
         """(family, its type, the sample's part: value, bucket, sum, count or created)."""
+        found = self._family_of.get(name)
+        if found is None:
+            found = self._family_of[name] = self._find_family(name)
+        return found
+
+    def _find_family(self, name: str) -> Tuple[str, str, str]:
         kind = self.types.get(name)
         if kind is not None and kind != "histogram":
             return name, kind, "value"
@@ -195,12 +181,17 @@ class Exposition:
         return wanted
 
     def _sample(self, line: str) -> None:
-        end = _name_end(line)
-        name = line[:end]
-        if not name or not NAME_RE.match(name):
+        found = _NAME_AT.match(line)
+        if found is None or (found.end() < len(line) and line[found.end()] not in "{ \t"):
             raise BadLine("not a metric name")
+        name, rest = found.group(), found.end()
+        family, kind, part = self._family(name)
+        if part == "created" or not self._wants(family):
+            # Not kept: only checked to end in a number (its value or its timestamp).
+            parse_value(line.rsplit(None, 1)[-1])
+            self.samples += 1
+            return
         labels: Dict[str, str] = {}
-        rest = end
         if rest < len(line) and line[rest] == "{":
             labels, rest = parse_labels(line, rest + 1)
         fields = line[rest:].split()
@@ -208,9 +199,6 @@ class Exposition:
             raise BadLine("not one value (and a timestamp)")
         value = parse_value(fields[0])
         self.samples += 1
-        family, kind, part = self._family(name)
-        if part == "created" or not self._wants(family):
-            return
         if not math.isfinite(value):
             self.not_finite += 1
             return

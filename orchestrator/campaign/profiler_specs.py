@@ -14,6 +14,8 @@ from pydantic import (
 )
 
 from fleetprof_device.contract import (
+    OPEN_FILES_MAX_TOP_PATHS,
+    OPEN_FILES_TOP_PATHS,
     PROM_MAX_ENDPOINTS,
     PROM_MAX_METRICS,
     PROM_MAX_RESPONSE_BYTES,
@@ -38,6 +40,7 @@ from orchestrator.campaign.validators import (
     int_check,
     invalid,
     parse_duration,
+    positive_number,
     yaml_keys,
 )
 
@@ -75,6 +78,23 @@ class MemorySpec(Spec):
     """The target's RSS/PSS over the window: peak, growth slope, likely leaks."""
 
     leak_mb_per_min: LeakRate = DEFAULT_LEAK_MB_PER_MIN
+
+
+# A target whose open descriptors grow steadily faster than this (per minute) is flagged.
+DEFAULT_FD_LEAK_PER_MIN = 10.0
+
+
+class OpenFilesSpec(_SamplerSpec):
+    """The target's open descriptors (lsof's view, from /proc): counts by kind, growth,
+    likely descriptor leaks, the most-opened paths, TCP/UDP sockets by state."""
+
+    top_paths: Annotated[
+        int,
+        int_check(1, OPEN_FILES_MAX_TOP_PATHS, f"an integer from 1 to {OPEN_FILES_MAX_TOP_PATHS}"),
+    ] = OPEN_FILES_TOP_PATHS
+    leak_per_min: Annotated[
+        float, positive_number("a positive number of descriptors per minute")
+    ] = DEFAULT_FD_LEAK_PER_MIN
 
 
 class NvidiaSmiSpec(_SamplerSpec):
@@ -302,6 +322,9 @@ class ProfilersSpec(Spec):
     memray: MemraySpec | None = None
     line_profiler: LineProfilerSpec | None = Field(
         default=None, validation_alias="line-profiler", serialization_alias="line-profiler"
+    )
+    open_files: OpenFilesSpec | None = Field(
+        default=None, validation_alias="open-files", serialization_alias="open-files"
     )
     prometheus: PrometheusSpec | None = None
 

@@ -15,6 +15,7 @@ from orchestrator.profilers import (
     ncu,
     nsys,
     nvidia_smi,
+    open_files,
     prometheus,
     pyspy,
     system,
@@ -38,6 +39,7 @@ REGISTRY: dict[str, Profiler] = {
         tracemalloc,
         memray,
         line_profiler,
+        open_files,
         prometheus,
     )
 }

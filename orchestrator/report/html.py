@@ -25,25 +25,30 @@ from orchestrator.analysis.fleet import CPROFILE_EDGES, CPROFILE_TABLE
 from orchestrator.analysis.stacks import gc_paused
 from orchestrator.report.allocations import allocation_views, memray_views
 from orchestrator.report.charts import Chart, group_charts, host_charts, trend_charts
+from orchestrator.report.check_views import (
+    check_view,
+    flagged_by_metric,
+    group_name,
+    regression_view,
+)
+from orchestrator.report.descriptors import open_files_view
 from orchestrator.report.flames import FLAME_WIDTH as FLAME_WIDTH
 from orchestrator.report.flames import diff_flame_svg as diff_flame_svg
 from orchestrator.report.flames import flame_svg as flame_svg
 from orchestrator.report.flames import frame_colour as frame_colour
 from orchestrator.report.formats import (
     REGRESSION_KEYS,
-    confirmed_text,
-    fingerprint_text,
     fmt_count,
     fmt_duration,
     fmt_num,
     fmt_sci,
     fmt_signed,
-    stability_text,
     text_or_none,
 )
 from orchestrator.report.lineprof import line_views
 from orchestrator.report.nvtx import nvtx_views
 from orchestrator.report.scraped import scrape_views
+from orchestrator.report.workload import workload_units, workload_views
 from orchestrator.values import dicts as _dicts
 from orchestrator.values import mapping as _mapping
 from orchestrator.values import number as _number
@@ -119,7 +124,7 @@ def _render_html(report: Mapping[str, Any]) -> str:
     compare = _mapping(report.get("compare"))
     template = _environment().get_template("report.html.j2")
     regressions = _dicts(report.get("regressions"))
-    check = _check_view(report.get("check"))
+    check = check_view(report.get("check"))
     return template.render(
         report=report,
         hosts=hosts,
@@ -137,9 +142,9 @@ def _render_html(report: Mapping[str, Any]) -> str:
         memray_matrix=_matrix_view(report.get("memray_peak_matrix"), raw_hosts),
         comparisons=_comparisons(diffs.get("group_vs_group")),
         check=check,
-        regressions=[_regression_view(r) for r in regressions],
+        regressions=[regression_view(r) for r in regressions],
         regression_columns=[c for c in _columns(regressions) if c not in REGRESSION_KEYS],
-        trends=trend_charts(report.get("history"), _flagged(report)),
+        trends=trend_charts(report.get("history"), flagged_by_metric(report)),
         commands=_command_views(report.get("processes")),
         csp=Markup(CONTENT_SECURITY_POLICY),  # our constant; quotes must stay quotes
         script=Markup(_SCRIPT),
@@ -213,6 +218,8 @@ class HostView:
     memray: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     line_profile: list[dict[str, Any]] = field(default_factory=list)  # line-profiler
     nvtx: list[dict[str, Any]] = field(default_factory=list)  # nsys's NVTX range summary
+    workload: list[dict[str, Any]] = field(default_factory=list)  # the program's own metrics
+    open_files: dict[str, Any] = field(default_factory=dict)  # open-files (descriptors.py)
     prometheus: list[dict[str, Any]] = field(default_factory=list)  # scraped families
 
 
@@ -236,14 +243,6 @@ def _hot_line_rows(value: Any) -> list[dict[str, Any]]:
                 }
             )
     return rows
-
-
-def _group_name(item: Mapping[str, Any]) -> str:
-    """A host's, group's or outlier's group: ``group`` where set, else its hw_model."""
-    value = item.get("group")
-    if value is None:
-        value = item.get("hw_model")
-    return str(value) if value is not None else "unknown"
 
 
 def _host_view(
@@ -272,7 +271,7 @@ def _host_view(
     flame = host.get("flamegraph")
     reason = host.get("reason")
     name = str(host.get("name", "?"))
-    group = _group_name(host)
+    group = group_name(host)
     diff = _mapping(host_diffs).get(name)
     return HostView(
         index=index,
@@ -291,7 +290,11 @@ def _host_view(
         flame_svg=flame_svg(flame) if drawn and isinstance(flame, Mapping) else None,
         data_quality=[str(w) for w in _list(host.get("data_quality"))],
         group=group,
-        charts=host_charts(host.get("series")) if drawn else [],
+        charts=(
+            host_charts(host.get("series"), workload_units(_mapping(host.get("tables"))))
+            if drawn
+            else []
+        ),
         diff_svg=(
             diff_flame_svg(diff, name, f"group {group}") if isinstance(diff, Mapping) else None
         ),
@@ -307,6 +310,8 @@ def _host_view(
         memray=memray_views(_mapping(host.get("tables"))),
         line_profile=line_views(_mapping(host.get("tables"))),
         nvtx=nvtx_views(_mapping(host.get("tables"))),
+        workload=workload_views(_mapping(host.get("tables"))),
+        open_files=open_files_view(_mapping(host.get("tables")), metrics),
         prometheus=scrape_views(_mapping(host.get("tables"))),
     )
 
@@ -387,7 +392,7 @@ def _group_view(
     members = [(n, by_name[n].get("series")) for n in names if n in by_name]
     flame = group.get("flamegraph")
     return {
-        "hw_model": _group_name(group),
+        "hw_model": group_name(group),
         "hosts": names,
         "metrics": sorted(metrics),
         "charts": group_charts(members),
@@ -405,7 +410,7 @@ def _outlier_view(outlier: Mapping[str, Any]) -> dict[str, Any]:
     function = outlier.get("function")
     return {
         "host": str(outlier.get("host", "?")),
-        "group": _group_name(outlier),
+        "group": group_name(outlier),
         "kind": kind,
         "metric": "" if outlier.get("metric") is None else str(outlier.get("metric")),
         "function": None if function is None else str(function),
@@ -415,103 +420,6 @@ def _outlier_view(outlier: Mapping[str, Any]) -> dict[str, Any]:
         "robust_z": outlier.get("robust_z"),
         "high": (_number(outlier.get("robust_z")) or 0.0) > 0,
     }
-
-
-def _finding_view(finding: Mapping[str, Any]) -> dict[str, str]:
-    return {
-        key: "" if finding.get(key) is None else str(finding.get(key))
-        for key in ("kind", "host", "metric", "message")
-    }
-
-
-def _check_view(check: Any) -> dict[str, Any] | None:
-    """The nightly check's verdict, settings and findings (docs/check.md), or None when
-    the report has no check."""
-    if not isinstance(check, Mapping):
-        return None
-    baseline = _mapping(check.get("baseline"))
-    confirm = _mapping(check.get("confirm"))
-    findings = [_finding_view(f) for f in _dicts(check.get("findings"))]
-    verdict = str(check.get("verdict") or "unknown")
-    return {
-        "verdict": verdict,
-        "exit_code": check.get("exit_code"),
-        "baseline": {
-            "run_id": text_or_none(baseline.get("run_id")),
-            "source": text_or_none(baseline.get("source")) or "none",
-            "path": text_or_none(baseline.get("path")),
-        },
-        "alpha": check.get("alpha"),
-        "regression_pct": check.get("regression_pct"),
-        "tests": check.get("tests"),
-        "confirm": {
-            "enabled": confirm.get("enabled") is True,
-            "run_id": text_or_none(confirm.get("run_id")),
-            "hosts": [str(h) for h in _list(confirm.get("hosts"))],
-        },
-        "findings": findings,
-        "unconfirmed": [_finding_view(f) for f in _dicts(check.get("unconfirmed"))],
-        "judged": len(_dicts(check.get("hosts"))),
-    }
-
-
-def _regression_view(row: Mapping[str, Any]) -> dict[str, Any]:
-    confirm = _mapping(row.get("confirm"))
-    confirmed = row.get("confirmed")
-    details = [
-        None if row.get("test") is None else str(row["test"]),
-        f"p = {fmt_sci(row.get('p_value'))}" if row.get("p_value") is not None else None,
-        (
-            f"n = {fmt_count(row.get('n'))} (baseline {fmt_count(row.get('baseline_n'))})"
-            if row.get("n") is not None or row.get("baseline_n") is not None
-            else None
-        ),
-        None if row.get("baseline_run") is None else f"baseline run {row['baseline_run']}",
-        None if row.get("direction") is None else str(row["direction"]).replace("_", " "),
-    ]
-    remeasure = [
-        None if confirm.get("run_id") is None else f"re-measure {confirm['run_id']}",
-        f"value {fmt_num(confirm.get('value'), 2)}" if "value" in confirm else None,
-        f"change {fmt_signed(confirm.get('change_pct'), 1)} %" if "change_pct" in confirm else None,
-        f"p = {fmt_sci(confirm.get('p_value'))}" if "p_value" in confirm else None,
-    ]
-    return {
-        "host": str(row.get("host", "?")),
-        "group": _group_name(row),
-        "metric": "" if row.get("metric") is None else str(row.get("metric")),
-        "baseline": row.get("baseline"),
-        "value": row.get("value"),
-        "change_pct": row.get("change_pct"),
-        "q_value": row.get("q_value"),
-        "details": ", ".join(d for d in details if d),
-        "confirmed": confirmed_text(confirmed),
-        "confirmed_class": {True: "conf-yes", False: "conf-no"}.get(confirmed, "")
-        if isinstance(confirmed, bool)
-        else "",
-        "remeasure": ", ".join(r for r in remeasure if r),
-        "stability": stability_text(row.get("stability")),
-        "fingerprint": [fingerprint_text(f) for f in _dicts(row.get("fingerprint"))],
-        "extra": {str(k): v for k, v in row.items() if str(k) not in REGRESSION_KEYS},
-    }
-
-
-def _flagged(report: Mapping[str, Any]) -> dict[str, list[str]]:
-    """Per metric, the hosts flagged on it (regressions and check findings, confirmed or
-    not): the trend charts bring them forward."""
-    flagged: dict[str, list[str]] = {}
-    check = _mapping(report.get("check"))
-    rows = [
-        *_dicts(report.get("regressions")),
-        *_dicts(check.get("findings")),
-        *_dicts(check.get("unconfirmed")),
-    ]
-    for row in rows:
-        metric, host = row.get("metric"), row.get("host")
-        if metric is not None and host is not None:
-            hosts = flagged.setdefault(str(metric), [])
-            if str(host) not in hosts:
-                hosts.append(str(host))
-    return flagged
 
 
 @dataclass(frozen=True)
@@ -530,7 +438,7 @@ def _matrix_view(matrix: Any, hosts: Sequence[Mapping[str, Any]]) -> MatrixView 
     functions = _dicts(matrix.get("functions"))
     if not columns or not functions:
         return None
-    group_of = {str(h.get("name")): _group_name(h) for h in reversed(hosts)}
+    group_of = {str(h.get("name")): group_name(h) for h in reversed(hosts)}
     headers: list[tuple[str, int]] = []
     for host in columns:
         group = group_of.get(host, "unknown")

@@ -9,11 +9,9 @@ code span, raw HTML or a heading, nor break a table row. Only layout happens her
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
-from orchestrator.report.allocations import site_text
 from orchestrator.report.formats import (
     MISSING,
     REGRESSION_KEYS,
@@ -21,9 +19,11 @@ from orchestrator.report.formats import (
     fingerprint_text,
     stability_text,
 )
-from orchestrator.report.lineprof import line_views
-from orchestrator.report.nvtx import nvtx_views
-from orchestrator.report.scraped import scrape_markdown
+from orchestrator.report.md_hosts import profiler_tables, workload_table
+from orchestrator.report.mdtable import md_text
+from orchestrator.report.mdtable import num as _num
+from orchestrator.report.mdtable import signed as _signed
+from orchestrator.report.mdtable import table as _table
 from orchestrator.values import dicts as _dicts
 from orchestrator.values import mapping as _mapping
 from orchestrator.values import number as _number
@@ -40,39 +40,10 @@ KEY_METRICS: tuple[tuple[str, tuple[str, ...], int], ...] = (
     ("max °C", ("thermal.max_c",), 1),
     ("min freq ratio", ("cpufreq.min_ratio",), 2),
 )
-MAX_ROWS = 100  # per table: a CI comment has a size limit; the HTML has everything
 TOP_FUNCTIONS = 5
 HOT_LINES = 5  # per group: its hottest lines, whichever function they are in
 MAX_GROUP_HOSTS = 8  # host columns per group in the top-functions table
 MAX_LISTED_HOSTS = 10  # host names in one line of text (the re-measured hosts)
-
-# Backslash-escapable ASCII punctuation that means something inline in (GitHub) Markdown;
-# < > & become entities instead, so no raw HTML survives. Line-start syntax (lists, "1.")
-# cannot occur: a device string never starts a line here (table cells, after "### ").
-_SPECIAL = re.compile(r"([\\`*_{}\[\]()#!|~])")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
-
-
-def md_text(value: Any) -> str:
-    """A device string as literal Markdown text, on one line (a table cell is one line)."""
-    text = "" if value is None else str(value)
-    text = _CONTROL.sub(" ", text)
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _SPECIAL.sub(r"\\\1", text)
-
-
-def _num(value: Any, digits: int = 1) -> str:
-    number = _number(value)
-    if number is None:
-        return MISSING
-    if digits == 0:
-        return f"{round(number):,}"
-    return f"{number:,.{digits}f}"
-
-
-def _signed(value: Any) -> str:
-    number = _number(value)
-    return MISSING if number is None else f"{number:+.2f}"
 
 
 def _list(value: Any) -> list[Any]:
@@ -81,20 +52,6 @@ def _list(value: Any) -> list[Any]:
 
 def _group_of(item: Mapping[str, Any]) -> Any:
     return item.get("group") if item.get("group") is not None else item.get("hw_model")
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]) -> list[str]:
-    """A GFM table; ``right``: the indices of right-aligned (numeric) columns. The header
-    cells are ours, the row cells already escaped."""
-    lines = [
-        "| " + " | ".join(header) + " |",
-        "|" + "|".join("---:" if i in right else "---" for i in range(len(header))) + "|",
-    ]
-    lines += ["| " + " | ".join(row) + " |" for row in rows[:MAX_ROWS]]
-    if len(rows) > MAX_ROWS:
-        lines.append("")
-        lines.append(f"… and {len(rows) - MAX_ROWS} more (see report.html)")
-    return lines
 
 
 def render_markdown(report: Mapping[str, Any]) -> str:
@@ -123,15 +80,12 @@ def _render(report: Mapping[str, Any], check_always: bool) -> str:
         out += ["## Check", "", "This report has no check results.", ""]
     out += _fleet(_dicts(report.get("hosts")))
     out += _outliers(_dicts(report.get("outliers")))
+    out += workload_table(_dicts(report.get("hosts")))
     out += _group_functions(report)
     out += _group_hot_lines(_dicts(report.get("groups")))
     out += _matrices(report)
     out += _group_cprofile(_dicts(report.get("groups")))
-    out += _allocations(_dicts(report.get("hosts")))
-    out += _memray(_dicts(report.get("hosts")))
-    out += _line_profile(_dicts(report.get("hosts")))
-    out += _nvtx(_dicts(report.get("hosts")))
-    out += scrape_markdown(_dicts(report.get("hosts")), md_text, _table, _num)
+    out += profiler_tables(_dicts(report.get("hosts")))
     if not isinstance(check, Mapping):
         out += _regressions(regressions)
     return "\n".join(out).rstrip("\n") + "\n"
@@ -367,100 +321,6 @@ def _group_hot_lines(groups: list[Mapping[str, Any]]) -> list[str]:
         return []
     header = ["group", "function", "file:line", "self %", "of function %", "source"]
     return ["## Hot lines per group", "", *_table(header, rows, {3, 4}), ""]
-
-
-def _allocations(hosts: list[Mapping[str, Any]]) -> list[str]:
-    """One table: each host's site that grew most (tracemalloc), and its traced peak."""
-    rows: list[list[str]] = []
-    for host in hosts:
-        tables, metrics = _mapping(host.get("tables")), _mapping(host.get("metrics"))
-        growth = _dicts(tables.get("tracemalloc.growth"))
-        if not growth and "tracemalloc.peak_mb" not in metrics:
-            continue
-        top = growth[0] if growth else {}
-        rows.append(
-            [
-                md_text(host.get("name")),
-                md_text(site_text(top)) if top else MISSING,
-                _num(top.get("growth_mb"), 3),
-                _num(top.get("mb_per_min"), 3),
-                _num(metrics.get("tracemalloc.growth_mb_per_min"), 3),
-                _num(metrics.get("tracemalloc.peak_mb"), 2),
-            ]
-        )
-    if not rows:
-        return []
-    header = ["host", "top growth site", "grew MB", "MB/min", "all MB/min", "peak MB"]
-    return ["## Allocations per host", "", *_table(header, rows, {2, 3, 4, 5}), ""]
-
-
-def _memray(hosts: list[Mapping[str, Any]]) -> list[str]:
-    """One table: each host's site holding the most at the peak (memray), its peak and
-    what it left allocated."""
-    rows: list[list[str]] = []
-    for host in hosts:
-        tables, metrics = _mapping(host.get("tables")), _mapping(host.get("metrics"))
-        peak = _dicts(tables.get("memray.peak"))
-        if not peak and "memray.peak_mb" not in metrics:
-            continue
-        top = peak[0] if peak else {}
-        rows.append(
-            [
-                md_text(host.get("name")),
-                md_text(f"{top.get('function') or '?'} {site_text(top)}") if top else MISSING,
-                _num(top.get("size_mb"), 3),
-                _num(metrics.get("memray.peak_mb"), 2),
-                _num(metrics.get("memray.leaked_mb"), 2),
-                _num(metrics.get("memray.total_allocated_mb"), 1),
-            ]
-        )
-    if not rows:
-        return []
-    header = ["host", "top site at the peak", "its MB", "peak MB", "leaked MB", "allocated MB"]
-    return ["## memray per host", "", *_table(header, rows, {2, 3, 4, 5}), ""]
-
-
-def _line_profile(hosts: list[Mapping[str, Any]]) -> list[str]:
-    """One table: each host's profiled functions (line-profiler) and the hottest line of each."""
-    rows: list[list[str]] = []
-    for host in hosts:
-        for view in line_views(_mapping(host.get("tables"))):
-            hot = view["hottest"] or {}
-            rows.append(
-                [
-                    md_text(host.get("name")),
-                    md_text(view["function"]),
-                    _num(view["time_s"], 3),
-                    md_text(hot.get("line")) if hot else MISSING,
-                    _num(hot.get("pct"), 1),
-                    md_text(hot.get("text") or "") if hot else MISSING,
-                ]
-            )
-    if not rows:
-        return []
-    header = ["host", "function", "time s", "hottest line", "of function %", "source"]
-    return ["## line-profiler per host", "", *_table(header, rows, {2, 4}), ""]
-
-
-def _nvtx(hosts: list[Mapping[str, Any]]) -> list[str]:
-    """One table: each host's NVTX ranges (nsys), the most total time first."""
-    rows = [
-        [
-            md_text(host.get("name")),
-            md_text(view["name"]),
-            md_text(view["style"] or ""),
-            _num(view["count"], 0),
-            _num(view["total_ms"], 3),
-            _num(view["avg_us"], 1),
-            _num(view["pct"], 1),
-        ]
-        for host in hosts
-        for view in nvtx_views(_mapping(host.get("tables")))
-    ]
-    if not rows:
-        return []
-    header = ["host", "range", "style", "instances", "total ms", "avg µs", "of ranges %"]
-    return ["## NVTX ranges per host (nsys)", "", *_table(header, rows, {3, 4, 5, 6}), ""]
 
 
 def _plural(count: int, word: str) -> str:

@@ -8,10 +8,11 @@ node_exporter textfile."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from orchestrator.profilers.prometheus import STATS, TABLE
+from orchestrator.report.mdtable import md_text, num, table
 from orchestrator.values import dicts, mapping, number, visible
 
 
@@ -32,20 +33,14 @@ def scrape_views(tables: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def scrape_markdown(
-    hosts: Sequence[Mapping[str, Any]],
-    text: Callable[[Any], str],
-    table: Callable[[Sequence[str], Sequence[Sequence[str]], set[int]], list[str]],
-    num: Callable[[Any, int], str],
-) -> list[str]:
-    """summary.md's "Prometheus per host" table, with summary.md's own text, table and
-    number helpers (markdown.py's ``md_text``, ``_table``, ``_num``)."""
+def scrape_markdown(hosts: Sequence[Mapping[str, Any]]) -> list[str]:
+    """summary.md's "Prometheus per host" table: each host's rows, escaped by md_text."""
     rows = [
         [
-            text(host.get("name")),
-            text(view["endpoint"]),
-            text(view["metric"] + (f"{{{view['labels']}}}" if view["labels"] else "")),
-            text(view["type"]),
+            md_text(host.get("name")),
+            md_text(view["endpoint"]),
+            md_text(view["metric"] + (f"{{{view['labels']}}}" if view["labels"] else "")),
+            md_text(view["type"]),
             *(num(view[stat], 4) for stat in STATS),
         ]
         for host in hosts

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -246,17 +247,17 @@ def _check_endpoints(value: object) -> list[str]:
 
 
 def _check_name_regexes(value: object) -> list[str]:
+    what = "a regular expression matched against whole family names"
     if not isinstance(value, list) or not value:
         raise invalid(f"expected a non-empty list of regular expressions, got {describe(value)}")
     for index, item in enumerate(value):
+        if not isinstance(item, str) or not item:
+            raise invalid(f"expected {what}, got {describe(item)}", index)
         try:
-            check_regex(item)
-        except Exception:
-            raise invalid(
-                f"expected a regular expression matched against whole metric names, "
-                f"got {describe(item)}",
-                index,
-            ) from None
+            re.compile(item)
+        except (re.error, OverflowError, RecursionError) as err:
+            reason = "nested too deeply" if isinstance(err, RecursionError) else str(err)
+            raise invalid(f"expected {what}, got {item!r}: {reason}", index) from None
     return list(value)
 
 
@@ -272,6 +273,12 @@ def _check_timeout(value: object) -> float:
 
 
 PROM_MAX_RESPONSE_KB = PROM_MAX_RESPONSE_BYTES // 1024
+
+
+def _one_to(high: int) -> PlainValidator:
+    return int_check(1, high, f"an integer from 1 to {high}")
+
+
 NameRegexes = Annotated[list[str], PlainValidator(_check_name_regexes)]
 
 
@@ -291,15 +298,9 @@ class PrometheusSpec(_SamplerSpec):
     timeout_s: Annotated[float, PlainValidator(_check_timeout)] = Field(
         default=2.0, validation_alias="timeout", serialization_alias="timeout"
     )
-    max_response_kb: Annotated[
-        int, int_check(1, PROM_MAX_RESPONSE_KB, f"an integer from 1 to {PROM_MAX_RESPONSE_KB}")
-    ] = 4096
-    max_metrics: Annotated[
-        int, int_check(1, PROM_MAX_METRICS, f"an integer from 1 to {PROM_MAX_METRICS}")
-    ] = 100
-    max_series: Annotated[
-        int, int_check(1, PROM_MAX_SERIES, f"an integer from 1 to {PROM_MAX_SERIES}")
-    ] = 100
+    max_response_kb: Annotated[int, _one_to(PROM_MAX_RESPONSE_KB)] = 4096
+    max_metrics: Annotated[int, _one_to(PROM_MAX_METRICS)] = 100
+    max_series: Annotated[int, _one_to(PROM_MAX_SERIES)] = 100
 
 
 class ProfilersSpec(Spec):

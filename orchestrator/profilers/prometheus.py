@@ -42,6 +42,16 @@ MAX_ROWS = 500  # rows of the host's table
 MAX_TEXT = 200  # characters of an error or a label set shown
 STATS = ("rate_per_s", "mean", "max", "p50", "p95")
 QUANTILES = (("p50", 0.5), ("p95", 0.95))
+# What the device counted in a scrape, and the note its largest count gets.
+COUNT_NOTES = (
+    ("bad_lines", "lines a scrape were not the Prometheus text format and were skipped"),
+    (
+        "over_metrics",
+        "families a scrape left out past max_metrics (narrow profilers.prometheus.metrics)",
+    ),
+    ("over_series", "labelled series a scrape summed only, past max_series"),
+    ("not_finite", "NaN or infinite values a scrape skipped"),
+)
 
 
 def tool_push(facts: HostFacts, tool: ToolChoice | None) -> dict[str, str] | None:
@@ -111,7 +121,7 @@ def read_scrapes(path: Path, urls: list[str]) -> tuple[list[Endpoint], int, bool
             endpoint.errors.append((t, _text(record["error"])))
         elif isinstance(record.get("m"), dict):
             endpoint.answers.append((t, record["m"]))
-            for key in ("bad_lines", "not_finite", "over_metrics", "over_series"):
+            for key, _ in COUNT_NOTES:
                 count = finite(record.get(key))
                 if count is not None and count > endpoint.counts.get(key, 0):
                     endpoint.counts[key] = int(count)
@@ -316,27 +326,9 @@ def _endpoint_notes(endpoint: Endpoint, entry: Mapping[str, Any]) -> list[str]:
         notes.append(f"prometheus: {url}: {first_ones} failed ({worst}); it answered from then on")
     if 0 < len(endpoint.answers) < 2:
         notes.append(f"prometheus: {url}: one scrape answered: no rates or quantiles")
-    counts = endpoint.counts
-    if counts.get("bad_lines"):
-        notes.append(
-            f"prometheus: {url}: up to {counts['bad_lines']} lines a scrape were not the "
-            "Prometheus text format and were skipped"
-        )
-    if counts.get("over_metrics"):
-        notes.append(
-            f"prometheus: {url}: up to {counts['over_metrics']} families a scrape left out "
-            "past max_metrics (narrow profilers.prometheus.metrics)"
-        )
-    if counts.get("over_series"):
-        notes.append(
-            f"prometheus: {url}: up to {counts['over_series']} labelled series a scrape "
-            "summed only, past max_series"
-        )
-    if counts.get("not_finite"):
-        notes.append(
-            f"prometheus: {url}: up to {counts['not_finite']} NaN or infinite values a "
-            "scrape skipped"
-        )
+    for key, what in COUNT_NOTES:
+        if endpoint.counts.get(key):
+            notes.append(f"prometheus: {url}: up to {endpoint.counts[key]} {what}")
     return notes
 
 

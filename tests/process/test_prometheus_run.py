@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.campaign.model import Campaign
 from orchestrator.profilers import prometheus
 from orchestrator.report.scraped import scrape_views
 from tests.support.factories import campaign, host_facts
@@ -99,6 +100,18 @@ def bad_endpoints() -> Iterator[tuple[int, int]]:
     hang.close()
 
 
+def launch_plan(tmp_path: Path, chosen: Campaign, command: list[str], window: float) -> dict:
+    """The runner's plan: ``command`` launched at T0, prometheus as the campaign plans it."""
+    planned = prometheus.plan(chosen, host_facts(), None)
+    return make_plan(
+        tmp_path,
+        {"mode": "launch", "command": command},
+        [dataclasses.asdict(planned)],
+        window=window,
+        lead=1.0,
+    )
+
+
 def truth_quantile(q: float, start: float, begin: float, end: float) -> float:
     """The ``q`` quantile of the observations the program made between ``begin`` and
     ``end`` (its observation k at start + k / OBSERVATIONS_PER_S)."""
@@ -129,14 +142,7 @@ def test_a_real_endpoint_is_measured_and_bad_ones_are_noted(tmp_path, bad_endpoi
             }
         },
     )
-    planned = prometheus.plan(chosen, host_facts(), None)
-    plan = make_plan(
-        tmp_path,
-        {"mode": "launch", "command": command},
-        [dataclasses.asdict(planned)],
-        window=WINDOW,
-        lead=1.0,
-    )
+    plan = launch_plan(tmp_path, chosen, command, WINDOW)
 
     run = run_module(tmp_path, plan, timeout=30)
 
@@ -212,14 +218,7 @@ def test_node_exporter_cpu_and_network_series(tmp_path):
             }
         },
     )
-    planned = prometheus.plan(chosen, host_facts(), None)
-    plan = make_plan(
-        tmp_path,
-        {"mode": "launch", "command": command},
-        [dataclasses.asdict(planned)],
-        window=3.0,
-        lead=1.0,
-    )
+    plan = launch_plan(tmp_path, chosen, command, 3.0)
 
     run = run_module(tmp_path, plan, timeout=30)
 

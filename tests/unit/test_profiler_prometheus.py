@@ -16,6 +16,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from fleetprof_device import arguments, exposition
 from fleetprof_device.errors import InvocationError
 from orchestrator.analysis.scrape_window import bucket_quantile, increase, rate
+from orchestrator.campaign.loader import load_campaign
+from orchestrator.campaign.messages import CampaignError
 from orchestrator.campaign.model import Campaign
 from orchestrator.profilers import prometheus
 from orchestrator.report.html import render_html
@@ -231,3 +233,45 @@ def test_a_plan_the_controller_makes_the_device_accepts_at_every_bound(low: bool
     with pytest.raises(InvocationError) as error:
         arguments.validate_plan(plan)
     assert "loopback" in str(error.value) and "timeout_s" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("endpoints", "extra", "says"),
+    [
+        (
+            '["http://127.0.0.1:9100/metrics", "http://10.0.0.5:9100/metrics"]',
+            "",
+            "9:50: profilers.prometheus.endpoints[1]: only the device's own loopback is "
+            "scraped, not 10.0.0.5: 'http://10.0.0.5:9100/metrics' (endpoints on the device "
+            "itself only)",
+        ),
+        (
+            '["http://edge-7.lan:9100/metrics"]',
+            "",
+            "profilers.prometheus.endpoints[0]: the host must be localhost or a loopback address",
+        ),
+        ('["https://127.0.0.1:9100/metrics"]', "", "only http:// is scraped (got https://)"),
+        (
+            '["http://127.0.0.1:9100/metrics"]',
+            "\n    metrics: [node_.*, '(']",
+            "profilers.prometheus.metrics[1]: expected a regular expression matched against "
+            "whole family names, got '(': missing ), unterminated subpattern",
+        ),
+        (
+            '["http://127.0.0.1:9100/metrics"]',
+            "\n    timeout: 1m",
+            "profilers.prometheus.timeout: expected a timeout from 0.1s to 30s, like 2s, got 1m",
+        ),
+    ],
+)
+def test_a_campaign_naming_another_host_or_a_bad_key_is_exit_2_naming_file_and_key(
+    tmp_path: Path, endpoints: str, extra: str, says: str
+) -> None:
+    path = tmp_path / "c.yml"
+    path.write_text(
+        "name: c\nduration: 10s\ntarget:\n  launch:\n    command: [python3, app.py]\n"
+        f"profilers:\n  prometheus:\n    interval: 1s\n    endpoints: {endpoints}{extra}\n"
+    )
+    with pytest.raises(CampaignError) as error:
+        load_campaign(path)
+    assert str(path) in str(error.value) and says in str(error.value)

@@ -10,6 +10,7 @@ import os
 import re
 from typing import Any, Dict, List, Tuple, cast
 
+from . import scrape
 from .contract import (
     BUILTINS,
     DEVICE_BUNDLE_ARG,
@@ -19,6 +20,7 @@ from .contract import (
     PLAN_SCHEMA,
     PROBE_KINDS,
     PROBE_MAX_REPS,
+    PROMETHEUS,
     RESERVED_FILES,
     STOP_AT_DEADLINE_OPTION,
     SWEEP_MAX_VALUES,
@@ -284,6 +286,8 @@ def _builtin_errors(prof: Dict[str, Any], builtin: Any) -> List[str]:
         errors.extend(option_errors(options))
     if builtin == OPEN_FILES and isinstance(options, dict):
         errors.extend(fds_option_errors(options))
+    if builtin == PROMETHEUS and isinstance(options, dict):
+        errors.extend(scrape.option_errors(options))
     if prof.get("argv") or prof.get("launch_argv"):
         errors.append("a builtin sampler takes no argv")
     if len(prof.get("outputs") or []) != 1:

@@ -51,7 +51,7 @@ PROBE_MAX_REPS = 50
 # Interval samplers, in seconds. The runner's own samplers (BUILTINS) accept the same
 # bounds as the campaign's `interval` (orchestrator/campaign/validators.py): 0.1 s to 60 s. (Before
 # the contract the runner took 0.05 s to 3600 s, wider than any plan the controller made.)
-BUILTINS = ("system", "memory", "tracemalloc", "open-files")
+BUILTINS = ("system", "memory", "tracemalloc", "open-files", "prometheus")
 MIN_SAMPLE_INTERVAL_S = 0.1
 MAX_SAMPLE_INTERVAL_S = 60.0
 
@@ -138,3 +138,19 @@ STOP_AT_DEADLINE_OPTION = "stop_at_deadline"
 # A post step's argv element the runner replaces with the path that puts this package on
 # sys.path (its zipapp, or the source checkout it runs from): cProfile's converter.
 DEVICE_PACKAGE_ARG = "{device_package}"
+
+# Prometheus endpoints on the device (docs/campaigns.md, profilers.prometheus): the builtin
+# PROMETHEUS (fleetprof_device/scrape.py) scrapes each of at most PROM_MAX_ENDPOINTS URLs,
+# http on a loopback address only, every interval of the window; a scrape gets at most its
+# timeout (PROM_MAX_TIMEOUT_S at most) and PROM_MAX_RESPONSE_BYTES of answer, its text is
+# parsed on the device (fleetprof_device/exposition.py), at most PROM_MAX_LINES lines, and
+# keeps at most max_metrics families and max_series labelled series (up to PROM_MAX_METRICS,
+# PROM_MAX_SERIES).
+PROMETHEUS = "prometheus"
+PROM_MAX_ENDPOINTS = 8
+PROM_MIN_TIMEOUT_S = 0.1
+PROM_MAX_TIMEOUT_S = 30.0
+PROM_MAX_RESPONSE_BYTES = 16 * MIB
+PROM_MAX_LINES = 200000
+PROM_MAX_METRICS = 1000
+PROM_MAX_SERIES = 1000

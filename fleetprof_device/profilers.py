@@ -13,13 +13,14 @@ from typing import Any, Callable, Dict, List, Optional, Union
 from .checksums import ToolHashes
 from .children import Child
 from .clock import Clock
-from .contract import OPEN_FILES, STOP_AT_DEADLINE_OPTION, TRACEMALLOC
+from .contract import OPEN_FILES, PROMETHEUS, STOP_AT_DEADLINE_OPTION, TRACEMALLOC
 from .files import LOG_CAP_BYTES, cap_output, file_tail, keep_tail, last_line, post_problems
 from .inprogram import HookWatch
 from .procfs import os_error_text
 from .pyspy_output import sampling_quality
 from .runlog import RunnerLog
 from .samplers import Sampler
+from .scrape import Scraper
 
 STOP_POLL_S = 0.05
 
@@ -34,7 +35,7 @@ class ProfilerRun:
         self.child: Optional[Child] = None
         self.error: Optional[str] = None  # why it was not started
         self.builtin: Optional[str] = spec.get("builtin")
-        self.sampler: Optional[Union[Sampler, HookWatch]] = None
+        self.sampler: Optional[Union[Sampler, HookWatch, Scraper]] = None
         self.post: List[Dict[str, Any]] = []  # its post_argv steps, as they ran
         self.discarded: List[str] = []
         self.tool_check: Optional[Dict[str, Any]] = None  # the plan's tool_sha256
@@ -90,6 +91,11 @@ class ProfilerRun:
             log("%s: the program snapshots itself every %g s" % (self.name, interval))
             return
         output = os.path.join(workdir, self.spec["outputs"][0])
+        if self.builtin == PROMETHEUS:  # the device's own endpoints (scrape.py)
+            self.sampler = Scraper(output, options, int(self.spec["max_bytes"]), deadline, log)
+            self.sampler.start(pid)
+            log("%s: scraping every %g s" % (self.name, interval))
+            return
         self.sampler = Sampler(
             str(self.builtin),
             output,

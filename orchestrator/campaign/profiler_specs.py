@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -16,9 +17,16 @@ from pydantic import (
 from fleetprof_device.contract import (
     OPEN_FILES_MAX_TOP_PATHS,
     OPEN_FILES_TOP_PATHS,
+    PROM_MAX_ENDPOINTS,
+    PROM_MAX_METRICS,
+    PROM_MAX_RESPONSE_BYTES,
+    PROM_MAX_SERIES,
+    PROM_MAX_TIMEOUT_S,
+    PROM_MIN_TIMEOUT_S,
     TRACEMALLOC_MAX_FRAMES,
     TRACEMALLOC_MAX_TOP,
 )
+from fleetprof_device.scrape import url_problem
 from orchestrator.campaign.validators import (
     DEFAULT_INTERVAL_S,
     DEFAULT_LEAK_MB_PER_MIN,
@@ -32,6 +40,7 @@ from orchestrator.campaign.validators import (
     describe,
     int_check,
     invalid,
+    parse_duration,
     positive_number,
     yaml_keys,
 )
@@ -233,6 +242,75 @@ class StraceSpec(Spec):
     time: Literal["wall", "system"] = "wall"
 
 
+def _check_endpoints(value: object) -> list[str]:
+    what = f"a list of 1 to {PROM_MAX_ENDPOINTS} URLs such as http://127.0.0.1:9100/metrics"
+    if not isinstance(value, list) or not 1 <= len(value) <= PROM_MAX_ENDPOINTS:
+        raise invalid(f"expected {what}, got {describe(value)}")
+    for index, url in enumerate(value):
+        problem = url_problem(url)
+        if problem is not None:
+            shown = repr(url) if isinstance(url, str) else describe(url)
+            raise invalid(f"{problem}: {shown} (endpoints on the device itself only)", index)
+    return list(dict.fromkeys(value))
+
+
+def _check_name_regexes(value: object) -> list[str]:
+    what = "a regular expression matched against whole family names"
+    if not isinstance(value, list) or not value:
+        raise invalid(f"expected a non-empty list of regular expressions, got {describe(value)}")
+    for index, item in enumerate(value):
+        if not isinstance(item, str) or not item:
+            raise invalid(f"expected {what}, got {describe(item)}", index)
+        try:
+            re.compile(item)
+        except (re.error, OverflowError, RecursionError) as err:
+            reason = "nested too deeply" if isinstance(err, RecursionError) else str(err)
+            raise invalid(f"expected {what}, got {item!r}: {reason}", index) from None
+    return list(value)
+
+
+def _check_timeout(value: object) -> float:
+    expected = f"a timeout from {PROM_MIN_TIMEOUT_S:g}s to {PROM_MAX_TIMEOUT_S:g}s, like 2s"
+    try:
+        seconds = parse_duration(value)  # type: ignore[arg-type]  # checked inside
+    except ValueError:
+        raise invalid(f"expected {expected}, got {describe(value)}") from None
+    if not PROM_MIN_TIMEOUT_S <= seconds <= PROM_MAX_TIMEOUT_S:
+        raise invalid(f"expected {expected}, got {value}")
+    return seconds
+
+
+PROM_MAX_RESPONSE_KB = PROM_MAX_RESPONSE_BYTES // 1024
+
+
+def _one_to(high: int) -> PlainValidator:
+    return int_check(1, high, f"an integer from 1 to {high}")
+
+
+NameRegexes = Annotated[list[str], PlainValidator(_check_name_regexes)]
+
+
+class PrometheusSpec(_SamplerSpec):
+    """Prometheus endpoints on the device itself, scraped by the runner during the window:
+    counters as rates, gauges mean/max, histograms p50/p95 (docs/metrics.md, prometheus)."""
+
+    endpoints: Annotated[list[str], PlainValidator(_check_endpoints)]
+    interval_s: Interval = Field(
+        default=5.0, validation_alias="interval", serialization_alias="interval"
+    )
+    # Regular expressions, each matched against whole family names; absent: every family,
+    # the first max_metrics of each scrape.
+    metrics: NameRegexes | None = None
+    # Families (regexes, whole names) whose label sets are kept apart in the host's table.
+    labels: NameRegexes | None = None
+    timeout_s: Annotated[float, PlainValidator(_check_timeout)] = Field(
+        default=2.0, validation_alias="timeout", serialization_alias="timeout"
+    )
+    max_response_kb: Annotated[int, _one_to(PROM_MAX_RESPONSE_KB)] = 4096
+    max_metrics: Annotated[int, _one_to(PROM_MAX_METRICS)] = 100
+    max_series: Annotated[int, _one_to(PROM_MAX_SERIES)] = 100
+
+
 class ProfilersSpec(Spec):
     """Which profilers run and how; a profiler that is absent (None) does not run."""
 
@@ -258,6 +336,7 @@ class ProfilersSpec(Spec):
         default=None, validation_alias="open-files", serialization_alias="open-files"
     )
     strace: StraceSpec | None = None
+    prometheus: PrometheusSpec | None = None
 
     @model_serializer(mode="wrap")
     def _only_enabled(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:

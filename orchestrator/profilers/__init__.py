@@ -18,6 +18,7 @@ from orchestrator.profilers import (
     nsys,
     nvidia_smi,
     open_files,
+    prometheus,
     pyspy,
     strace,
     system,
@@ -43,6 +44,7 @@ REGISTRY: dict[str, Profiler] = {
         line_profiler,
         open_files,
         strace,
+        prometheus,
     )
 }
 

@@ -47,6 +47,7 @@ from orchestrator.report.formats import (
 )
 from orchestrator.report.lineprof import line_views
 from orchestrator.report.nvtx import nvtx_views
+from orchestrator.report.scraped import scrape_views
 from orchestrator.report.sweep import sweep_view
 from orchestrator.report.syscalls import syscall_views
 from orchestrator.report.workload import workload_units, workload_views
@@ -224,6 +225,7 @@ class HostView:
     syscalls: list[dict[str, Any]] = field(default_factory=list)  # strace's summary
     workload: list[dict[str, Any]] = field(default_factory=list)  # the program's own metrics
     open_files: dict[str, Any] = field(default_factory=dict)  # open-files (descriptors.py)
+    prometheus: list[dict[str, Any]] = field(default_factory=list)  # scraped families
 
 
 def _hot_line_rows(value: Any) -> list[dict[str, Any]]:
@@ -316,6 +318,7 @@ def _host_view(
         syscalls=syscall_views(_mapping(host.get("tables"))),
         workload=workload_views(_mapping(host.get("tables"))),
         open_files=open_files_view(_mapping(host.get("tables")), metrics),
+        prometheus=scrape_views(_mapping(host.get("tables"))),
     )
 
 

@@ -1,5 +1,5 @@
 """summary.md's per-host tables of the profilers that have them (tracemalloc, memray,
-line-profiler, nsys's NVTX ranges, open-files) and the workload's own metrics: one table
+line-profiler, nsys's NVTX ranges, open-files, prometheus) and the workload's own metrics: one table
 each, a row per host (or per host and name), every device string escaped by md_text."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from orchestrator.report.mdtable import md_text
 from orchestrator.report.mdtable import num as _num
 from orchestrator.report.mdtable import table as _table
 from orchestrator.report.nvtx import nvtx_views
+from orchestrator.report.scraped import scrape_markdown
 from orchestrator.report.sweep import sweep_view
 from orchestrator.report.workload import workload_views
 from orchestrator.values import dicts as _dicts
@@ -24,7 +25,7 @@ from orchestrator.values import mapping as _mapping
 def profiler_tables(hosts: list[Mapping[str, Any]]) -> list[str]:
     """The profilers' per-host tables, those some host has, in a fixed order."""
     out: list[str] = []
-    for part in (_allocations, _memray, _line_profile, _nvtx, _open_files):
+    for part in (_allocations, _memray, _line_profile, _nvtx, _open_files, scrape_markdown):
         out += part(hosts)
     return out
 

@@ -305,7 +305,8 @@ BAD_FILES: list[tuple[str, str, str, str]] = [
         MINIMAL + "profilers:\n  perf: {}\n",
         "7:3: profilers.perf",
         "unknown profiler (available: py-spy, system, iotop, memory, nvidia-smi, tegrastats, "
-        "nsys, ncu, cprofile, tracemalloc, memray, line-profiler, open-files, strace)",
+        "nsys, ncu, cprofile, tracemalloc, memray, line-profiler, open-files, strace, "
+        "prometheus)",
     ),
     (
         "rate as a string",
@@ -372,7 +373,8 @@ BAD_FILES: list[tuple[str, str, str, str]] = [
         MINIMAL + "profilers: {}\n",
         "6:12: profilers",
         "enable at least one profiler (available: py-spy, system, iotop, memory, nvidia-smi, "
-        "tegrastats, nsys, ncu, cprofile, tracemalloc, memray, line-profiler, open-files, strace)",
+        "tegrastats, nsys, ncu, cprofile, tracemalloc, memray, line-profiler, open-files, "
+        "strace, prometheus)",
     ),
     (
         "null profilers",

@@ -52,6 +52,23 @@ BUILTINS = ("system", "memory", "tracemalloc")
 MIN_SAMPLE_INTERVAL_S = 0.1
 MAX_SAMPLE_INTERVAL_S = 60.0
 
+# The system sampler's interface counters (/proc/net/dev, fleetprof_device/netdev.py): each
+# sample's "net" maps an interface name (at most NET_IFACE_NAME_MAX characters) to its
+# counters in NET_DEV_FIELDS order, for at most NET_MAX_IFACES interfaces (the first ones the
+# kernel lists); the controller reports at most NET_MAX_IFACES of them too.
+NET_DEV_FIELDS = (
+    "rx_bytes",
+    "rx_packets",
+    "rx_errors",
+    "rx_drops",
+    "tx_bytes",
+    "tx_packets",
+    "tx_errors",
+    "tx_drops",
+)
+NET_MAX_IFACES = 32
+NET_IFACE_NAME_MAX = 15  # the kernel's IFNAMSIZ - 1
+
 # tracemalloc (docs/report.md, "Allocations"): the builtin "tracemalloc" runs inside a
 # launched program. The runner writes fleetprof_device/tracemalloc_hook.py as
 # sitecustomize.py into TRACEMALLOC_HOOK_DIR in its workdir, puts that directory first on

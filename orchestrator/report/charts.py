@@ -88,6 +88,11 @@ HOST_CHARTS = (
             _s("iotop.total.write_bytes_per_s", "system write (iotop)"),
         ),
     ),
+    ChartSpec(
+        "Network (all interfaces but lo)",
+        "bytes/s",
+        (_s("system.net.rx_bytes_per_s", "received"), _s("system.net.tx_bytes_per_s", "sent")),
+    ),
     ChartSpec("Temperature", "°C", (_s("system.thermal.max_c", "hottest zone"),)),
     ChartSpec("CPU frequency", "ratio", (_s("system.cpufreq.min_ratio", "slowest core"),)),
 )

@@ -17,6 +17,7 @@ from typing import Any, Callable, Dict, List, Optional
 from .children import Child
 from .contract import MIB, PROBE_FILE, PROBE_REPS, PROBE_SCHEMA
 from .files import file_tail, last_line, write_json
+from .netprobe import PeerError, measure
 from .procfs import kill_quietly, os_error_text, shorten
 from .procread import parse_kv_kb, read_once
 from .runlog import RunnerLog
@@ -124,6 +125,7 @@ class Probe:
         self.floor_mb = floor_mb  # the disk benchmark's file never takes free space below it
         self.nominal = float(spec.get("probe_seconds") or PROBE_DEFAULT_S)
         self.reps = int(spec.get("probe_repeats") or PROBE_REPS)
+        self.peer = spec.get("probe_peer")  # the network benchmark's (netprobe.py)
         self.workdir = workdir
         self.log = log
         self.results: Dict[str, Dict[str, Any]] = {}
@@ -160,8 +162,14 @@ class Probe:
                         )
                     elif kind == "memory":
                         self._memory(result, started + budget)
+                    elif kind == "network":
+                        latest = deadline - PROBE_RESERVE_S
+                        measure(result, self.peer, self.reps, started + budget, latest)
                     else:
                         self._disk(result, started + budget)
+                except PeerError as exc:
+                    result["error"] = str(exc)
+                    self.log("probe: %s: %s" % (kind, result["error"]))
                 except Exception as exc:  # one benchmark's failure is its result
                     result["error"] = "%s: %s" % (type(exc).__name__, os_error_text(exc))
                     self.log("probe: %s: %s" % (kind, result["error"]))
@@ -171,7 +179,7 @@ class Probe:
 
     def ran(self) -> List[str]:
         """The benchmarks that measured something."""
-        first = {"cpu": "single", "memory": "copy", "disk": "write"}
+        first = {"cpu": "single", "memory": "copy", "disk": "write", "network": "rtt"}
         return [
             kind
             for kind, result in self.results.items()

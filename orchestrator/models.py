@@ -87,6 +87,9 @@ class HostFacts:
     # sha256 of the files preflight was asked to hash (the tools fleetprof would push), by
     # absolute path: provision runs only where a device lacks the exact copy.
     file_sha256: dict[str, str] = field(default_factory=dict)
+    # Where this device's SSH connection came from (its SSH_CONNECTION): the controller's
+    # address as the device reaches it, the network probe's peer. None without SSH.
+    controller_address: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -129,6 +132,9 @@ class TargetPlan:
     probe: list[str] = field(default_factory=list)
     probe_seconds: float | None = None
     probe_repeats: int | None = None
+    # network: the peer the device measures against ({"host", "port", "token"}, or
+    # {"error": why there is none}); set just before the session (stages/netpeer.py).
+    probe_peer: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

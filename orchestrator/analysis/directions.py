@@ -70,6 +70,8 @@ RULES: tuple[Rule, ...] = (
     Rule("target.runtime_s", LOWER, floor=1.0),
     # cProfile's own time per Python call (its overhead included): a slower core.
     Rule("cprofile.us_per_call", LOWER, floor=0.05),
+    # The network probe's median round trip: a LAN's jitter is a fraction of a millisecond.
+    Rule("probe.network.rtt_ms", LOWER, floor=0.5),
     Rule("thermal.*", LOWER, floor=2.0),
     Rule("tegra.temp.*", LOWER, floor=2.0),
     Rule("*.temp_c.max", LOWER, floor=2.0),

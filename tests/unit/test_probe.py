@@ -54,10 +54,18 @@ def test_a_probe_campaign_needs_no_profilers_and_reports_mode_probe() -> None:
 @pytest.mark.parametrize(
     ("target", "where", "expected"),
     [
-        ({"probe": []}, "target.probe", "non-empty list of benchmarks (cpu, memory, disk)"),
+        (
+            {"probe": []},
+            "target.probe",
+            "non-empty list of benchmarks (cpu, memory, disk, network)",
+        ),
         ({"probe": None}, "target.probe", "got null"),
         ({"probe": "cpu"}, "target.probe", "got a string ('cpu')"),
-        ({"probe": ["cpu", "gpu"]}, "target.probe[1]", "expected one of cpu, memory, disk"),
+        (
+            {"probe": ["cpu", "gpu"]},
+            "target.probe[1]",
+            "expected one of cpu, memory, disk, network",
+        ),
         ({"probe": ["disk", "disk"]}, "target.probe[1]", "disk is listed twice"),
         (
             {"probe": ["cpu"], "attach": {"pid": 1}},

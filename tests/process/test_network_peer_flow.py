@@ -1,0 +1,68 @@
+"""The flow's part in the network probe: a peer listens for the session play only, and the
+plans the session runs name it (their address, port and own token); without ``network``
+in the probe there is no peer and the plans are unchanged."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import threading
+from pathlib import Path
+
+from orchestrator.stages.flow import CampaignRun
+from orchestrator.stages.inventory import Inventory
+from orchestrator.stages.plan import make_plan
+from tests.support.factories import campaign, host_facts
+
+
+class QuietUi:
+    def stage(self, name: str, hosts: int) -> None: ...
+    def host(self, stage: str, host: str, event: str) -> None: ...
+    def window(self, t0: float, deadline: float) -> None: ...
+    def note(self, text: str) -> None: ...
+
+
+def flow(tmp_path: Path, probe: list[str]) -> CampaignRun:
+    hosts = ["edge-1", "edge-2"]
+    source = tmp_path / "hosts.yml"
+    source.write_text(
+        "all:\n  hosts:\n"
+        + "".join(f"    {h}:\n      ansible_host: 127.0.0.{i + 2}\n" for i, h in enumerate(hosts))
+    )
+    run = CampaignRun(
+        campaign(target={"probe": probe}, profilers={}),
+        Inventory(source=str(source), hosts=hosts),
+        tmp_path / "out",
+        forks=None,
+        ui=QuietUi(),
+        cancel=threading.Event(),
+    )
+    for host, seen in zip(hosts, ("127.0.0.1", None), strict=True):
+        run.facts[host] = host_facts(host=host, controller_address=seen)
+        run.run.write_plan(make_plan(run.campaign, run.facts[host], run.run.run_id, {}, 0.0))
+    return run
+
+
+def test_the_session_s_plans_name_a_listening_peer(tmp_path: Path) -> None:
+    run = flow(tmp_path, ["cpu", "network"])
+    peer, peers = run.network_peer()
+    assert peer is not None
+    try:
+        run.schedule(peers)
+        plans = {host: run.run.read_plan(host) for host in run.active}
+        found = {h: p.target.probe_peer or {} for h, p in plans.items() if p is not None}
+        assert found["edge-1"]["host"] == found["edge-2"]["host"] == "127.0.0.1"
+        assert found["edge-1"]["port"] == found["edge-2"]["port"]  # one listener per address
+        assert found["edge-1"]["token"] != found["edge-2"]["token"]
+        assert peer.allowed == {ipaddress.ip_address(f"127.0.0.{i}") for i in (2, 3)}
+        socket.create_connection(("127.0.0.1", found["edge-1"]["port"]), timeout=2).close()
+    finally:
+        peer.close()
+
+
+def test_no_network_probe_no_peer(tmp_path: Path) -> None:
+    run = flow(tmp_path, ["cpu"])
+    assert run.network_peer() == (None, {})
+    run.schedule({})
+    plan = run.run.read_plan("edge-1")
+    assert plan is not None and plan.target.probe_peer is None

@@ -113,6 +113,8 @@ GROUP_SERIES = (
         "bytes/s",
         ("iotop.target.read_bytes_per_s", "system.target.read_bytes_per_s"),
     ),
+    ("Network received (all interfaces but lo)", "bytes/s", ("system.net.rx_bytes_per_s",)),
+    ("Network sent (all interfaces but lo)", "bytes/s", ("system.net.tx_bytes_per_s",)),
     ("Hottest thermal zone", "°C", ("system.thermal.max_c",)),
     ("Slowest core frequency", "ratio", ("system.cpufreq.min_ratio",)),
 )

@@ -10,6 +10,7 @@ from typing import Any
 from fleetprof_device.contract import NET_DEV_FIELDS
 from fleetprof_device.netdev import parse_net_dev
 from orchestrator.profilers import netdev, system
+from orchestrator.report.charts import group_charts, host_charts
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "netdev" / "proc-net-dev.txt"
 RX_BYTES, RX_PACKETS, RX_ERRORS, RX_DROPS, TX_BYTES = range(5)
@@ -113,6 +114,7 @@ def test_the_system_series_and_its_chart_have_the_traffic(tmp_path: Path) -> Non
     out = system.system_series(records)
     assert out["system.net.rx_bytes_per_s"] == [None, 3000.0, 3000.0, 3000.0]
     assert out["system.net.tx_bytes_per_s"] == [None, 100.0, 100.0, 100.0]
-    from orchestrator.report.charts import host_charts
-
     assert "Network (all interfaces but lo)" in [chart.title for chart in host_charts(out)]
+    overlays = [chart.title for chart in group_charts([("a", out), ("<b>", out)])]
+    assert "Network received (all interfaces but lo)" in overlays
+    assert "Network sent (all interfaces but lo)" in overlays

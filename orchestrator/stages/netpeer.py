@@ -81,6 +81,8 @@ class NetPeer:
         self.turned_away: Counter[str] = Counter()
         self.served: Counter[str] = Counter()  # host -> connections served
         self.received: Counter[str] = Counter()  # host -> bytes its sinks counted
+        # Per sink connection: (host, bytes, seconds from its first line to its last byte).
+        self.sinks: list[tuple[str, int, float]] = []
         self._listeners: dict[str, socket.socket] = {}
         self._threads: list[threading.Thread] = []
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
@@ -221,6 +223,7 @@ class NetPeer:
     def _sink(self, conn: socket.socket, ends: float, host: str) -> None:
         buffer = bytearray(READ_BLOCK)
         received = 0
+        began = time.monotonic()
         while True:
             self._wait(conn, ends)
             count = conn.recv_into(buffer)
@@ -232,6 +235,8 @@ class NetPeer:
                 return
         with self._lock:
             self.received[host] += received
+            if len(self.sinks) < MAX_CONNECTIONS:
+                self.sinks.append((host, received, time.monotonic() - began))
         self._wait(conn, ends)
         conn.sendall(b"received %d\n" % received)
 

@@ -62,6 +62,12 @@ def test_the_device_measures_throughput_and_round_trips_against_the_controller_s
     assert 0.0 < metrics["probe.network.rtt_ms"] < 50.0
     mb = [rep["bytes"] / rep["seconds"] / 2**20 for rep in sends]
     assert min(mb) <= metrics["probe.network.send_mb_per_s"] <= max(mb)
+    # The receiver's own view: each repetition's bytes over the time from the peer reading
+    # its first line to its last byte. The device's time adds the connection's set-up and
+    # the count's way back: a little slower, never faster.
+    seen = [size / seconds / 2**20 for _, size, seconds in peer.sinks]
+    for device, receiver in zip(mb, seen, strict=True):
+        assert 0.85 * receiver <= device <= 1.01 * receiver, (mb, seen)
 
 
 def test_a_peer_that_refuses_fails_the_network_benchmark_only(tmp_path: Path) -> None:

@@ -111,7 +111,7 @@ def _round_trips(
 
 
 def _send_once(peer: Tuple[str, int, str], stop: float, latest: float) -> Dict[str, Any]:
-    block = b"\0" * SEND_BLOCK
+    block = memoryview(b"\0" * SEND_BLOCK)  # slices of a view are not copies
     began = time.time()
     conn = _open(peer, "sink", latest)
     try:
@@ -122,7 +122,7 @@ def _send_once(peer: Tuple[str, int, str], stop: float, latest: float) -> Dict[s
                 break
             conn.settimeout(min(left, _left(latest, left)))
             try:
-                sent += conn.send(block[: NET_SINK_MAX_BYTES - sent])
+                sent += conn.send(block[: min(SEND_BLOCK, NET_SINK_MAX_BYTES - sent)])
             except socket.timeout:
                 break  # the buffers are full and the time is up
         conn.shutdown(socket.SHUT_WR)

@@ -5,7 +5,7 @@ The run directory has the layout of docs/run-directory.md, written with fleetpro
 models (``HostFacts``, ``make_plan``, ``RunDir``) so it stays what the parsers accept:
 ``run.json``, ``campaign.yml`` and per host ``facts.json``, ``plan.json``,
 ``status.json`` and ``session/`` with ``manifest.json``, ``py-spy.folded``,
-``system.jsonl`` and the workload's ``fps.json``.
+``system.jsonl`` and the workload's own ``workload.jsonl`` (its rate once a second).
 
 What makes it realistic rather than random:
 
@@ -341,11 +341,13 @@ def generate(pool_dir: Path, shape: Shape) -> None:
         system = _system_jsonl(shape, host_rng, started, cores)
         (session / "system.jsonl").write_text(system, encoding="utf-8")
         slow = 0.6 if index % 60 == 59 else 1.0
-        fps_value = round(fps * slow * host_rng.uniform(0.97, 1.03), 3)
-        write_json(
-            session / "fps.json",
-            {"frames": int(fps_value * shape.duration_s), "fps": fps_value, "final": True},
+        fps_value = fps * slow * host_rng.uniform(0.97, 1.03)
+        # The workload's own metrics (FLEETPROF_METRICS_FILE): its rate once a second.
+        lines = (
+            json.dumps({"name": "fps", "value": round(fps_value, 3), "t": started + second})
+            for second in range(1, max(2, int(shape.duration_s)) + 1)
         )
+        (session / "workload.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
         samples = sum(int(line.rsplit(" ", 1)[1]) for line in folded.splitlines())
         write_json(
             session / "manifest.json",

@@ -15,6 +15,7 @@ from .contract import (
     DEVICE_BUNDLE_ARG,
     MAX_SAMPLE_INTERVAL_S,
     MIN_SAMPLE_INTERVAL_S,
+    OPEN_FILES,
     PLAN_SCHEMA,
     PROBE_KINDS,
     PROBE_MAX_REPS,
@@ -22,6 +23,7 @@ from .contract import (
     TRACEMALLOC,
 )
 from .errors import InvocationError
+from .fds import option_errors as fds_option_errors
 from .flag_check import option_errors as flag_option_errors
 from .inprogram import option_errors
 from .module_check import option_errors as module_option_errors
@@ -246,6 +248,8 @@ def _builtin_errors(prof: Dict[str, Any], builtin: Any) -> List[str]:
         )
     if builtin == TRACEMALLOC and isinstance(options, dict):
         errors.extend(option_errors(options))
+    if builtin == OPEN_FILES and isinstance(options, dict):
+        errors.extend(fds_option_errors(options))
     if prof.get("argv") or prof.get("launch_argv"):
         errors.append("a builtin sampler takes no argv")
     if len(prof.get("outputs") or []) != 1:

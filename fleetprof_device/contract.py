@@ -30,6 +30,7 @@ RESERVED_FILES = (
     SOURCE_LINES_FILE,
     SOURCE_LINES_FILE + ".tmp",
     ".reserve",
+    "workload.jsonl",  # WORKLOAD_METRICS_FILE, below
 )
 
 # Locks (see locks.SessionLock): one per user and host in the fleetprof home, one per target
@@ -65,7 +66,7 @@ NET_CONN_MAX_S = 30.0
 # Interval samplers, in seconds. The runner's own samplers (BUILTINS) accept the same
 # bounds as the campaign's `interval` (orchestrator/campaign/validators.py): 0.1 s to 60 s. (Before
 # the contract the runner took 0.05 s to 3600 s, wider than any plan the controller made.)
-BUILTINS = ("system", "memory", "tracemalloc")
+BUILTINS = ("system", "memory", "tracemalloc", "open-files")
 MIN_SAMPLE_INTERVAL_S = 0.1
 MAX_SAMPLE_INTERVAL_S = 60.0
 
@@ -101,6 +102,29 @@ TRACEMALLOC_MAX_TOP = 100
 TRACEMALLOC_MAX_BYTES = 1 * MIB
 TRACEMALLOC_MAX_PATH_CHARS = 300  # a longer file name keeps its end, after "..."
 TRACEMALLOC_MAX_ERRORS = 10  # the hook's own errors it records, each at most 300 chars
+
+# The workload's own numbers (docs/report.md, "The workload's own metrics"): a launched
+# program finds in WORKLOAD_METRICS_ENV the path of WORKLOAD_METRICS_FILE in the session's
+# workdir, to which it may append JSON lines {"name", "value", "unit"?, "t"?}. The runner keeps
+# at most WORKLOAD_METRICS_MAX_BYTES of it (whole lines, the first ones); the controller reads
+# names of at most WORKLOAD_NAME_MAX_CHARS, WORKLOAD_MAX_NAMES distinct names.
+WORKLOAD_METRICS_ENV = "FLEETPROF_METRICS_FILE"
+WORKLOAD_METRICS_FILE = "workload.jsonl"
+WORKLOAD_METRICS_MAX_BYTES = 8 * MIB
+WORKLOAD_NAME_MAX_CHARS = 64
+WORKLOAD_MAX_NAMES = 50
+# open-files (docs/report.md, "Open files"): the builtin "open-files" reads, every
+# ``interval_s``, /proc/PID/fd of the target and its descendants and the target's
+# /proc/PID/net/{tcp,tcp6,udp,udp6}, and writes one JSON line per sample to OPEN_FILES_FILE:
+# descriptors by kind (OPEN_FILES_KINDS), the ``top_paths`` most-opened paths (each at most
+# OPEN_FILES_MAX_PATH_CHARS), TCP/UDP sockets by state.
+OPEN_FILES = "open-files"
+OPEN_FILES_FILE = "open_files.jsonl"
+OPEN_FILES_KINDS = ("file", "socket", "pipe", "anon_inode", "device", "other")
+OPEN_FILES_PROTOCOLS = ("tcp", "udp", "tcp6", "udp6")  # the order they are read in
+OPEN_FILES_TOP_PATHS = 20
+OPEN_FILES_MAX_TOP_PATHS = 100
+OPEN_FILES_MAX_PATH_CHARS = 200  # a longer path keeps its end, after "..."
 
 # The device package as shipped: one zipapp, pushed by checksum into the fleetprof home's
 # tool directory (like py-spy), named by its sha256 so a device can hold several versions.

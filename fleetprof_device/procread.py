@@ -221,12 +221,11 @@ class ProcessTree:
                     found.setdefault(info[1], []).append(int(name))
         return found
 
-    def sample(self, root: Dict[str, Any]) -> Dict[str, Any]:
-        """One sample of the whole tree; the root's memory as the target record read it."""
+    def pids(self) -> List[int]:
+        """The root and its descendants now, breadth first, at most MAX_TREE_PROCS."""
         by_parent = None if self.children_files else self._by_parent()
         order: List[int] = []
         queue: List[int] = [self.root]
-        new: List[Any] = []
         while queue and len(order) < MAX_TREE_PROCS:
             pid = queue.pop(0)
             if pid in order:
@@ -234,6 +233,12 @@ class ProcessTree:
             order.append(pid)
             queue.extend(self._kids(pid, by_parent))
         self.overflow = self.overflow or bool(queue)
+        return order
+
+    def sample(self, root: Dict[str, Any]) -> Dict[str, Any]:
+        """One sample of the whole tree; the root's memory as the target record read it."""
+        order = self.pids()
+        new: List[Any] = []
         for pid in [p for p in self.members if p not in order]:
             self.members.pop(pid)[0].close()
         totals: Dict[str, Any] = {"rss_kb": 0, "pss_kb": 0, "swap_kb": 0}

@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, List, Optional, Union
 from .checksums import ToolHashes
 from .children import Child
 from .clock import Clock
-from .contract import TRACEMALLOC
+from .contract import OPEN_FILES, TRACEMALLOC
 from .files import LOG_CAP_BYTES, cap_output, file_tail, keep_tail, last_line, post_problems
 from .inprogram import HookWatch
 from .procfs import os_error_text
@@ -72,8 +72,8 @@ class ProfilerRun:
     ) -> None:
         """A builtin: the runner samples /proc itself, in a thread, until the deadline
         (tracemalloc: the launched ``program`` samples itself)."""
-        if self.builtin == "memory" and pid is None:
-            self.error = "the target's pid is unknown: no memory series to sample"
+        if self.builtin in ("memory", OPEN_FILES) and pid is None:
+            self.error = "the target's pid is unknown: no %s series to sample" % self.builtin
             log("%s: not started: %s" % (self.name, self.error))
             return
         options = self.spec.get("options") or {}
@@ -85,7 +85,13 @@ class ProfilerRun:
             return
         output = os.path.join(workdir, self.spec["outputs"][0])
         self.sampler = Sampler(
-            str(self.builtin), output, interval, int(self.spec["max_bytes"]), deadline, log
+            str(self.builtin),
+            output,
+            interval,
+            int(self.spec["max_bytes"]),
+            deadline,
+            log,
+            options,
         )
         self.sampler.start(pid)
         log(

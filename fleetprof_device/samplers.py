@@ -1,5 +1,5 @@
-"""The built-in samplers ("system", "memory"): a thread per sampler in the runner itself,
-a handful of syscalls per sample, one JSON line per sample.
+"""The built-in samplers ("system", "memory", "open-files": fds.py): a thread per sampler
+in the runner itself, a handful of syscalls per sample, one JSON line per sample.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import traceback
 from typing import Any, Dict, List, Optional, Tuple
 
 from . import procread
+from .contract import OPEN_FILES
+from .fds import FdSampler
 from .netdev import parse_net_dev
 from .procread import (
     CLK_TCK,
@@ -42,7 +44,14 @@ class Sampler:
     """
 
     def __init__(
-        self, kind: str, path: str, interval: float, max_bytes: int, deadline: float, log: RunnerLog
+        self,
+        kind: str,
+        path: str,
+        interval: float,
+        max_bytes: int,
+        deadline: float,
+        log: RunnerLog,
+        options: Optional[Dict[str, Any]] = None,
     ) -> None:
         self.kind = kind
         self.path = path
@@ -75,6 +84,8 @@ class Sampler:
         self.net_dev = ProcFile(procread.PROC_ROOT + "/net/dev")
         self.zones: List[Tuple[str, ProcFile]] = []
         self.cores: List[Tuple[int, ProcFile, ProcFile, Optional[int]]] = []
+        self.options = options or {}
+        self.fds: Optional[FdSampler] = None  # "open-files"
 
     # ------------------------------------------------------------------ control
 
@@ -121,11 +132,16 @@ class Sampler:
                 self.target.close()
             if self.tree is not None:
                 self.tree.close()
+            if self.fds is not None:
+                self.fds.close()
             if started_cpu is not None:
                 self.cpu_s = round(time.thread_time() - started_cpu, 4)
             self.stopped_at = time.time()
 
     def _open_sources(self) -> None:
+        if self.kind == OPEN_FILES:
+            self.fds = None if self.pid is None else FdSampler(self.pid, self.options)
+            return
         if self.pid is not None:
             self.target = TargetFiles(self.pid, with_io=self.kind == "system")
             self.tree = ProcessTree(self.pid)
@@ -191,6 +207,8 @@ class Sampler:
     def _sample(self, now: float) -> Optional[Dict[str, Any]]:
         """One record; None when the watched target is gone."""
         record: Dict[str, Any] = {"t": round(now, 3)}
+        if self.kind == OPEN_FILES:
+            return None if self.fds is None else self.fds.sample(record)
         if self.kind == "system":
             record.update(self._system())
         if self.target is not None:
@@ -322,4 +340,5 @@ class Sampler:
                 "overflow": self.tree.overflow,
                 "max_procs": MAX_TREE_PROCS,
             },
+            **({} if self.fds is None else {"open_files": self.fds.quality()}),
         }

@@ -26,6 +26,7 @@ from .procfs import kill_quietly, os_error_text, shorten
 from .profilers import STOP_POLL_S, ProfilerRun
 from .runlog import RunnerLog
 from .target import Target
+from .workload import MetricsFile
 
 WARMUP_S = 1.0  # resolve an attach target this long before T0 (a launch target starts at T0)
 SIGINT_AFTER_S = 2.0  # profilers still running this long after the deadline get SIGINT
@@ -57,6 +58,7 @@ class Session:
             else None
         )
         self.profilers = [ProfilerRun(p) for p in plan["profilers"]]
+        self.workload = MetricsFile(self.workdir) if self.target.mode == "launch" else None
         self.children: List[Child] = []  # everything started, for the watchdog
         self.failure: Optional[str] = None  # why the session could not run
         self.runner_error: Optional[str] = None  # a runner bug, caught
@@ -145,6 +147,8 @@ class Session:
             self._run_steps()
         finally:
             self.stop_everything()
+            if self.workload is not None:
+                self.workload.enforce()
         # After the window (postwindow.py): post steps, discarded files, hot lines' text.
         post_process(
             self.profilers,
@@ -350,6 +354,8 @@ class Session:
                 break
             if now >= disk_at:
                 disk_at = now + DISK_CHECK_S
+                if self.workload is not None:
+                    self.workload.enforce()
                 if self._check_disk_in_window():
                     self.window_end = (now, "disk floor")
                     break
@@ -524,6 +530,7 @@ class Session:
                 "ended_by": self.window_end[1] if self.window_end else None,
             },
             "target": self.target.entry(clock, self.workdir),
+            "workload_metrics": self.workload.entry() if self.workload is not None else None,
             "profilers": profilers,
             "locks": {"host": self.host_lock, "target": self.target_lock_path},
             "busy": None

@@ -31,6 +31,7 @@ from .procfs import (
     shorten,
 )
 from .runlog import RunnerLog
+from .workload import with_metrics_file
 
 END_TOLERANCE_S = 0.5  # a target ending this close to the deadline did not end early
 LAUNCHED_CHILD_WAIT_S = 2.0  # via_profiler: how long to look for the target it started
@@ -97,10 +98,11 @@ class Target:
     def environment(self, workdir: str) -> Dict[str, str]:
         """The launched program's environment whoever starts it (the runner, or a profiler
         that launches it: nsys, ncu, py-spy record, which pass theirs on): the runner's,
-        the campaign's ``env`` over it, the tracemalloc hook where it is planned."""
+        the campaign's ``env`` over it, the workload metrics file's path (workload.py),
+        the tracemalloc hook where it is planned."""
         env = dict(os.environ)
         env.update(self.spec.get("env") or {})
-        return launch_env(env, self.profilers, workdir, self.log)
+        return launch_env(with_metrics_file(env, workdir), self.profilers, workdir, self.log)
 
     def directory(self, workdir: str) -> str:
         """The launched program's working directory whoever starts it: the campaign's

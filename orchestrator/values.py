@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
+
+from fleetprof_device.contract import WORKLOAD_NAME_MAX_CHARS
 
 # Deeper than any file fleetprof or a workload writes (a manifest nests 4 levels); a
 # device's 100,000 nested arrays once stopped the report for every host (RecursionError).
@@ -99,3 +102,22 @@ def visible(text: str) -> str:
 def has_control(text: str) -> bool:
     """Whether ``text`` holds a character :func:`visible` would replace."""
     return text != visible(text)
+
+
+# The workload's own metric names (fleetprof_device/contract.py, "The workload's own
+# numbers"): one grammar for what a program writes and what a campaign names.
+WORKLOAD_STATS = ("p50", "p95", "last", "count")
+_WORKLOAD_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]*")
+
+
+def workload_name_problem(name: object) -> str | None:
+    """Why ``name`` cannot name a workload metric, or None when it can: letters, digits and
+    ``_.:-``, not starting with a digit, at most the contract's length, not ending in a dot
+    or in one of the statistics' suffixes (``workload.<name>.p95`` must stay unambiguous)."""
+    if not isinstance(name, str) or not _WORKLOAD_NAME_RE.fullmatch(name):
+        return "letters, digits and _.:- only, not starting with a digit or one of .:-"
+    if len(name) > WORKLOAD_NAME_MAX_CHARS:
+        return f"at most {WORKLOAD_NAME_MAX_CHARS} characters"
+    if name.endswith(".") or (name.rpartition(".")[2] in WORKLOAD_STATS and "." in name):
+        return f"not ending in a dot or in .{', .'.join(WORKLOAD_STATS)}"
+    return None

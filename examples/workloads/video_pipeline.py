@@ -13,7 +13,9 @@ their total time, and the CPU shares are distinct and stable, roughly 45 / 30 / 
 
 The pipeline measures itself: wall seconds per stage and frames processed, written as
 JSON to ``--fps-file`` every second and at exit, so tests can compare a profile with
-the truth.
+the truth. Under fleetprof (``FLEETPROF_METRICS_FILE`` set by the device runner) it also
+appends its own metrics there as JSON lines, fleetprof's protocol for a workload's numbers:
+``fps`` every second (frames over that second) and ``frame_ms`` for every frame.
 
     python3 video_pipeline.py --duration 10 --fps-file fps.json --out /tmp/pipeline
 
@@ -245,6 +247,24 @@ def write_fps_file(
     os.replace(temporary, path)
 
 
+class Metrics:
+    """fleetprof's metrics file, when the runner named one: one JSON line per value, each
+    appended with one write (O_APPEND), so a line is never torn by a signal or a kill."""
+
+    def __init__(self, path: str | None) -> None:
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600) if path else None
+
+    def add(self, name: str, value: float, unit: str) -> None:
+        if self.fd is not None:
+            line = {"name": name, "value": round(value, 4), "unit": unit, "t": time.time()}
+            os.write(self.fd, (json.dumps(line) + "\n").encode("utf-8"))
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
 def run(duration: float, fps_file: str | None, out_dir: str, scale: float) -> int:
     stop = StopFlag()
     signal.signal(signal.SIGTERM, stop.handle)
@@ -263,6 +283,8 @@ def run(duration: float, fps_file: str | None, out_dir: str, scale: float) -> in
     start = time.perf_counter()
     next_report = start + FPS_FILE_PERIOD_S
     now = start
+    metrics = Metrics(os.environ.get("FLEETPROF_METRICS_FILE"))
+    period_start, period_frames = start, 0
     while not stop.requested:
         t0 = time.perf_counter()
         frame = decode_frame(packets[frames % SOURCE_FRAMES], width)
@@ -278,19 +300,28 @@ def run(duration: float, fps_file: str | None, out_dir: str, scale: float) -> in
         stage_seconds["summarize_scene"] += t3 - t2
         stage_seconds["write_results"] += now - t3
         frames += 1
+        period_frames += 1
         previous = frame
+        metrics.add("frame_ms", (now - t0) * 1000.0, "ms")
+        if now - period_start >= FPS_FILE_PERIOD_S:
+            metrics.add("fps", period_frames / (now - period_start), "frames/s")
+            period_start, period_frames = now, 0
         if duration > 0 and now - start >= duration:
             break
         if fps_file and now >= next_report:
             write_fps_file(fps_file, frames, now - start, stage_seconds, final=False)
             next_report = now + FPS_FILE_PERIOD_S
 
+    metrics.close()
     writer.close()
     elapsed = time.perf_counter() - start
     if fps_file:
         write_fps_file(fps_file, frames, elapsed, stage_seconds, final=True)
     fps = frames / elapsed if elapsed > 0 else 0.0
     print(f"video_pipeline: {frames} frames in {elapsed:.2f} s, {fps:.2f} fps", flush=True)
+    total = sum(stage_seconds.values())
+    shares = {name: round(stage_seconds[name] / total, 6) if total > 0 else 0.0 for name in STAGES}
+    print(f"video_pipeline: stage shares {json.dumps(shares)}", flush=True)
     return 0
 
 

@@ -20,9 +20,14 @@ starting 100 ms later than its peers, one more "behind in sampling" warning, a s
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from functools import lru_cache
+
+from orchestrator.analysis.workload import PREFIX, base_name
 
 HIGHER = "higher_is_better"
 LOWER = "lower_is_better"
@@ -52,7 +57,9 @@ RULES: tuple[Rule, ...] = (
     # How many processes the target's tree had: its shape, not how the host did.
     Rule("*.processes.max", SKIP),
     # Higher is better: work done per second, clocks kept up.
+    Rule("workload.*.count", SKIP),
     Rule("workload.fps", HIGHER),
+    Rule("workload.fps.*", HIGHER),
     Rule("probe.*.*_per_s", HIGHER),
     Rule("*_mb_per_s", HIGHER),
     Rule("pyspy.effective_rate_hz", HIGHER, floor=2.0),
@@ -93,6 +100,12 @@ RULES: tuple[Rule, ...] = (
     Rule("memray.leaked_mb", LOWER, floor=1.0),
     Rule("memray.leaked_allocations", LOWER, floor=100.0),
     Rule("memray.peak_mb", LOWER, floor=1.0),
+    # open-files: descriptors that keep growing; a handful more or less than the peers is
+    # one more log or connection.
+    Rule("fds.growth_per_min", LOWER, floor=10.0),
+    Rule("fds.leak", LOWER),
+    Rule("fds.growth_r2", SKIP),
+    Rule("fds.*", BOTH, floor=5.0),
     # What a profiler cost the device (% of one core): a board where it costs far more
     # than on its peers is one where profiling disturbs the workload.
     Rule("overhead.*.cpu_pct", LOWER, floor=2.0),
@@ -116,9 +129,37 @@ RULES: tuple[Rule, ...] = (
 DEFAULT_RULE = Rule("*", BOTH)
 
 
-@lru_cache(maxsize=4096)
+# The directions a campaign declares for its workload's own metrics (``target.launch.metrics``:
+# name -> higher | lower), in force inside ``declared_directions``: the analysis of one run,
+# the check of one report. A context variable, so the pure functions that ask ``rule_for``
+# (outliers, regressions, compare) need no extra argument through every layer.
+DECLARED = {"higher": HIGHER, "lower": LOWER}
+_declared: ContextVar[Mapping[str, str] | None] = ContextVar("declared_directions", default=None)
+
+
+@contextmanager
+def declared_directions(directions: Mapping[str, str] | None) -> Iterator[None]:
+    """``rule_for`` answers each declared workload name's direction inside the block."""
+    token = _declared.set(dict(directions) if directions else None)
+    try:
+        yield
+    finally:
+        _declared.reset(token)
+
+
 def rule_for(metric: str) -> Rule:
-    """The first rule whose pattern matches ``metric``; ``both`` when none does."""
+    """A declared workload metric's direction (its count is bookkeeping); else the first
+    rule whose pattern matches ``metric``; ``both`` when none does."""
+    declared = _declared.get()
+    if declared and metric.startswith(PREFIX):
+        name = base_name(metric)
+        if name is not None and name in declared and metric != f"{PREFIX}{name}.count":
+            return Rule(metric, DECLARED.get(declared[name], BOTH))
+    return _static_rule(metric)
+
+
+@lru_cache(maxsize=4096)
+def _static_rule(metric: str) -> Rule:
     for rule in RULES:
         if fnmatchcase(metric, rule.pattern):
             return rule

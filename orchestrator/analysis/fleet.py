@@ -19,6 +19,7 @@ from typing import Any
 from orchestrator.analysis.breakdown import processes_by_command
 from orchestrator.analysis.cprofile_groups import CPROFILE_TOTAL, with_group_cprofile
 from orchestrator.analysis.diff import diff_tree
+from orchestrator.analysis.directions import declared_directions
 from orchestrator.analysis.lines import LineCounts, with_group_hot_lines
 from orchestrator.analysis.outliers import (
     CPROFILE_SHARE_METRIC,
@@ -349,12 +350,17 @@ def build_report(
     group_by: str = DEFAULT_GROUP_BY,
     threshold: float = DEFAULT_THRESHOLD,
     group_values: Mapping[str, str] | None = None,
+    directions: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """``meta``: campaign, run_id, started_at, duration_s, mode (from run.json);
     ``profiles``: each host's py-spy profile; ``group_values``: each host's value of the
-    inventory variable ``group_by`` (unused for hw_model and arch)."""
-    with gc_paused():
-        return _build_report(meta, hosts, profiles or {}, group_by, threshold, group_values)
+    inventory variable ``group_by`` (unused for hw_model and arch); ``directions``: the
+    campaign's workload metrics and which way is better (``target.launch.metrics``)."""
+    with gc_paused(), declared_directions(directions):
+        report = _build_report(meta, hosts, profiles or {}, group_by, threshold, group_values)
+    if directions:
+        report["compare"]["directions"] = dict(directions)
+    return report
 
 
 def _build_report(

@@ -36,6 +36,8 @@ from orchestrator.campaign.validators import (
     Lead,
     Pid,
     Spec,
+    WorkloadDirection,
+    WorkloadName,
     check_hosts,
     check_regex,
     describe,
@@ -75,6 +77,9 @@ class LaunchSpec(Spec):
     command: Argv
     cwd: AbsolutePath | None = None
     env: dict[EnvName, str] = Field(default_factory=dict)
+    # The workload's own metrics (FLEETPROF_METRICS_FILE) and which way is better for each:
+    # outliers and the nightly check judge only the worse side of a named one.
+    metrics: dict[WorkloadName, WorkloadDirection] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
@@ -305,6 +310,13 @@ class Campaign(Spec):
         ):
             data = {**data, "profilers": ProfilersSpec.model_construct()}
         return data
+
+    @property
+    def workload_directions(self) -> dict[str, str]:
+        """The launched program's own metrics and which way is better for each
+        (``target.launch.metrics``); empty for other targets."""
+        launch = self.target.launch
+        return dict(launch.metrics) if launch is not None else {}
 
     @property
     def source(self) -> Path:

@@ -13,7 +13,12 @@ from pydantic import (
     model_validator,
 )
 
-from fleetprof_device.contract import TRACEMALLOC_MAX_FRAMES, TRACEMALLOC_MAX_TOP
+from fleetprof_device.contract import (
+    OPEN_FILES_MAX_TOP_PATHS,
+    OPEN_FILES_TOP_PATHS,
+    TRACEMALLOC_MAX_FRAMES,
+    TRACEMALLOC_MAX_TOP,
+)
 from orchestrator.campaign.validators import (
     DEFAULT_INTERVAL_S,
     DEFAULT_LEAK_MB_PER_MIN,
@@ -27,6 +32,7 @@ from orchestrator.campaign.validators import (
     describe,
     int_check,
     invalid,
+    positive_number,
     yaml_keys,
 )
 
@@ -64,6 +70,23 @@ class MemorySpec(Spec):
     """The target's RSS/PSS over the window: peak, growth slope, likely leaks."""
 
     leak_mb_per_min: LeakRate = DEFAULT_LEAK_MB_PER_MIN
+
+
+# A target whose open descriptors grow steadily faster than this (per minute) is flagged.
+DEFAULT_FD_LEAK_PER_MIN = 10.0
+
+
+class OpenFilesSpec(_SamplerSpec):
+    """The target's open descriptors (lsof's view, from /proc): counts by kind, growth,
+    likely descriptor leaks, the most-opened paths, TCP/UDP sockets by state."""
+
+    top_paths: Annotated[
+        int,
+        int_check(1, OPEN_FILES_MAX_TOP_PATHS, f"an integer from 1 to {OPEN_FILES_MAX_TOP_PATHS}"),
+    ] = OPEN_FILES_TOP_PATHS
+    leak_per_min: Annotated[
+        float, positive_number("a positive number of descriptors per minute")
+    ] = DEFAULT_FD_LEAK_PER_MIN
 
 
 class NvidiaSmiSpec(_SamplerSpec):
@@ -222,6 +245,9 @@ class ProfilersSpec(Spec):
     memray: MemraySpec | None = None
     line_profiler: LineProfilerSpec | None = Field(
         default=None, validation_alias="line-profiler", serialization_alias="line-profiler"
+    )
+    open_files: OpenFilesSpec | None = Field(
+        default=None, validation_alias="open-files", serialization_alias="open-files"
     )
 
     @model_serializer(mode="wrap")

@@ -21,6 +21,7 @@ from pydantic_core import PydanticCustomError
 
 from fleetprof_device.contract import MAX_SAMPLE_INTERVAL_S as MAX_INTERVAL_S
 from fleetprof_device.contract import MIN_SAMPLE_INTERVAL_S as MIN_INTERVAL_S
+from orchestrator.values import workload_name_problem
 
 MAX_DURATION_S = 24 * 3600.0
 MAX_LEAD_S = 3600.0
@@ -263,6 +264,28 @@ def _check_env_name(value: object) -> str:
     return value
 
 
+def _check_workload_name(value: object) -> str:
+    problem = workload_name_problem(value)
+    if problem is not None:
+        shown = repr(value) if isinstance(value, str) else describe(value)
+        raise invalid(f"expected a workload metric name ({problem}), got {shown}", on_key=True)
+    assert isinstance(value, str)
+    return value
+
+
+WORKLOAD_DIRECTIONS = ("higher", "lower")
+
+
+def _check_workload_direction(value: object) -> str:
+    if value not in WORKLOAD_DIRECTIONS:
+        raise invalid(
+            "expected higher or lower (which way is better for this metric), got "
+            + (repr(value) if isinstance(value, str) else describe(value))
+        )
+    assert isinstance(value, str)
+    return value
+
+
 CampaignName = Annotated[str, PlainValidator(_check_name)]
 Duration = Annotated[float, duration_check(0.0, MAX_DURATION_S, zero_ok=False)]
 Lead = Annotated[float, duration_check(0.0, MAX_LEAD_S, zero_ok=True)]
@@ -272,6 +295,8 @@ Interval = Annotated[float, PlainValidator(_interval_check)]
 LeakRate = Annotated[float, positive_number("a positive number of MB per minute")]
 AbsolutePath = Annotated[str, PlainValidator(_check_absolute)]
 EnvName = Annotated[str, PlainValidator(_check_env_name)]
+WorkloadName = Annotated[str, PlainValidator(_check_workload_name)]
+WorkloadDirection = Annotated[str, PlainValidator(_check_workload_direction)]
 Argv = Annotated[list[str], PlainValidator(_check_command)]
 
 

@@ -31,9 +31,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from orchestrator.analysis.directions import HIGHER, LOWER, direction
+from orchestrator.analysis.directions import HIGHER, LOWER, declared_directions, direction
 from orchestrator.analysis.stacks import StackProfile
 from orchestrator.check.judge import incomplete_reason
+from orchestrator.values import mapping
 from orchestrator.values import number as _finite
 
 SCHEMA = "fleetprof.report/1"
@@ -384,6 +385,22 @@ def compare_runs(
     if not 0.0 < alpha < 1.0:
         raise CompareError(f"alpha must be between 0 and 1, not {alpha}")
     a, b = _check_report(report_a, "run A"), _check_report(report_b, "run B")
+    # The workload metrics' directions the newer run's campaign declared.
+    declared = {
+        str(k): str(v) for k, v in mapping(mapping(b.get("compare")).get("directions")).items()
+    }
+    with declared_directions(declared):
+        return _compare(a, b, profiles_a, profiles_b, alpha, metric_threshold_pct)
+
+
+def _compare(
+    a: dict[str, Any],
+    b: dict[str, Any],
+    profiles_a: Mapping[str, StackProfile],
+    profiles_b: Mapping[str, StackProfile],
+    alpha: float,
+    metric_threshold_pct: float,
+) -> Comparison:
     ref_a, ref_b = _ref(a), _ref(b)
     warnings = []
     if ref_a.campaign != ref_b.campaign:

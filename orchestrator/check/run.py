@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestrator.analysis.directions import declared_directions
 from orchestrator.campaign.model import Campaign
 from orchestrator.check.judge import (
     CHECK_FILE,
@@ -174,7 +175,7 @@ def run_check(
     if outcome.interrupted:
         return CheckOutcome(outcome, outcome.report, 130)
     spec = campaign.check
-    with HistoryStore.open(out_root) as store:
+    with HistoryStore.open(out_root) as store, declared_directions(campaign.workload_directions):
         chosen = choose_baseline(store, campaign.name, baseline, outcome.run.run_id)
         if chosen.run_id is None:
             note("no baseline yet: nothing to compare against; this run becomes the baseline")

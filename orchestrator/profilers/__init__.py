@@ -15,6 +15,7 @@ from orchestrator.profilers import (
     ncu,
     nsys,
     nvidia_smi,
+    open_files,
     pyspy,
     system,
     tegrastats,
@@ -37,6 +38,7 @@ REGISTRY: dict[str, Profiler] = {
         tracemalloc,
         memray,
         line_profiler,
+        open_files,
     )
 }
 

@@ -20,7 +20,7 @@ from orchestrator.campaign.profiler_specs import MemorySpec
 from orchestrator.models import HostFacts, ProfilerPlan
 from orchestrator.profilers import tree
 from orchestrator.profilers.base import ProfileResult, ToolChoice, begin_parse
-from orchestrator.profilers.system import downsample, read_jsonl, sub
+from orchestrator.profilers.system import downsample, read_noted, sub
 from orchestrator.values import number as finite
 
 NAME = "memory"
@@ -57,12 +57,8 @@ def parse(session_dir: Path, entry: dict[str, Any], campaign: Campaign) -> Profi
     if path is None:
         return result
     spec = campaign.profilers.memory or MemorySpec()
-    series = read_jsonl(path, MAX_BYTES)
     notes = result.data_quality
-    if series.bad_lines:
-        notes.append(f"memory: {series.bad_lines} malformed lines in {OUTPUT} skipped")
-    if series.truncated:
-        notes.append(f"memory: {OUTPUT} was cut at its size cap: the series ends early")
+    series = read_noted(path, MAX_BYTES, NAME, notes)
     records = series.records
     with_tree = tree.has_tree(records)
     rss: list[tuple[float, float]] = []
@@ -119,8 +115,7 @@ def parse(session_dir: Path, entry: dict[str, Any], campaign: Campaign) -> Profi
     if len(rss) < MIN_SAMPLES:
         notes.append(f"memory: {len(rss)} samples are too few to judge a leak")
         return result
-    fast = slope > spec.leak_mb_per_min
-    suspected = fast and r2 >= MIN_R2
+    fast, suspected = leak_rule(slope, r2, spec.leak_mb_per_min)
     metrics["memory.leak_suspected"] = 1.0 if suspected else 0.0
     if suspected:
         notes.append(
@@ -133,6 +128,14 @@ def parse(session_dir: Path, entry: dict[str, Any], campaign: Campaign) -> Profi
             " not flagged as a leak"
         )
     return result
+
+
+def leak_rule(slope: float, r2: float, threshold: float) -> tuple[bool, bool]:
+    """(growing faster than ``threshold`` per minute, and steadily: a likely leak). The
+    rule of docs/metrics.md, for memory and open descriptors alike; judged only over at
+    least MIN_SAMPLES samples."""
+    fast = slope > threshold
+    return fast, fast and r2 >= MIN_R2
 
 
 def growth(rss: list[tuple[float, float]]) -> tuple[float, float] | None:

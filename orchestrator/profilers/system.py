@@ -105,6 +105,17 @@ def read_jsonl(path: Path, max_bytes: int) -> Series:
     return series
 
 
+def read_noted(path: Path, max_bytes: int, source: str, notes: list[str]) -> Series:
+    """:func:`read_jsonl`, and a note for its malformed lines and for a file cut at its cap
+    (``source``: the profiler's name, which starts each note)."""
+    series = read_jsonl(path, max_bytes)
+    if series.bad_lines:
+        notes.append(f"{source}: {series.bad_lines} malformed lines in {path.name} skipped")
+    if series.truncated:
+        notes.append(f"{source}: {path.name} was cut at its size cap: the series ends early")
+    return series
+
+
 def sub(record: dict[str, Any], key: str) -> dict[str, Any]:
     value = record.get(key)
     return value if isinstance(value, dict) else {}

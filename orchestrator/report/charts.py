@@ -95,6 +95,17 @@ HOST_CHARTS = (
     ),
     ChartSpec("Temperature", "°C", (_s("system.thermal.max_c", "hottest zone"),)),
     ChartSpec("CPU frequency", "ratio", (_s("system.cpufreq.min_ratio", "slowest core"),)),
+    ChartSpec(
+        "Open descriptors",
+        "count",
+        (
+            _s("fds.total", "all"),
+            _s("fds.file", "files"),
+            _s("fds.socket", "sockets"),
+            _s("fds.pipe", "pipes"),
+            _s("fds.anon_inode", "anon inodes"),
+        ),
+    ),
 )
 """The charts of one host's section, in order; a chart none of whose series the host has
 is left out."""
@@ -328,8 +339,12 @@ def _runs(xs: list[float | None], ys: list[float | None]) -> list[list[tuple[flo
     return [run for run in runs if run]
 
 
-def host_charts(series: Any) -> list[Chart]:
-    """One host's charts (HOST_CHARTS), those it has data for."""
+WORKLOAD_CHARTS = 12  # at most this many of the program's own metrics are charted
+
+
+def host_charts(series: Any, workload_units: Mapping[str, str] | None = None) -> list[Chart]:
+    """One host's charts (HOST_CHARTS), those it has data for; then one per metric the
+    program wrote with times (``workload.<name>``, its unit from ``workload_units``)."""
     if not isinstance(series, Mapping) or not series:
         return []
     charts = []
@@ -340,6 +355,20 @@ def host_charts(series: Any) -> list[Chart]:
             if found is not None:
                 lines.append(Line(item.label, PALETTE[index % len(PALETTE)], *found))
         chart = line_chart(spec.title, spec.unit, lines)
+        if chart is not None:
+            charts.append(chart)
+    workload = sorted(
+        k for k in series if isinstance(k, str) and k.startswith("workload.") and k != "workload.t"
+    )
+    for key in workload[:WORKLOAD_CHARTS]:
+        found = series_of(series, key)
+        name = key[len("workload.") :]
+        unit = (workload_units or {}).get(name, "")
+        chart = (
+            line_chart(f"workload: {name}", unit, [Line(name, PALETTE[0], *found)])
+            if found
+            else None
+        )
         if chart is not None:
             charts.append(chart)
     return charts

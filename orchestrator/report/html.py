@@ -25,6 +25,7 @@ from orchestrator.analysis.fleet import CPROFILE_EDGES, CPROFILE_TABLE
 from orchestrator.analysis.stacks import gc_paused
 from orchestrator.report.allocations import allocation_views, memray_views
 from orchestrator.report.charts import Chart, group_charts, host_charts, trend_charts
+from orchestrator.report.descriptors import open_files_view
 from orchestrator.report.flames import FLAME_WIDTH as FLAME_WIDTH
 from orchestrator.report.flames import diff_flame_svg as diff_flame_svg
 from orchestrator.report.flames import flame_svg as flame_svg
@@ -43,6 +44,7 @@ from orchestrator.report.formats import (
 )
 from orchestrator.report.lineprof import line_views
 from orchestrator.report.nvtx import nvtx_views
+from orchestrator.report.workload import workload_units, workload_views
 from orchestrator.values import dicts as _dicts
 from orchestrator.values import mapping as _mapping
 from orchestrator.values import number as _number
@@ -212,6 +214,8 @@ class HostView:
     memray: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     line_profile: list[dict[str, Any]] = field(default_factory=list)  # line-profiler
     nvtx: list[dict[str, Any]] = field(default_factory=list)  # nsys's NVTX range summary
+    workload: list[dict[str, Any]] = field(default_factory=list)  # the program's own metrics
+    open_files: dict[str, Any] = field(default_factory=dict)  # open-files (descriptors.py)
 
 
 def _hot_line_rows(value: Any) -> list[dict[str, Any]]:
@@ -289,7 +293,11 @@ def _host_view(
         flame_svg=flame_svg(flame) if drawn and isinstance(flame, Mapping) else None,
         data_quality=[str(w) for w in _list(host.get("data_quality"))],
         group=group,
-        charts=host_charts(host.get("series")) if drawn else [],
+        charts=(
+            host_charts(host.get("series"), workload_units(_mapping(host.get("tables"))))
+            if drawn
+            else []
+        ),
         diff_svg=(
             diff_flame_svg(diff, name, f"group {group}") if isinstance(diff, Mapping) else None
         ),
@@ -305,6 +313,8 @@ def _host_view(
         memray=memray_views(_mapping(host.get("tables"))),
         line_profile=line_views(_mapping(host.get("tables"))),
         nvtx=nvtx_views(_mapping(host.get("tables"))),
+        workload=workload_views(_mapping(host.get("tables"))),
+        open_files=open_files_view(_mapping(host.get("tables")), metrics),
     )
 
 

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from orchestrator.report.allocations import site_text
+from orchestrator.report.descriptors import open_files_rows
 from orchestrator.report.formats import (
     MISSING,
     REGRESSION_KEYS,
@@ -23,6 +24,7 @@ from orchestrator.report.formats import (
 )
 from orchestrator.report.lineprof import line_views
 from orchestrator.report.nvtx import nvtx_views
+from orchestrator.report.workload import workload_views
 from orchestrator.values import dicts as _dicts
 from orchestrator.values import mapping as _mapping
 from orchestrator.values import number as _number
@@ -122,6 +124,7 @@ def _render(report: Mapping[str, Any], check_always: bool) -> str:
         out += ["## Check", "", "This report has no check results.", ""]
     out += _fleet(_dicts(report.get("hosts")))
     out += _outliers(_dicts(report.get("outliers")))
+    out += _workload(_dicts(report.get("hosts")))
     out += _group_functions(report)
     out += _group_hot_lines(_dicts(report.get("groups")))
     out += _matrices(report)
@@ -130,6 +133,7 @@ def _render(report: Mapping[str, Any], check_always: bool) -> str:
     out += _memray(_dicts(report.get("hosts")))
     out += _line_profile(_dicts(report.get("hosts")))
     out += _nvtx(_dicts(report.get("hosts")))
+    out += _open_files(_dicts(report.get("hosts")))
     if not isinstance(check, Mapping):
         out += _regressions(regressions)
     return "\n".join(out).rstrip("\n") + "\n"
@@ -440,6 +444,13 @@ def _line_profile(hosts: list[Mapping[str, Any]]) -> list[str]:
     return ["## line-profiler per host", "", *_table(header, rows, {2, 4}), ""]
 
 
+def _open_files(hosts: list[Mapping[str, Any]]) -> list[str]:
+    """One table: each host's open descriptors (open-files), escaped here."""
+    rows = [[md_text(cell) for cell in row] for row in open_files_rows(hosts)]
+    header = ["host", "peak", "growth /min", "leak", "sockets", "most-opened path"]
+    return ["## open-files per host", "", *_table(header, rows, {1, 2}), ""] if rows else []
+
+
 def _nvtx(hosts: list[Mapping[str, Any]]) -> list[str]:
     """One table: each host's NVTX ranges (nsys), the most total time first."""
     rows = [
@@ -459,6 +470,28 @@ def _nvtx(hosts: list[Mapping[str, Any]]) -> list[str]:
         return []
     header = ["host", "range", "style", "instances", "total ms", "avg µs", "of ranges %"]
     return ["## NVTX ranges per host (nsys)", "", *_table(header, rows, {3, 4, 5, 6}), ""]
+
+
+def _workload(hosts: list[Mapping[str, Any]]) -> list[str]:
+    """One table: each host's own metrics (FLEETPROF_METRICS_FILE), by name."""
+    rows = [
+        [
+            md_text(host.get("name")),
+            md_text(view["name"]),
+            md_text(view["unit"] or ""),
+            _num(view["count"], 0),
+            _num(view["mean"], 3),
+            _num(view["p50"], 3),
+            _num(view["p95"], 3),
+            _num(view["last"], 3),
+        ]
+        for host in hosts
+        for view in workload_views(_mapping(host.get("tables")))
+    ]
+    if not rows:
+        return []
+    header = ["host", "metric", "unit", "values", "mean", "p50", "p95", "last"]
+    return ["## The workload's own metrics", "", *_table(header, rows, {3, 4, 5, 6, 7}), ""]
 
 
 def _plural(count: int, word: str) -> str:

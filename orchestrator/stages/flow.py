@@ -451,6 +451,7 @@ def build_outputs(run: RunDir, campaign: Campaign) -> dict[str, Any]:
         group_by=group_by,
         threshold=campaign.compare.threshold,
         group_values=_recorded_group_values(meta, group_by, [p.view.name for p in parsed]),
+        directions=campaign.workload_directions,
     )
     judgement = run.path / CHECK_FILE
     if judgement.is_file():

@@ -7,36 +7,22 @@ device brought back (manifest.json and the profiler outputs), all as untrusted d
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from orchestrator import profilers
 from orchestrator.analysis.fleet import HostView
 from orchestrator.analysis.stacks import StackProfile, gc_paused
+from orchestrator.analysis.workload import TABLE as WORKLOAD_TABLE
 from orchestrator.campaign.model import Campaign
 from orchestrator.models import HostProgress, HostStatus
 from orchestrator.stages.probe import load_probe, probe_result
 from orchestrator.stages.rundir import RunDir
 from orchestrator.stages.window import incomplete_reason
-from orchestrator.values import load_json, mapping
+from orchestrator.stages.workload import read_workload
+from orchestrator.values import mapping
 from orchestrator.values import number as _number
 
-WORKLOAD_FILE = "fps.json"
 LATE_WARNING_S = 0.05
-
-
-def _workload_metrics(session_dir: Path) -> dict[str, float]:
-    """A launched command that writes fps.json into its working directory (the demo
-    workload does) has its frames-per-second figure reported as ``workload.fps``."""
-    path = session_dir / WORKLOAD_FILE
-    try:
-        if not path.is_file() or path.stat().st_size > 1024 * 1024:
-            return {}
-        data = load_json(path.read_bytes())
-    except (OSError, ValueError):
-        return {}
-    fps = _number(data.get("fps")) if isinstance(data, dict) else None
-    return {"workload.fps": round(fps, 3)} if fps is not None else {}
 
 
 def _controller_status(status: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -129,7 +115,12 @@ def _parse_host(
             view.tables.setdefault(table, rows)
         view.data_quality.extend(result.data_quality)
         stacks = stacks or result.stacks
-    view.metrics.update(_workload_metrics(session_dir))
+    workload = read_workload(session_dir, manifest)
+    view.metrics.update(workload.metrics)
+    view.series.update(workload.series)
+    if workload.rows:
+        view.tables[WORKLOAD_TABLE] = workload.rows
+    view.data_quality.extend(workload.data_quality)
     probe_data = None
     if campaign.target.probe is not None:
         probe_data, problem = load_probe(session_dir)

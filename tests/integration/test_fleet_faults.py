@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.fleet import Fleet
 from tests.fleet.fixtures import requires_fleet
@@ -41,6 +42,15 @@ def test_a_frozen_and_a_dead_host_mid_window_do_not_sink_the_others(
     fleet = fleet_factory({"edge": {"count": 6, "cpu": 0.25}})
     pipeline = deploy(fleet, REPO / "examples/workloads/video_pipeline.py", "video_pipeline.py")
     frozen, dead = fleet.hosts[1].name, fleet.hosts[4].name
+    # A frozen host whose SSH master has died makes ssh open a new connection, which waits
+    # out the connect timeout (ansible.cfg: 30 s) for a banner that never comes; these
+    # hosts answer on loopback in milliseconds, so 10 s keeps the test's time bounded
+    # (39 s or 69 s before) without changing what it checks.
+    inventory = yaml.safe_load(fleet.inventory.read_text())
+    for group in inventory["all"]["children"].values():
+        for host_vars in group["hosts"].values():
+            host_vars["ansible_ssh_timeout"] = 10
+    fleet.inventory.write_text(yaml.safe_dump(inventory, sort_keys=False))
     campaign = tmp_path / "faults.yml"
     campaign.write_text(
         f"name: faults\nduration: {WINDOW_S:g}s\nstart: {{lead: 4s}}\n"

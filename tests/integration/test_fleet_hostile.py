@@ -97,7 +97,7 @@ def hostile_tarball(path: Path, payload: str) -> None:
         add("manifest.json", deep)
     elif payload == "deep-workload":
         add("manifest.json", ok)
-        add("fps.json", deep)
+        add("workload.jsonl", deep + b"\n")
     elif payload == "huge-manifest":
         add("manifest.json", b" " * (17 * 1024 * 1024) + ok)
     elif payload == "escapes":

@@ -210,12 +210,8 @@ def test_demo_campaign_launches_the_sample_pipeline() -> None:
     assert campaign.duration_s == 20.0
     assert campaign.start.lead_s == 3.0
     assert campaign.target.launch is not None
-    assert campaign.target.launch.command == [
-        "python3",
-        "examples/workloads/video_pipeline.py",
-        "--fps-file",
-        "fps.json",
-    ]
+    assert campaign.target.launch.command == ["python3", "examples/workloads/video_pipeline.py"]
+    assert campaign.workload_directions == {"fps": "higher", "frame_ms": "lower"}
     assert (REPO / campaign.target.launch.command[1]).is_file()
 
 
@@ -296,7 +292,7 @@ BAD_FILES: list[tuple[str, str, str, str]] = [
         "unknown key in launch",
         "name: t\nduration: 1\ntarget:\n  launch:\n    command: [a]\n    shell: true\n",
         "6:5: target.launch.shell",
-        "unknown key (allowed: command, cwd, env)",
+        "unknown key (allowed: command, cwd, env, metrics)",
     ),
     (
         "unknown key in py-spy",
@@ -309,7 +305,7 @@ BAD_FILES: list[tuple[str, str, str, str]] = [
         MINIMAL + "profilers:\n  perf: {}\n",
         "7:3: profilers.perf",
         "unknown profiler (available: py-spy, system, iotop, memory, nvidia-smi, tegrastats, "
-        "nsys, ncu, cprofile, tracemalloc, memray, line-profiler)",
+        "nsys, ncu, cprofile, tracemalloc, memray, line-profiler, open-files)",
     ),
     (
         "rate as a string",
@@ -376,7 +372,7 @@ BAD_FILES: list[tuple[str, str, str, str]] = [
         MINIMAL + "profilers: {}\n",
         "6:12: profilers",
         "enable at least one profiler (available: py-spy, system, iotop, memory, nvidia-smi, "
-        "tegrastats, nsys, ncu, cprofile, tracemalloc, memray, line-profiler)",
+        "tegrastats, nsys, ncu, cprofile, tracemalloc, memray, line-profiler, open-files)",
     ),
     (
         "null profilers",

@@ -93,9 +93,10 @@ def test_the_campaign_key_walk_sees_every_profiler_and_nested_key() -> None:
 
 METRIC_SOURCES = [*sorted(PROFILERS.glob("*.py")), REPO / "orchestrator/stages/probe.py"]
 METRIC_SOURCES.append(REPO / "orchestrator/stages/parse.py")
+METRIC_SOURCES.append(REPO / "orchestrator/stages/workload.py")
 _METRIC_RE = re.compile(
     r"^(pyspy|system|target|thermal|cpufreq|memory|iotop|gpu|tegra|nsys|ncu|probe|session|"
-    r"workload|overhead|cprofile|tracemalloc|memray|net)\.[A-Za-z0-9_.{}]+$"
+    r"workload|overhead|cprofile|tracemalloc|memray|fds|net)\.[A-Za-z0-9_.{}]+$"
 )
 # Strings in those modules that look like metric names and are not: the raw files, and
 # the nvidia-smi query fields (`memory.used`).
@@ -110,7 +111,7 @@ _FILE_SUFFIXES = (
     ".prof",
     ".bin",
 )
-SERIES_SOURCES = ("system", "memory", "iotop")
+SERIES_SOURCES = ("system", "memory", "iotop", "fds")
 
 
 def _template(node: ast.JoinedStr) -> str:

@@ -44,7 +44,11 @@ def test_nested_json_from_one_device_leaves_every_other_host_its_report(tmp_path
     manifest = json.dumps({"status": "ok", "profilers": {}}).encode()
     tarball(run.host_dir("honest") / ARCHIVE, {"manifest.json": manifest})
     tarball(run.host_dir("deep-manifest") / ARCHIVE, {"manifest.json": DEEP})
-    tarball(run.host_dir("deep-workload") / ARCHIVE, {"manifest.json": manifest, "fps.json": DEEP})
+    deep_lines = b"[" * 2000 + b"]" * 2000 + b"\n" + DEEP + b"\n"
+    tarball(
+        run.host_dir("deep-workload") / ARCHIVE,
+        {"manifest.json": manifest, "workload.jsonl": deep_lines},
+    )
     tarball(run.host_dir("deep-probe") / ARCHIVE, {"manifest.json": manifest, "probe.json": DEEP})
     rude = {"status": "partial", "reason": "clear\x1b[2J\x1b]0;owned\x07 bell\x9b", "profilers": {}}
     tarball(run.host_dir("escapes") / ARCHIVE, {"manifest.json": json.dumps(rude).encode()})
@@ -56,6 +60,8 @@ def test_nested_json_from_one_device_leaves_every_other_host_its_report(tmp_path
     assert status["deep-manifest"][0] == "failed"
     assert "nested deeper than" in str(status["deep-manifest"][1])
     assert status["deep-workload"][0] == "ok"  # a workload's bad file costs its figure only
+    [deep] = [h for h in report["hosts"] if h["name"] == "deep-workload"]
+    assert any("2 malformed lines in workload.jsonl" in n for n in deep["data_quality"])
     assert status["deep-probe"][0] == "ok"
     # Control characters from a device reach no file raw (report.json escapes them).
     assert status["escapes"] == ("partial", "clear␛[2J␛]0;owned␇ bell\ufffd")

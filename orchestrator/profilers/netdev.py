@@ -17,11 +17,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from fleetprof_device.contract import NET_DEV_FIELDS, NET_IFACE_NAME_MAX
+from fleetprof_device.contract import NET_DEV_FIELDS, NET_IFACE_NAME_MAX, NET_MAX_IFACES
 from orchestrator.values import number as finite
 
 # Interfaces reported as metrics per host: the busiest by bytes (receive + send).
 REPORT_IFACES = 8
+# Distinct interfaces read per host over the window (the device lists at most
+# NET_MAX_IFACES per sample; containers' virtual interfaces come and go).
+MAX_SEEN_IFACES = 2 * NET_MAX_IFACES
 LOOPBACK = "lo"
 WRAP = 1 << 32
 # The series' columns (system.jsonl's time axis): every interface but loopback.
@@ -76,7 +79,8 @@ def _counters(sample: dict[str, Any], raw: str) -> list[float] | None:
 
 def interfaces(records: list[dict[str, Any]]) -> tuple[dict[str, Counters], int]:
     """Per interface (its cleaned name) its counters over the samples, and how many names
-    were left out (unusable, or a second raw name that cleans to one already seen)."""
+    were left out (unusable, a second raw name that cleans to one already seen, or past
+    the first MAX_SEEN_IFACES names: a device's samples are untrusted)."""
     found: dict[str, Counters] = {}
     raw_of: dict[str, str] = {}
     dropped: set[str] = set()
@@ -87,8 +91,11 @@ def interfaces(records: list[dict[str, Any]]) -> tuple[dict[str, Counters], int]
             continue
         for raw in sample:
             name = iface_name(raw)
-            if name is None or raw_of.setdefault(name, raw) != raw:
-                dropped.add(str(raw))
+            if name is not None and name not in raw_of and len(raw_of) < MAX_SEEN_IFACES:
+                raw_of[name] = raw
+            if name is None or raw_of.get(name) != raw:
+                if len(dropped) < MAX_SEEN_IFACES:
+                    dropped.add(str(raw)[: NET_IFACE_NAME_MAX + 1])
                 continue
             values = _counters(sample, raw)
             if values is None:
@@ -142,7 +149,10 @@ def net_metrics(records: list[dict[str, Any]], metrics: dict[str, float], notes:
             f"{REPORT_IFACES} not reported"
         )
     if bad_names:
-        notes.append(f"system: {bad_names} interface names unusable or repeated (skipped)")
+        notes.append(
+            f"system: {bad_names} interface names unusable, repeated or past the first "
+            f"{MAX_SEEN_IFACES} (skipped)"
+        )
     resets = sum(c.resets for c in found.values())
     if resets:
         notes.append(f"system: interface counters went down {resets} times (reset: skipped)")

@@ -95,7 +95,7 @@ def test_names_are_device_data_cleaned_and_capped() -> None:
     assert "veth11" in names and "veth0" not in names  # the busiest kept
     assert all(name.replace("_", "").replace("-", "").isalnum() for name in names)
     assert "system: 6 quieter interfaces beyond the busiest 8 not reported" in notes
-    assert "system: 1 interface names unusable or repeated (skipped)" in notes
+    assert "system: 1 interface names unusable, repeated or past the first 64 (skipped)" in notes
     assert netdev.iface_name("<b>x</b>") == "b_x_b" and netdev.iface_name("...") is None
 
 
@@ -118,3 +118,15 @@ def test_the_system_series_and_its_chart_have_the_traffic(tmp_path: Path) -> Non
     overlays = [chart.title for chart in group_charts([("a", out), ("<b>", out)])]
     assert "Network received (all interfaces but lo)" in overlays
     assert "Network sent (all interfaces but lo)" in overlays
+
+
+def test_a_hostile_device_s_flood_of_names_is_capped() -> None:
+    flood = {f"x{i}" * 40: grow(rx=i) for i in range(5000)}
+    records = series(flood, [dict.fromkeys(flood, grow(rx=1))])
+    found, dropped = netdev.interfaces(records)
+    assert len(found) == netdev.MAX_SEEN_IFACES
+    assert dropped == netdev.MAX_SEEN_IFACES  # counted up to the cap, each name cut short
+    metrics, notes = metrics_of(records)
+    assert len({key.split(".")[1] for key in metrics if key.count(".") == 2}) == 8
+    assert all(len(key) < 80 for key in metrics)
+    assert "system: 64 interface names unusable, repeated or past the first 64 (skipped)" in notes

@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from fleetprof_device import netserve
 from fleetprof_device.contract import NET_ECHO_BYTES, NET_PROTOCOL
-from orchestrator.stages import netpeer
 from orchestrator.stages.netpeer import NetPeer, start_peer
 
 
@@ -82,10 +82,10 @@ def test_unknown_tokens_garbage_and_overlong_first_lines_are_turned_away(
 
 
 def test_caps_on_bytes_silence_time_and_connections(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(netpeer, "NET_SINK_MAX_BYTES", 1 << 20)
-    monkeypatch.setattr(netpeer, "NET_HEADER_WAIT_S", 0.3)
-    monkeypatch.setattr(netpeer, "NET_CONN_MAX_S", 0.6)
-    monkeypatch.setattr(netpeer, "MAX_CONNECTIONS", 2)
+    monkeypatch.setattr(netserve, "NET_SINK_MAX_BYTES", 1 << 20)
+    monkeypatch.setattr(netserve, "NET_HEADER_WAIT_S", 0.3)
+    monkeypatch.setattr(netserve, "NET_CONN_MAX_S", 0.6)
+    monkeypatch.setattr(netserve, "MAX_CONNECTIONS", 2)
     served, plans = start_peer({"dev1": None}, [])
     port, token = int(plans["dev1"]["port"]), str(plans["dev1"]["token"])
     try:

@@ -62,6 +62,10 @@ NET_ECHO_BYTES = 64
 NET_ECHO_MAX = 1000
 NET_SINK_MAX_BYTES = 256 * MIB
 NET_CONN_MAX_S = 30.0
+# A device that is the others' peer (the campaign's target.network_peer) listens on this
+# port on all its addresses, from before T0 until its deadline; its plan's
+# target.serve_peer is {"port", "tokens": {token: host}, "allowed": [addresses]}.
+NET_PEER_PORT = 45210
 
 # Interval samplers, in seconds. The runner's own samplers (BUILTINS) accept the same
 # bounds as the campaign's `interval` (orchestrator/campaign/validators.py): 0.1 s to 60 s. (Before

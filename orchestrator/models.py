@@ -135,6 +135,9 @@ class TargetPlan:
     # network: the peer the device measures against ({"host", "port", "token"}, or
     # {"error": why there is none}); set just before the session (stages/netpeer.py).
     probe_peer: dict[str, Any] | None = None
+    # network, on the campaign's target.network_peer: what it serves the others
+    # ({"port", "tokens": {token: host}, "allowed": [addresses]}).
+    serve_peer: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

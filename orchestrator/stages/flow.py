@@ -34,7 +34,7 @@ from orchestrator.stages.ansible import (
     run_stage,
 )
 from orchestrator.stages.inventory import FACT_KEYS, Inventory, group_values, host_var_values
-from orchestrator.stages.netpeer import NetPeer, start_peer
+from orchestrator.stages.netpeer import NetPeer, device_peer_targets, start_peer
 from orchestrator.stages.parse import ParsedHost, parse_host
 from orchestrator.stages.plan import effective_lead, make_plan, provision_needed, reschedule
 from orchestrator.stages.rundir import RunDir, read_json, write_json, write_text
@@ -257,17 +257,26 @@ class CampaignRun:
 
     def network_peer(self) -> tuple[NetPeer | None, dict[str, dict[str, Any]]]:
         """The network probe's peer on this controller, listening until the session play
-        ends, and each host's probe_peer; (None, {}) unless the probe has ``network``."""
+        ends, and each host's target fields for it (probe_peer, and serve_peer for the
+        campaign's network_peer host); (None, {}) unless the probe has ``network``."""
         if "network" not in (self.campaign.target.probe or []):
             return None, {}
         addresses = host_var_values(self.inventory.source, self.active, "ansible_host")
+        address_of = {host: addresses.get(host, host) for host in self.active}
+        device_peer = self.campaign.target.network_peer
+        # The controller peers for every host, or only for the device peer itself.
+        to_controller = [h for h in self.active if device_peer is None or h == device_peer]
         peer, peers = start_peer(
-            {host: self.facts[host].controller_address for host in self.active},
-            [addresses.get(host, host) for host in self.active],
+            {host: self.facts[host].controller_address for host in to_controller},
+            list(address_of.values()),
         )
-        return peer, peers
+        targets = {host: {"probe_peer": plan} for host, plan in peers.items()}
+        if device_peer is not None:
+            for host, fields in device_peer_targets(device_peer, address_of).items():
+                targets.setdefault(host, {}).update(fields)
+        return peer, targets
 
-    def schedule(self, peers: dict[str, dict[str, Any]] | None = None) -> tuple[float, float]:
+    def schedule(self, targets: dict[str, dict[str, Any]] | None = None) -> tuple[float, float]:
         """A fresh common start for every remaining host, just before the session."""
         requested = self.campaign.start.lead_s
         lead = effective_lead(requested, [self.facts[h] for h in self.active])
@@ -280,8 +289,8 @@ class CampaignRun:
         for host in self.active:
             plan = self.run.read_plan(host)
             assert plan is not None
-            if peers and host in peers:
-                plan = replace(plan, target=replace(plan.target, probe_peer=peers[host]))
+            if targets and host in targets:  # the network probe's peer fields
+                plan = replace(plan, target=replace(plan.target, **targets[host]))
             self.run.write_plan(reschedule(plan, t0))
         return t0, t0 + self.campaign.duration_s
 
@@ -345,9 +354,9 @@ class CampaignRun:
             self.provision()
 
         def do_session() -> None:
-            peer, peers = self.network_peer()
+            peer, targets = self.network_peer()
             try:
-                t0, deadline = self.schedule(peers)
+                t0, deadline = self.schedule(targets)
                 self.ui.window(t0, deadline)
                 running = list(self.active)
                 # The session play fetches each host's files as soon as its runner is done

@@ -10,10 +10,12 @@ the loopback, and gives each device a token of its own (docs/security.md).
 from __future__ import annotations
 
 import contextlib
+import secrets
 import socket
 from collections.abc import Iterable
 from typing import Any
 
+from fleetprof_device.contract import NET_PEER_PORT, NET_TOKEN_CHARS
 from fleetprof_device.netserve import IpAddress, PeerServer, ip_or_none
 
 LOOPBACK = "127.0.0.1"
@@ -56,3 +58,25 @@ def start_peer(
             continue
         plans[host] = {"host": address, "port": port, "token": peer.token_for(host)}
     return peer, plans
+
+
+def device_peer_targets(peer_host: str, address_of: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """The target fields when an inventory host is the others' peer (target.network_peer):
+    it serves on NET_PEER_PORT for the others' addresses and tokens; each other host
+    measures against its inventory address. Not in the session (unreachable, skipped, not
+    in the inventory): every other host's network benchmark fails with that reason."""
+    others = [host for host in address_of if host != peer_host]
+    if peer_host not in address_of:
+        reason = f"the peer host {peer_host} is not in this session (not in the inventory, "
+        reason += "unreachable or skipped)"
+        return {host: {"probe_peer": {"error": reason}} for host in others}
+    tokens = {secrets.token_hex(NET_TOKEN_CHARS // 2): host for host in others}
+    allowed = sorted(str(a) for a in resolve(address_of[host] for host in others))
+    targets: dict[str, dict[str, Any]] = {
+        host: {"probe_peer": {"host": address_of[peer_host], "port": NET_PEER_PORT, "token": token}}
+        for token, host in tokens.items()
+    }
+    targets[peer_host] = {
+        "serve_peer": {"port": NET_PEER_PORT, "tokens": tokens, "allowed": allowed}
+    }
+    return targets

@@ -167,6 +167,9 @@ def probe_result(
         return result
     results = _dict(data, "results")
     nominal = _finite(data.get("nominal_s"))
+    serving = _dict(data, "serving")  # this device was the others' network peer
+    if serving.get("error"):
+        notes.append(f"probe network peer: {str(serving['error'])[:300]}")
     for kind in kinds:
         section = _dict(results, kind)
         if not section:

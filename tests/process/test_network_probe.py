@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import socket
 import tarfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +109,58 @@ def test_a_plan_without_a_peer_says_so(tmp_path: Path) -> None:
     assert (
         "probe network: no peer: the controller cannot listen on 10.9.9.9" in run.result["reason"]
     )
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_an_inventory_host_as_the_peer_serves_the_others_until_its_deadline(
+    tmp_path: Path,
+) -> None:
+    """Two runners at once: ``peer`` serves (target.serve_peer) and measures itself against
+    the controller; ``device`` measures against ``peer``."""
+    controller, peers = start_peer({"peer": None}, [])
+    port, token = free_port(), "c" * NET_TOKEN_CHARS
+    serve = {"port": port, "tokens": {token: "device"}, "allowed": ["127.0.0.1"]}
+    (tmp_path / "peer").mkdir()
+    (tmp_path / "device").mkdir()
+    peer_plan = probe_plan(tmp_path / "peer", ["network"], peers["peer"], window=3.0)
+    peer_plan["target"]["serve_peer"] = serve
+    device_plan = probe_plan(
+        tmp_path / "device", ["network"], {"host": "127.0.0.1", "port": port, "token": token}
+    )
+    # The device's window opens after the peer's (a device late by half a second).
+    device_plan["t0_device"] = peer_plan["t0_device"] + 0.5
+    device_plan["deadline_device"] = device_plan["t0_device"] + 2.0
+    runs: dict[str, Any] = {}
+
+    def run(name: str, plan: dict) -> None:
+        runs[name] = run_module(tmp_path / name, plan)
+
+    threads = [
+        threading.Thread(target=run, args=("peer", peer_plan)),
+        threading.Thread(target=run, args=("device", device_plan)),
+    ]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    finally:
+        controller.close()
+    assert runs["device"].result["status"] == "ok", runs["device"].result["reason"]
+    assert runs["peer"].result["status"] == "ok", runs["peer"].result["reason"]
+    # The peer served until its deadline, past the device's whole probe.
+    assert runs["peer"].finished_at >= runs["device"].finished_at - 0.5
+    device = json.loads(runs["device"].read("probe.json"))["results"]["network"]
+    assert device["peer"] == f"127.0.0.1:{port}" and device["error"] is None
+    served = json.loads(runs["peer"].read("probe.json"))["serving"]
+    assert served["error"] is None and served["served"] == {"device": 4}
+    assert served["received"]["device"] == sum(rep["bytes"] for rep in device["send"]["reps"])
+    assert controller.served["peer"] == 4  # the peer's own probe: against the controller
+    parsed = parse_probe(unpack(runs["device"], tmp_path / "device"), ["network"])
+    assert parsed.metrics["probe.network.send_mb_per_s"] > 10.0
+    assert parsed.metrics["probe.network.rtt_ms"] > 0

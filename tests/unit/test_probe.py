@@ -251,3 +251,10 @@ def test_network_medians_and_what_a_device_cannot_make_it_say(tmp_path: Path) ->
     assert "probe network: the peer 10.0.0.5:4000 did not answer in time" in parsed.data_quality
     assert "probe.network.rtt_ms: 2 malformed repetitions skipped" in parsed.data_quality
     assert "probe.network.send_mb_per_s: 1 malformed repetitions skipped" in parsed.data_quality
+
+
+def test_a_device_peer_that_could_not_listen_says_so(tmp_path: Path) -> None:
+    doc = probe_doc(cpu={"single": {"reps": []}, "all": {"reps": []}})
+    doc["serving"] = {"port": 45210, "error": "cannot listen on port 45210: Address in use"}
+    parsed = parse_probe(write(tmp_path, doc), ["cpu"])
+    assert "probe network peer: cannot listen on port 45210: Address in use" in parsed.data_quality

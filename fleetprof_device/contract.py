@@ -44,9 +44,30 @@ MIB = 1 << 20
 
 # Probe targets: the benchmarks there are, and how many repetitions each measurement is
 # split into (a spread, not a point): PROBE_REPS when the campaign does not say.
-PROBE_KINDS = ("cpu", "memory", "disk")
+PROBE_KINDS = ("cpu", "memory", "disk", "network")
 PROBE_REPS = 5
 PROBE_MAX_REPS = 50
+
+# The network probe (fleetprof_device/netprobe.py, orchestrator/stages/netpeer.py): the
+# controller listens during the session; the plan's target.probe_peer gives each device
+# {"host", "port", "token"} (or {"error": why there is none}). A connection opens with one
+# line, "fleetprof-net/1 echo|sink TOKEN\n" (at most NET_HEADER_MAX bytes, within
+# NET_HEADER_WAIT_S). echo: the peer returns every NET_ECHO_BYTES message, at most
+# NET_ECHO_MAX of them. sink: the peer reads until the device shuts its side, at most
+# NET_SINK_MAX_BYTES, then answers "received N\n". The peer closes any connection after
+# NET_CONN_MAX_S.
+NET_PROTOCOL = "fleetprof-net/1"
+NET_TOKEN_CHARS = 32  # hex
+NET_HEADER_MAX = 128
+NET_HEADER_WAIT_S = 5.0
+NET_ECHO_BYTES = 64
+NET_ECHO_MAX = 1000
+NET_SINK_MAX_BYTES = 256 * MIB
+NET_CONN_MAX_S = 30.0
+# A device that is the others' peer (the campaign's target.network_peer) listens on this
+# port on all its addresses, from before T0 until its deadline; its plan's
+# target.serve_peer is {"port", "tokens": {token: host}, "allowed": [addresses]}.
+NET_PEER_PORT = 45210
 
 # Interval samplers, in seconds. The runner's own samplers (BUILTINS) accept the same
 # bounds as the campaign's `interval` (orchestrator/campaign/validators.py): 0.1 s to 60 s. (Before
@@ -54,6 +75,23 @@ PROBE_MAX_REPS = 50
 BUILTINS = ("system", "memory", "tracemalloc", "open-files", "prometheus")
 MIN_SAMPLE_INTERVAL_S = 0.1
 MAX_SAMPLE_INTERVAL_S = 60.0
+
+# The system sampler's interface counters (/proc/net/dev, fleetprof_device/netdev.py): each
+# sample's "net" maps an interface name (at most NET_IFACE_NAME_MAX characters) to its
+# counters in NET_DEV_FIELDS order, for at most NET_MAX_IFACES interfaces (the first ones the
+# kernel lists); the controller reports at most NET_MAX_IFACES of them too.
+NET_DEV_FIELDS = (
+    "rx_bytes",
+    "rx_packets",
+    "rx_errors",
+    "rx_drops",
+    "tx_bytes",
+    "tx_packets",
+    "tx_errors",
+    "tx_drops",
+)
+NET_MAX_IFACES = 32
+NET_IFACE_NAME_MAX = 15  # the kernel's IFNAMSIZ - 1
 
 # tracemalloc (docs/report.md, "Allocations"): the builtin "tracemalloc" runs inside a
 # launched program. The runner writes fleetprof_device/tracemalloc_hook.py as

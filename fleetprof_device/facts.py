@@ -205,6 +205,13 @@ def cpu_quota_cores(
     return None
 
 
+def controller_address() -> Optional[str]:
+    """Where this device's SSH connection came from: the controller, as the device reaches
+    it (the network probe's peer); None when the module runs without SSH."""
+    words = os.environ.get("SSH_CONNECTION", "").split()
+    return words[0][:64] if len(words) == 4 else None
+
+
 def fingerprint() -> Dict[str, Any]:
     """What makes two devices of one model differ: firmware, CPU policy and limits."""
     bios = " ".join(
@@ -306,6 +313,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         "gpu": gpu_facts(),
         "fingerprint": fingerprint(),
         "file_sha256": file_sha256(args.get("hash_files"), home),
+        "controller_address": controller_address(),
     }
     print(json.dumps({"changed": False, "facts": facts, "device_time": time.time()}))
     return 0

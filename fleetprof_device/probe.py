@@ -17,6 +17,8 @@ from typing import Any, Callable, Dict, List, Optional
 from .children import Child
 from .contract import MIB, PROBE_FILE, PROBE_REPS, PROBE_SCHEMA
 from .files import file_tail, last_line, write_json
+from .netprobe import PeerError, measure
+from .netserve import PeerServer, ip_or_none
 from .procfs import kill_quietly, os_error_text, shorten
 from .procread import parse_kv_kb, read_once
 from .runlog import RunnerLog
@@ -124,10 +126,53 @@ class Probe:
         self.floor_mb = floor_mb  # the disk benchmark's file never takes free space below it
         self.nominal = float(spec.get("probe_seconds") or PROBE_DEFAULT_S)
         self.reps = int(spec.get("probe_repeats") or PROBE_REPS)
+        self.peer = spec.get("probe_peer")  # the network benchmark's (netprobe.py)
+        self.serve_spec = spec.get("serve_peer")  # this device is the others' peer
+        self.server: Optional[PeerServer] = None
+        self.serving: Optional[Dict[str, Any]] = None  # what it served, for probe.json
         self.workdir = workdir
         self.log = log
         self.results: Dict[str, Dict[str, Any]] = {}
         self.children: List[Child] = []
+
+    def serve(self) -> None:
+        """Before T0, where the plan says this device is the others' network peer: listen
+        on every address at the plan's port for the plan's tokens and addresses."""
+        spec = self.serve_spec
+        if not isinstance(spec, dict):
+            return
+        port, tokens = spec.get("port"), spec.get("tokens")
+        allowed = [ip_or_none(a) for a in spec.get("allowed") or []]
+        self.serving = {"port": port, "error": None}
+        if not (isinstance(port, int) and 0 < port < 65536 and isinstance(tokens, dict)):
+            self.serving["error"] = "the plan's serve_peer is malformed"
+            return
+        server = PeerServer({a for a in allowed if a is not None})
+        server.tokens = {str(t): str(h) for t, h in tokens.items()}
+        try:
+            server.listen("0.0.0.0", port)
+        except OSError as exc:
+            self.serving["error"] = "cannot listen on port %d: %s" % (port, os_error_text(exc))
+            self.log("probe: network peer: %s" % self.serving["error"])
+            server.close()
+            return
+        self.server = server
+        self.log("probe: network peer listening on port %d" % port)
+
+    def _stop_serving(self, deadline: float, stopped: Callable[[], bool]) -> None:
+        """The others measure against this device until their deadline: serve until then."""
+        server = self.server
+        if server is None or self.serving is None:
+            return
+        while not stopped() and time.time() < deadline - PROBE_RESERVE_S:
+            time.sleep(0.05)
+        server.close()
+        self.serving.update(
+            served=dict(server.served),
+            received=dict(server.received),
+            turned_away=dict(server.turned_away),
+        )
+        self.server = None
 
     def run(
         self, spawn: Callable[..., Child], deadline: float, stopped: Callable[[], bool]
@@ -160,18 +205,27 @@ class Probe:
                         )
                     elif kind == "memory":
                         self._memory(result, started + budget)
+                    elif kind == "network":
+                        latest = deadline - PROBE_RESERVE_S
+                        measure(result, self.peer, self.reps, started + budget, latest)
                     else:
                         self._disk(result, started + budget)
+                except PeerError as exc:
+                    result["error"] = str(exc)
+                    self.log("probe: %s: %s" % (kind, result["error"]))
                 except Exception as exc:  # one benchmark's failure is its result
                     result["error"] = "%s: %s" % (type(exc).__name__, os_error_text(exc))
                     self.log("probe: %s: %s" % (kind, result["error"]))
                 result["ran_s"] = round(time.time() - started, 3)
         finally:
-            self.write()
+            try:
+                self._stop_serving(deadline, stopped)
+            finally:
+                self.write()
 
     def ran(self) -> List[str]:
         """The benchmarks that measured something."""
-        first = {"cpu": "single", "memory": "copy", "disk": "write"}
+        first = {"cpu": "single", "memory": "copy", "disk": "write", "network": "rtt"}
         return [
             kind
             for kind, result in self.results.items()
@@ -196,6 +250,7 @@ class Probe:
                 "cpu_count": os.cpu_count(),
                 "python": platform.python_version(),
                 "results": self.results,
+                **({} if self.serving is None else {"serving": self.serving}),
             },
         )
 

@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from . import procread
 from .contract import OPEN_FILES
 from .fds import FdSampler
+from .netdev import parse_net_dev
 from .procread import (
     CLK_TCK,
     MAX_TREE_PROCS,
@@ -80,6 +81,7 @@ class Sampler:
         self.proc_stat = ProcFile(procread.PROC_ROOT + "/stat")
         self.loadavg = ProcFile(procread.PROC_ROOT + "/loadavg")
         self.meminfo = ProcFile(procread.PROC_ROOT + "/meminfo")
+        self.net_dev = ProcFile(procread.PROC_ROOT + "/net/dev")
         self.zones: List[Tuple[str, ProcFile]] = []
         self.cores: List[Tuple[int, ProcFile, ProcFile, Optional[int]]] = []
         self.options = options or {}
@@ -148,7 +150,8 @@ class Sampler:
             self.cores = cpufreq_cores()
 
     def _sources(self) -> List[ProcFile]:
-        files = [self.proc_stat, self.loadavg, self.meminfo] + [f for _, f in self.zones]
+        files = [self.proc_stat, self.loadavg, self.meminfo, self.net_dev]
+        files += [f for _, f in self.zones]
         for _, cur, cap, _ in self.cores:
             files += [cur, cap]
         return files
@@ -266,6 +269,11 @@ class Sampler:
                     }
                 )
             out["cpufreq"] = freqs
+        net = parse_net_dev(self.net_dev.read())
+        if net:
+            out["net"] = net
+        else:
+            self._note("/proc/net/dev")
         return out
 
     def _target(self, now: float) -> Optional[Dict[str, Any]]:

@@ -179,6 +179,8 @@ class Session:
             return
         if not self._enough_disk():
             return
+        if self.probe is not None:
+            self.probe.serve()  # the others' network peer: listening before their T0
         if not self._wait_until(clock.t0 - WARMUP_S):
             return
         try:

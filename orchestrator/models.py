@@ -87,6 +87,9 @@ class HostFacts:
     # sha256 of the files preflight was asked to hash (the tools fleetprof would push), by
     # absolute path: provision runs only where a device lacks the exact copy.
     file_sha256: dict[str, str] = field(default_factory=dict)
+    # Where this device's SSH connection came from (its SSH_CONNECTION): the controller's
+    # address as the device reaches it, the network probe's peer. None without SSH.
+    controller_address: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -132,6 +135,12 @@ class TargetPlan:
     # launch with target.launch.sweep: {"variable", "values", "slot_s"} (the runner starts
     # the sweep supervisor, which runs the command once per value).
     sweep: dict[str, Any] | None = None
+    # network: the peer the device measures against ({"host", "port", "token"}, or
+    # {"error": why there is none}); set just before the session (stages/netpeer.py).
+    probe_peer: dict[str, Any] | None = None
+    # network, on the campaign's target.network_peer: what it serves the others
+    # ({"port", "tokens": {token: host}, "allowed": [addresses]}).
+    serve_peer: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -77,6 +77,8 @@ RULES: tuple[Rule, ...] = (
     Rule("target.runtime_s", LOWER, floor=1.0),
     # cProfile's own time per Python call (its overhead included): a slower core.
     Rule("cprofile.us_per_call", LOWER, floor=0.05),
+    # The network probe's median round trip: a LAN's jitter is a fraction of a millisecond.
+    Rule("probe.network.rtt_ms", LOWER, floor=0.5),
     Rule("thermal.*", LOWER, floor=2.0),
     Rule("tegra.temp.*", LOWER, floor=2.0),
     Rule("*.temp_c.max", LOWER, floor=2.0),
@@ -117,6 +119,10 @@ RULES: tuple[Rule, ...] = (
     # than on its peers is one where profiling disturbs the workload.
     Rule("overhead.*.cpu_pct", LOWER, floor=2.0),
     Rule("*swap*", LOWER, floor=16.0),
+    # Interface errors and drops within the window: a few are noise on any link.
+    Rule("net.*errors", LOWER, floor=10.0),
+    Rule("net.*drops", LOWER, floor=10.0),
+    Rule("net.*packets_per_s", BOTH, floor=100.0),
     # I/O and scheduling counters: an idle target's few kB of reads or a handful of
     # context switches say nothing, and where every peer reads 0 the relative floor alone
     # would call any reading different. 5 MiB/s (5.2 x the floor) more or less than the

@@ -120,6 +120,12 @@ def _check_probe(value: object) -> list[str]:
     return list(value)
 
 
+def _check_host_name(value: object) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > 255:
+        raise invalid(f"expected an inventory host name, got {describe(value)}")
+    return value
+
+
 class TargetSpec(Spec):
     attach: AttachSpec | None = None
     launch: LaunchSpec | None = None
@@ -134,6 +140,22 @@ class TargetSpec(Spec):
         ]
         | None
     ) = None
+
+    # The network probe's peer: an inventory host the others measure against (default:
+    # the controller).
+    network_peer: Annotated[str, PlainValidator(_check_host_name)] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _peer_for_network(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("network_peer") is not None:
+            probe = data.get("probe")
+            if not (isinstance(probe, list) and "network" in probe):
+                raise invalid(
+                    "network_peer applies to a network probe only (target.probe: [network])",
+                    "network_peer",
+                )
+        return data
 
     @model_validator(mode="before")
     @classmethod

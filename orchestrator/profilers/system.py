@@ -20,7 +20,7 @@ from typing import Any
 from orchestrator.campaign.model import Campaign
 from orchestrator.campaign.profiler_specs import SystemSpec
 from orchestrator.models import HostFacts, ProfilerPlan
-from orchestrator.profilers import tree
+from orchestrator.profilers import netdev, tree
 from orchestrator.profilers.base import ProfileResult, ToolChoice, begin_parse
 from orchestrator.values import number as finite
 
@@ -223,6 +223,7 @@ def parse(session_dir: Path, entry: dict[str, Any], campaign: Campaign) -> Profi
         result.tables["processes"] = tree.process_split(records)
     _thermal_metrics(records, metrics, notes)
     _cpufreq_metrics(records, metrics, notes)
+    netdev.net_metrics(records, metrics, notes)
     result.series = system_series(records)
     return result
 
@@ -276,6 +277,7 @@ def system_series(records: list[dict[str, Any]]) -> dict[str, list[float | None]
         columns["thermal.max_c"].append(max(temps) if temps else None)
         columns["cpufreq.min_ratio"].append(_min_freq_ratio(record.get("cpufreq")))
         previous, previous_t, previous_whole = target, t, whole
+    columns.update(netdev.net_columns(records))
     return downsample("system", [float(r["t"]) for r in records], columns)
 
 

@@ -88,6 +88,11 @@ HOST_CHARTS = (
             _s("iotop.total.write_bytes_per_s", "system write (iotop)"),
         ),
     ),
+    ChartSpec(
+        "Network (all interfaces but lo)",
+        "bytes/s",
+        (_s("system.net.rx_bytes_per_s", "received"), _s("system.net.tx_bytes_per_s", "sent")),
+    ),
     ChartSpec("Temperature", "°C", (_s("system.thermal.max_c", "hottest zone"),)),
     ChartSpec("CPU frequency", "ratio", (_s("system.cpufreq.min_ratio", "slowest core"),)),
     ChartSpec(
@@ -119,6 +124,8 @@ GROUP_SERIES = (
         "bytes/s",
         ("iotop.target.read_bytes_per_s", "system.target.read_bytes_per_s"),
     ),
+    ("Network received (all interfaces but lo)", "bytes/s", ("system.net.rx_bytes_per_s",)),
+    ("Network sent (all interfaces but lo)", "bytes/s", ("system.net.tx_bytes_per_s",)),
     ("Hottest thermal zone", "°C", ("system.thermal.max_c",)),
     ("Slowest core frequency", "ratio", ("system.cpufreq.min_ratio",)),
 )

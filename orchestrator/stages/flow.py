@@ -11,7 +11,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,6 +34,7 @@ from orchestrator.stages.ansible import (
     run_stage,
 )
 from orchestrator.stages.inventory import FACT_KEYS, Inventory, group_values, host_var_values
+from orchestrator.stages.netpeer import NetPeer, device_peer_targets, start_peer
 from orchestrator.stages.parse import ParsedHost, parse_host
 from orchestrator.stages.plan import effective_lead, make_plan, provision_needed, reschedule
 from orchestrator.stages.rundir import RunDir, read_json, write_json, write_text
@@ -254,7 +255,28 @@ class CampaignRun:
         dropped = set(needed) - set(result.kept)
         self.active = [host for host in self.active if host not in dropped]
 
-    def schedule(self) -> tuple[float, float]:
+    def network_peer(self) -> tuple[NetPeer | None, dict[str, dict[str, Any]]]:
+        """The network probe's peer on this controller, listening until the session play
+        ends, and each host's target fields for it (probe_peer, and serve_peer for the
+        campaign's network_peer host); (None, {}) unless the probe has ``network``."""
+        if "network" not in (self.campaign.target.probe or []):
+            return None, {}
+        addresses = host_var_values(self.inventory.source, self.active, "ansible_host")
+        address_of = {host: addresses.get(host, host) for host in self.active}
+        device_peer = self.campaign.target.network_peer
+        # The controller peers for every host, or only for the device peer itself.
+        to_controller = [h for h in self.active if device_peer is None or h == device_peer]
+        peer, peers = start_peer(
+            {host: self.facts[host].controller_address for host in to_controller},
+            list(address_of.values()),
+        )
+        targets = {host: {"probe_peer": plan} for host, plan in peers.items()}
+        if device_peer is not None:
+            for host, fields in device_peer_targets(device_peer, address_of).items():
+                targets.setdefault(host, {}).update(fields)
+        return peer, targets
+
+    def schedule(self, targets: dict[str, dict[str, Any]] | None = None) -> tuple[float, float]:
         """A fresh common start for every remaining host, just before the session."""
         requested = self.campaign.start.lead_s
         lead = effective_lead(requested, [self.facts[h] for h in self.active])
@@ -267,6 +289,8 @@ class CampaignRun:
         for host in self.active:
             plan = self.run.read_plan(host)
             assert plan is not None
+            if targets and host in targets:  # the network probe's peer fields
+                plan = replace(plan, target=replace(plan.target, **targets[host]))
             self.run.write_plan(reschedule(plan, t0))
         return t0, t0 + self.campaign.duration_s
 
@@ -330,12 +354,19 @@ class CampaignRun:
             self.provision()
 
         def do_session() -> None:
-            t0, deadline = self.schedule()
-            self.ui.window(t0, deadline)
-            running = list(self.active)
-            # The session play fetches each host's files as soon as its runner is done
-            # (the session role's collect tasks): no collect play of its own.
-            result = self._stage("session", {"fleetprof_collect_in_session": True})
+            peer, targets = self.network_peer()
+            try:
+                t0, deadline = self.schedule(targets)
+                self.ui.window(t0, deadline)
+                running = list(self.active)
+                # The session play fetches each host's files as soon as its runner is done
+                # (the session role's collect tasks): no collect play of its own.
+                result = self._stage("session", {"fleetprof_collect_in_session": True})
+            finally:
+                if peer is not None:
+                    peer.close()
+                    if peer.turned_away:
+                        self.ui.note(f"network probe peer: turned away {dict(peer.turned_away)}")
             if self.cancel.is_set():
                 self.stop_sessions(running)
                 return

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fleetprof_device.contract import PROBE_FILE, PROBE_SCHEMA
+from fleetprof_device.contract import NET_ECHO_MAX, PROBE_FILE, PROBE_SCHEMA
 from orchestrator.profilers.base import ProfileResult
 from orchestrator.values import number as _finite
 
@@ -36,6 +36,8 @@ METRICS = {
     "probe.memory.copy_mb_per_s": "MB/s",
     "probe.disk.write_mb_per_s": "MB/s",
     "probe.disk.read_mb_per_s": "MB/s",
+    "probe.network.send_mb_per_s": "MB/s",
+    "probe.network.rtt_ms": "ms",
 }
 
 
@@ -88,6 +90,17 @@ def _all_core_rate(rep: Any) -> float | None:
         total += float(worker["iterations"])
         window = max(window, late + float(worker["seconds"]))
     return total / window if window > 0 else None
+
+
+def _rtt_ms(rep: Any) -> float | None:
+    """One repetition's median round trip in ms (its list of seconds, each sane)."""
+    times = rep.get("rtt_s") if isinstance(rep, dict) else None
+    if not isinstance(times, list) or not times:
+        return None
+    values = [_finite(t) for t in times[:NET_ECHO_MAX]]
+    if any(v is None or v <= 0 for v in values):
+        return None
+    return 1000.0 * statistics.median(v for v in values if v is not None)
 
 
 def _missed(rep: Any) -> bool:
@@ -154,6 +167,9 @@ def probe_result(
         return result
     results = _dict(data, "results")
     nominal = _finite(data.get("nominal_s"))
+    serving = _dict(data, "serving")  # this device was the others' network peer
+    if serving.get("error"):
+        notes.append(f"probe network peer: {str(serving['error'])[:300]}")
     for kind in kinds:
         section = _dict(results, kind)
         if not section:
@@ -198,4 +214,12 @@ def probe_result(
                     "probe disk: the page cache could not be dropped for the test file: "
                     "the read figure may be memory speed, not the disk's"
                 )
+        elif kind == "network":
+            _summarize(
+                result,
+                "probe.network.send_mb_per_s",
+                _reps(_dict(section, "send")),
+                lambda rep: _rate(rep, "bytes", MB),
+            )
+            _summarize(result, "probe.network.rtt_ms", _reps(_dict(section, "rtt")), _rtt_ms)
     return result

@@ -280,7 +280,7 @@ BAD_FILES: list[tuple[str, str, str, str]] = [
         "unknown key in target",
         MINIMAL + "  atach: {pid: 1}\n",
         "6:3: target.atach",
-        "unknown key (allowed: attach, launch, probe, repeats)",
+        "unknown key (allowed: attach, launch, probe, repeats, network_peer)",
     ),
     (
         "unknown key in attach",

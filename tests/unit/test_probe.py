@@ -54,10 +54,18 @@ def test_a_probe_campaign_needs_no_profilers_and_reports_mode_probe() -> None:
 @pytest.mark.parametrize(
     ("target", "where", "expected"),
     [
-        ({"probe": []}, "target.probe", "non-empty list of benchmarks (cpu, memory, disk)"),
+        (
+            {"probe": []},
+            "target.probe",
+            "non-empty list of benchmarks (cpu, memory, disk, network)",
+        ),
         ({"probe": None}, "target.probe", "got null"),
         ({"probe": "cpu"}, "target.probe", "got a string ('cpu')"),
-        ({"probe": ["cpu", "gpu"]}, "target.probe[1]", "expected one of cpu, memory, disk"),
+        (
+            {"probe": ["cpu", "gpu"]},
+            "target.probe[1]",
+            "expected one of cpu, memory, disk, network",
+        ),
         ({"probe": ["disk", "disk"]}, "target.probe[1]", "disk is listed twice"),
         (
             {"probe": ["cpu"], "attach": {"pid": 1}},
@@ -211,3 +219,42 @@ def test_a_late_all_core_worker_counts_over_the_whole_window(tmp_path: Path) -> 
     doc = probe_doc(cpu={"single": {"reps": []}, "all": {"reps": [{"workers": workers}] * 2}})
     result = parse_probe(write(tmp_path, doc), ["cpu"])
     assert result.metrics["probe.cpu.all_ops_per_s"] == 110.0
+
+
+def test_network_medians_and_what_a_device_cannot_make_it_say(tmp_path: Path) -> None:
+    mib = 1 << 20
+    doc = probe_doc(
+        network={
+            "budget_s": 2.0,
+            "error": "the peer 10.0.0.5:4000 did not answer in time",
+            "rtt": {
+                "reps": [
+                    {"rtt_s": [0.001, 0.002, 0.009]},  # median 2 ms
+                    {"rtt_s": [0.003]},
+                    {"rtt_s": [0.001, -1]},  # malformed: skipped
+                    {"rtt_s": "fast"},
+                ]
+            },
+            "send": {
+                "reps": [
+                    {"bytes": 100 * mib, "sent": 100 * mib, "seconds": 1.0},
+                    {"bytes": 50 * mib, "sent": 60 * mib, "seconds": 1.0},
+                    {"bytes": 80 * mib, "seconds": 0},  # no time: skipped
+                ]
+            },
+        }
+    )
+    parsed = parse_probe(write(tmp_path, doc), ["network"])
+    assert parsed.metrics["probe.network.rtt_ms"] == 2.5  # median of 2 and 3 ms
+    assert parsed.metrics["probe.network.send_mb_per_s"] == 75.0
+    assert parsed.samples["probe.network.rtt_ms"] == [2.0, 3.0]
+    assert "probe network: the peer 10.0.0.5:4000 did not answer in time" in parsed.data_quality
+    assert "probe.network.rtt_ms: 2 malformed repetitions skipped" in parsed.data_quality
+    assert "probe.network.send_mb_per_s: 1 malformed repetitions skipped" in parsed.data_quality
+
+
+def test_a_device_peer_that_could_not_listen_says_so(tmp_path: Path) -> None:
+    doc = probe_doc(cpu={"single": {"reps": []}, "all": {"reps": []}})
+    doc["serving"] = {"port": 45210, "error": "cannot listen on port 45210: Address in use"}
+    parsed = parse_probe(write(tmp_path, doc), ["cpu"])
+    assert "probe network peer: cannot listen on port 45210: Address in use" in parsed.data_quality

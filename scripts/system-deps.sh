@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the Debian packages the test suite needs, when running as root and missing:
 # sshd and unshare for the test fleet (tests/fleet), iotop for the iotop profiler,
-# chromium for the report's browser test (tests/integration/test_report_chromium.py).
+# chromium for the report's browser test (tests/integration/test_report_chromium.py),
+# strace and prometheus-node-exporter for those profilers' tests.
 # Without root the tests that need them are skipped with that reason.
 set -euo pipefail
 needed=()
@@ -12,6 +13,10 @@ command -v ssh-keygen >/dev/null 2>&1 || needed+=(openssh-client)
 command -v pgrep >/dev/null 2>&1 || needed+=(procps)
 command -v iotop >/dev/null 2>&1 || [ -x /usr/sbin/iotop ] || needed+=(iotop)
 command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || needed+=(chromium)
+# strace for the strace profiler; node_exporter (not started: the tests run it themselves)
+# for the Prometheus scraper's test against a real exporter.
+command -v strace >/dev/null 2>&1 || needed+=(strace)
+[ -x /usr/bin/prometheus-node-exporter ] || needed+=(prometheus-node-exporter)
 # The shell-completion tests drive real zsh and fish.
 command -v zsh >/dev/null 2>&1 || needed+=(zsh)
 command -v fish >/dev/null 2>&1 || needed+=(fish)

@@ -37,7 +37,7 @@ def sweep_tables(report: Mapping[str, Any]) -> list[str]:
         return []
     out = [f"## Sweep over {md_text(view['variable'])}", ""]
     for part in view["kpis"]:
-        header = ["group", *(f"{view['variable']}={v}" for v in view["values"]), "best"]
+        header = ["group", *(f"{view['variable']}={v}" for v in view["steps"]), "best"]
         rows = [
             [
                 md_text(row["group"]),
@@ -46,7 +46,7 @@ def sweep_tables(report: Mapping[str, Any]) -> list[str]:
             ]
             for row in part["rows"]
         ]
-        right = set(range(1, len(view["values"]) + 1))
+        right = set(range(1, len(view["steps"]) + 1))
         out += [
             f"### {md_text(part['kpi'])}",
             "",

@@ -19,7 +19,7 @@ def _text(value: Any) -> str:
 
 
 def sweep_view(report: Mapping[str, Any]) -> dict[str, Any] | None:
-    """variable, values, and per KPI its chart and rows; None without a sweep."""
+    """variable, steps (the values), and per KPI its chart and rows; None without a sweep."""
     sweep = report.get("sweep")
     if not isinstance(sweep, Mapping):
         return None
@@ -40,7 +40,8 @@ def sweep_view(report: Mapping[str, Any]) -> dict[str, Any] | None:
     parts = []
     for kpi, rows in list(kpis.items())[:MAX_KPIS]:
         parts.append({"kpi": kpi, "rows": rows, "chart": _chart(kpi, values, rows)})
-    return {"variable": _text(sweep.get("variable")), "values": values, "kpis": parts}
+    # "steps", not "values": Jinja would read a dict's "values" as its method.
+    return {"variable": _text(sweep.get("variable")), "steps": values, "kpis": parts}
 
 
 def _cell(cell: Any) -> dict[str, float | None] | None:

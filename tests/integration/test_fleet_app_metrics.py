@@ -26,8 +26,8 @@ pytestmark = [pytest.mark.integration, requires_fleet]
 STARVED = "edge-a-3"
 CPU = 0.5
 
-# Each round: a fixed piece of CPU work (its time: chunk_ms, lower is better), 200
-# getppid() calls, and every 0.2 s a file opened and kept (5 a second: a descriptor leak
+# Each round: a fixed piece of CPU work (its time: chunk_ms, lower is better; about 7 ms
+# of a core, so a CPU quota of 15 ms a period stretches it), 100 getppid() calls, and every 0.2 s a file opened and kept (5 a second: a descriptor leak
 # of 300 a minute). It writes its rates through the protocol each second.
 APP = """\
 import json, os, time
@@ -41,12 +41,12 @@ period_start, calls = time.time(), 0
 while True:
     began = time.perf_counter()
     total = 0
-    for i in range(20000):
+    for i in range(100000):
         total += i * i
     put("chunk_ms", (time.perf_counter() - began) * 1000.0, "ms")
-    for _ in range(200):
+    for _ in range(100):
         os.getppid()
-    calls += 200
+    calls += 100
     now = time.time()
     while now >= next_open:
         kept.append(open("/etc/hostname"))
@@ -83,7 +83,7 @@ def test_workload_metrics_strace_and_descriptors_in_one_campaign_and_a_sweep(
         "name: app-metrics\nduration: 8s\nstart: {lead: 4s}\n"
         f"target:\n  launch:\n    command: ['{PYTHON}', '{app}']\n"
         "    metrics: {chunk_ms: lower, getppid_per_s: higher}\n"
-        "profilers:\n  strace: {}\n  open-files: {interval: 0.5s}\n  memory: {}\n"
+        "profilers:\n  strace: {}\n  open-files: {interval: 0.5s}\n  system: {interval: 0.5s}\n"
     )
     result = fleetprof("run", str(campaign), "-i", str(fleet.inventory))
     assert result.returncode == 0, result.stdout + result.stderr
@@ -107,6 +107,9 @@ def test_workload_metrics_strace_and_descriptors_in_one_campaign_and_a_sweep(
         # A file kept every 0.2 s: 300 a minute, flagged as a descriptor leak.
         assert m["fds.leak"] == 1.0, context
         assert m["fds.growth_per_min"] == pytest.approx(300.0, rel=0.10), context
+        # The interface counters (the fleet's hosts share the controller's loopback: each
+        # sees the whole fleet's SSH traffic there).
+        assert m["net.lo.rx_bytes_per_s"] > 0 and m["net.lo.tx_packets_per_s"] > 0, context
     # The starved host's work takes longer: an outlier on chunk_ms (lower is better), and
     # nobody is flagged for being faster.
     chunk = [o for o in report["outliers"] if o["metric"] == "workload.chunk_ms"]
@@ -151,6 +154,16 @@ def test_workload_metrics_strace_and_descriptors_in_one_campaign_and_a_sweep(
         assert group["items_per_s"]["best"] == "8"
     page = (result.run_dir("app-sweep") / "report.html").read_text()
     assert 'id="sweep"' in page
+    # The network probe: every host measures its round trip and throughput against the
+    # controller (the peer the session play serves).
+    probe = tmp_path / "net.yml"
+    probe.write_text("name: app-net\nduration: 4s\nstart: {lead: 4s}\ntarget: {probe: [network]}\n")
+    result = fleetprof("run", str(probe), "-i", str(fleet.inventory))
+    assert result.returncode == 0, result.stdout + result.stderr
+    for host in result.report("app-net")["hosts"]:
+        m = host["metrics"]
+        assert host["status"] == "ok", (host["name"], host["reason"], host["data_quality"])
+        assert m["probe.network.send_mb_per_s"] > 1.0 and 0 < m["probe.network.rtt_ms"] < 50
     manifests = [
         json.loads(
             (

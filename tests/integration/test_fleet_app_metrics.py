@@ -27,8 +27,9 @@ STARVED = "edge-a-3"
 CPU = 0.5
 
 # Each round: a fixed piece of CPU work (its time: chunk_ms, lower is better; about 7 ms
-# of a core, so a CPU quota of 15 ms a period stretches it), 100 getppid() calls, and every 0.2 s a file opened and kept (5 a second: a descriptor leak
-# of 300 a minute). It writes its rates through the protocol each second.
+# of a core, so a CPU quota of 15 ms a period stretches it), 100 getppid() calls, and
+# every 0.2 s a file opened and kept (5 a second: a descriptor leak of 300 a minute). It
+# writes its rates through the protocol each second.
 APP = """\
 import json, os, time
 fd = os.open(os.environ["FLEETPROF_METRICS_FILE"], os.O_WRONLY | os.O_APPEND | os.O_CREAT)

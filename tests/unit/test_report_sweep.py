@@ -34,7 +34,7 @@ def test_the_page_has_a_chart_and_a_table_per_kpi() -> None:
     page = render_html(swept_report())
     section = page[page.index('id="sweep"') :]
     assert "over BATCH: 1, 4, 8" in section
-    assert "BATCH=4" in section and "19.600" in section and "[60.100–62.500, n=3]" in section
+    assert "BATCH=4" in section and "19.600" in section and "[60.100\u201362.500, n=3]" in section
     assert "jetson&lt;b&gt;" in section and "jetson<b>" not in section
     assert "<svg" in section[: section.index("</section>")]
 

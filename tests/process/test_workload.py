@@ -115,7 +115,9 @@ def test_runs_for_its_duration_and_reports_stage_times(tmp_path: Path) -> None:
     assert report["elapsed_s"] == pytest.approx(2.0, abs=0.5)
     lines = stdout.splitlines()
     assert lines[0] == f"video_pipeline: pid {process.pid}"
-    assert "fps" in lines[-1]
+    assert lines[-2].endswith(" fps") and lines[-1].startswith("video_pipeline: stage shares ")
+    shares = json.loads(lines[-1].split("stage shares ", 1)[1])
+    assert shares == report["stage_share"]
     results = (tmp_path / "out" / "results.jsonl").read_text().splitlines()
     assert results, "no results were written"
     assert all("frames" in json.loads(line) for line in results)
@@ -198,3 +200,24 @@ def test_py_spy_self_time_matches_the_workloads_own_stage_shares(tmp_path: Path)
     measured = json.loads(fps_file.read_text())["stage_share"]
     problems = disagreements(samples, measured)
     assert not problems, f"{problems}; all samples by leaf function: {dict(samples)}"
+
+
+def test_it_writes_its_own_metrics_where_fleetprof_names_a_file(tmp_path: Path) -> None:
+    """FLEETPROF_METRICS_FILE set (as the runner sets it): a rate each second and each
+    frame's time, as JSON lines; the frames it timed are the frames it counted."""
+    metrics = tmp_path / "workload.jsonl"
+    process = subprocess.run(
+        [sys.executable, str(WORKLOAD), "--duration", "2.5", "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "FLEETPROF_METRICS_FILE": str(metrics)},
+        timeout=60,
+    )
+    assert process.returncode == 0, process.stderr
+    lines = [json.loads(line) for line in metrics.read_text().splitlines()]
+    frames = int(process.stdout.split(" frames in ")[0].rsplit(" ", 1)[1])
+    assert sum(1 for line in lines if line["name"] == "frame_ms") == frames
+    fps = [line for line in lines if line["name"] == "fps"]
+    assert len(fps) == 2 and all(line["unit"] == "frames/s" and line["value"] > 0 for line in fps)
+    assert {line["name"] for line in lines} == {"fps", "frame_ms"}

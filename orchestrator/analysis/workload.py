@@ -61,3 +61,27 @@ def base_name(metric: str) -> str | None:
     rest = metric[len(PREFIX) :]
     head, _, tail = rest.rpartition(".")
     return head if head and tail in STATS else rest
+
+
+def repetitions(points: Points, count: int) -> list[float]:
+    """The window's values as ``count`` consecutive repetitions, each the mean of its
+    share (by the program's times where it gave them all, else by the order it wrote
+    them): the spread the nightly check tests, as a probe's repetitions are. Empty when a
+    share would hold no value."""
+    values = points.values
+    if len(values) < count:
+        return []
+    times = points.times
+    if len(times) == len(values) and all(t is not None for t in times):
+        stamps = [float(t) for t in times if t is not None]
+        start, end = min(stamps), max(stamps)
+        span = (end - start) or 1.0
+        slots = [min(count - 1, int((t - start) / span * count)) for t in stamps]
+    else:
+        slots = [index * count // len(values) for index in range(len(values))]
+    shares: list[list[float]] = [[] for _ in range(count)]
+    for slot, value in zip(slots, values, strict=True):
+        shares[slot].append(value)
+    if any(not share for share in shares):
+        return []
+    return [round(math.fsum(share) / len(share), 6) for share in shares]

@@ -120,6 +120,7 @@ def _parse_host(
     workload = read_workload(session_dir, manifest)
     view.metrics.update(workload.metrics)
     view.series.update(workload.series)
+    view.samples.update(workload.samples)
     if workload.rows:
         view.tables[WORKLOAD_TABLE] = workload.rows
     view.data_quality.extend(workload.data_quality)
@@ -127,6 +128,7 @@ def _parse_host(
     if launch is not None and launch.sweep is not None:
         swept = read_sweep(session_dir, manifest, launch.sweep.variable)
         view.metrics.update(swept.metrics)
+        view.samples.update(swept.samples)
         view.tables[SWEEP_TABLE] = swept.rows
         view.data_quality.extend(swept.data_quality)
     probe_data = None

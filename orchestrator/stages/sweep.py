@@ -32,6 +32,7 @@ _VALUE = re.compile(SWEEP_VALUE_PATTERN)
 @dataclass
 class SweepResult:
     metrics: dict[str, float] = field(default_factory=dict)
+    samples: dict[str, list[float]] = field(default_factory=dict)
     rows: list[dict[str, Any]] = field(default_factory=list)
     data_quality: list[str] = field(default_factory=list)
 
@@ -74,6 +75,7 @@ def read_sweep(session_dir: Path, manifest: dict[str, Any], variable: str) -> Sw
             suffix=f"[{value}]",
         )
         result.metrics.update(workload.metrics)
+        result.samples.update(workload.samples)
         result.data_quality.extend(f"{where}: {note}" for note in workload.data_quality)
         # Each name's mean over the run: what the sweep's charts and tables show.
         row["kpis"] = {r["name"]: r["mean"] for r in workload.rows}

@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from fleetprof_device.contract import (
+    PROBE_REPS,
     WORKLOAD_MAX_NAMES,
     WORKLOAD_METRICS_ENV,
     WORKLOAD_METRICS_FILE,
     WORKLOAD_METRICS_MAX_BYTES,
     WORKLOAD_NAME_MAX_CHARS,
 )
-from orchestrator.analysis.workload import STATS, Points, summarize
+from orchestrator.analysis.workload import STATS, Points, repetitions, summarize
 from orchestrator.profilers.system import pick_evenly
 from orchestrator.values import number, workload_name_problem
 
@@ -36,6 +37,8 @@ class WorkloadResult:
     rows: list[dict[str, Any]] = field(default_factory=list)
     series: dict[str, list[float | None]] = field(default_factory=dict)
     data_quality: list[str] = field(default_factory=list)
+    # workload.<name> -> its repetitions over the window (the nightly check's samples)
+    samples: dict[str, list[float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -140,6 +143,9 @@ def read_workload(
         stats = summarize(name, points)
         result.metrics.update({k + suffix: v for k, v in stats.items()})
         key = f"workload.{name}"
+        reps = repetitions(points, PROBE_REPS)
+        if reps:
+            result.samples[key + suffix] = reps
         result.rows.append(
             {
                 "name": name,

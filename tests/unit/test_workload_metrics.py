@@ -19,7 +19,7 @@ from orchestrator.analysis.directions import (
     is_bad_side,
     rule_for,
 )
-from orchestrator.analysis.workload import Points, base_name, quantile, summarize
+from orchestrator.analysis.workload import Points, base_name, quantile, repetitions, summarize
 from orchestrator.stages.workload import read_workload
 from orchestrator.values import workload_name_problem
 
@@ -132,3 +132,12 @@ def test_a_sweep_run_s_metric_has_its_name_s_direction() -> None:
         assert rule_for("workload.items_per_s.p95[8]").direction == HIGHER
         assert rule_for("workload.items_per_s.count[8]").direction == SKIP
     assert rule_for("workload.fps[0.5]").direction == HIGHER
+
+
+def test_a_window_s_values_become_five_repetitions_for_the_check(tmp_path: Path) -> None:
+    lines = [{"name": "fps", "value": float(v), "t": 100.0 + v} for v in range(10)]
+    result = read_workload(write(tmp_path, *lines), {"t0_device": 100.0})
+    assert result.samples == {"workload.fps": [0.5, 2.5, 4.5, 6.5, 8.5]}
+    untimed = Points(values=[1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    assert repetitions(untimed, 3) == [1.5, 3.5, 5.5]
+    assert repetitions(Points(values=[1.0, 2.0]), 5) == []

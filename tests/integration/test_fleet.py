@@ -115,4 +115,5 @@ def test_a_throttled_model_shows_a_lower_frame_rate_in_launch_mode(
     slow_fps = [
         h["metrics"]["workload.fps"] for h in report["hosts"] if h["hw_model"] == "slow-board"
     ]
-    assert statistics.median(slow_fps) == slow["median"]
+    # The group's median is rounded to 4 decimals (report.md), the hosts' values to 6.
+    assert statistics.median(slow_fps) == pytest.approx(slow["median"], abs=1e-4)

@@ -81,7 +81,7 @@ def test_workload_metrics_strace_and_descriptors_in_one_campaign_and_a_sweep(
     app = deploy(fleet, APP, "app.py")
     campaign = tmp_path / "app.yml"
     campaign.write_text(
-        "name: app-metrics\nduration: 8s\nstart: {lead: 4s}\n"
+        "name: app-metrics\nduration: 6s\nstart: {lead: 4s}\n"
         f"target:\n  launch:\n    command: ['{PYTHON}', '{app}']\n"
         "    metrics: {chunk_ms: lower, getppid_per_s: higher}\n"
         "profilers:\n  strace: {}\n  open-files: {interval: 0.5s}\n  system: {interval: 0.5s}\n"
@@ -97,7 +97,7 @@ def test_workload_metrics_strace_and_descriptors_in_one_campaign_and_a_sweep(
         assert host["status"] == "ok", context
         assert {host["profilers"][p]["status"] for p in ("strace", "open-files")} == {"ok"}
         # The workload's own numbers came back, with their units and their series.
-        assert m["workload.chunk_ms.count"] > 5 and m["workload.getppid_per_s.count"] >= 5
+        assert m["workload.chunk_ms.count"] > 5 and m["workload.getppid_per_s.count"] >= 4
         units = {r["name"]: r["unit"] for r in host["tables"]["workload.metrics"]}
         assert units == {"chunk_ms": "ms", "getppid_per_s": "calls/s"}
         assert host["series"]["workload.t"] and host["series"]["workload.chunk_ms"]
@@ -158,7 +158,7 @@ def test_workload_metrics_strace_and_descriptors_in_one_campaign_and_a_sweep(
     # The network probe: every host measures its round trip and throughput against the
     # controller (the peer the session play serves).
     probe = tmp_path / "net.yml"
-    probe.write_text("name: app-net\nduration: 4s\nstart: {lead: 4s}\ntarget: {probe: [network]}\n")
+    probe.write_text("name: app-net\nduration: 3s\nstart: {lead: 4s}\ntarget: {probe: [network]}\n")
     result = fleetprof("run", str(probe), "-i", str(fleet.inventory))
     assert result.returncode == 0, result.stdout + result.stderr
     for host in result.report("app-net")["hosts"]:

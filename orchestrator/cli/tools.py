@@ -15,7 +15,7 @@ from rich.table import Table
 
 from orchestrator import toolcache
 from orchestrator.cli.live import fail, make_console
-from orchestrator.cli.options import JSON_NOT_TABLE, JSON_NOT_TABLES, json_option
+from orchestrator.cli.options import JSON_NOT_TABLE, JSON_NOT_TABLES, campaign_or_exit, json_option
 from orchestrator.report.terminal import render_inspection
 from orchestrator.stages.inspect import InspectError, inspect_file
 
@@ -82,11 +82,18 @@ def tools_fetch(arches: tuple[str, ...], as_json: bool) -> None:
 @click.command(name="inspect")
 @click.argument("profiler")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--campaign",
+    "campaign_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Parse with this campaign's settings (the run's campaign.yml), not the defaults.",
+)
 @json_option(JSON_NOT_TABLES)
-def inspect_command(profiler: str, file: Path, as_json: bool) -> None:
+def inspect_command(profiler: str, file: Path, campaign_file: Path | None, as_json: bool) -> None:
     """Parse one raw artifact of PROFILER (e.g. py-spy.folded) and print what it holds."""
+    campaign = None if campaign_file is None else campaign_or_exit(campaign_file)
     try:
-        data = inspect_file(profiler, file)
+        data = inspect_file(profiler, file, campaign)
     except InspectError as err:
         fail(str(err))
     if as_json:

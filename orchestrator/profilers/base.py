@@ -13,6 +13,9 @@ A profiler is one module under ``orchestrator/profilers/`` with:
   (cProfile changes the command), so what else lives in that program (tracemalloc's
   startup hook) runs beside it;
 - ``OUTPUT``: the raw file, in the session directory, that its parser reads;
+  ``INSPECT_SETTINGS`` (optional): stand-ins for the campaign settings that have no
+  default and that its parse does not read, so that ``fleetprof inspect`` can parse a file
+  without the run's campaign;
 - ``plan(campaign, facts, tool) -> ProfilerPlan``: the exact argv for the device runner,
   or ``status="skipped"`` with the reason, decided before anything runs;
 - ``tool_push(facts, tool) -> dict | None``: what provision copies for it;

@@ -31,6 +31,9 @@ LAUNCHER = True  # it changes the command the runner starts
 LAUNCH_ONLY = True  # it cannot attach
 IN_TARGET = True
 OUTPUT = "line_profiler.json"
+# `fleetprof inspect` without a campaign: a stand-in for `functions` (required, no default),
+# which parse() never reads (the JSON names the functions that ran).
+INSPECT_SETTINGS = {"functions": ["inspect"]}
 STATS = "line_profiler.lprof"  # kernprof's pickle: never read by the controller
 MAX_BYTES = 64 * 1024 * 1024
 JSON_MAX_BYTES = 4 * 1024 * 1024

@@ -155,6 +155,14 @@ def stderr_counts(text: str) -> dict[str, int]:
     return counts
 
 
+def _last_error(said: str) -> str:
+    """tcpdump's own last complaint on stderr ("tcpdump: can't parse filter expression:
+    syntax error", "tcpdump: eth9: No such device exists"), or ""."""
+    lines = [line for line in said.splitlines() if line.startswith("tcpdump: ")]
+    lines = [line for line in lines if not line.startswith("tcpdump: listening on ")]
+    return visible(lines[-1])[:300] if lines else ""
+
+
 def _count(value: Any) -> int | None:
     ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**15
     return value if ok else None
@@ -248,6 +256,8 @@ def parse(session_dir: Path, entry: dict[str, Any], campaign: Campaign) -> Profi
         document, problem = None, f"the capture summary could not be read: {error}"
     if document is None:
         result.data_quality.append(problem or "the capture summary is unusable")
+        if isinstance(said, str) and _last_error(said):
+            result.data_quality.append("tcpdump said: " + _last_error(said))
         return result
     packets, size = _count(document.get("packets")), _count(document.get("bytes"))
     if packets is None or size is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import socket
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -105,3 +106,35 @@ def test_tcpdump_counts_every_datagram_sent_on_loopback(tmp_path: Path) -> None:
     assert result.metrics["tcpdump.packets"] == DATAGRAMS
     assert result.metrics["tcpdump.dropped"] == 0.0
     assert result.data_quality == []
+
+
+def test_a_filter_tcpdump_cannot_compile_is_partial_with_its_line(tmp_path: Path) -> None:
+    binary = shutil.which("tcpdump")
+    if binary is None:
+        pytest.skip("tcpdump is not installed (scripts/system-deps.sh installs it as root)")
+    chosen = campaign(profilers={"tcpdump": {"interface": "lo", "filter": "port port"}})
+    planned = tcpdump.plan(chosen, host_facts(tools={"tcpdump": binary}, is_root=True), None)
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        plan = make_plan(
+            tmp_path, {"mode": "attach", "pid": sleeper.pid}, [dataclasses.asdict(planned)]
+        )
+        run = run_module(tmp_path, plan, timeout=60)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+    entry = run.manifest["profilers"]["tcpdump"]
+    # tcpdump exits 1 at once: no pcap; the summary step says it could not read one.
+    assert entry["status"] == "partial" and "exit code 1" in entry["reason"]
+    assert "output 'tcpdump.pcap' was not written" in entry["reason"]
+    assert "can't parse filter expression" in entry["stderr_tail"]
+    session = tmp_path / "session"
+    with tarfile.open(run.result["archive"]) as tar:
+        tar.extractall(session, filter="data")
+    result = tcpdump.parse(session, entry, chosen)
+    assert result.metrics == {} and not (session / tcpdump.PCAP).exists()
+    assert result.data_quality[0].startswith("the device could not read the capture: ")
+    assert result.data_quality[1:] == [
+        "tcpdump said: tcpdump: can't parse filter expression: syntax error"
+    ]

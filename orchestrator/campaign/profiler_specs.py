@@ -243,59 +243,6 @@ class StraceSpec(Spec):
     time: Literal["wall", "system"] = "wall"
 
 
-# tcpdump (profilers.tcpdump): an interface name as the kernel spells it (IFNAMSIZ: 15
-# characters), and a capture filter (BPF) of a conservative alphabet: the filter is one argv
-# element after `--` (never a shell string), and quotes, backslashes, `$`, `;` or newlines
-# have no place in a filter fleetprof passes on.
-TCPDUMP_INTERFACE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,14}")
-TCPDUMP_FILTER_RE = re.compile(r"[A-Za-z0-9 ._:/()!<>=&|\[\]+*-]{1,256}")
-TCPDUMP_MAX_PACKETS = 1_000_000
-TCPDUMP_MAX_MB = 200
-TCPDUMP_MIN_SNAPLEN = 64
-TCPDUMP_MAX_SNAPLEN = 65535
-
-
-def _check_interface(value: object) -> str:
-    expected = "a network interface name (letters, digits, '_', '.', ':', '-'; up to 15) or any"
-    if not isinstance(value, str) or not TCPDUMP_INTERFACE_RE.fullmatch(value):
-        raise invalid(f"expected {expected}, got {describe(value)}")
-    return value
-
-
-def _check_filter(value: object) -> str:
-    expected = (
-        "a capture filter (tcpdump's BPF expression, like `udp port 53 or tcp port 443`) "
-        "of 1 to 256 letters, digits, spaces and . _ : / ( ) ! < > = & | [ ] + * -"
-    )
-    if not isinstance(value, str) or not TCPDUMP_FILTER_RE.fullmatch(value) or not value.strip():
-        raise invalid(f"expected {expected}, got {describe(value)}")
-    return " ".join(value.split())
-
-
-class TcpdumpSpec(Spec):
-    """tcpdump on one interface over the window: a bounded pcap and its top talkers."""
-
-    interface: Annotated[str, PlainValidator(_check_interface)] = "any"
-    filter: Annotated[str, PlainValidator(_check_filter)] | None = None
-    max_packets: Annotated[
-        int, int_check(1, TCPDUMP_MAX_PACKETS, f"an integer from 1 to {TCPDUMP_MAX_PACKETS}")
-    ] = 10000
-    max_mb: Annotated[
-        int, int_check(1, TCPDUMP_MAX_MB, f"an integer from 1 to {TCPDUMP_MAX_MB}")
-    ] = 20
-    # Bytes kept of each packet: 96 holds the link, IP and TCP/UDP headers, not payloads.
-    snaplen: Annotated[
-        int,
-        int_check(
-            TCPDUMP_MIN_SNAPLEN,
-            TCPDUMP_MAX_SNAPLEN,
-            f"an integer from {TCPDUMP_MIN_SNAPLEN} to {TCPDUMP_MAX_SNAPLEN}",
-        ),
-    ] = 96
-    # Conversations and addresses kept per host, the most bytes first.
-    top: Annotated[int, int_check(1, PCAP_MAX_TOP, f"an integer from 1 to {PCAP_MAX_TOP}")] = 20
-
-
 def _check_endpoints(value: object) -> list[str]:
     what = f"a list of 1 to {PROM_MAX_ENDPOINTS} URLs such as http://127.0.0.1:9100/metrics"
     if not isinstance(value, list) or not 1 <= len(value) <= PROM_MAX_ENDPOINTS:
@@ -363,6 +310,55 @@ class PrometheusSpec(_SamplerSpec):
     max_response_kb: Annotated[int, _one_to(PROM_MAX_RESPONSE_KB)] = 4096
     max_metrics: Annotated[int, _one_to(PROM_MAX_METRICS)] = 100
     max_series: Annotated[int, _one_to(PROM_MAX_SERIES)] = 100
+
+
+# tcpdump (profilers.tcpdump): an interface name as the kernel spells it (IFNAMSIZ: 15
+# characters), and a capture filter (BPF) of a conservative alphabet: the filter is one argv
+# element after `--` (never a shell string), and quotes, backslashes, `$`, `;` or newlines
+# have no place in a filter fleetprof passes on.
+TCPDUMP_INTERFACE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,14}")
+TCPDUMP_FILTER_RE = re.compile(r"[A-Za-z0-9 ._:/()!<>=&|\[\]+*-]{1,256}")
+TCPDUMP_MAX_PACKETS = 1_000_000
+TCPDUMP_MAX_MB = 200
+TCPDUMP_MIN_SNAPLEN = 64
+TCPDUMP_MAX_SNAPLEN = 65535
+
+
+def _check_interface(value: object) -> str:
+    expected = "a network interface name (letters, digits, '_', '.', ':', '-'; up to 15) or any"
+    if not isinstance(value, str) or not TCPDUMP_INTERFACE_RE.fullmatch(value):
+        raise invalid(f"expected {expected}, got {describe(value)}")
+    return value
+
+
+def _check_filter(value: object) -> str:
+    expected = (
+        "a capture filter (tcpdump's BPF expression, like `udp port 53 or tcp port 443`) "
+        "of 1 to 256 letters, digits, spaces and . _ : / ( ) ! < > = & | [ ] + * -"
+    )
+    if not isinstance(value, str) or not TCPDUMP_FILTER_RE.fullmatch(value) or not value.strip():
+        raise invalid(f"expected {expected}, got {describe(value)}")
+    return " ".join(value.split())
+
+
+class TcpdumpSpec(Spec):
+    """tcpdump on one interface over the window: a bounded pcap and its top talkers."""
+
+    interface: Annotated[str, PlainValidator(_check_interface)] = "any"
+    filter: Annotated[str, PlainValidator(_check_filter)] | None = None
+    max_packets: Annotated[int, _one_to(TCPDUMP_MAX_PACKETS)] = 10000
+    max_mb: Annotated[int, _one_to(TCPDUMP_MAX_MB)] = 20
+    # Bytes kept of each packet: 96 holds the link, IP and TCP/UDP headers, not payloads.
+    snaplen: Annotated[
+        int,
+        int_check(
+            TCPDUMP_MIN_SNAPLEN,
+            TCPDUMP_MAX_SNAPLEN,
+            f"an integer from {TCPDUMP_MIN_SNAPLEN} to {TCPDUMP_MAX_SNAPLEN}",
+        ),
+    ] = 96
+    # Conversations and addresses kept per host, the most bytes first.
+    top: Annotated[int, _one_to(PCAP_MAX_TOP)] = 20
 
 
 class ProfilersSpec(Spec):

@@ -159,7 +159,9 @@ def _last_error(said: str) -> str:
     """tcpdump's own last complaint on stderr ("tcpdump: can't parse filter expression:
     syntax error", "tcpdump: eth9: No such device exists"), or ""."""
     lines = [line for line in said.splitlines() if line.startswith("tcpdump: ")]
-    lines = [line for line in lines if not line.startswith("tcpdump: listening on ")]
+    # What it says on every start (`-i any` adds the link type): not a complaint.
+    chatter = ("tcpdump: listening on ", "tcpdump: data link type ")
+    lines = [line for line in lines if not line.startswith(chatter)]
     return visible(lines[-1])[:300] if lines else ""
 
 

@@ -282,6 +282,7 @@ def test_no_capture_no_part() -> None:
 def test_no_capture_quotes_tcpdumps_own_complaint(tmp_path: Path) -> None:
     # What tcpdump 4.99.3 printed for `-i eth9` (no such interface) before exiting 1.
     said = "tcpdump: eth9: No such device exists\n(No such device exists)\n"
+    said = "tcpdump: data link type LINUX_SLL2\n" + said  # what `-i any` says first
     error = {"schema": "fleetprof.pcap/1", "error": "tcpdump.pcap: [Errno 2] No such file"}
     result = tcpdump.parse(session_with(tmp_path, error), {"stderr_tail": said}, campaign())
     assert result.data_quality == [

@@ -176,6 +176,9 @@ STOP_AT_DEADLINE_OPTION = "stop_at_deadline"
 # A post step's argv element the runner replaces with the path that puts this package on
 # sys.path (its zipapp, or the source checkout it runs from): cProfile's converter.
 DEVICE_PACKAGE_ARG = "{device_package}"
+# A post step's argv element the runner replaces with its own interpreter (sys.executable):
+# a converter that needs only the standard library and no program's Python (tcpdump's pcap).
+DEVICE_PYTHON_ARG = "{device_python}"
 
 # Prometheus endpoints on the device (docs/campaigns.md, profilers.prometheus): the builtin
 # PROMETHEUS (fleetprof_device/scrape.py) scrapes each of at most PROM_MAX_ENDPOINTS URLs,

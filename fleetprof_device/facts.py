@@ -109,7 +109,7 @@ TOOL_DIRS = (
     "/usr/local/cuda/nsight-compute-*",
     "/usr/local/cuda/nsight-systems-*/bin",
 )
-FOUND_TOOLS = ("iotop", "nvidia-smi", "tegrastats", "nsys", "ncu", "strace")
+FOUND_TOOLS = ("iotop", "nvidia-smi", "tegrastats", "nsys", "ncu", "strace", "tcpdump")
 
 
 def find_tool(

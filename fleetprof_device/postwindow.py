@@ -9,11 +9,12 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
 from typing import Any, Callable, Dict, List, Optional
 
 from .children import Child
-from .contract import DEVICE_PACKAGE_ARG
+from .contract import DEVICE_PACKAGE_ARG, DEVICE_PYTHON_ARG
 from .dirs import PACKAGE_ROOT
 from .files import file_tail, keep_tail, last_line
 from .procfs import os_error_text
@@ -44,6 +45,14 @@ def post_process(
     after_window(profilers, target, workdir, kill_at, log)
 
 
+def _substitute(arg: str) -> str:
+    if arg == DEVICE_PACKAGE_ARG:
+        return PACKAGE_ROOT
+    if arg == DEVICE_PYTHON_ARG and sys.executable:
+        return sys.executable
+    return arg
+
+
 def run_post(
     prof: ProfilerRun,
     spawn: Callable[..., Child],
@@ -56,12 +65,13 @@ def run_post(
     """Its post_argv, in order, once it has stopped: each a process of its own (cwd
     workdir, output to <name>.post<i>.stdout/.stderr), killed at ``kill_at``. A step in
     options.post_fallback runs only when the step before it failed (another version of
-    the tool, say); it is ``not-needed`` otherwise. Only DEVICE_PACKAGE_ARG is
-    substituted in argv: the path of this device package (its zipapp, or checkout).
+    the tool, say); it is ``not-needed`` otherwise. Only DEVICE_PACKAGE_ARG (the path of
+    this device package: its zipapp, or checkout) and DEVICE_PYTHON_ARG (the runner's own
+    interpreter) are substituted in argv.
     ``blocked`` says why no further step may start (free space below the floor)."""
     fallback = set((prof.spec.get("options") or {}).get("post_fallback") or [])
     for index, argv in enumerate(prof.spec.get("post_argv") or []):
-        argv = [PACKAGE_ROOT if arg == DEVICE_PACKAGE_ARG else arg for arg in argv]
+        argv = [_substitute(arg) for arg in argv]
         step: Dict[str, Any] = {
             "argv": list(argv),
             "status": "not-needed",

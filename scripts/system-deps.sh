@@ -2,7 +2,7 @@
 # Install the Debian packages the test suite needs, when running as root and missing:
 # sshd and unshare for the test fleet (tests/fleet), iotop for the iotop profiler,
 # chromium for the report's browser test (tests/integration/test_report_chromium.py),
-# strace and prometheus-node-exporter for those profilers' tests.
+# strace, tcpdump and prometheus-node-exporter for those profilers' tests.
 # Without root the tests that need them are skipped with that reason.
 set -euo pipefail
 needed=()
@@ -16,6 +16,8 @@ command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || needed+=(chro
 # strace for the strace profiler; node_exporter (not started: the tests run it themselves)
 # for the Prometheus scraper's test against a real exporter.
 command -v strace >/dev/null 2>&1 || needed+=(strace)
+# tcpdump for the packet capture's test (it captures loopback as root).
+command -v tcpdump >/dev/null 2>&1 || [ -x /usr/bin/tcpdump ] || needed+=(tcpdump)
 [ -x /usr/bin/prometheus-node-exporter ] || needed+=(prometheus-node-exporter)
 # The shell-completion tests drive real zsh and fish.
 command -v zsh >/dev/null 2>&1 || needed+=(zsh)

@@ -109,6 +109,13 @@ RULES: tuple[Rule, ...] = (
     Rule("strace.*calls_per_s", BOTH, floor=100.0),
     Rule("strace.*usecs_per_call", BOTH, floor=5.0),
     Rule("strace.time_s", BOTH, floor=0.1),
+    # tcpdump: how long it ran and what it found are the capture's shape; packets the
+    # kernel dropped are worth a look where a host drops more than its peers.
+    Rule("tcpdump.captured_s", SKIP),
+    Rule("tcpdump.talkers", SKIP),
+    Rule("tcpdump.hosts", SKIP),
+    Rule("tcpdump.dropped", LOWER, floor=10.0),
+    Rule("tcpdump.packets_per_s", BOTH, floor=100.0),
     # open-files: descriptors that keep growing; a handful more or less than the peers is
     # one more log or connection.
     Rule("fds.growth_per_min", LOWER, floor=10.0),

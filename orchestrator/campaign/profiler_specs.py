@@ -26,6 +26,7 @@ from fleetprof_device.contract import (
     TRACEMALLOC_MAX_FRAMES,
     TRACEMALLOC_MAX_TOP,
 )
+from fleetprof_device.pcap_summary import MAX_TOP as PCAP_MAX_TOP
 from fleetprof_device.scrape import url_problem
 from orchestrator.campaign.validators import (
     DEFAULT_INTERVAL_S,
@@ -311,6 +312,55 @@ class PrometheusSpec(_SamplerSpec):
     max_series: Annotated[int, _one_to(PROM_MAX_SERIES)] = 100
 
 
+# tcpdump (profilers.tcpdump): an interface name as the kernel spells it (IFNAMSIZ: 15
+# characters), and a capture filter (BPF) of a conservative alphabet: the filter is one argv
+# element after `--` (never a shell string), and quotes, backslashes, `$`, `;` or newlines
+# have no place in a filter fleetprof passes on.
+TCPDUMP_INTERFACE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,14}")
+TCPDUMP_FILTER_RE = re.compile(r"[A-Za-z0-9 ._:/()!<>=&|\[\]+*-]{1,256}")
+TCPDUMP_MAX_PACKETS = 1_000_000
+TCPDUMP_MAX_MB = 200
+TCPDUMP_MIN_SNAPLEN = 64
+TCPDUMP_MAX_SNAPLEN = 65535
+
+
+def _check_interface(value: object) -> str:
+    expected = "a network interface name (letters, digits, '_', '.', ':', '-'; up to 15) or any"
+    if not isinstance(value, str) or not TCPDUMP_INTERFACE_RE.fullmatch(value):
+        raise invalid(f"expected {expected}, got {describe(value)}")
+    return value
+
+
+def _check_filter(value: object) -> str:
+    expected = (
+        "a capture filter (tcpdump's BPF expression, like `udp port 53 or tcp port 443`) "
+        "of 1 to 256 letters, digits, spaces and . _ : / ( ) ! < > = & | [ ] + * -"
+    )
+    if not isinstance(value, str) or not TCPDUMP_FILTER_RE.fullmatch(value) or not value.strip():
+        raise invalid(f"expected {expected}, got {describe(value)}")
+    return " ".join(value.split())
+
+
+class TcpdumpSpec(Spec):
+    """tcpdump on one interface over the window: a bounded pcap and its top talkers."""
+
+    interface: Annotated[str, PlainValidator(_check_interface)] = "any"
+    filter: Annotated[str, PlainValidator(_check_filter)] | None = None
+    max_packets: Annotated[int, _one_to(TCPDUMP_MAX_PACKETS)] = 10000
+    max_mb: Annotated[int, _one_to(TCPDUMP_MAX_MB)] = 20
+    # Bytes kept of each packet: 96 holds the link, IP and TCP/UDP headers, not payloads.
+    snaplen: Annotated[
+        int,
+        int_check(
+            TCPDUMP_MIN_SNAPLEN,
+            TCPDUMP_MAX_SNAPLEN,
+            f"an integer from {TCPDUMP_MIN_SNAPLEN} to {TCPDUMP_MAX_SNAPLEN}",
+        ),
+    ] = 96
+    # Conversations and addresses kept per host, the most bytes first.
+    top: Annotated[int, _one_to(PCAP_MAX_TOP)] = 20
+
+
 class ProfilersSpec(Spec):
     """Which profilers run and how; a profiler that is absent (None) does not run."""
 
@@ -337,6 +387,7 @@ class ProfilersSpec(Spec):
     )
     strace: StraceSpec | None = None
     prometheus: PrometheusSpec | None = None
+    tcpdump: TcpdumpSpec | None = None
 
     @model_serializer(mode="wrap")
     def _only_enabled(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from orchestrator.profilers import (
     pyspy,
     strace,
     system,
+    tcpdump,
     tegrastats,
     tracemalloc,
 )
@@ -45,6 +46,7 @@ REGISTRY: dict[str, Profiler] = {
         open_files,
         strace,
         prometheus,
+        tcpdump,
     )
 }
 

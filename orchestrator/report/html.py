@@ -50,6 +50,7 @@ from orchestrator.report.nvtx import nvtx_views
 from orchestrator.report.scraped import scrape_views
 from orchestrator.report.sweep import sweep_view
 from orchestrator.report.syscalls import syscall_views
+from orchestrator.report.talkers import talker_views
 from orchestrator.report.workload import workload_units, workload_views
 from orchestrator.values import dicts as _dicts
 from orchestrator.values import mapping as _mapping
@@ -226,6 +227,7 @@ class HostView:
     workload: list[dict[str, Any]] = field(default_factory=list)  # the program's own metrics
     open_files: dict[str, Any] = field(default_factory=dict)  # open-files (descriptors.py)
     prometheus: list[dict[str, Any]] = field(default_factory=list)  # scraped families
+    talkers: dict[str, Any] = field(default_factory=dict)  # tcpdump's top talkers
 
 
 def _hot_line_rows(value: Any) -> list[dict[str, Any]]:
@@ -319,6 +321,7 @@ def _host_view(
         workload=workload_views(_mapping(host.get("tables"))),
         open_files=open_files_view(_mapping(host.get("tables")), metrics),
         prometheus=scrape_views(_mapping(host.get("tables"))),
+        talkers=talker_views(_mapping(host.get("tables")), metrics),
     )
 
 

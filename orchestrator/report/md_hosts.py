@@ -1,6 +1,7 @@
 """summary.md's per-host tables of the profilers that have them (tracemalloc, memray,
-line-profiler, nsys's NVTX ranges, open-files, prometheus) and the workload's own metrics: one table
-each, a row per host (or per host and name), every device string escaped by md_text."""
+line-profiler, nsys's NVTX ranges, open-files, prometheus, tcpdump's top talkers) and the
+workload's own metrics: one table each, a row per host (or per host and name), every device
+string escaped by md_text."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from orchestrator.report.mdtable import table as _table
 from orchestrator.report.nvtx import nvtx_views
 from orchestrator.report.scraped import scrape_markdown
 from orchestrator.report.sweep import sweep_view
+from orchestrator.report.talkers import talker_markdown
 from orchestrator.report.workload import workload_views
 from orchestrator.values import dicts as _dicts
 from orchestrator.values import mapping as _mapping
@@ -25,7 +27,8 @@ from orchestrator.values import mapping as _mapping
 def profiler_tables(hosts: list[Mapping[str, Any]]) -> list[str]:
     """The profilers' per-host tables, those some host has, in a fixed order."""
     out: list[str] = []
-    for part in (_allocations, _memray, _line_profile, _nvtx, _open_files, scrape_markdown):
+    parts = (_allocations, _memray, _line_profile, _nvtx, _open_files, scrape_markdown)
+    for part in (*parts, talker_markdown):
         out += part(hosts)
     return out
 

@@ -306,7 +306,7 @@ BAD_FILES: list[tuple[str, str, str, str]] = [
         "7:3: profilers.perf",
         "unknown profiler (available: py-spy, system, iotop, memory, nvidia-smi, tegrastats, "
         "nsys, ncu, cprofile, tracemalloc, memray, line-profiler, open-files, strace, "
-        "prometheus)",
+        "prometheus, tcpdump)",
     ),
     (
         "rate as a string",
@@ -374,7 +374,7 @@ BAD_FILES: list[tuple[str, str, str, str]] = [
         "6:12: profilers",
         "enable at least one profiler (available: py-spy, system, iotop, memory, nvidia-smi, "
         "tegrastats, nsys, ncu, cprofile, tracemalloc, memray, line-profiler, open-files, "
-        "strace, prometheus)",
+        "strace, prometheus, tcpdump)",
     ),
     (
         "null profilers",

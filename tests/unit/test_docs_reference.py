@@ -96,7 +96,8 @@ METRIC_SOURCES.append(REPO / "orchestrator/stages/parse.py")
 METRIC_SOURCES.append(REPO / "orchestrator/stages/workload.py")
 _METRIC_RE = re.compile(
     r"^(pyspy|system|target|thermal|cpufreq|memory|iotop|gpu|tegra|nsys|ncu|probe|session|"
-    r"workload|overhead|cprofile|tracemalloc|memray|fds|strace|prom|net)\.[A-Za-z0-9_.{}]+$"
+    r"workload|overhead|cprofile|tracemalloc|memray|fds|strace|prom|net|tcpdump)"
+    r"\.[A-Za-z0-9_.{}]+$"
 )
 # Strings in those modules that look like metric names and are not: the raw files, and
 # the nvidia-smi query fields (`memory.used`).
@@ -111,6 +112,7 @@ _FILE_SUFFIXES = (
     ".prof",
     ".bin",
     ".txt",
+    ".pcap",
 )
 SERIES_SOURCES = ("system", "memory", "iotop", "fds")
 

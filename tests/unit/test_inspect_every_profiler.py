@@ -34,6 +34,7 @@ REAL = {
     "open-files": FIXTURES / "open-files" / "open_files.jsonl",
     "strace": FIXTURES / "strace" / "c-f-w.txt",
     "prometheus": FIXTURES / "prometheus" / "prometheus.jsonl",
+    "tcpdump": FIXTURES / "tcpdump" / "lo-mixed.tcpdump.json",
 }
 # The profilers whose parse needs the run's own settings, and the campaign that ran them.
 CAMPAIGN = {"prometheus": FIXTURES / "prometheus" / "campaign.yml"}

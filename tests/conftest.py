@@ -19,12 +19,6 @@ SHARED_MODULES = frozenset(
         "tests/integration/test_bad_input.py",
         "tests/integration/test_plain_output.py",
         "tests/integration/test_report_chromium.py",
-        # Real processes whose assertions are counts and contents, never times: the
-        # workload's metrics (the truth is what the program wrote), the benchmarks at smoke
-        # size (checked to be there, not timed), a tool's --help read before T0.
-        "tests/process/test_workload_metrics.py",
-        "tests/process/test_bench_smoke.py",
-        "tests/process/test_flag_check_run.py",
     }
 )
 EXCLUSIVE_UNIT = "exclusive"
